@@ -1,0 +1,238 @@
+/**
+ * A point in time of a disk: a base plus a path of layers, merged into one map.
+ *
+ * Building the view walks each layer's map once, bottom to top, and records for
+ * every block present in any layer where its bytes are (layer slot, file offset),
+ * that it reads as zeros, or nothing (it comes from the base). A read then costs
+ * one table lookup per block however deep the chain, and the extent reads of one
+ * request are issued concurrently. Memory is that of the blocks present.
+ *
+ * REF records (dedup) are resolved here, once: the hash index of the path tells
+ * which stored copy a reference reads.
+ */
+import { DeltaDiskError } from '../errors.js';
+import { MAX_IO_LENGTH } from '../format/limits.js';
+import { RecordKind } from '../format/record.js';
+import { readInto } from '../io/positional.js';
+import type { BaseImage } from './base-image.js';
+import { BlockTable } from './block-table.js';
+import { HashIndex } from './hash-index.js';
+import type { LayerFile } from './layer-file.js';
+
+/** Tag of a block that reads as zeros. Tags 1 … MAX_DEPTH are layer slots; 0 is the base. */
+export const ZERO_TAG = 0xffff;
+
+/** Where one block of a view comes from. */
+export type BlockSource =
+  | { readonly kind: 'base' }
+  | { readonly kind: 'zero'; readonly depth: number }
+  | { readonly kind: 'data'; readonly depth: number; readonly layer: string; readonly offset: number };
+
+export interface ViewOptions {
+  /** Keep a hash index of every stored block (needed to write with dedup). */
+  readonly indexHashes: boolean;
+}
+
+export class ChainView {
+  readonly virtualSize: number;
+  readonly blockSize: number;
+  readonly base: BaseImage;
+  /** Layers bottom to top; slot i + 1 is layers[i]. */
+  readonly layers: LayerFile[];
+  readonly merged = new BlockTable();
+  readonly hashes: HashIndex | undefined;
+  /** Tag of each merged block's layer at which it was last set (for ZERO: the layer slot too). */
+  readonly #zeroDepth = new BlockTable();
+
+  private constructor(base: BaseImage, layers: LayerFile[], virtualSize: number, blockSize: number, indexHashes: boolean) {
+    this.base = base;
+    this.layers = layers;
+    this.virtualSize = virtualSize;
+    this.blockSize = blockSize;
+    this.hashes = indexHashes ? new HashIndex() : undefined;
+  }
+
+  get blockCount(): number {
+    return Math.ceil(this.virtualSize / this.blockSize);
+  }
+
+  get depth(): number {
+    return this.layers.length;
+  }
+
+  get top(): LayerFile | undefined {
+    return this.layers[this.layers.length - 1];
+  }
+
+  /**
+   * Builds the merged map of `layers` (bottom to top) over `base`.
+   * @throws CHAIN_CORRUPT when a reference cannot be resolved.
+   */
+  static build(base: BaseImage, layers: readonly LayerFile[], virtualSize: number, blockSize: number, options: ViewOptions): ChainView {
+    const view = new ChainView(base, [], virtualSize, blockSize, options.indexHashes);
+    for (const layer of layers) view.pushLayer(layer);
+    return view;
+  }
+
+  /** Adds a layer on top and merges its blocks in. */
+  pushLayer(layer: LayerFile): void {
+    this.layers.push(layer);
+    const slot = this.layers.length;
+    const table = layer.records;
+    const needsIndex = this.hashes !== undefined || layerHasRefs(layer);
+    let index = this.hashes;
+    if (needsIndex && index === undefined) index = this.#transientIndex();
+    if (index !== undefined) {
+      index.setTable(slot, table);
+      for (let row = 0; row < table.count; row++) {
+        const k = table.kind(row);
+        if ((k === RecordKind.DATA || k === RecordKind.BLOB) && table.hasHash(row)) index.add(slot, row, table.hash(row));
+      }
+    }
+    layer.map.forEach((block, kind, row) => {
+      if (kind === RecordKind.DATA) {
+        this.merged.set(block, slot, table.offset(row));
+      } else if (kind === RecordKind.ZERO) {
+        this.merged.set(block, ZERO_TAG, 0);
+        this.#zeroDepth.set(block, slot, 0);
+      } else if (kind === RecordKind.REF) {
+        const hit = index!.find(table.hash(row));
+        if (hit === undefined) {
+          throw new DeltaDiskError('CHAIN_CORRUPT', `${layer.path}: block ${block} refers to content stored nowhere in its chain`, {
+            path: layer.path,
+            block,
+            layer: layer.id,
+          });
+        }
+        this.merged.set(block, hit.slot, this.layers[hit.slot - 1]!.records.offset(hit.row));
+      }
+    });
+  }
+
+  /*
+   * Without a permanent index, references are resolved with one built on demand for
+   * the layers pushed so far (rare: only views over layers written with dedup).
+   */
+  #transient: HashIndex | undefined;
+  #transientIndex(): HashIndex {
+    if (this.#transient === undefined) {
+      const index = new HashIndex();
+      this.layers.slice(0, -1).forEach((layer, i) => {
+        const t = layer.records;
+        index.setTable(i + 1, t);
+        for (let row = 0; row < t.count; row++) {
+          const k = t.kind(row);
+          if ((k === RecordKind.DATA || k === RecordKind.BLOB) && t.hasHash(row)) index.add(i + 1, row, t.hash(row));
+        }
+      });
+      this.#transient = index;
+    }
+    return this.#transient;
+  }
+
+  /** Records that `block` now reads the data at `offset` of the layer in `slot`. */
+  setData(block: number, slot: number, offset: number): void {
+    this.merged.set(block, slot, offset);
+  }
+
+  setZero(block: number, slot: number): void {
+    this.merged.set(block, ZERO_TAG, 0);
+    this.#zeroDepth.set(block, slot, 0);
+  }
+
+  /** True when `block` certainly reads as zeros. */
+  isZero(block: number): boolean {
+    const tag = this.merged.tag(block);
+    if (tag === ZERO_TAG) return true;
+    return tag === 0 && block * this.blockSize >= this.base.size;
+  }
+
+  source(block: number): BlockSource {
+    const tag = this.merged.tag(block);
+    if (tag === 0) return { kind: 'base' };
+    if (tag === ZERO_TAG) return { kind: 'zero', depth: this.layers.length - this.#zeroDepth.tag(block) };
+    const layer = this.layers[tag - 1]!;
+    return { kind: 'data', depth: this.layers.length - tag, layer: layer.id, offset: this.merged.num(block) };
+  }
+
+  assertRange(offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new DeltaDiskError('INVALID_ARGUMENT', `offset ${offset} and length ${length} must be non-negative safe integers`, { offset });
+    }
+    if (offset + length > this.virtualSize) {
+      throw new DeltaDiskError('OUT_OF_RANGE', `range ${offset}+${length} ends past the disk's size ${this.virtualSize}`, { offset });
+    }
+    if (length > MAX_IO_LENGTH) {
+      throw new DeltaDiskError('LIMIT_EXCEEDED', `a single request may cover at most ${MAX_IO_LENGTH} bytes`, { offset });
+    }
+  }
+
+  /** Reads `length` bytes at `offset` (validated by the caller). */
+  async read(offset: number, length: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    await this.readInto(out, offset);
+    return out;
+  }
+
+  /** Fills `out` with the bytes at `offset`. */
+  async readInto(out: Buffer, offset: number): Promise<void> {
+    const length = out.length;
+    if (length === 0) return;
+    const bs = this.blockSize;
+    const end = offset + length;
+    const jobs: Promise<void>[] = [];
+    // The extent being accumulated: source tag, file position, position in `out`, length.
+    let curTag = -1;
+    let curPos = 0;
+    let curOut = 0;
+    let curLen = 0;
+    const emit = (): void => {
+      if (curLen === 0) return;
+      if (curTag === ZERO_TAG) {
+        out.fill(0, curOut, curOut + curLen);
+        return;
+      }
+      const target = out.subarray(curOut, curOut + curLen);
+      if (curTag === 0) {
+        jobs.push(this.base.read(target, curPos));
+      } else {
+        jobs.push(readInto(this.layers[curTag - 1]!.handle, target, curPos));
+      }
+    };
+    let pos = offset;
+    while (pos < end) {
+      const block = Math.floor(pos / bs);
+      const within = pos - block * bs;
+      const len = Math.min(bs - within, end - pos);
+      const tag = this.merged.tag(block);
+      const filePos = tag === 0 ? pos : tag === ZERO_TAG ? 0 : this.merged.num(block) + within;
+      if (tag === curTag && (tag === ZERO_TAG || filePos === curPos + curLen)) {
+        curLen += len;
+      } else {
+        emit();
+        curTag = tag;
+        curPos = filePos;
+        curOut = pos - offset;
+        curLen = len;
+      }
+      pos += len;
+    }
+    emit();
+    if (jobs.length === 1) await jobs[0];
+    else await Promise.all(jobs);
+  }
+
+  /** Reads whole block `block` into `out` (blockSize bytes); zero beyond the virtual size. */
+  async readBlock(block: number, out: Buffer): Promise<void> {
+    const start = block * this.blockSize;
+    const inside = Math.min(this.blockSize, this.virtualSize - start);
+    await this.readInto(out.subarray(0, inside), start);
+    if (inside < this.blockSize) out.fill(0, inside);
+  }
+}
+
+function layerHasRefs(layer: LayerFile): boolean {
+  const t = layer.records;
+  for (let row = 0; row < t.count; row++) if (t.kind(row) === RecordKind.REF) return true;
+  return false;
+}

@@ -1,0 +1,134 @@
+/**
+ * Read-only access to one point in time of a disk: a snapshot opened with
+ * `Disk.openSnapshot`, or the current state.
+ *
+ * A reader of a snapshot holds its own merged map and its own references to the
+ * layer files, so it keeps returning the snapshot's bytes even if the snapshot is
+ * deleted or merged away while it is open (the files stay readable until the last
+ * reference goes).
+ */
+import { DeltaDiskError } from '../errors.js';
+import type { BlockSource, ChainView } from './chain-view.js';
+
+/** A run of consecutive blocks served from the same place (as `qemu-img map`). */
+export interface Extent {
+  readonly start: number;
+  readonly length: number;
+  /** base: the base image (or zeros beyond it); zero: reads as zeros; data: stored in a layer. */
+  readonly kind: 'base' | 'zero' | 'data';
+  /** Layers above the one serving it (0 = the top); undefined for the base. */
+  readonly depth: number | undefined;
+  readonly layer: string | undefined;
+  /** Offset of the data in the layer file, for data extents. */
+  readonly offset: number | undefined;
+}
+
+export class DiskReader {
+  /** Snapshot name, or undefined for the current state. */
+  readonly snapshot: string | undefined;
+  readonly #getView: () => ChainView;
+  readonly #onClose: () => Promise<void>;
+  #closed = false;
+
+  /** @param view the view, or a function returning the view of the moment (the current state). */
+  constructor(view: ChainView | (() => ChainView), snapshot: string | undefined, onClose: () => Promise<void>) {
+    this.#getView = typeof view === 'function' ? view : () => view;
+    this.snapshot = snapshot;
+    this.#onClose = onClose;
+  }
+
+  get #view(): ChainView {
+    return this.#getView();
+  }
+
+  get virtualSize(): number {
+    return this.#view.virtualSize;
+  }
+
+  get blockSize(): number {
+    return this.#view.blockSize;
+  }
+
+  /** @throws NOT_OPEN, INVALID_ARGUMENT, OUT_OF_RANGE, LIMIT_EXCEEDED, IO_ERROR */
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.#assertOpen();
+    this.#view.assertRange(offset, length);
+    return this.#view.read(offset, length);
+  }
+
+  /** Where block `block` is served from. */
+  source(block: number): BlockSource {
+    this.#assertOpen();
+    return this.#view.source(block);
+  }
+
+  /** The disk as extents of blocks served from the same place, in order. */
+  extents(): Extent[] {
+    this.#assertOpen();
+    const view = this.#view;
+    const bs = view.blockSize;
+    const out: Extent[] = [];
+    const n = view.blockCount;
+    const present = view.merged.blocks();
+    let cursor = 0;
+    let cur: { start: number; end: number; src: BlockSource } | undefined;
+    const push = (block: number, src: BlockSource): void => {
+      const start = block * bs;
+      const end = Math.min(view.virtualSize, start + bs);
+      if (cur !== undefined && cur.end === start && sameRun(cur.src, src, bs, start - cur.start)) {
+        cur.end = end;
+        return;
+      }
+      if (cur !== undefined) out.push(toExtent(cur));
+      cur = { start, end, src };
+    };
+    const pushBase = (from: number, to: number): void => {
+      if (from >= to) return;
+      const start = from * bs;
+      const end = Math.min(view.virtualSize, to * bs);
+      const src: BlockSource = { kind: 'base' };
+      if (cur !== undefined && cur.end === start && cur.src.kind === 'base') cur.end = end;
+      else {
+        if (cur !== undefined) out.push(toExtent(cur));
+        cur = { start, end, src };
+      }
+    };
+    for (const block of present) {
+      pushBase(cursor, block);
+      push(block, view.source(block));
+      cursor = block + 1;
+    }
+    pushBase(cursor, n);
+    if (cur !== undefined) out.push(toExtent(cur));
+    return out;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#onClose();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new DeltaDiskError('NOT_OPEN', 'this reader is closed');
+  }
+}
+
+function sameRun(a: BlockSource, b: BlockSource, _bs: number, distance: number): boolean {
+  if (a.kind !== b.kind) return false;
+  if (a.kind === 'zero' && b.kind === 'zero') return a.depth === b.depth;
+  if (a.kind === 'data' && b.kind === 'data') return a.layer === b.layer && a.offset + distance === b.offset;
+  return a.kind === 'base';
+}
+
+function toExtent(c: { start: number; end: number; src: BlockSource }): Extent {
+  const s = c.src;
+  return {
+    start: c.start,
+    length: c.end - c.start,
+    kind: s.kind,
+    depth: s.kind === 'base' ? undefined : s.depth,
+    layer: s.kind === 'data' ? s.layer : undefined,
+    offset: s.kind === 'data' ? s.offset : undefined,
+  };
+}

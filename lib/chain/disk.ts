@@ -1,0 +1,792 @@
+/**
+ * A copy-on-write virtual disk: a read-only base, a tree of delta layers, and
+ * snapshots on it. This is the public face of lib/chain.
+ *
+ * What it promises:
+ *  - Reads cost one map lookup per block at any chain depth; extents of a request
+ *    are read concurrently.
+ *  - A write is durable once `flush()` resolves; before that, after a crash each
+ *    block reads back either wholly old or wholly new. `snapshot`, `revert` and
+ *    `deleteSnapshot` are durable when they resolve.
+ *  - `snapshot` and `revert` are O(1) in the size of the disk: a few small file
+ *    writes and fsyncs.
+ *  - One writer per disk across processes (LOCKED); any number of read-only opens.
+ *  - Bad input is a DeltaDiskError with a documented code, never a crash, hang or
+ *    huge allocation; after a failed write or fsync the disk refuses further changes
+ *    (HANDLE_BROKEN) until reopened, which recovers from what is on disk.
+ * Public methods check state and arguments, then run a private implementation;
+ * every change runs under one mutex.
+ */
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { DeltaDiskError, fromSystemError } from '../errors.js';
+import type { Descriptor, SnapshotEntry } from '../format/descriptor.js';
+import { isValidSnapshotName } from '../format/descriptor.js';
+import {
+  DEFAULT_BLOCK_SIZE,
+  MAX_DEPTH,
+  MAX_DESCRIPTION_LENGTH,
+  MAX_LAYERS,
+  MAX_SNAPSHOTS,
+  MAX_VIRTUAL_SIZE,
+  isValidBlockSize,
+} from '../format/limits.js';
+import { decodeDeltaHeader } from '../format/delta-header.js';
+import { RecordKind } from '../format/record.js';
+import { readUpTo } from '../io/positional.js';
+import { TEMP_INFIX } from '../io/atomic-replace.js';
+import type { FileSystem } from '../io/file-system.js';
+import { Mutex } from '../io/mutex.js';
+import { nodeFileSystem } from '../io/node-file-system.js';
+import { resolveReference } from '../io/path-guard.js';
+import { acquireWriterLock, type WriterLock } from '../io/writer-lock.js';
+import { openRawBase, zeroBase, type BaseImage } from './base-image.js';
+import { ChainView } from './chain-view.js';
+import { createDescriptor, DiskPaths, readDescriptor, readOpState, replaceDescriptor } from './descriptor-file.js';
+import { DiskReader, type Extent } from './disk-reader.js';
+import { LayerFile } from './layer-file.js';
+import { LayerSet } from './layer-set.js';
+import { layersWithPendingParent, planMerge, reconcileHeader, runMerge, type MergeContext, type MergeResult } from './merge.js';
+import { Tree } from './tree.js';
+import { planWrite } from './write-plan.js';
+
+export interface DiskOptions {
+  /** The file system to use; default: the real one. Tests pass in-memory or fault-injecting ones. */
+  readonly fs?: FileSystem;
+  /** Files or directories outside the disk's directory that its descriptor may name (a base image). */
+  readonly allowPaths?: readonly string[];
+  /** Take the cross-process writer lock; default: true on the real file system, false on others. */
+  readonly lock?: boolean;
+}
+
+export interface CreateDiskOptions extends DiskOptions {
+  /** Virtual size in bytes; required without `base`, must equal the base's size with it. */
+  readonly size?: number;
+  /** A raw image to use as the read-only base; it is never modified. */
+  readonly base?: string;
+  /** 4 KiB … 1 MiB, a power of two; default 64 KiB. */
+  readonly blockSize?: number;
+  /** Store blocks identical to ones already stored as references; default true. */
+  readonly dedup?: boolean;
+}
+
+export interface OpenDiskOptions extends DiskOptions {
+  readonly readOnly?: boolean;
+}
+
+export interface SnapshotInfo {
+  readonly id: string;
+  readonly name: string;
+  readonly description: string;
+  /** ISO 8601 time the snapshot was taken. */
+  readonly created: string;
+  /** Id of the snapshot this one was taken after (its parent in the tree), or null. */
+  readonly parent: string | null;
+  /** True for the snapshot the current state was last taken from or reverted to. */
+  readonly current: boolean;
+  readonly layer: string;
+}
+
+export interface LayerInfo {
+  readonly id: string;
+  readonly file: string;
+  readonly parent: string | null;
+  readonly snapshot: string | null;
+  readonly active: boolean;
+  /** On the path of the current state. */
+  readonly current: boolean;
+  readonly fileBytes: number;
+  readonly dataBlocks: number;
+  readonly zeroBlocks: number;
+  readonly refBlocks: number;
+  readonly garbageBytes: number;
+}
+
+export interface DiskInfo {
+  readonly path: string;
+  readonly virtualSize: number;
+  readonly blockSize: number;
+  readonly dedup: boolean;
+  readonly base: { readonly file: string; readonly size: number } | null;
+  /** Layers from the base to the active layer. */
+  readonly depth: number;
+  readonly layerCount: number;
+  readonly snapshotCount: number;
+  readonly layers: readonly LayerInfo[];
+  /** Bytes the delta files take (sum of file sizes). */
+  readonly allocatedBytes: number;
+  /** Bytes of block data stored in the deltas that some block still reads. */
+  readonly storedBytes: number;
+  /** Bytes that deduplicated blocks would have taken. */
+  readonly dedupSavedBytes: number;
+}
+
+export interface RevertOptions {
+  /** First keep the current state as a snapshot with this name. */
+  readonly keepCurrentAs?: string;
+}
+
+export interface ConsolidateResult {
+  readonly merges: readonly MergeResult[];
+  readonly droppedLayers: number;
+}
+
+function invalid(message: string): never {
+  throw new DeltaDiskError('INVALID_ARGUMENT', message);
+}
+
+function assertSize(n: unknown, what: string): asserts n is number {
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) invalid(`${what} must be a non-negative safe integer, got ${String(n)}`);
+}
+
+export class Disk {
+  readonly path: string;
+  readonly readOnly: boolean;
+  readonly #fs: FileSystem;
+  readonly #paths: DiskPaths;
+  readonly #base: BaseImage;
+  readonly #layers: LayerSet;
+  readonly #lock: WriterLock | undefined;
+  readonly #mutex = new Mutex();
+  #d: Descriptor;
+  #tree: Tree;
+  #view!: ChainView;
+  #closed = false;
+  #broken: DeltaDiskError | undefined;
+
+  private constructor(fs: FileSystem, paths: DiskPaths, d: Descriptor, base: BaseImage, layers: LayerSet, readOnly: boolean, lock: WriterLock | undefined) {
+    this.#fs = fs;
+    this.#paths = paths;
+    this.path = paths.descriptor;
+    this.#d = d;
+    this.#tree = new Tree(d);
+    this.#base = base;
+    this.#layers = layers;
+    this.readOnly = readOnly;
+    this.#lock = lock;
+  }
+
+  // ================================================================ create / open
+
+  /**
+   * Creates a disk: a descriptor at `descriptorPath` (conventionally `<name>.chain`)
+   * and its first, empty layer beside it.
+   * @throws INVALID_ARGUMENT, ALREADY_EXISTS, NOT_FOUND (base), UNSAFE_PATH, LOCKED
+   */
+  static async create(descriptorPath: string, options: CreateDiskOptions = {}): Promise<Disk> {
+    const fs = options.fs ?? nodeFileSystem;
+    const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
+    if (!isValidBlockSize(blockSize)) invalid(`block size ${blockSize} must be a power of two from 4 KiB to 1 MiB`);
+    if (options.size !== undefined) assertSize(options.size, 'size');
+    if (options.base === undefined && options.size === undefined) invalid('a disk needs a size or a base image');
+    const paths = new DiskPaths(descriptorPath);
+    if (!(await fs.stat(paths.dir).then((s) => s.isDirectory, () => false))) {
+      throw new DeltaDiskError('NOT_FOUND', `directory ${paths.dir} does not exist`, { path: paths.dir });
+    }
+    if (await fs.lstat(paths.descriptor).then(() => true, () => false)) {
+      throw new DeltaDiskError('ALREADY_EXISTS', `${paths.descriptor} already exists`, { path: paths.descriptor });
+    }
+    const lock = (options.lock ?? fs === nodeFileSystem) ? await acquireWriterLock(paths.descriptor, 'create') : undefined;
+    let base: BaseImage = zeroBase;
+    const created: string[] = [];
+    try {
+      let baseRef: Descriptor['base'] = null;
+      let virtualSize = options.size ?? 0;
+      if (options.base !== undefined) {
+        // The user named the base explicitly: it is trusted wherever it is.
+        const basePath = path.resolve(options.base);
+        const real = await resolveReference(fs, path.dirname(basePath), path.basename(basePath), 'base image', [basePath]);
+        const opened = await openRawBase(fs, real);
+        base = opened.base;
+        if (base.size === 0) invalid(`base image ${options.base} is empty`);
+        if (options.size !== undefined && options.size !== base.size) {
+          invalid(`size ${options.size} differs from the base image's ${base.size} bytes`);
+        }
+        virtualSize = base.size;
+        const rel = path.relative(paths.dir, real);
+        const inside = !rel.startsWith('..') && !path.isAbsolute(rel);
+        baseRef = { file: inside ? rel : real, size: base.size, fingerprint: opened.fingerprint };
+      }
+      if (virtualSize === 0 || virtualSize > MAX_VIRTUAL_SIZE) invalid(`size must be from 1 byte to ${MAX_VIRTUAL_SIZE} bytes`);
+      const diskId = randomUUID();
+      const layerId = randomUUID();
+      const file = paths.layerFile(1);
+      const layer = await LayerFile.create(fs, paths.dir, file, {
+        diskId,
+        layerId,
+        parentId: null,
+        parentFile: null,
+        blockSize,
+        virtualSize,
+      });
+      created.push(path.join(paths.dir, file));
+      const d: Descriptor = {
+        diskId,
+        generation: 1,
+        virtualSize,
+        blockSize,
+        dedup: options.dedup ?? true,
+        base: baseRef,
+        nextLayer: 2,
+        active: layerId,
+        layers: [{ id: layerId, file, parent: null, created: layer.header.created }],
+        snapshots: [],
+      };
+      await createDescriptor(fs, paths.descriptor, d);
+      const layers = new LayerSet(fs, paths, true, d.dedup);
+      layers.add(layer);
+      const disk = new Disk(fs, paths, d, base, layers, false, lock);
+      disk.#rebuildView(await layers.getAll(d, [layerId]));
+      return disk;
+    } catch (err) {
+      for (const p of created) await fs.unlink(p).catch(() => undefined);
+      await base.release();
+      await lock?.release();
+      throw err;
+    }
+  }
+
+  /**
+   * Opens a disk. A writable open takes the writer lock, finishes or refuses an
+   * interrupted operation, truncates torn tails and removes files left over by an
+   * interrupted snapshot, revert or merge.
+   * @throws NOT_FOUND, LOCKED, LOCK_INVALID, CHAIN_CORRUPT, CHECKSUM_MISMATCH,
+   *   UNSUPPORTED_VERSION, LIMIT_EXCEEDED, UNSAFE_PATH, BASE_MODIFIED, STATE_MISMATCH
+   */
+  static async open(descriptorPath: string, options: OpenDiskOptions = {}): Promise<Disk> {
+    const fs = options.fs ?? nodeFileSystem;
+    const readOnly = options.readOnly ?? false;
+    const paths = new DiskPaths(descriptorPath);
+    const lock = !readOnly && (options.lock ?? fs === nodeFileSystem) ? await acquireWriterLock(paths.descriptor, 'open') : undefined;
+    let base: BaseImage = zeroBase;
+    let layers: LayerSet | undefined;
+    try {
+      const d = await readDescriptor(fs, paths.descriptor);
+      if (d.base !== null) {
+        const file = await resolveReference(fs, paths.dir, d.base.file, 'base image', options.allowPaths ?? []);
+        base = (await openRawBase(fs, file, d.base)).base;
+        if (base.size !== d.virtualSize) {
+          throw new DeltaDiskError('CHAIN_CORRUPT', `base image size ${base.size} differs from the disk size ${d.virtualSize}`, { path: file });
+        }
+      }
+      layers = new LayerSet(fs, paths, !readOnly, d.dedup);
+      const op = await readOpState(fs, paths.opState);
+      if (op !== undefined) {
+        if (op.diskId !== d.diskId) {
+          throw new DeltaDiskError('STATE_MISMATCH', `${paths.opState} belongs to another disk`, { path: paths.opState });
+        }
+        for (const id of layersWithPendingParent(d, op)) layers.waiveParentCheck(id);
+      }
+      const disk = new Disk(fs, paths, d, base, layers, readOnly, lock);
+      if (!readOnly) {
+        if (op !== undefined) await runMerge(disk.#mergeContext(), op);
+        await disk.#recover();
+      }
+      disk.#rebuildView(await disk.#pathLayers(disk.#d.active));
+      return disk;
+    } catch (err) {
+      await layers?.closeAll().catch(() => undefined);
+      await base.release();
+      await lock?.release();
+      throw err;
+    }
+  }
+
+  // ================================================================ properties
+
+  get virtualSize(): number {
+    return this.#d.virtualSize;
+  }
+
+  get blockSize(): number {
+    return this.#d.blockSize;
+  }
+
+  get dedup(): boolean {
+    return this.#d.dedup;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The descriptor as committed (a copy is not made: treat as read-only). */
+  get descriptor(): Descriptor {
+    return this.#d;
+  }
+
+  // ================================================================ I/O
+
+  /**
+   * Reads `length` bytes at `offset` of the current state.
+   * @throws NOT_OPEN, INVALID_ARGUMENT, OUT_OF_RANGE, LIMIT_EXCEEDED, IO_ERROR, TRUNCATED
+   */
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.#assertOpen();
+    this.#view.assertRange(offset, length);
+    return this.#view.read(offset, length);
+  }
+
+  /**
+   * Writes `data` at `offset`. Durable after the next `flush()`.
+   * @throws NOT_OPEN, READ_ONLY, HANDLE_BROKEN, INVALID_ARGUMENT, OUT_OF_RANGE, IO_ERROR, NO_SPACE
+   */
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.#assertWritable();
+    if (!(data instanceof Uint8Array)) invalid('data must be a Uint8Array or Buffer');
+    this.#view.assertRange(offset, data.length);
+    if (data.length === 0) return;
+    await this.#mutex.run(() => this.#guard(() => this.#write(offset, data.length, data)));
+  }
+
+  /** Makes `length` bytes at `offset` read as zeros; whole blocks store no data. */
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.#assertWritable();
+    this.#view.assertRange(offset, length);
+    if (length === 0) return;
+    await this.#mutex.run(() => this.#guard(() => this.#write(offset, length, null)));
+  }
+
+  /**
+   * Discards `length` bytes at `offset`: they read as zeros afterwards, and the
+   * space of whole blocks is given up (as with writeZeroes: deterministic, so a
+   * discard never exposes older data).
+   */
+  async discard(offset: number, length: number): Promise<void> {
+    await this.writeZeroes(offset, length);
+  }
+
+  /** Makes every write so far durable. */
+  async flush(): Promise<void> {
+    this.#assertWritable();
+    await this.#mutex.run(() => this.#guard(() => this.#view.top!.sync()));
+  }
+
+  async #write(offset: number, length: number, data: Uint8Array | null): Promise<void> {
+    const bs = this.blockSize;
+    // Plan and append in chunks of 8 MiB so one request never buffers more.
+    const chunk = Math.max(bs, Math.floor((8 * 1024 * 1024) / bs) * bs);
+    let pos = offset;
+    const end = offset + length;
+    const view = this.#view;
+    const active = view.top!;
+    const slot = view.depth;
+    while (pos < end) {
+      const stop = Math.min(end, (Math.floor(pos / bs) * bs) + chunk);
+      const plan = await planWrite(view, pos, stop - pos, data === null ? null : data.subarray(pos - offset, stop - offset), this.#d.dedup);
+      const rows = await active.append(plan.runs);
+      plan.blocks.forEach((b, i) => {
+        const row = rows[i]!;
+        if (b.kind === RecordKind.DATA) {
+          view.setData(b.block, slot, active.dataOffset(row));
+          if (b.hash !== undefined) view.hashes?.add(slot, row, b.hash);
+        } else if (b.kind === RecordKind.ZERO) {
+          view.setZero(b.block, slot);
+        } else {
+          const hit = view.hashes!.find(b.hash)!;
+          view.setData(b.block, hit.slot, view.layers[hit.slot - 1]!.dataOffset(hit.row));
+        }
+      });
+      pos = stop;
+    }
+  }
+
+  // ================================================================ snapshots
+
+  /** The snapshot tree, oldest first. */
+  snapshots(): SnapshotInfo[] {
+    this.#assertOpen();
+    const tree = this.#tree;
+    const current = tree.nearestSnapshot(this.#d.active, false);
+    return this.#d.snapshots
+      .map((s) => ({
+        id: s.id,
+        name: s.name,
+        description: s.description,
+        created: s.created,
+        parent: tree.nearestSnapshot(s.layer, false)?.id ?? null,
+        current: current?.id === s.id,
+        layer: s.layer,
+      }))
+      .sort((a, b) => (a.created < b.created ? -1 : a.created > b.created ? 1 : 0));
+  }
+
+  /**
+   * Takes a snapshot of the current state. O(1) in the size of the disk.
+   * @throws SNAPSHOT_EXISTS, INVALID_ARGUMENT, LIMIT_EXCEEDED, READ_ONLY, …
+   */
+  async snapshot(name: string, description = ''): Promise<SnapshotInfo> {
+    this.#assertWritable();
+    if (!isValidSnapshotName(name)) invalid(`snapshot name ${JSON.stringify(name)} must be 1 to 255 printable characters`);
+    if (typeof description !== 'string' || description.length > MAX_DESCRIPTION_LENGTH) {
+      invalid(`a description must be a string of at most ${MAX_DESCRIPTION_LENGTH} characters`);
+    }
+    return this.#mutex.run(() =>
+      this.#guard(async () => {
+        if (this.#tree.snapshotNamed(name) !== undefined) {
+          throw new DeltaDiskError('SNAPSHOT_EXISTS', `a snapshot named ${JSON.stringify(name)} exists already`);
+        }
+        await this.#snapshot(name, description);
+        return this.snapshots().find((s) => s.name === name)!;
+      }),
+    );
+  }
+
+  async #snapshot(name: string, description: string): Promise<void> {
+    const d = this.#d;
+    if (d.snapshots.length >= MAX_SNAPSHOTS) throw new DeltaDiskError('LIMIT_EXCEEDED', `a disk holds at most ${MAX_SNAPSHOTS} snapshots`);
+    if (d.layers.length >= MAX_LAYERS) throw new DeltaDiskError('LIMIT_EXCEEDED', `a disk holds at most ${MAX_LAYERS} layers; consolidate first`);
+    if (this.#view.depth >= MAX_DEPTH) throw new DeltaDiskError('LIMIT_EXCEEDED', `the chain is ${MAX_DEPTH} layers deep; consolidate first`);
+    const active = this.#view.top!;
+    const snap: SnapshotEntry = { id: randomUUID(), name, description, created: new Date().toISOString(), layer: active.id };
+    // 1. The active layer's data durable and indexed, its header sealed with the tag.
+    await active.sync();
+    await active.seal({ id: snap.id, name, description, created: snap.created });
+    // 2. The new, empty active layer on top of it.
+    const next = await this.#createLayer(active.id);
+    // 3. Commit: the descriptor names the snapshot and the new active layer.
+    await this.#commit({
+      ...d,
+      generation: d.generation + 1,
+      nextLayer: d.nextLayer + 1,
+      active: next.id,
+      layers: [...d.layers, { id: next.id, file: next.file, parent: active.id, created: next.header.created }],
+      snapshots: [...d.snapshots, snap],
+    });
+    this.#view.pushLayer(next);
+  }
+
+  async #createLayer(parentId: string): Promise<LayerFile> {
+    const d = this.#d;
+    const file = this.#paths.layerFile(d.nextLayer);
+    const layer = await LayerFile.create(this.#fs, this.#paths.dir, file, {
+      diskId: d.diskId,
+      layerId: randomUUID(),
+      parentId,
+      parentFile: this.#tree.layer(parentId).file,
+      blockSize: d.blockSize,
+      virtualSize: d.virtualSize,
+    });
+    this.#layers.add(layer);
+    return layer;
+  }
+
+  /**
+   * Makes the current state that of snapshot `name`. The current state is
+   * discarded unless `keepCurrentAs` names a snapshot to keep it under. O(1).
+   * @throws SNAPSHOT_NOT_FOUND, SNAPSHOT_EXISTS, READ_ONLY, …
+   */
+  async revert(name: string, options: RevertOptions = {}): Promise<void> {
+    this.#assertWritable();
+    if (options.keepCurrentAs !== undefined && !isValidSnapshotName(options.keepCurrentAs)) {
+      invalid(`snapshot name ${JSON.stringify(options.keepCurrentAs)} is not valid`);
+    }
+    await this.#mutex.run(() =>
+      this.#guard(async () => {
+        const target = this.#findSnapshot(name);
+        if (options.keepCurrentAs !== undefined) {
+          if (this.#tree.snapshotNamed(options.keepCurrentAs) !== undefined) {
+            throw new DeltaDiskError('SNAPSHOT_EXISTS', `a snapshot named ${JSON.stringify(options.keepCurrentAs)} exists already`);
+          }
+          await this.#snapshot(options.keepCurrentAs, `state before reverting to ${name}`);
+        }
+        await this.#revert(target);
+      }),
+    );
+  }
+
+  async #revert(target: SnapshotEntry): Promise<void> {
+    const d = this.#d;
+    const old = this.#view.top!;
+    const next = await this.#createLayer(target.layer);
+    await this.#commit({
+      ...d,
+      generation: d.generation + 1,
+      nextLayer: d.nextLayer + 1,
+      active: next.id,
+      layers: [...d.layers.filter((l) => l.id !== old.id), { id: next.id, file: next.file, parent: target.layer, created: next.header.created }],
+    });
+    await this.#removeLayerFile(old.id, old.file);
+    this.#rebuildView(await this.#pathLayers(next.id));
+  }
+
+  /**
+   * Deletes snapshot `name`: its point in time disappears, every other snapshot and
+   * the current state read exactly as before, and layers that no longer carry a
+   * snapshot and have one child are merged away.
+   * @throws SNAPSHOT_NOT_FOUND, READ_ONLY, STATE_MISMATCH, …
+   */
+  async deleteSnapshot(name: string): Promise<void> {
+    this.#assertWritable();
+    await this.#mutex.run(() =>
+      this.#guard(async () => {
+        const snap = this.#findSnapshot(name);
+        const d = this.#d;
+        await this.#commit({ ...d, generation: d.generation + 1, snapshots: d.snapshots.filter((s) => s.id !== snap.id) });
+        await this.#consolidate();
+      }),
+    );
+  }
+
+  /**
+   * Merges away every layer that carries no snapshot and has a single child, and
+   * drops sealed leaves nothing reads. Idempotent: a second run does nothing.
+   */
+  async consolidate(): Promise<ConsolidateResult> {
+    this.#assertWritable();
+    return this.#mutex.run(() => this.#guard(() => this.#consolidate()));
+  }
+
+  async #consolidate(): Promise<ConsolidateResult> {
+    const merges: MergeResult[] = [];
+    let dropped = 0;
+    for (;;) {
+      const droppable = this.#tree.droppable();
+      if (droppable.length > 0) {
+        const d = this.#d;
+        const ids = new Set(droppable.map((l) => l.id));
+        await this.#commit({ ...d, generation: d.generation + 1, layers: d.layers.filter((l) => !ids.has(l.id)) });
+        for (const l of droppable) await this.#removeLayerFile(l.id, l.file);
+        dropped += droppable.length;
+        continue;
+      }
+      const mergeable = this.#tree.mergeable();
+      if (mergeable.length === 0) break;
+      const ctx = this.#mergeContext();
+      merges.push(await runMerge(ctx, await planMerge(ctx, mergeable[0]!.id)));
+    }
+    // Reconcile headers of the active path (a commit-merge may have changed the active layer).
+    if (merges.length > 0 || dropped > 0) {
+      for (const l of this.#tree.path(this.#d.active)) await reconcileHeader(this.#layers, this.#d, l.id);
+      this.#rebuildView(await this.#pathLayers(this.#d.active));
+    }
+    return { merges, droppedLayers: dropped };
+  }
+
+  /**
+   * Opens snapshot `name` for reading, without reverting. The reader stays valid
+   * until closed, even if the snapshot is deleted meanwhile.
+   * @throws SNAPSHOT_NOT_FOUND
+   */
+  async openSnapshot(name: string): Promise<DiskReader> {
+    this.#assertOpen();
+    const snap = this.#findSnapshot(name);
+    const layers = await this.#pathLayers(snap.layer);
+    const view = ChainView.build(this.#base, layers, this.virtualSize, this.blockSize, { indexHashes: false });
+    for (const l of layers) l.retain();
+    this.#base.retain();
+    return new DiskReader(view, snap.name, async () => {
+      for (const l of layers) await l.release();
+      await this.#base.release();
+    });
+  }
+
+  /** A reader of the current state (shares this disk's view; closing it does nothing). */
+  currentReader(): DiskReader {
+    this.#assertOpen();
+    return new DiskReader(() => this.#view, undefined, async () => undefined);
+  }
+
+  /** The current state as extents served from the same place (as `qemu-img map`). */
+  extents(): Extent[] {
+    return this.currentReader().extents();
+  }
+
+  // ================================================================ info and close
+
+  async info(): Promise<DiskInfo> {
+    this.#assertOpen();
+    const d = this.#d;
+    const tree = this.#tree;
+    const onPath = new Set(tree.path(d.active).map((l) => l.id));
+    const layers: LayerInfo[] = [];
+    let allocated = 0;
+    let stored = 0;
+    let saved = 0;
+    for (const entry of d.layers) {
+      const layer = await this.#layers.get(d, entry.id);
+      let data = 0;
+      let zero = 0;
+      let ref = 0;
+      layer.map.forEach((_block, kind) => {
+        if (kind === RecordKind.DATA) data++;
+        else if (kind === RecordKind.ZERO) zero++;
+        else if (kind === RecordKind.REF) ref++;
+      });
+      const fileBytes = (await layer.handle.stat()).size;
+      allocated += fileBytes;
+      stored += data * d.blockSize;
+      saved += ref * d.blockSize;
+      layers.push({
+        id: entry.id,
+        file: entry.file,
+        parent: entry.parent,
+        snapshot: tree.snapshotOn(entry.id)?.name ?? null,
+        active: entry.id === d.active,
+        current: onPath.has(entry.id),
+        fileBytes,
+        dataBlocks: data,
+        zeroBlocks: zero,
+        refBlocks: ref,
+        garbageBytes: layer.garbageBytes,
+      });
+    }
+    return {
+      path: this.path,
+      virtualSize: d.virtualSize,
+      blockSize: d.blockSize,
+      dedup: d.dedup,
+      base: d.base === null ? null : { file: d.base.file, size: d.base.size },
+      depth: onPath.size,
+      layerCount: d.layers.length,
+      snapshotCount: d.snapshots.length,
+      layers,
+      allocatedBytes: allocated,
+      storedBytes: stored,
+      dedupSavedBytes: saved,
+    };
+  }
+
+  /** Flushes, indexes the active layer's tail and releases everything. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#mutex.run(async () => {
+      if (this.#closed) return;
+      this.#closed = true;
+      try {
+        if (this.#broken === undefined) await this.#layers.closeAll();
+        else await this.#layers.closeAll().catch(() => undefined);
+      } finally {
+        await this.#base.release();
+        await this.#lock?.release();
+      }
+    });
+  }
+
+  // ================================================================ internals
+
+  #assertOpen(): void {
+    if (this.#closed) throw new DeltaDiskError('NOT_OPEN', `${this.path} is closed`, { path: this.path });
+  }
+
+  #assertWritable(): void {
+    this.#assertOpen();
+    if (this.readOnly) throw new DeltaDiskError('READ_ONLY', `${this.path} is open read-only`, { path: this.path });
+    if (this.#broken !== undefined) {
+      throw new DeltaDiskError('HANDLE_BROKEN', `${this.path}: an earlier change failed (${this.#broken.message}); reopen the disk`, {
+        path: this.path,
+        cause: this.#broken,
+      });
+    }
+  }
+
+  /**
+   * Runs a change; an I/O failure in it leaves the on-disk state possibly ahead of
+   * memory, so the disk refuses further changes until reopened. Argument and state
+   * errors (the change never started) do not break it.
+   */
+  async #guard<T>(fn: () => Promise<T>): Promise<T> {
+    this.#assertWritable();
+    try {
+      return await fn();
+    } catch (err) {
+      const e = err instanceof DeltaDiskError ? err : fromSystemError(err, this.path);
+      const harmless = ['SNAPSHOT_EXISTS', 'SNAPSHOT_NOT_FOUND', 'INVALID_ARGUMENT', 'OUT_OF_RANGE', 'LIMIT_EXCEEDED'].includes(e.code);
+      if (!harmless) this.#broken = e;
+      throw e;
+    }
+  }
+
+  #findSnapshot(name: string): SnapshotEntry {
+    if (typeof name !== 'string') invalid('a snapshot name must be a string');
+    const s = this.#tree.snapshotNamed(name);
+    if (s === undefined) throw new DeltaDiskError('SNAPSHOT_NOT_FOUND', `no snapshot named ${JSON.stringify(name)}`);
+    return s;
+  }
+
+  async #commit(next: Descriptor): Promise<void> {
+    await replaceDescriptor(this.#fs, this.#paths.descriptor, next);
+    this.#d = next;
+    this.#tree = new Tree(next);
+  }
+
+  async #pathLayers(layerId: string): Promise<LayerFile[]> {
+    return this.#layers.getAll(this.#d, this.#tree.path(layerId).map((l) => l.id));
+  }
+
+  #rebuildView(layers: LayerFile[]): void {
+    this.#view = ChainView.build(this.#base, layers, this.virtualSize, this.blockSize, { indexHashes: this.#d.dedup && !this.readOnly });
+  }
+
+  async #removeLayerFile(id: string, file: string): Promise<void> {
+    await this.#layers.forget(id);
+    const p = path.join(this.#paths.dir, file);
+    try {
+      await this.#fs.unlink(p);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, p, 'removing layer failed');
+    }
+    await this.#fs.syncDir(this.#paths.dir).catch((err: unknown) => {
+      throw fromSystemError(err, this.#paths.dir, 'syncing directory failed');
+    });
+  }
+
+  #mergeContext(): MergeContext {
+    return {
+      fs: this.#fs,
+      paths: this.#paths,
+      layers: this.#layers,
+      base: this.#base,
+      descriptor: () => this.#d,
+      commitDescriptor: (next) => this.#commit(next),
+    };
+  }
+
+  /**
+   * After a crash: make the active path's headers agree with the descriptor (an
+   * interrupted snapshot may have sealed the active layer), and remove files that
+   * no committed descriptor names (an interrupted snapshot, revert or merge).
+   */
+  async #recover(): Promise<void> {
+    const d = this.#d;
+    for (const l of this.#tree.path(d.active)) await reconcileHeader(this.#layers, d, l.id);
+    const names = await this.#fs.readdir(this.#paths.dir).catch((err: unknown) => {
+      throw fromSystemError(err, this.#paths.dir, 'listing disk directory failed');
+    });
+    const known = new Set(d.layers.map((l) => l.file));
+    const descName = path.basename(this.#paths.descriptor);
+    let removed = false;
+    for (const name of names) {
+      const p = path.join(this.#paths.dir, name);
+      if (name.startsWith(`${descName}${TEMP_INFIX}`) || name.startsWith(`${descName}.op${TEMP_INFIX}`)) {
+        await this.#fs.unlink(p).catch(() => undefined);
+        removed = true;
+        continue;
+      }
+      const n = this.#paths.layerNumber(name);
+      if (n === undefined || known.has(name)) continue;
+      if (n >= d.nextLayer || (await this.#isOurs(name))) {
+        await this.#fs.unlink(p).catch(() => undefined);
+        removed = true;
+      }
+    }
+    if (removed) await this.#fs.syncDir(this.#paths.dir).catch(() => undefined);
+  }
+
+  /** True when `file` is a delta of this disk (its header says so). */
+  async #isOurs(file: string): Promise<boolean> {
+    try {
+      const h = await this.#fs.open(path.join(this.#paths.dir, file), 'read');
+      try {
+        const bytes = await readUpTo(h, 0, 8192);
+        const a = decodeDeltaHeader(bytes.subarray(0, 4096));
+        const b = bytes.length >= 8192 ? decodeDeltaHeader(bytes.subarray(4096)) : undefined;
+        return (a ?? b)?.diskId === this.#d.diskId;
+      } finally {
+        await h.close();
+      }
+    } catch {
+      return false;
+    }
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * The real file system: node:fs behind the {@link FileSystem} interface.
+ *
+ * Writes loop until every byte is written (a short write is not an error in POSIX);
+ * `createExclusive` opens with O_CREAT | O_EXCL | O_NOFOLLOW so it can neither
+ * overwrite a file nor be redirected through a planted symlink.
+ */
+import fs from 'node:fs';
+import type { FileHandle, FileStat, FileSystem, OpenMode } from './file-system.js';
+
+const FLAGS: Record<OpenMode, number> = {
+  read: fs.constants.O_RDONLY,
+  readWrite: fs.constants.O_RDWR,
+  createExclusive: fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+};
+
+function toStat(s: fs.Stats): FileStat {
+  return {
+    size: s.size,
+    mode: s.mode,
+    mtimeMs: s.mtimeMs,
+    ino: s.ino,
+    dev: s.dev,
+    nlink: s.nlink,
+    isFile: s.isFile(),
+    isDirectory: s.isDirectory(),
+    isSymbolicLink: s.isSymbolicLink(),
+  };
+}
+
+/*
+ * The callback API is used instead of fs/promises: it allocates less per call, and
+ * this sits on the hot path of every block read.
+ */
+function fsRead(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.read(fd, buffer, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+function fsWritev(fd: number, buffers: readonly Uint8Array[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.writev(fd, buffers as Uint8Array[], position, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+function fsWrite(fd: number, buffer: Uint8Array, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.write(fd, buffer, 0, buffer.length, position, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+function fsCall<T>(fn: (cb: (err: NodeJS.ErrnoException | null, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    fn((err, value) => (err ? reject(err) : resolve(value as T)));
+  });
+}
+
+/** writev accepts at most IOV_MAX (1024 on Linux) buffers per call. */
+const MAX_IOV = 1024;
+
+class NodeFileHandle implements FileHandle {
+  readonly path: string;
+  readonly #fd: number;
+  #closed = false;
+
+  constructor(path: string, fd: number) {
+    this.path = path;
+    this.#fd = fd;
+  }
+
+  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    return fsRead(this.#fd, buffer, offset, length, position);
+  }
+
+  async write(buffers: readonly Uint8Array[], position: number): Promise<void> {
+    if (buffers.length === 1) {
+      let buf = buffers[0]!;
+      let pos = position;
+      while (buf.length > 0) {
+        const n = await fsWrite(this.#fd, buf, pos);
+        buf = buf.subarray(n);
+        pos += n;
+      }
+      return;
+    }
+    let pending = buffers.filter((b) => b.length > 0);
+    let pos = position;
+    while (pending.length > 0) {
+      const batch = pending.slice(0, MAX_IOV);
+      let n = await fsWritev(this.#fd, batch, pos);
+      pos += n;
+      // Drop what was written; a short writev leaves a partial buffer at the front.
+      let i = 0;
+      while (i < pending.length && n >= pending[i]!.length) {
+        n -= pending[i]!.length;
+        i++;
+      }
+      pending = pending.slice(i);
+      if (n > 0 && pending.length > 0) pending[0] = pending[0]!.subarray(n);
+    }
+  }
+
+  datasync(): Promise<void> {
+    return fsCall<void>((cb) => fs.fdatasync(this.#fd, cb));
+  }
+
+  truncate(length: number): Promise<void> {
+    return fsCall<void>((cb) => fs.ftruncate(this.#fd, length, cb));
+  }
+
+  async stat(): Promise<FileStat> {
+    return toStat(await fsCall<fs.Stats>((cb) => fs.fstat(this.#fd, cb)));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await fsCall<void>((cb) => fs.close(this.#fd, cb));
+  }
+}
+
+export class NodeFileSystem implements FileSystem {
+  async open(path: string, mode: OpenMode): Promise<FileHandle> {
+    const fd = await fsCall<number>((cb) => fs.open(path, FLAGS[mode], 0o644, cb));
+    return new NodeFileHandle(path, fd);
+  }
+
+  async stat(path: string): Promise<FileStat> {
+    return toStat(await fs.promises.stat(path));
+  }
+
+  async lstat(path: string): Promise<FileStat> {
+    return toStat(await fs.promises.lstat(path));
+  }
+
+  readdir(path: string): Promise<string[]> {
+    return fs.promises.readdir(path);
+  }
+
+  async mkdir(path: string, mode = 0o755): Promise<void> {
+    await fs.promises.mkdir(path, { mode });
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return fs.promises.rename(from, to);
+  }
+
+  unlink(path: string): Promise<void> {
+    return fs.promises.unlink(path);
+  }
+
+  rmdir(path: string): Promise<void> {
+    return fs.promises.rmdir(path);
+  }
+
+  link(existing: string, newPath: string): Promise<void> {
+    return fs.promises.link(existing, newPath);
+  }
+
+  async syncDir(path: string): Promise<void> {
+    const fd = await fsCall<number>((cb) => fs.open(path, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY, cb));
+    try {
+      await fsCall<void>((cb) => fs.fsync(fd, cb));
+    } finally {
+      await fsCall<void>((cb) => fs.close(fd, cb));
+    }
+  }
+
+  realpath(path: string): Promise<string> {
+    return fs.promises.realpath(path);
+  }
+}
+
+/** The process-wide real file system. */
+export const nodeFileSystem: FileSystem = new NodeFileSystem();
