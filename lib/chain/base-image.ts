@@ -24,6 +24,8 @@ export interface BaseImage {
   readonly path: string | undefined;
   /** Fills `target` with the base's bytes at `position`. */
   read(target: Uint8Array, position: number): Promise<void>;
+  /** The file handle, for ranges wholly inside `size` (undefined for a sparse base). */
+  readonly handle: FileHandle | undefined;
   retain(): this;
   release(): Promise<void>;
 }
@@ -31,6 +33,7 @@ export interface BaseImage {
 class ZeroBase implements BaseImage {
   readonly size = 0;
   readonly path = undefined;
+  readonly handle = undefined;
   async read(target: Uint8Array): Promise<void> {
     target.fill(0);
   }
@@ -52,10 +55,14 @@ class RawBase implements BaseImage {
     this.size = size;
   }
 
-  async read(target: Uint8Array, position: number): Promise<void> {
+  get handle(): FileHandle {
+    return this.#handle;
+  }
+
+  read(target: Uint8Array, position: number): Promise<void> {
     const inside = Math.max(0, Math.min(target.length, this.size - position));
-    if (inside > 0) await readInto(this.#handle, target.subarray(0, inside), position);
     if (inside < target.length) target.fill(0, inside);
+    return inside > 0 ? readInto(this.#handle, target.subarray(0, inside), position) : Promise.resolve();
   }
 
   retain(): this {

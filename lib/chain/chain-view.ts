@@ -13,11 +13,20 @@
 import { DeltaDiskError } from '../errors.js';
 import { MAX_IO_LENGTH } from '../format/limits.js';
 import { RecordKind } from '../format/record.js';
-import { readInto } from '../io/positional.js';
+import { readInto, readvInto } from '../io/positional.js';
 import type { BaseImage } from './base-image.js';
 import { BlockTable } from './block-table.js';
 import { HashIndex } from './hash-index.js';
 import type { LayerFile } from './layer-file.js';
+
+/** Extents of one file at most this far apart are read with one readv. */
+const MAX_BRIDGE = 128 * 1024;
+let scratchBuffer = Buffer.allocUnsafe(MAX_BRIDGE);
+/** Scratch space for bridged gaps: written by reads, never read. */
+function scratch(n: number): Buffer {
+  if (scratchBuffer.length < n) scratchBuffer = Buffer.allocUnsafe(n);
+  return scratchBuffer.subarray(0, n);
+}
 
 /** Tag of a block that reads as zeros. Tags 1 … MAX_DEPTH are layer slots; 0 is the base. */
 export const ZERO_TAG = 0xffff;
@@ -168,58 +177,95 @@ export class ChainView {
   }
 
   /** Reads `length` bytes at `offset` (validated by the caller). */
-  async read(offset: number, length: number): Promise<Buffer> {
+  read(offset: number, length: number): Promise<Buffer> {
     const out = Buffer.allocUnsafe(length);
-    await this.readInto(out, offset);
-    return out;
+    return this.readInto(out, offset).then(() => out);
   }
 
-  /** Fills `out` with the bytes at `offset`. */
-  async readInto(out: Buffer, offset: number): Promise<void> {
+  /**
+   * Fills `out` with the bytes at `offset`.
+   *
+   * The request is cut into extents (runs of blocks from one place, contiguous in
+   * it). Extents of the same file separated by a small gap are read with one readv
+   * whose gap bytes land in a scratch buffer: a syscall costs more than copying
+   * ~128 KiB from the page cache. The reads of different files run concurrently.
+   */
+  readInto(out: Buffer, offset: number): Promise<void> {
     const length = out.length;
-    if (length === 0) return;
+    if (length === 0) return Promise.resolve();
     const bs = this.blockSize;
     const end = offset + length;
-    const jobs: Promise<void>[] = [];
-    // The extent being accumulated: source tag, file position, position in `out`, length.
-    let curTag = -1;
-    let curPos = 0;
-    let curOut = 0;
-    let curLen = 0;
-    const emit = (): void => {
-      if (curLen === 0) return;
-      if (curTag === ZERO_TAG) {
-        out.fill(0, curOut, curOut + curLen);
-        return;
-      }
-      const target = out.subarray(curOut, curOut + curLen);
-      if (curTag === 0) {
-        jobs.push(this.base.read(target, curPos));
-      } else {
-        jobs.push(readInto(this.layers[curTag - 1]!.handle, target, curPos));
-      }
-    };
+    // Extents, in request order: tag (0 base, ZERO_TAG, slot), file position, position in out, length.
+    const tags: number[] = [];
+    const filePos: number[] = [];
+    const outPos: number[] = [];
+    const lens: number[] = [];
     let pos = offset;
     while (pos < end) {
       const block = Math.floor(pos / bs);
       const within = pos - block * bs;
       const len = Math.min(bs - within, end - pos);
       const tag = this.merged.tag(block);
-      const filePos = tag === 0 ? pos : tag === ZERO_TAG ? 0 : this.merged.num(block) + within;
-      if (tag === curTag && (tag === ZERO_TAG || filePos === curPos + curLen)) {
-        curLen += len;
+      const fp = tag === 0 ? pos : tag === ZERO_TAG ? 0 : this.merged.num(block) + within;
+      const last = tags.length - 1;
+      if (last >= 0 && tags[last] === tag && (tag === ZERO_TAG || filePos[last]! + lens[last]! === fp)) {
+        lens[last]! += len;
       } else {
-        emit();
-        curTag = tag;
-        curPos = filePos;
-        curOut = pos - offset;
-        curLen = len;
+        tags.push(tag);
+        filePos.push(fp);
+        outPos.push(pos - offset);
+        lens.push(len);
       }
       pos += len;
     }
-    emit();
-    if (jobs.length === 1) await jobs[0];
-    else await Promise.all(jobs);
+    if (tags.length === 1) {
+      const tag = tags[0]!;
+      if (tag === ZERO_TAG) {
+        out.fill(0);
+        return Promise.resolve();
+      }
+      return tag === 0 ? this.base.read(out, filePos[0]!) : readInto(this.layers[tag - 1]!.handle, out, filePos[0]!);
+    }
+    // Group the extents of each file, in file order, and bridge small gaps.
+    const byFile = new Map<number, number[]>();
+    for (let i = 0; i < tags.length; i++) {
+      const tag = tags[i]!;
+      if (tag === ZERO_TAG) {
+        out.fill(0, outPos[i]!, outPos[i]! + lens[i]!);
+        continue;
+      }
+      let list = byFile.get(tag);
+      if (list === undefined) byFile.set(tag, (list = []));
+      list.push(i);
+    }
+    const jobs: Promise<void>[] = [];
+    for (const [tag, list] of byFile) {
+      if (tag !== 0) list.sort((a, b) => filePos[a]! - filePos[b]!);
+      let k = 0;
+      while (k < list.length) {
+        const first = list[k]!;
+        const iov: Uint8Array[] = [out.subarray(outPos[first]!, outPos[first]! + lens[first]!)];
+        let cursor = filePos[first]! + lens[first]!;
+        let j = k + 1;
+        while (j < list.length) {
+          const e = list[j]!;
+          const gap = filePos[e]! - cursor;
+          if (gap < 0 || gap > MAX_BRIDGE || (tag === 0 && filePos[e]! + lens[e]! > this.base.size)) break;
+          if (gap > 0) iov.push(scratch(gap));
+          iov.push(out.subarray(outPos[e]!, outPos[e]! + lens[e]!));
+          cursor = filePos[e]! + lens[e]!;
+          j++;
+        }
+        const at = filePos[first]!;
+        if (iov.length === 1) {
+          jobs.push(tag === 0 ? this.base.read(iov[0]!, at) : readInto(this.layers[tag - 1]!.handle, iov[0]!, at));
+        } else {
+          jobs.push(readvInto(tag === 0 ? this.base.handle! : this.layers[tag - 1]!.handle, iov, at));
+        }
+        k = j;
+      }
+    }
+    return Promise.all(jobs).then(() => undefined);
   }
 
   /** Reads whole block `block` into `out` (blockSize bytes); zero beyond the virtual size. */

@@ -322,9 +322,13 @@ export class Disk {
    * Reads `length` bytes at `offset` of the current state.
    * @throws NOT_OPEN, INVALID_ARGUMENT, OUT_OF_RANGE, LIMIT_EXCEEDED, IO_ERROR, TRUNCATED
    */
-  async read(offset: number, length: number): Promise<Buffer> {
-    this.#assertOpen();
-    this.#view.assertRange(offset, length);
+  read(offset: number, length: number): Promise<Buffer> {
+    try {
+      this.#assertOpen();
+      this.#view.assertRange(offset, length);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.#view.read(offset, length);
   }
 

@@ -40,6 +40,11 @@ export interface FileHandle {
    * number of bytes read (less only at end of file). Use `readExactly` for a full read.
    */
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number>;
+  /**
+   * Reads into `buffers`, back to back, from `position` (one readv); resolves with
+   * the total bytes read (less only at end of file).
+   */
+  readv(buffers: readonly Uint8Array[], position: number): Promise<number>;
   /** Writes all of `buffers`, back to back, starting at `position`. */
   write(buffers: readonly Uint8Array[], position: number): Promise<void>;
   /** Makes the file's data (and the metadata needed to read it, such as its size) durable. */

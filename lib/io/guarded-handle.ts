@@ -32,6 +32,10 @@ export class GuardedHandle implements FileHandle {
     return this.#inner.read(buffer, offset, length, position);
   }
 
+  readv(buffers: readonly Uint8Array[], position: number): Promise<number> {
+    return this.#inner.readv(buffers, position);
+  }
+
   async write(buffers: readonly Uint8Array[], position: number): Promise<void> {
     this.#assertUsable();
     try {

@@ -59,6 +59,16 @@ class MemoryHandle implements FileHandle {
     return n;
   }
 
+  async readv(buffers: readonly Uint8Array[], position: number): Promise<number> {
+    let done = 0;
+    for (const b of buffers) {
+      const n = await this.read(b, 0, b.length, position + done);
+      done += n;
+      if (n < b.length) break;
+    }
+    return done;
+  }
+
   async write(buffers: readonly Uint8Array[], position: number): Promise<void> {
     this.#check(true);
     let pos = position;

@@ -38,6 +38,12 @@ function fsRead(fd: number, buffer: Uint8Array, offset: number, length: number, 
   });
 }
 
+function fsReadv(fd: number, buffers: readonly Uint8Array[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.readv(fd, buffers as Uint8Array[], position, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
 function fsWritev(fd: number, buffers: readonly Uint8Array[], position: number): Promise<number> {
   return new Promise((resolve, reject) => {
     fs.writev(fd, buffers as Uint8Array[], position, (err, n) => (err ? reject(err) : resolve(n)));
@@ -71,6 +77,25 @@ class NodeFileHandle implements FileHandle {
 
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
     return fsRead(this.#fd, buffer, offset, length, position);
+  }
+
+  async readv(buffers: readonly Uint8Array[], position: number): Promise<number> {
+    const total = buffers.reduce((n, b) => n + b.length, 0);
+    let done = 0;
+    let pending = buffers.filter((b) => b.length > 0);
+    while (pending.length > 0) {
+      let n = await fsReadv(this.#fd, pending.slice(0, MAX_IOV), position + done);
+      if (n === 0) break;
+      done += n;
+      let i = 0;
+      while (i < pending.length && n >= pending[i]!.length) {
+        n -= pending[i]!.length;
+        i++;
+      }
+      pending = pending.slice(i);
+      if (n > 0 && pending.length > 0) pending[0] = pending[0]!.subarray(n);
+    }
+    return Math.min(done, total);
   }
 
   async write(buffers: readonly Uint8Array[], position: number): Promise<void> {

@@ -15,9 +15,42 @@ export async function readExactly(handle: FileHandle, position: number, length: 
   return buf;
 }
 
-/** Fills `target` completely with the bytes at `position`. */
-export async function readInto(handle: FileHandle, target: Uint8Array, position: number): Promise<void> {
-  let done = 0;
+/**
+ * Fills `target` completely with the bytes at `position`. The common case (one read
+ * returns everything) costs one promise; short reads loop.
+ */
+export function readInto(handle: FileHandle, target: Uint8Array, position: number): Promise<void> {
+  return handle.read(target, 0, target.length, position).then(
+    (n) => (n === target.length ? undefined : readRest(handle, target, position, n)),
+    (err: unknown) => {
+      throw fromSystemError(err, handle.path, 'read failed');
+    },
+  );
+}
+
+/**
+ * Fills `buffers` (back to back) with the bytes at `position` with one readv.
+ * @throws TRUNCATED when the file ends first.
+ */
+export function readvInto(handle: FileHandle, buffers: readonly Uint8Array[], position: number): Promise<void> {
+  const total = buffers.reduce((n, b) => n + b.length, 0);
+  return handle.readv(buffers, position).then(
+    (n) => {
+      if (n < total) {
+        throw new DeltaDiskError('TRUNCATED', `${handle.path}: wanted ${total} bytes at offset ${position}, the file ends after ${n}`, {
+          path: handle.path,
+          offset: position + n,
+        });
+      }
+    },
+    (err: unknown) => {
+      throw fromSystemError(err, handle.path, 'read failed');
+    },
+  );
+}
+
+async function readRest(handle: FileHandle, target: Uint8Array, position: number, first: number): Promise<void> {
+  let done = first;
   while (done < target.length) {
     let n: number;
     try {

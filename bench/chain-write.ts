@@ -1,0 +1,71 @@
+/**
+ * Write speed (issues 2 and 3): sequential 1 MiB writes into the active layer,
+ * flushed at the end, against the same writes to a raw file with one fsync
+ * (target ≥ 0.5 x); and the cost of inline dedup (dedup on vs off, target: at most
+ * 30 % slower). Sizes: BENCH_SCALE (default 1 = 1 GiB).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Disk } from '../lib/index.js';
+import { fail, GiB, MiB, mibps, report, scale, scratchDir, time } from './bench-util.js';
+
+const SIZE = scale(GiB);
+const CHUNK = MiB;
+
+function pwrite(fd: number, buf: Buffer, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+/** Distinct random chunks: a pool rotated and stamped so no two chunks are equal. */
+function chunkAt(pool: Buffer, i: number): Buffer {
+  const start = (i * 4099) % (pool.length - CHUNK);
+  const c = Buffer.from(pool.subarray(start, start + CHUNK));
+  for (let off = 0; off < CHUNK; off += 65536) c.writeUInt32LE(i * 64 + off / 65536, off);
+  return c;
+}
+
+async function main(): Promise<void> {
+  const { dir, cleanup } = scratchDir('write');
+  try {
+    console.log(`chain write: ${SIZE / MiB} MiB in 1 MiB writes, flushed at the end, block size 64 KiB`);
+    const pool = randomBytes(64 * MiB);
+    const chunks = SIZE / CHUNK;
+    const expected = createHash('sha256');
+    for (let i = 0; i < chunks; i++) expected.update(chunkAt(pool, i));
+    const digest = expected.digest('hex');
+
+    const raw = await time(async () => {
+      const fd = fs.openSync(path.join(dir, 'raw.img'), 'w');
+      for (let i = 0; i < chunks; i++) await pwrite(fd, chunkAt(pool, i), i * CHUNK);
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+    });
+    fs.rmSync(path.join(dir, 'raw.img'));
+
+    const run = async (dedup: boolean): Promise<number> => {
+      const file = path.join(dir, `disk-${dedup ? 'dedup' : 'plain'}.chain`);
+      const disk = await Disk.create(file, { size: SIZE, dedup });
+      const t = await time(async () => {
+        for (let i = 0; i < chunks; i++) await disk.write(i * CHUNK, chunkAt(pool, i));
+        await disk.flush();
+      });
+      const h = createHash('sha256');
+      for (let pos = 0; pos < SIZE; pos += CHUNK) h.update(await disk.read(pos, CHUNK));
+      if (h.digest('hex') !== digest) fail(`disk (dedup ${dedup}) does not read back what was written`);
+      await disk.close();
+      for (const f of fs.readdirSync(dir)) if (f.startsWith(`disk-${dedup ? 'dedup' : 'plain'}`)) fs.rmSync(path.join(dir, f));
+      return t.ms;
+    };
+    const plain = await run(false);
+    const dedup = await run(true);
+    let ok = report({ name: 'sequential 1 MiB writes + flush, dedup off', value: mibps(SIZE, plain), unit: 'MiB/s', baseline: { name: 'raw file + fsync', value: mibps(SIZE, raw.ms) }, target: { ratio: 0.5 } });
+    ok = report({ name: 'sequential 1 MiB writes + flush, dedup on', value: mibps(SIZE, dedup), unit: 'MiB/s', baseline: { name: 'raw file + fsync', value: mibps(SIZE, raw.ms) }, target: { ratio: 0.5 } }) && ok;
+    ok = report({ name: 'inline dedup throughput', value: mibps(SIZE, dedup), unit: 'MiB/s', baseline: { name: 'dedup off', value: mibps(SIZE, plain) }, target: { ratio: 0.7 } }) && ok;
+    if (!ok) process.exitCode = 1;
+  } finally {
+    cleanup();
+  }
+}
+
+await main();
