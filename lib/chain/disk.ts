@@ -24,6 +24,7 @@ import type { Descriptor, SnapshotEntry } from '../format/descriptor.js';
 import { isValidSnapshotName } from '../format/descriptor.js';
 import {
   DEFAULT_BLOCK_SIZE,
+  LOG_START,
   MAX_DEPTH,
   MAX_DESCRIPTION_LENGTH,
   MAX_LAYERS,
@@ -47,7 +48,10 @@ import { createDescriptor, DiskPaths, readDescriptor, readOpState, replaceDescri
 import { DiskReader, type Extent } from './disk-reader.js';
 import { LayerFile } from './layer-file.js';
 import { LayerSet } from './layer-set.js';
-import { layersWithPendingParent, planMerge, reconcileHeader, runMerge, type MergeContext, type MergeResult } from './merge.js';
+import { layersWithPendingParent, planMerge, reconcileHeader, runMerge, type MergeResult } from './merge.js';
+import type { ChainContext } from './chain-context.js';
+import { compactLayer, type CompactResult } from './compact.js';
+import { applyStepToShape, nextConsolidationStep, type ConsolidationStep } from './consolidate-plan.js';
 import { Tree } from './tree.js';
 import { planWrite } from './write-plan.js';
 
@@ -127,10 +131,38 @@ export interface RevertOptions {
   readonly keepCurrentAs?: string;
 }
 
+export interface ConsolidateOptions {
+  /** Keep every path at most this many layers deep, merging layers without snapshots. */
+  readonly maxDepth?: number;
+  /** Plan only: report what would be done, change nothing. */
+  readonly dryRun?: boolean;
+  /** Also compact layers whose garbage reaches this share of their log (default 0.25; 1 disables). */
+  readonly compactThreshold?: number;
+}
+
 export interface ConsolidateResult {
+  readonly dryRun: boolean;
+  readonly depthBefore: number;
+  readonly depthAfter: number;
+  /** Every step, done (or planned, in a dry run), in order. */
+  readonly steps: readonly ConsolidationStep[];
   readonly merges: readonly MergeResult[];
   readonly droppedLayers: number;
+  readonly compacted: readonly CompactResult[];
+  /** Why a depth cap could not be met, if it could not. */
+  readonly blocked: string | undefined;
 }
+
+export interface DedupResult {
+  readonly layers: readonly CompactResult[];
+  readonly dedupedBlocks: number;
+  readonly zeroedBlocks: number;
+  readonly bytesBefore: number;
+  readonly bytesAfter: number;
+}
+
+/** The active layer is compacted on flush once it holds this much overwritten data (and more than half its log). */
+const AUTO_COMPACT_BYTES = 256 * 1024 * 1024;
 
 function invalid(message: string): never {
   throw new DeltaDiskError('INVALID_ARGUMENT', message);
@@ -217,6 +249,7 @@ export class Disk {
         layerId,
         parentId: null,
         parentFile: null,
+        base: baseRef,
         blockSize,
         virtualSize,
       });
@@ -280,7 +313,7 @@ export class Disk {
       }
       const disk = new Disk(fs, paths, d, base, layers, readOnly, lock);
       if (!readOnly) {
-        if (op !== undefined) await runMerge(disk.#mergeContext(), op);
+        if (op !== undefined) await runMerge(disk.#context(), op);
         await disk.#recover();
       }
       disk.#rebuildView(await disk.#pathLayers(disk.#d.active));
@@ -361,10 +394,23 @@ export class Disk {
     await this.writeZeroes(offset, length);
   }
 
-  /** Makes every write so far durable. */
+  /**
+   * Makes every write so far durable. When the active layer has come to hold more
+   * overwritten data than live data (and at least AUTO_COMPACT_BYTES of it), it is
+   * compacted too: rare, and what keeps a long-lived disk from growing without end.
+   */
   async flush(): Promise<void> {
     this.#assertWritable();
-    await this.#mutex.run(() => this.#guard(() => this.#view.top!.sync()));
+    await this.#mutex.run(() =>
+      this.#guard(async () => {
+        const active = this.#view.top!;
+        await active.sync();
+        if (active.garbageBytes >= AUTO_COMPACT_BYTES && active.garbageBytes >= 0.5 * (active.logEnd - LOG_START)) {
+          await compactLayer(this.#context(), active.id, { dedup: false });
+          this.#rebuildView(await this.#pathLayers(this.#d.active));
+        }
+      }),
+    );
   }
 
   async #write(offset: number, length: number, data: Uint8Array | null): Promise<void> {
@@ -469,6 +515,7 @@ export class Disk {
       layerId: randomUUID(),
       parentId,
       parentFile: this.#tree.layer(parentId).file,
+      base: d.base,
       blockSize: d.blockSize,
       virtualSize: d.virtualSize,
     });
@@ -528,44 +575,143 @@ export class Disk {
         const snap = this.#findSnapshot(name);
         const d = this.#d;
         await this.#commit({ ...d, generation: d.generation + 1, snapshots: d.snapshots.filter((s) => s.id !== snap.id) });
-        await this.#consolidate();
+        await this.#consolidate(undefined, 1);
       }),
     );
   }
 
   /**
-   * Merges away every layer that carries no snapshot and has a single child, and
-   * drops sealed leaves nothing reads. Idempotent: a second run does nothing.
+   * Merges away every layer that carries no snapshot and has a single child, drops
+   * sealed leaves nothing reads, keeps paths within `maxDepth`, and compacts layers
+   * full of overwritten data. Idempotent: a second run does nothing.
+   * @throws INVALID_ARGUMENT, READ_ONLY, STATE_MISMATCH, …
    */
-  async consolidate(): Promise<ConsolidateResult> {
+  async consolidate(options: ConsolidateOptions = {}): Promise<ConsolidateResult> {
+    if (options.maxDepth !== undefined && (!Number.isSafeInteger(options.maxDepth) || options.maxDepth < 1)) {
+      invalid('maxDepth must be a whole number ≥ 1');
+    }
+    const threshold = options.compactThreshold ?? 0.25;
+    if (typeof threshold !== 'number' || !(threshold > 0 && threshold <= 1)) invalid('compactThreshold must be in (0, 1]');
+    if (options.dryRun) {
+      this.#assertOpen();
+      return this.#planConsolidation(options.maxDepth, threshold);
+    }
     this.#assertWritable();
-    return this.#mutex.run(() => this.#guard(() => this.#consolidate()));
+    return this.#mutex.run(() => this.#guard(() => this.#consolidate(options.maxDepth, threshold)));
   }
 
-  async #consolidate(): Promise<ConsolidateResult> {
-    const merges: MergeResult[] = [];
-    let dropped = 0;
-    for (;;) {
-      const droppable = this.#tree.droppable();
-      if (droppable.length > 0) {
-        const d = this.#d;
-        const ids = new Set(droppable.map((l) => l.id));
-        await this.#commit({ ...d, generation: d.generation + 1, layers: d.layers.filter((l) => !ids.has(l.id)) });
-        for (const l of droppable) await this.#removeLayerFile(l.id, l.file);
-        dropped += droppable.length;
-        continue;
-      }
-      const mergeable = this.#tree.mergeable();
-      if (mergeable.length === 0) break;
-      const ctx = this.#mergeContext();
-      merges.push(await runMerge(ctx, await planMerge(ctx, mergeable[0]!.id)));
+  async #planConsolidation(maxDepth: number | undefined, threshold: number): Promise<ConsolidateResult> {
+    const depthBefore = this.#tree.maxDepth();
+    let d = this.#d;
+    const steps: ConsolidationStep[] = [];
+    let blocked: string | undefined;
+    for (let guard = 0; guard <= MAX_LAYERS; guard++) {
+      const next = nextConsolidationStep(d, maxDepth);
+      blocked = next.blocked;
+      if (next.step === undefined) break;
+      steps.push(next.step);
+      d = applyStepToShape(d, next.step);
     }
-    // Reconcile headers of the active path (a commit-merge may have changed the active layer).
-    if (merges.length > 0 || dropped > 0) {
+    const remaining = new Set(d.layers.map((l) => l.id));
+    const compactable = (await this.#compactable(threshold)).filter((id) => remaining.has(id));
+    return {
+      dryRun: true,
+      depthBefore,
+      depthAfter: new Tree(d).maxDepth(),
+      steps,
+      merges: [],
+      droppedLayers: steps.reduce((n, st) => n + (st.action === 'drop' ? st.layers.length : 0), 0),
+      compacted: compactable.map((id) => ({ layer: id, bytesBefore: 0, bytesAfter: 0, dedupedBlocks: 0, zeroedBlocks: 0 })),
+      blocked,
+    };
+  }
+
+  async #consolidate(maxDepth?: number, threshold = 0.25): Promise<ConsolidateResult> {
+    const depthBefore = this.#tree.maxDepth();
+    const merges: MergeResult[] = [];
+    const steps: ConsolidationStep[] = [];
+    const compacted: CompactResult[] = [];
+    let dropped = 0;
+    let blocked: string | undefined;
+    for (let guard = 0; guard <= MAX_LAYERS; guard++) {
+      const next = nextConsolidationStep(this.#d, maxDepth);
+      blocked = next.blocked;
+      const step = next.step;
+      if (step === undefined) break;
+      steps.push(step);
+      if (step.action === 'drop') {
+        const d = this.#d;
+        const ids = new Set(step.layers);
+        const files = d.layers.filter((l) => ids.has(l.id));
+        await this.#commit({ ...d, generation: d.generation + 1, layers: d.layers.filter((l) => !ids.has(l.id)) });
+        for (const l of files) await this.#removeLayerFile(l.id, l.file);
+        dropped += files.length;
+      } else {
+        const ctx = this.#context();
+        merges.push(await runMerge(ctx, await planMerge(ctx, step.layer)));
+      }
+    }
+    for (const id of await this.#compactable(threshold)) {
+      compacted.push(await compactLayer(this.#context(), id, { dedup: false }));
+    }
+    if (steps.length > 0 || compacted.length > 0) {
       for (const l of this.#tree.path(this.#d.active)) await reconcileHeader(this.#layers, this.#d, l.id);
       this.#rebuildView(await this.#pathLayers(this.#d.active));
     }
-    return { merges, droppedLayers: dropped };
+    return { dryRun: false, depthBefore, depthAfter: this.#tree.maxDepth(), steps, merges, droppedLayers: dropped, compacted, blocked };
+  }
+
+  /** Layers whose overwritten data reaches `threshold` of their log. */
+  async #compactable(threshold: number): Promise<string[]> {
+    if (threshold >= 1) return [];
+    const d = this.#d;
+    const out: string[] = [];
+    for (const l of d.layers) {
+      const layer = await this.#layers.get(d, l.id);
+      const used = layer.logEnd - LOG_START;
+      if (layer.garbageBytes >= this.blockSize && layer.garbageBytes >= threshold * used) out.push(l.id);
+    }
+    return out;
+  }
+
+  /**
+   * Rewrites every layer so blocks identical to one already stored in the same
+   * layer or an ancestor become references, and all-zero blocks zero markers (the
+   * offline pass of `deltadisk dedup`). Every snapshot and the current state read
+   * exactly as before.
+   */
+  async dedupAll(): Promise<DedupResult> {
+    this.#assertWritable();
+    return this.#mutex.run(() =>
+      this.#guard(async () => {
+        const results: CompactResult[] = [];
+        // Parents before children, so each layer deduplicates against finished ancestors.
+        const order = [...this.#d.layers].sort((a, b) => this.#tree.path(a.id).length - this.#tree.path(b.id).length);
+        for (const l of order) results.push(await compactLayer(this.#context(), l.id, { dedup: true }));
+        this.#rebuildView(await this.#pathLayers(this.#d.active));
+        return {
+          layers: results,
+          dedupedBlocks: results.reduce((n, r) => n + r.dedupedBlocks, 0),
+          zeroedBlocks: results.reduce((n, r) => n + r.zeroedBlocks, 0),
+          bytesBefore: results.reduce((n, r) => n + r.bytesBefore, 0),
+          bytesAfter: results.reduce((n, r) => n + r.bytesAfter, 0),
+        };
+      }),
+    );
+  }
+
+  /** Compacts layer files holding overwritten data (threshold: share of the log, default 0.25). */
+  async compact(threshold = 0.25): Promise<CompactResult[]> {
+    this.#assertWritable();
+    if (typeof threshold !== 'number' || !(threshold > 0 && threshold <= 1)) invalid('threshold must be in (0, 1]');
+    return this.#mutex.run(() =>
+      this.#guard(async () => {
+        const out: CompactResult[] = [];
+        for (const id of await this.#compactable(threshold)) out.push(await compactLayer(this.#context(), id, { dedup: false }));
+        if (out.length > 0) this.#rebuildView(await this.#pathLayers(this.#d.active));
+        return out;
+      }),
+    );
   }
 
   /**
@@ -760,7 +906,7 @@ export class Disk {
     });
   }
 
-  #mergeContext(): MergeContext {
+  #context(): ChainContext {
     return {
       fs: this.#fs,
       paths: this.#paths,

@@ -165,7 +165,11 @@ export class LayerFile {
     fs: FileSystem,
     dir: string,
     file: string,
-    init: LayerIdentity & { readonly parentId: string | null; readonly parentFile: string | null },
+    init: LayerIdentity & {
+      readonly parentId: string | null;
+      readonly parentFile: string | null;
+      readonly base: DeltaHeader['base'];
+    },
   ): Promise<LayerFile> {
     const p = path.join(dir, file);
     const header: DeltaHeader = {
@@ -173,6 +177,7 @@ export class LayerFile {
       layerId: init.layerId,
       parentId: init.parentId,
       parentFile: init.parentFile,
+      base: init.base,
       blockSize: init.blockSize,
       virtualSize: init.virtualSize,
       generation: 1,

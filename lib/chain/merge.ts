@@ -23,10 +23,9 @@ import type { Descriptor } from '../format/descriptor.js';
 import { MAX_RECORD_PAYLOAD } from '../format/limits.js';
 import type { MergeState } from '../format/op-state.js';
 import { RecordKind } from '../format/record.js';
-import type { FileSystem } from '../io/file-system.js';
-import type { BaseImage } from './base-image.js';
+import type { ChainContext } from './chain-context.js';
 import { ChainView } from './chain-view.js';
-import { removeOpState, writeOpState, type DiskPaths } from './descriptor-file.js';
+import { removeOpState, writeOpState } from './descriptor-file.js';
 import { MAX_APPEND_ROWS, type LayerFile, type Run } from './layer-file.js';
 import type { LayerSet } from './layer-set.js';
 import { Tree } from './tree.js';
@@ -36,19 +35,11 @@ import { readInto } from '../io/positional.js';
 /** Write the progress mark after copying this many bytes. */
 const PROGRESS_EVERY_BYTES = 256 * 1024 * 1024;
 
-export interface MergeContext {
-  readonly fs: FileSystem;
-  readonly paths: DiskPaths;
-  readonly layers: LayerSet;
-  readonly base: BaseImage;
-  descriptor(): Descriptor;
-  /** Durably replaces the descriptor (the commit point) and adopts it in memory. */
-  commitDescriptor(next: Descriptor): Promise<void>;
-}
+export type MergeContext = ChainContext;
 
 export interface MergeResult {
   readonly removed: string;
-  readonly survivor: string;
+  readonly survivors: readonly string[];
   readonly direction: 'stream' | 'commit';
   readonly copiedBlocks: number;
   readonly copiedBytes: number;
@@ -63,36 +54,42 @@ function dataBlocks(layer: LayerFile, skip?: LayerFile): number {
 }
 
 /**
- * Chooses the direction for merging `removedParent` (unnamed, one child) with its child.
+ * Plans merging away layer `id`, which carries no snapshot and is not active. With
+ * one child, the direction copying fewer blocks of data is chosen (or `force`);
+ * with several children (a layer shared by branches), it is streamed into each.
  * @returns the state record to run.
  */
-export async function planMerge(ctx: MergeContext, parentId: string, force?: 'stream' | 'commit'): Promise<MergeState> {
+export async function planMerge(ctx: MergeContext, id: string, force?: 'stream' | 'commit'): Promise<MergeState> {
   const d = ctx.descriptor();
   const tree = new Tree(d);
-  const children = tree.children(parentId);
-  if (parentId === d.active || tree.snapshotOn(parentId) !== undefined || children.length !== 1) {
-    throw new Error(`internal: layer ${parentId} is not mergeable`);
+  const children = tree.children(id);
+  if (id === d.active || tree.snapshotOn(id) !== undefined || children.length === 0) {
+    throw new Error(`internal: layer ${id} cannot be merged away`);
   }
-  const child = children[0]!;
-  const parent = await ctx.layers.get(d, parentId);
-  const childLayer = await ctx.layers.get(d, child.id);
-  const streamCost = dataBlocks(parent, childLayer);
-  const commitCost = dataBlocks(childLayer);
-  const direction = force ?? (commitCost < streamCost ? 'commit' : 'stream');
-  const removedId = direction === 'stream' ? parentId : child.id;
-  const survivorId = direction === 'stream' ? child.id : parentId;
-  const removed = direction === 'stream' ? parent : childLayer;
+  const layer = await ctx.layers.get(d, id);
+  let direction: 'stream' | 'commit' = 'stream';
+  if (children.length === 1) {
+    const child = await ctx.layers.get(d, children[0]!.id);
+    const streamCost = dataBlocks(layer, child);
+    const commitCost = dataBlocks(child);
+    direction = force ?? (commitCost < streamCost ? 'commit' : 'stream');
+  } else if (force === 'commit') {
+    throw new Error(`internal: layer ${id} has ${children.length} children; only streaming can remove it`);
+  }
+  const removedId = direction === 'stream' ? id : children[0]!.id;
+  const removed = await ctx.layers.get(d, removedId);
   // Index the removed layer's tail now, so its header generation is final and can
   // identify it when resuming.
   if (removed.header.logEnd !== removed.logEnd || removed.header.sealed !== (removed.id !== d.active)) {
     await removed.updateHeader({});
   }
+  const survivors = direction === 'stream' ? children.map((c) => ({ id: c.id, file: c.file })) : [{ id, file: tree.layer(id).file }];
   return {
     op: 'merge',
     diskId: d.diskId,
     direction,
     removed: { id: removedId, file: tree.layer(removedId).file, generation: removed.header.generation },
-    survivor: { id: survivorId, file: tree.layer(survivorId).file },
+    survivors,
     progress: 0,
     started: new Date().toISOString(),
   };
@@ -101,8 +98,8 @@ export async function planMerge(ctx: MergeContext, parentId: string, force?: 'st
 /** Layers whose header parent may be stale while `state` is unfinished. */
 export function layersWithPendingParent(d: Descriptor, state: MergeState): string[] {
   const tree = new Tree(d);
-  const out = [state.survivor.id];
-  for (const id of [state.survivor.id, state.removed.id]) {
+  const out = state.survivors.map((s) => s.id);
+  for (const id of [...out, state.removed.id]) {
     if (tree.has(id)) out.push(...tree.children(id).map((c) => c.id));
   }
   return out;
@@ -115,33 +112,57 @@ function mismatch(message: string): never {
 /** Runs (or resumes) a merge to the end. */
 export async function runMerge(ctx: MergeContext, initial: MergeState): Promise<MergeResult> {
   let state = initial;
-  let copied = { blocks: 0, bytes: 0 };
+  const copied = { blocks: 0, bytes: 0 };
   const d = ctx.descriptor();
   if (state.diskId !== d.diskId) mismatch('it belongs to another disk');
   const tree = new Tree(d);
   if (tree.has(state.removed.id)) {
     // Copy phase: the descriptor still has the removed layer.
     const removedEntry = tree.layer(state.removed.id);
-    if (!tree.has(state.survivor.id)) mismatch('the surviving layer is not in the descriptor');
-    const survivorEntry = tree.layer(state.survivor.id);
-    if (removedEntry.file !== state.removed.file || survivorEntry.file !== state.survivor.file) mismatch('layer files differ');
-    const parentId = state.direction === 'stream' ? state.removed.id : state.survivor.id;
-    const childId = state.direction === 'stream' ? state.survivor.id : state.removed.id;
-    const kids = tree.children(parentId);
-    if (kids.length !== 1 || kids[0]!.id !== childId || tree.snapshotOn(parentId) !== undefined || parentId === d.active) {
-      mismatch('the layers are no longer a mergeable parent and child');
+    if (removedEntry.file !== state.removed.file) mismatch('the removed layer\'s file differs');
+    for (const s of state.survivors) {
+      if (!tree.has(s.id) || tree.layer(s.id).file !== s.file) mismatch(`layer ${s.id} is not in the descriptor as recorded`);
+    }
+    if (state.direction === 'stream') {
+      const kids = tree.children(state.removed.id).map((c) => c.id).sort();
+      const want = state.survivors.map((s) => s.id).sort();
+      if (kids.join() !== want.join()) mismatch('the removed layer\'s children differ from the recorded ones');
+      if (tree.snapshotOn(state.removed.id) !== undefined || state.removed.id === d.active) mismatch('the removed layer carries a snapshot or is active');
+    } else {
+      const parent = state.survivors[0]!.id;
+      const kids = tree.children(parent);
+      if (kids.length !== 1 || kids[0]!.id !== state.removed.id || tree.snapshotOn(parent) !== undefined || parent === d.active) {
+        mismatch('the layers are no longer a mergeable parent and child');
+      }
     }
     const removed = await ctx.layers.get(d, state.removed.id);
     if (removed.header.generation !== state.removed.generation) mismatch(`layer ${state.removed.id} has changed since`);
-    const survivor = await ctx.layers.get(d, state.survivor.id);
     await writeOpState(ctx.fs, ctx.paths.opState, state);
-    copied = await copyBlocks(ctx, tree, state, removed, survivor, (progress) => {
-      state = { ...state, progress };
-      return writeOpState(ctx.fs, ctx.paths.opState, state);
-    });
+    const view = await viewUpTo(ctx, tree, state.removed.id);
+    if (state.direction === 'stream') {
+      for (const s of state.survivors) {
+        const survivor = await ctx.layers.get(d, s.id);
+        const n = await copyBlocks(ctx, view, removed, survivor, (b) => !survivor.map.has(b), async () => undefined);
+        copied.blocks += n.blocks;
+        copied.bytes += n.bytes;
+        await keepReferenced(ctx, tree, view, removed, survivor, [tree.layer(s.id), ...tree.descendants(s.id)]);
+        await survivor.sync();
+      }
+    } else {
+      const survivor = await ctx.layers.get(d, state.survivors[0]!.id);
+      const n = await copyBlocks(ctx, view, removed, survivor, (b) => b >= state.progress, async (next) => {
+        await survivor.sync();
+        state = { ...state, progress: next };
+        await writeOpState(ctx.fs, ctx.paths.opState, state);
+      });
+      copied.blocks += n.blocks;
+      copied.bytes += n.bytes;
+      await keepReferenced(ctx, tree, view, removed, survivor, tree.descendants(state.removed.id));
+      await survivor.sync();
+    }
     await ctx.commitDescriptor(switched(d, state));
-  } else if (!tree.has(state.survivor.id)) {
-    mismatch('neither layer is in the descriptor');
+  } else if (!state.survivors.every((s) => tree.has(s.id))) {
+    mismatch('the surviving layers are not in the descriptor');
   }
   await fixHeaders(ctx, state);
   await ctx.layers.forget(state.removed.id);
@@ -155,7 +176,7 @@ export async function runMerge(ctx: MergeContext, initial: MergeState): Promise<
   ctx.layers.clearWaivers();
   return {
     removed: state.removed.id,
-    survivor: state.survivor.id,
+    survivors: state.survivors.map((s) => s.id),
     direction: state.direction,
     copiedBlocks: copied.blocks,
     copiedBytes: copied.bytes,
@@ -169,23 +190,28 @@ function switched(d: Descriptor, s: MergeState): Descriptor {
     return {
       ...d,
       generation: d.generation + 1,
-      layers: d.layers.filter((l) => l.id !== removed.id).map((l) => (l.id === s.survivor.id ? { ...l, parent: removed.parent } : l)),
+      layers: d.layers.filter((l) => l.id !== removed.id).map((l) => (l.parent === removed.id ? { ...l, parent: removed.parent } : l)),
     };
   }
+  const survivor = s.survivors[0]!.id;
   return {
     ...d,
     generation: d.generation + 1,
-    active: d.active === removed.id ? s.survivor.id : d.active,
-    layers: d.layers.filter((l) => l.id !== removed.id).map((l) => (l.parent === removed.id ? { ...l, parent: s.survivor.id } : l)),
-    snapshots: d.snapshots.map((snap) => (snap.layer === removed.id ? { ...snap, layer: s.survivor.id } : snap)),
+    active: d.active === removed.id ? survivor : d.active,
+    layers: d.layers.filter((l) => l.id !== removed.id).map((l) => (l.parent === removed.id ? { ...l, parent: survivor } : l)),
+    snapshots: d.snapshots.map((snap) => (snap.layer === removed.id ? { ...snap, layer: survivor } : snap)),
   };
 }
 
-/** Makes the headers of the survivor and its children agree with the descriptor. */
+/** Makes the headers of the survivors and their children agree with the descriptor. */
 async function fixHeaders(ctx: MergeContext, s: MergeState): Promise<void> {
   const d = ctx.descriptor();
   const tree = new Tree(d);
-  const ids = [s.survivor.id, ...tree.children(s.survivor.id).map((c) => c.id)];
+  const ids = new Set<string>();
+  for (const v of s.survivors) {
+    ids.add(v.id);
+    for (const c of tree.children(v.id)) ids.add(c.id);
+  }
   for (const id of ids) await reconcileHeader(ctx.layers, d, id);
 }
 
@@ -207,44 +233,44 @@ export async function reconcileHeader(layers: LayerSet, d: Descriptor, id: strin
   return true;
 }
 
+/** The view of the path from the base up to layer `top`: resolves references, locates data. */
+async function viewUpTo(ctx: MergeContext, tree: Tree, top: string): Promise<ChainView> {
+  const d = ctx.descriptor();
+  const layers = await ctx.layers.getAll(d, tree.path(top).map((l) => l.id));
+  return ChainView.build(ctx.base, layers, d.virtualSize, d.blockSize, { indexHashes: true });
+}
+
 /**
- * Copies the blocks the merge moves into the survivor, then the content that
- * references elsewhere still need. Appends only; syncs before every progress mark.
+ * Appends to `target` the blocks of `removed` (the top of `view`) that `want`
+ * accepts, in block order, as runs; content that lives only in `removed` is copied
+ * as data, references to content below are copied as references. Calls `mark`
+ * with the next block index every PROGRESS_EVERY_BYTES of data (after which the
+ * caller makes the copy durable and records progress).
  */
 async function copyBlocks(
   ctx: MergeContext,
-  tree: Tree,
-  s: MergeState,
+  view: ChainView,
   removed: LayerFile,
-  survivor: LayerFile,
-  saveProgress: (progress: number) => Promise<void>,
+  target: LayerFile,
+  want: (block: number) => boolean,
+  mark: (next: number) => Promise<void>,
 ): Promise<{ blocks: number; bytes: number }> {
-  const d = ctx.descriptor();
-  const bs = d.blockSize;
-  // The view of the path up to the removed layer (its top) resolves references and
-  // tells where each block's bytes and each hash live.
-  const pathLayers = await ctx.layers.getAll(d, tree.path(s.removed.id).map((l) => l.id));
-  const view = ChainView.build(ctx.base, pathLayers, d.virtualSize, bs, { indexHashes: true });
-  const removedSlot = pathLayers.length;
+  const bs = ctx.descriptor().blockSize;
+  const removedSlot = view.depth;
   const index = view.hashes!;
-
   const blocks: number[] = [];
   removed.map.forEach((block) => {
-    if (block < s.progress) return;
-    if (s.direction === 'stream' && survivor.map.has(block)) return;
-    blocks.push(block);
+    if (want(block)) blocks.push(block);
   });
-
   const maxRunBlocks = Math.max(1, Math.floor(MAX_RECORD_PAYLOAD / bs));
   let runs: Run[] = [];
   let rowsInBatch = 0;
   let copiedBlocks = 0;
   let copiedBytes = 0;
-  let sinceProgress = 0;
-  const survivorHashes = new Set<string>();
+  let sinceMark = 0;
   const flushBatch = async (): Promise<void> => {
     if (runs.length === 0) return;
-    await survivor.append(runs);
+    await target.append(runs);
     runs = [];
     rowsInBatch = 0;
   };
@@ -253,20 +279,13 @@ async function copyBlocks(
     runs.push(run);
     rowsInBatch += rows;
   };
-
-  // Group consecutive blocks of one kind into runs; read data of a run in one go.
+  // Blocks served by the removed layer itself (DATA, or REF resolving into it) are
+  // copied as data; consecutive ones are read with one read where contiguous.
+  const ownData = (b: number): boolean => view.merged.tag(b) === removedSlot;
   let i = 0;
   while (i < blocks.length) {
     const first = blocks[i]!;
-    const row = removed.map.num(first);
-    let kind = removed.map.tag(first);
-    let hash: Uint8Array | undefined;
-    if (kind === RecordKind.REF) {
-      hash = removed.records.hash(row);
-      const hit = index.find(hash);
-      if (hit === undefined) throw new DeltaDiskError('CHAIN_CORRUPT', `block ${first} refers to content stored nowhere`, { block: first });
-      if (hit.slot === removedSlot) kind = RecordKind.DATA; // its content leaves with the layer
-    }
+    const kind = removed.map.tag(first);
     if (kind === RecordKind.ZERO) {
       let n = 1;
       while (i + n < blocks.length && blocks[i + n] === first + n && removed.map.tag(first + n) === RecordKind.ZERO && n < MAX_APPEND_ROWS) n++;
@@ -275,72 +294,89 @@ async function copyBlocks(
       copiedBlocks += n;
       continue;
     }
-    if (kind === RecordKind.REF) {
-      await pushRun({ kind: RecordKind.REF, block: first, hashes: [Uint8Array.from(hash!)] }, 1);
+    if (kind === RecordKind.REF && !ownData(first)) {
+      await pushRun({ kind: RecordKind.REF, block: first, hashes: [Uint8Array.from(removed.records.hash(removed.map.num(first)))] }, 1);
       i += 1;
       copiedBlocks += 1;
       continue;
     }
-    // DATA: gather consecutive DATA blocks whose bytes lie contiguous in the removed layer.
-    const offsets: number[] = [view.merged.num(first)];
-    const hashes: (Uint8Array | undefined)[] = [dataHash(removed, row, hash)];
-    let n = 1;
+    const offsets: number[] = [];
+    const hashes: (Uint8Array | undefined)[] = [];
+    let n = 0;
     while (i + n < blocks.length && n < maxRunBlocks) {
       const b = blocks[i + n]!;
-      if (b !== first + n || removed.map.tag(b) !== RecordKind.DATA) break;
+      if (b !== first + n || !ownData(b)) break;
+      const k = removed.map.tag(b);
+      if (k !== RecordKind.DATA && k !== RecordKind.REF) break;
       offsets.push(view.merged.num(b));
-      hashes.push(dataHash(removed, removed.map.num(b), undefined));
+      hashes.push(dataHash(removed, removed.map.num(b)));
       n++;
     }
     const data = await readOffsets(removed, offsets, bs);
-    const knownHashes = hashes.every((h) => h !== undefined) ? (hashes as Uint8Array[]) : undefined;
-    if (knownHashes) for (const h of knownHashes) survivorHashes.add(Buffer.from(h).toString('hex'));
-    await pushRun({ kind: RecordKind.DATA, block: first, data, hashes: knownHashes }, n);
+    const known = hashes.every((h) => h !== undefined) ? (hashes as Uint8Array[]) : undefined;
+    await pushRun({ kind: RecordKind.DATA, block: first, data, hashes: known }, n);
     i += n;
     copiedBlocks += n;
     copiedBytes += n * bs;
-    sinceProgress += n * bs;
-    if (sinceProgress >= PROGRESS_EVERY_BYTES && i < blocks.length) {
+    sinceMark += n * bs;
+    if (sinceMark >= PROGRESS_EVERY_BYTES && i < blocks.length) {
       await flushBatch();
-      await survivor.sync();
-      await saveProgress(blocks[i]!);
-      sinceProgress = 0;
+      await mark(blocks[i]!);
+      sinceMark = 0;
     }
   }
   await flushBatch();
+  void index;
+  return { blocks: copiedBlocks, bytes: copiedBytes };
+}
 
-  // Content that deduplicated blocks further up still point at must not leave with the layer.
-  const referrers = s.direction === 'stream' ? [tree.layer(s.survivor.id), ...tree.descendants(s.survivor.id)] : tree.descendants(s.removed.id);
-  for (let r = 0; r < survivor.records.count; r++) {
-    const k = survivor.records.kind(r);
-    if ((k === RecordKind.DATA || k === RecordKind.BLOB) && survivor.records.hasHash(r)) survivorHashes.add(Buffer.from(survivor.records.hash(r)).toString('hex'));
+/**
+ * Content that deduplicated blocks in `referrers` point at, and that lives only in
+ * `removed`, is appended to `target` as BLOB records so it outlives the merge.
+ */
+async function keepReferenced(
+  ctx: MergeContext,
+  tree: Tree,
+  view: ChainView,
+  removed: LayerFile,
+  target: LayerFile,
+  referrers: readonly { readonly id: string }[],
+): Promise<void> {
+  void tree;
+  const d = ctx.descriptor();
+  const bs = d.blockSize;
+  const maxRunBlocks = Math.max(1, Math.floor(MAX_RECORD_PAYLOAD / bs));
+  const removedSlot = view.depth;
+  const held = new Set<string>();
+  for (let r = 0; r < target.records.count; r++) {
+    const k = target.records.kind(r);
+    if ((k === RecordKind.DATA || k === RecordKind.BLOB) && target.records.hasHash(r)) held.add(Buffer.from(target.records.hash(r)).toString('hex'));
   }
-  const blobs: Buffer[] = [];
-  const blobHashes: Uint8Array[] = [];
+  let blobs: Buffer[] = [];
+  let blobHashes: Uint8Array[] = [];
   for (const entry of referrers) {
     const layer = await ctx.layers.get(d, entry.id);
     for (let r = 0; r < layer.records.count; r++) {
       if (layer.records.kind(r) !== RecordKind.REF) continue;
       const h = layer.records.hash(r);
       const key = Buffer.from(h).toString('hex');
-      if (survivorHashes.has(key)) continue;
-      const hit = index.find(h);
+      if (held.has(key)) continue;
+      const hit = view.hashes!.find(h);
       if (hit === undefined || hit.slot !== removedSlot) continue;
-      survivorHashes.add(key);
+      held.add(key);
       blobs.push(await removed.readRow(hit.row));
       blobHashes.push(Uint8Array.from(h));
       if (blobs.length >= maxRunBlocks) {
-        await survivor.append([{ kind: RecordKind.BLOB, data: blobs.splice(0), hashes: blobHashes.splice(0) }]);
+        await target.append([{ kind: RecordKind.BLOB, data: blobs, hashes: blobHashes }]);
+        blobs = [];
+        blobHashes = [];
       }
     }
   }
-  if (blobs.length > 0) await survivor.append([{ kind: RecordKind.BLOB, data: blobs, hashes: blobHashes }]);
-  await survivor.sync();
-  return { blocks: copiedBlocks, bytes: copiedBytes };
+  if (blobs.length > 0) await target.append([{ kind: RecordKind.BLOB, data: blobs, hashes: blobHashes }]);
 }
 
-function dataHash(layer: LayerFile, row: number, known: Uint8Array | undefined): Uint8Array | undefined {
-  if (known !== undefined) return Uint8Array.from(known);
+function dataHash(layer: LayerFile, row: number): Uint8Array | undefined {
   return layer.records.hasHash(row) ? Uint8Array.from(layer.records.hash(row)) : undefined;
 }
 

@@ -17,7 +17,7 @@
 import { crc32 } from 'node:zlib';
 import { decode, encode } from '@msgpack/msgpack';
 import { DeltaDiskError } from '../errors.js';
-import { HEADER_SLOT_SIZE, MAX_FILE_OFFSET, MAX_NAME_LENGTH, MAX_DESCRIPTION_LENGTH, MAX_VIRTUAL_SIZE, isValidBlockSize } from './limits.js';
+import { HEADER_SLOT_SIZE, MAX_BASE_PATH, MAX_FILE_OFFSET, MAX_NAME_LENGTH, MAX_DESCRIPTION_LENGTH, MAX_VIRTUAL_SIZE, isValidBlockSize } from './limits.js';
 
 export const DELTA_MAGIC = Buffer.from('DDLT\r\n\x1a\n', 'latin1');
 export const DELTA_FORMAT_VERSION = 1;
@@ -38,6 +38,8 @@ export interface DeltaHeader {
   readonly parentId: string | null;
   /** File name of the parent delta in the same directory (informational, for rebuilding). */
   readonly parentFile: string | null;
+  /** The disk's base, as the descriptor names it (for rebuilding a lost descriptor). */
+  readonly base: { readonly file: string; readonly size: number; readonly fingerprint: string } | null;
   readonly blockSize: number;
   readonly virtualSize: number;
   /** Increases by one with every header write. */
@@ -77,6 +79,7 @@ export function encodeDeltaHeader(h: DeltaHeader): Buffer {
     layerId: h.layerId,
     parentId: h.parentId,
     parentFile: h.parentFile,
+    base: h.base,
     blockSize: h.blockSize,
     virtualSize: h.virtualSize,
     generation: h.generation,
@@ -137,6 +140,17 @@ function validateHeader(v: unknown, path?: string): DeltaHeader {
   if (o.parentId !== null && !isId(o.parentId)) fail('delta header has an invalid parent id', path);
   if (o.parentId === o.layerId) fail('delta header names itself as its parent', path);
   if (o.parentFile !== null && !str(o.parentFile, MAX_NAME_LENGTH)) fail('delta header has an invalid parent file', path);
+  let base: DeltaHeader['base'] = null;
+  if (o.base !== null) {
+    const b = o.base as Record<string, unknown> | undefined;
+    if (
+      typeof b !== 'object' || b === null || !str(b.file, MAX_BASE_PATH) || b.file.length === 0 ||
+      !isSafeNonNeg(b.size, MAX_VIRTUAL_SIZE) || typeof b.fingerprint !== 'string' || !/^[0-9a-f]{64}$/.test(b.fingerprint)
+    ) {
+      fail('delta header has an invalid base reference', path);
+    }
+    base = { file: b.file, size: b.size, fingerprint: b.fingerprint };
+  }
   if (!isSafeNonNeg(o.blockSize) || !isValidBlockSize(o.blockSize)) fail(`delta header has an invalid block size ${String(o.blockSize)}`, path);
   if (!isSafeNonNeg(o.virtualSize, MAX_VIRTUAL_SIZE) || o.virtualSize === 0) fail(`delta header has an invalid virtual size ${String(o.virtualSize)}`, path);
   if (!isSafeNonNeg(o.generation) || o.generation === 0) fail('delta header has an invalid generation', path);
@@ -162,6 +176,7 @@ function validateHeader(v: unknown, path?: string): DeltaHeader {
     layerId: o.layerId,
     parentId: o.parentId,
     parentFile: o.parentFile,
+    base,
     blockSize: o.blockSize,
     virtualSize: o.virtualSize,
     generation: o.generation,

@@ -13,6 +13,7 @@
 import { crc32 } from 'node:zlib';
 import { DeltaDiskError } from '../errors.js';
 import {
+  MAX_BASE_PATH,
   MAX_DEPTH,
   MAX_DESCRIPTION_LENGTH,
   MAX_LAYERS,
@@ -167,7 +168,7 @@ export function decodeDescriptor(text: string, path?: string): Descriptor {
   if (o.base !== null) {
     const b = o.base as Record<string, unknown> | undefined;
     if (typeof b !== 'object' || b === null) corrupt('base is invalid', path);
-    if (!isText(b.file, 4096) || b.file.length === 0) corrupt('base file is invalid', path);
+    if (!isText(b.file, MAX_BASE_PATH) || b.file.length === 0) corrupt('base file is invalid', path);
     if (!isSafe(b.size, 1, MAX_VIRTUAL_SIZE)) corrupt('base size is invalid', path);
     if (typeof b.fingerprint !== 'string' || !/^[0-9a-f]{64}$/.test(b.fingerprint)) corrupt('base fingerprint is invalid', path);
     base = { file: b.file, size: b.size, fingerprint: b.fingerprint };

@@ -17,6 +17,8 @@ export const MAX_LAYERS = 4096;
 export const MAX_DEPTH = 512;
 export const MAX_SNAPSHOTS = 4096;
 
+/** A base image path, as qcow2 bounds its backing file name. */
+export const MAX_BASE_PATH = 1023;
 export const MAX_DESCRIPTOR_BYTES = 8 * 1024 * 1024;
 export const MAX_NAME_LENGTH = 255;
 export const MAX_DESCRIPTION_LENGTH = 4096;

@@ -10,7 +10,7 @@
  */
 import { crc32 } from 'node:zlib';
 import { DeltaDiskError } from '../errors.js';
-import { MAX_NAME_LENGTH } from './limits.js';
+import { MAX_LAYERS, MAX_NAME_LENGTH } from './limits.js';
 
 export const OP_FORMAT = 'deltadisk-op';
 export const OP_VERSION = 1;
@@ -19,11 +19,11 @@ export const MAX_OP_BYTES = 64 * 1024;
 export interface MergeState {
   readonly op: 'merge';
   readonly diskId: string;
-  /** stream: the removed parent's blocks go up into the survivor (its only child).
-   *  commit: the removed child's blocks go down into the survivor (its parent). */
+  /** stream: the removed layer's blocks go up into each of its children (the survivors).
+   *  commit: the removed child's blocks go down into its parent (the one survivor). */
   readonly direction: 'stream' | 'commit';
   readonly removed: { readonly id: string; readonly file: string; readonly generation: number };
-  readonly survivor: { readonly id: string; readonly file: string };
+  readonly survivors: readonly { readonly id: string; readonly file: string }[];
   /** Blocks below this index are already copied (and durable in the survivor). */
   readonly progress: number;
   readonly started: string;
@@ -39,7 +39,7 @@ function canonical(s: OpState): string {
     diskId: s.diskId,
     direction: s.direction,
     removed: { id: s.removed.id, file: s.removed.file, generation: s.removed.generation },
-    survivor: { id: s.survivor.id, file: s.survivor.file },
+    survivors: s.survivors.map((v) => ({ id: v.id, file: v.file })),
     progress: s.progress,
     started: s.started,
   });
@@ -78,13 +78,19 @@ export function decodeOpState(text: string, path?: string): OpState {
   if (typeof o.diskId !== 'string' || !ID.test(o.diskId)) bad('invalid disk id', path);
   if (o.direction !== 'stream' && o.direction !== 'commit') bad('invalid direction', path);
   const r = o.removed as Record<string, unknown> | null;
-  const s = o.survivor as Record<string, unknown> | null;
   if (typeof r !== 'object' || r === null || typeof r.id !== 'string' || !ID.test(r.id) || !isFile(r.file) || !isSafe(r.generation)) {
     bad('invalid removed layer', path);
   }
-  if (typeof s !== 'object' || s === null || typeof s.id !== 'string' || !ID.test(s.id) || !isFile(s.file)) {
-    bad('invalid survivor layer', path);
+  if (!Array.isArray(o.survivors) || o.survivors.length === 0 || o.survivors.length > MAX_LAYERS) bad('invalid survivors', path);
+  const survivors: { id: string; file: string }[] = [];
+  for (const item of o.survivors as unknown[]) {
+    const s = item as Record<string, unknown> | null;
+    if (typeof s !== 'object' || s === null || typeof s.id !== 'string' || !ID.test(s.id) || !isFile(s.file)) {
+      bad('invalid survivor layer', path);
+    }
+    survivors.push({ id: s.id, file: s.file });
   }
+  if (o.direction === 'commit' && survivors.length !== 1) bad('a commit has exactly one survivor', path);
   if (!isSafe(o.progress)) bad('invalid progress', path);
   if (typeof o.started !== 'string' || o.started.length > 64) bad('invalid start time', path);
   const state: MergeState = {
@@ -92,7 +98,7 @@ export function decodeOpState(text: string, path?: string): OpState {
     diskId: o.diskId,
     direction: o.direction,
     removed: { id: r.id, file: r.file, generation: r.generation },
-    survivor: { id: s.id, file: s.file },
+    survivors,
     progress: o.progress,
     started: o.started,
   };

@@ -110,6 +110,34 @@ export class ConsolidateCommand implements DiskCommand {
   toString = (): string => 'consolidate';
 }
 
+/** Compacts every layer holding any overwritten data. */
+export class CompactCommand implements DiskCommand {
+  check = (): boolean => true;
+  async run(_m: DiskModel, r: RealDisk): Promise<void> {
+    await r.disk.compact(0.0001);
+  }
+  toString = (): string => 'compact';
+}
+
+/** The offline dedup pass over every layer. */
+export class DedupCommand implements DiskCommand {
+  check = (): boolean => true;
+  async run(_m: DiskModel, r: RealDisk): Promise<void> {
+    await r.disk.dedupAll();
+  }
+  toString = (): string => 'dedup';
+}
+
+/** Consolidation with a depth cap. */
+export class ConsolidateDepthCommand implements DiskCommand {
+  constructor(readonly maxDepth: number) {}
+  check = (): boolean => true;
+  async run(_m: DiskModel, r: RealDisk): Promise<void> {
+    await r.disk.consolidate({ maxDepth: this.maxDepth });
+  }
+  toString = (): string => `consolidate(maxDepth ${this.maxDepth})`;
+}
+
 /** Reads a snapshot through openSnapshot and compares it with the model, whole. */
 export class ReadSnapshotCommand implements DiskCommand {
   constructor(readonly name: string) {}
@@ -149,7 +177,7 @@ export interface DiskCommandOptions {
   readonly blockSize: number;
   /** Snapshot names are drawn from this many (a small pool makes reverts and deletes likely). */
   readonly names?: number;
-  /** Include consolidate commands (default true). */
+  /** Include consolidate, compact and dedup commands (default true). */
   readonly consolidate?: boolean;
   /** Include reopen commands (default true). */
   readonly reopen?: boolean;
@@ -192,7 +220,12 @@ export function diskCommands(o: DiskCommandOptions): fc.Arbitrary<DiskCommand>[]
     name.map((n) => new DeleteSnapshotCommand(n)),
     name.map((n) => new ReadSnapshotCommand(n)),
   ];
-  if (o.consolidate ?? true) cmds.push(fc.constant(new ConsolidateCommand()));
+  if (o.consolidate ?? true) {
+    cmds.push(fc.constant(new ConsolidateCommand()));
+    cmds.push(fc.integer({ min: 1, max: 4 }).map((n) => new ConsolidateDepthCommand(n)));
+    cmds.push(fc.constant(new CompactCommand()));
+    cmds.push(fc.constant(new DedupCommand()));
+  }
   if (o.reopen ?? true) cmds.push(fc.constant(new ReopenCommand()));
   return cmds;
 }

@@ -8,7 +8,10 @@
 export { DiskModel } from './disk-model.js';
 export {
   assertSameBytes,
+  CompactCommand,
   ConsolidateCommand,
+  ConsolidateDepthCommand,
+  DedupCommand,
   DeleteSnapshotCommand,
   diskCommands,
   FlushCommand,
