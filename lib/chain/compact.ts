@@ -21,6 +21,7 @@ import path from 'node:path';
 import { ChainView } from './chain-view.js';
 import { LayerFile, MAX_APPEND_ROWS, sha256, type Run } from './layer-file.js';
 import type { ChainContext } from './chain-context.js';
+import { reconcileHeader } from './merge.js';
 import { Tree } from './tree.js';
 import { isAllZero } from './write-plan.js';
 
@@ -187,6 +188,8 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
     committed = true;
     await ctx.layers.forget(id);
     ctx.layers.add(next);
+    // Children name their parent's file in their headers.
+    for (const child of tree.children(id)) await reconcileHeader(ctx.layers, ctx.descriptor(), child.id);
     const oldPath = path.join(ctx.paths.dir, entry.file);
     await ctx.fs.unlink(oldPath).catch((err: unknown) => {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, oldPath, 'removing compacted layer failed');

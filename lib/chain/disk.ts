@@ -50,6 +50,7 @@ import { LayerFile } from './layer-file.js';
 import { LayerSet } from './layer-set.js';
 import { layersWithPendingParent, planMerge, reconcileHeader, runMerge, type MergeResult } from './merge.js';
 import type { ChainContext } from './chain-context.js';
+import { checkDisk, type CheckOptions, type CheckReport } from './check.js';
 import { compactLayer, type CompactResult } from './compact.js';
 import { applyStepToShape, nextConsolidationStep, type ConsolidationStep } from './consolidate-plan.js';
 import { Tree } from './tree.js';
@@ -267,7 +268,7 @@ export class Disk {
         snapshots: [],
       };
       await createDescriptor(fs, paths.descriptor, d);
-      const layers = new LayerSet(fs, paths, true, d.dedup);
+      const layers = new LayerSet(fs, paths, true);
       layers.add(layer);
       const disk = new Disk(fs, paths, d, base, layers, false, lock);
       disk.#rebuildView(await layers.getAll(d, [layerId]));
@@ -303,7 +304,7 @@ export class Disk {
           throw new DeltaDiskError('CHAIN_CORRUPT', `base image size ${base.size} differs from the disk size ${d.virtualSize}`, { path: file });
         }
       }
-      layers = new LayerSet(fs, paths, !readOnly, d.dedup);
+      layers = new LayerSet(fs, paths, !readOnly);
       const op = await readOpState(fs, paths.opState);
       if (op !== undefined) {
         if (op.diskId !== d.diskId) {
@@ -323,6 +324,38 @@ export class Disk {
       await base.release();
       await lock?.release();
       throw err;
+    }
+  }
+
+  /**
+   * Checks the disk at `descriptorPath` for damage (see CheckReport); with `repair`,
+   * fixes what is safe to fix. Works on disks too damaged to open.
+   * @throws NOT_FOUND, UNSUPPORTED_VERSION, LOCKED (repairing a disk in use)
+   */
+  static async check(descriptorPath: string, options: CheckOptions = {}): Promise<CheckReport> {
+    const fs = options.fs ?? nodeFileSystem;
+    // Repairing holds the writer lock across analysis and repair (a plain check takes
+    // no lock; on a disk in use it may report a write in progress as a torn tail).
+    const lock = options.repair && fs === nodeFileSystem ? await acquireWriterLock(path.resolve(descriptorPath), 'check --repair') : undefined;
+    try {
+      return await checkDisk(descriptorPath, options, async (p, fsys, allowPaths) => {
+        const disk = await Disk.open(p, { fs: fsys, allowPaths, lock: false });
+        try {
+          await disk.#mutex.run(() => disk.#guard(() => disk.#repairLayers()));
+        } finally {
+          await disk.close();
+        }
+      });
+    } finally {
+      await lock?.release();
+    }
+  }
+
+  /** Opens every layer writable (truncating torn tails) and rewrites stale headers. */
+  async #repairLayers(): Promise<void> {
+    for (const l of this.#d.layers) {
+      await this.#layers.get(this.#d, l.id);
+      await reconcileHeader(this.#layers, this.#d, l.id);
     }
   }
 
@@ -576,6 +609,8 @@ export class Disk {
         const d = this.#d;
         await this.#commit({ ...d, generation: d.generation + 1, snapshots: d.snapshots.filter((s) => s.id !== snap.id) });
         await this.#consolidate(undefined, 1);
+        // A layer that lost its snapshot but stays (shared by branches) drops the tag too.
+        if (this.#tree.has(snap.layer)) await reconcileHeader(this.#layers, this.#d, snap.layer);
       }),
     );
   }

@@ -55,8 +55,6 @@ export interface LayerIdentity {
 
 export interface LayerOpenOptions {
   readonly writable: boolean;
-  /** Compute SHA-256 of data found in the unindexed tail (needed for dedup). */
-  readonly hashData: boolean;
 }
 
 /** A run of consecutive blocks to append as one record. */
@@ -254,7 +252,7 @@ export class LayerFile {
         throw new DeltaDiskError('CHAIN_CORRUPT', `${p} ${mismatch}`, { path: p, layer: expected.layerId });
       }
       const layer = new LayerFile(handle, file, header, slot, options.writable);
-      await layer.#load(options.hashData);
+      await layer.#load();
       return layer;
     } catch (err) {
       await handle.close().catch(() => undefined);
@@ -289,7 +287,7 @@ export class LayerFile {
 
   // ---------------------------------------------------------------- loading
 
-  async #load(hashData: boolean): Promise<void> {
+  async #load(): Promise<void> {
     const h = this.#header;
     if (h.logEnd < LOG_START) this.#corrupt(`header log end ${h.logEnd} lies inside the header area`);
     const size = (await this.#handle.stat()).size;
@@ -322,7 +320,7 @@ export class LayerFile {
       expectedSeq = this.#seqAfterSegment(segAt);
     }
     this.#indexedRows = this.records.count;
-    await this.#scanTail(size, hashData);
+    await this.#scanTail(size);
   }
 
   #segmentSeqs = new Map<number, number>();
@@ -391,9 +389,10 @@ export class LayerFile {
 
   /**
    * Scans records after the indexed part; stops at the first one that is not an
-   * intact, in-sequence record of this layer.
+   * intact, in-sequence record of this layer. Data found there is hashed (the tail
+   * is at most ~64 MiB), so references into it resolve whatever the open mode.
    */
-  async #scanTail(fileSize: number, hashData: boolean): Promise<void> {
+  async #scanTail(fileSize: number): Promise<void> {
     let pos = this.#logEnd;
     let seq = this.#nextSeq;
     let window: Buffer = Buffer.alloc(0);
@@ -423,7 +422,7 @@ export class LayerFile {
         if (runCrc(crcs) !== rh.payloadCrc) break;
         for (let i = 0; i < rh.count; i++) {
           const block = payload.subarray(i * bs, (i + 1) * bs);
-          this.#addRow(rh.kind, rh.kind === RecordKind.BLOB ? 0 : rh.block + i, dataAt + i * bs, crcs[i]!, hashData || rh.kind === RecordKind.BLOB ? sha256(block) : undefined);
+          this.#addRow(rh.kind, rh.kind === RecordKind.BLOB ? 0 : rh.block + i, dataAt + i * bs, crcs[i]!, sha256(block));
         }
       } else {
         if (crc32(payload) !== rh.payloadCrc) break;

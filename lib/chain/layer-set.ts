@@ -18,16 +18,14 @@ export class LayerSet {
   readonly #fs: FileSystem;
   readonly #paths: DiskPaths;
   readonly #writable: boolean;
-  readonly #hashData: boolean;
   readonly #open = new Map<string, LayerFile>();
   readonly #pending = new Map<string, Promise<LayerFile>>();
   readonly #parentWaived = new Set<string>();
 
-  constructor(fs: FileSystem, paths: DiskPaths, writable: boolean, hashData: boolean) {
+  constructor(fs: FileSystem, paths: DiskPaths, writable: boolean) {
     this.#fs = fs;
     this.#paths = paths;
     this.#writable = writable;
-    this.#hashData = hashData;
   }
 
   waiveParentCheck(id: string): void {
@@ -52,7 +50,7 @@ export class LayerSet {
       entry.file,
       { diskId: d.diskId, layerId: id, blockSize: d.blockSize, virtualSize: d.virtualSize },
       this.#parentWaived.has(id) ? undefined : entry.parent,
-      { writable: this.#writable, hashData: this.#hashData },
+      { writable: this.#writable },
     );
     this.#pending.set(id, promise);
     try {

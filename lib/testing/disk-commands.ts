@@ -110,6 +110,21 @@ export class ConsolidateCommand implements DiskCommand {
   toString = (): string => 'consolidate';
 }
 
+/**
+ * Checks the disk's files (every block's checksum included) while it is open; the
+ * disk must be clean whatever happened before.
+ */
+export class CheckCommand implements DiskCommand {
+  check = (): boolean => true;
+  async run(_m: DiskModel, r: RealDisk): Promise<void> {
+    const report = await Disk.check(r.path, { ...(r.options.fs ? { fs: r.options.fs } : {}), readData: true });
+    if (report.result !== 'clean') {
+      throw new Error(`check is ${report.result}: ${report.findings.map((f) => f.message).join('; ')}`);
+    }
+  }
+  toString = (): string => 'check';
+}
+
 /** Compacts every layer holding any overwritten data. */
 export class CompactCommand implements DiskCommand {
   check = (): boolean => true;
@@ -226,6 +241,7 @@ export function diskCommands(o: DiskCommandOptions): fc.Arbitrary<DiskCommand>[]
     cmds.push(fc.constant(new CompactCommand()));
     cmds.push(fc.constant(new DedupCommand()));
   }
+  cmds.push(fc.constant(new CheckCommand()));
   if (o.reopen ?? true) cmds.push(fc.constant(new ReopenCommand()));
   return cmds;
 }

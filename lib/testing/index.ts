@@ -8,6 +8,7 @@
 export { DiskModel } from './disk-model.js';
 export {
   assertSameBytes,
+  CheckCommand,
   CompactCommand,
   ConsolidateCommand,
   ConsolidateDepthCommand,
