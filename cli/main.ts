@@ -5,11 +5,14 @@
  * option, missing argument) to exit code 2.
  */
 import { Command, CommanderError, Option } from 'commander';
+import { registerCheck } from './commands/check.js';
 import { registerCreate } from './commands/create.js';
 import { registerDemo } from './commands/demo.js';
 import { registerExport } from './commands/export.js';
 import { registerInfo } from './commands/info.js';
 import { registerIo } from './commands/io.js';
+import { registerMaintain } from './commands/maintain.js';
+import { registerDiff, registerMap } from './commands/map.js';
 import { registerSnapshot } from './commands/snapshot.js';
 import { registerUnlock } from './commands/unlock.js';
 import { ExitCode } from './exit-codes.js';
@@ -31,6 +34,10 @@ export function buildProgram(): Command {
   registerIo(program);
   registerSnapshot(program);
   registerExport(program);
+  registerMaintain(program);
+  registerCheck(program);
+  registerMap(program);
+  registerDiff(program);
   registerUnlock(program);
   registerDemo(program);
   program.commands.forEach(function override(c: Command): void {
@@ -41,6 +48,13 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: readonly string[]): Promise<void> {
+  // A reader that goes away (`deltadisk map … | head`) ends us quietly, as it would cat.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
   const program = buildProgram();
   try {
     await program.parseAsync(argv as string[]);

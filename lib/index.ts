@@ -15,7 +15,9 @@ export { DeltaDiskError, ERROR_CODES, isDeltaDiskError, type ErrorCode } from '.
 
 export { Disk } from './chain/disk.js';
 export type {
+  ConsolidateOptions,
   ConsolidateResult,
+  DedupResult,
   CreateDiskOptions,
   DiskInfo,
   DiskOptions,
@@ -26,6 +28,11 @@ export type {
 } from './chain/disk.js';
 export { DiskReader, type Extent } from './chain/disk-reader.js';
 export type { MergeResult } from './chain/merge.js';
+export type { CompactResult } from './chain/compact.js';
+export type { CheckFinding, CheckOptions, CheckReport, FindingKind } from './chain/check.js';
+export type { ConsolidationStep } from './chain/consolidate-plan.js';
+export { flatten, type FlattenOptions } from './chain/flatten.js';
+export { exportRawFile, rawChunks } from './chain/export-raw.js';
 
 export type { FileHandle, FileStat, FileSystem, OpenMode } from './io/file-system.js';
 export { NodeFileSystem, nodeFileSystem } from './io/node-file-system.js';
