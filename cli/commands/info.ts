@@ -23,17 +23,18 @@ export function registerInfo(program: Command): void {
         o.line(`dedup:           ${info.dedup ? 'on' : 'off'}`);
         o.line(`chain depth:     ${info.depth}`);
         o.line(`layers:          ${info.layerCount}, snapshots: ${info.snapshotCount}`);
+        o.line(`logical data:    ${formatBytes(info.logicalBytes)} mapped by the layers`);
         o.line(`allocated:       ${formatBytes(info.allocatedBytes)}`);
         o.line(`stored data:     ${formatBytes(info.storedBytes)}`);
         o.line(`saved by dedup:  ${formatBytes(info.dedupSavedBytes)}`);
         o.line();
-        o.line('LAYER                 PARENT    SNAPSHOT        DATA       ZERO  REFS  FILE SIZE  GARBAGE');
+        o.line('LAYER                 PARENT    SNAPSHOT         LOGICAL     STORED   DEDUPED  FILE SIZE  GARBAGE');
         const short = (id: string | null): string => (id === null ? 'base' : id.slice(0, 8));
         for (const l of info.layers) {
           const mark = l.active ? '*' : l.current ? '|' : ' ';
           o.line(
             `${mark} ${l.file.padEnd(20).slice(0, 20)}${short(l.parent).padEnd(10)}${(l.snapshot ?? '-').padEnd(14).slice(0, 14)}` +
-              `${formatBytes(l.dataBlocks * info.blockSize).padStart(10)} ${String(l.zeroBlocks).padStart(6)} ${String(l.refBlocks).padStart(5)}` +
+              `${formatBytes(l.logicalBytes).padStart(10)} ${formatBytes(l.storedBytes).padStart(10)} ${formatBytes(l.dedupSavedBytes).padStart(9)}` +
               ` ${formatBytes(l.fileBytes).padStart(10)} ${formatBytes(l.garbageBytes).padStart(8)}`,
           );
         }

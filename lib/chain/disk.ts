@@ -105,6 +105,13 @@ export interface LayerInfo {
   readonly dataBlocks: number;
   readonly zeroBlocks: number;
   readonly refBlocks: number;
+  /** Bytes of the blocks this layer maps (data, zero and references). */
+  readonly logicalBytes: number;
+  /** Bytes of block data stored in this layer that some block reads (mapped data). */
+  readonly storedBytes: number;
+  /** Bytes its deduplicated blocks would have taken. */
+  readonly dedupSavedBytes: number;
+  /** Bytes of data no block reads any more (reclaimed by compaction). */
   readonly garbageBytes: number;
 }
 
@@ -119,6 +126,8 @@ export interface DiskInfo {
   readonly layerCount: number;
   readonly snapshotCount: number;
   readonly layers: readonly LayerInfo[];
+  /** Bytes of the blocks the layers map, summed over layers. */
+  readonly logicalBytes: number;
   /** Bytes the delta files take (sum of file sizes). */
   readonly allocatedBytes: number;
   /** Bytes of block data stored in the deltas that some block still reads. */
@@ -813,6 +822,7 @@ export class Disk {
     let allocated = 0;
     let stored = 0;
     let saved = 0;
+    let logical = 0;
     for (const entry of d.layers) {
       const layer = await this.#layers.get(d, entry.id);
       let data = 0;
@@ -827,6 +837,7 @@ export class Disk {
       allocated += fileBytes;
       stored += data * d.blockSize;
       saved += ref * d.blockSize;
+      logical += (data + zero + ref) * d.blockSize;
       layers.push({
         id: entry.id,
         file: entry.file,
@@ -838,6 +849,9 @@ export class Disk {
         dataBlocks: data,
         zeroBlocks: zero,
         refBlocks: ref,
+        logicalBytes: (data + zero + ref) * d.blockSize,
+        storedBytes: data * d.blockSize,
+        dedupSavedBytes: ref * d.blockSize,
         garbageBytes: layer.garbageBytes,
       });
     }
@@ -851,6 +865,7 @@ export class Disk {
       layerCount: d.layers.length,
       snapshotCount: d.snapshots.length,
       layers,
+      logicalBytes: logical,
       allocatedBytes: allocated,
       storedBytes: stored,
       dedupSavedBytes: saved,
