@@ -10,7 +10,15 @@
 import { MAX_RECORD_PAYLOAD } from '../format/limits.js';
 import { RecordKind } from '../format/record.js';
 import type { ChainView } from './chain-view.js';
+import { webcrypto } from 'node:crypto';
 import { sha256, type Run } from './layer-file.js';
+
+/** SHA-256 of each non-null block; several blocks are hashed concurrently on the thread pool. */
+async function hashAll(blocks: readonly (Uint8Array | null)[]): Promise<(Buffer | undefined)[]> {
+  const present = blocks.filter((b) => b !== null).length;
+  if (present <= 1) return blocks.map((b) => (b === null ? undefined : sha256(b)));
+  return Promise.all(blocks.map(async (b) => (b === null ? undefined : Buffer.from(await webcrypto.subtle.digest('SHA-256', b)))));
+}
 
 /** What became of one block, in the order the runs list them. */
 export type PlannedBlock =
@@ -68,6 +76,8 @@ export async function planWrite(
     refRun = undefined;
   };
 
+  // Pass 1: the full content of every block touched (copy-on-write for partial ones).
+  const contents: { block: number; content: Uint8Array | null }[] = [];
   let pos = offset;
   while (pos < end) {
     const block = Math.floor(pos / bs);
@@ -81,7 +91,6 @@ export async function planWrite(
     } else if (covers && data === null) {
       content = null;
     } else {
-      // Copy-on-write: complete the block from what it reads now.
       const buf = Buffer.allocUnsafe(bs);
       await view.readBlock(block, buf);
       if (data === null) buf.fill(0, pos - blockStart, segEnd - blockStart);
@@ -89,21 +98,27 @@ export async function planWrite(
       if (blockEnd - blockStart < bs) buf.fill(0, blockEnd - blockStart);
       content = buf;
     }
+    contents.push({ block, content: content !== null && isAllZero(content) ? null : content });
     pos = segEnd;
+  }
+  // Pass 2: with dedup, hash every block at once: the digests run on the thread pool,
+  // in parallel on every core, instead of one after another on this thread.
+  const hashes = dedup ? await hashAll(contents.map((c) => c.content)) : [];
 
-    if (content === null || isAllZero(content)) {
-      if (view.isZero(block)) continue; // already reads as zeros: nothing to store
+  // Pass 3: classify and group into runs.
+  contents.forEach(({ block, content }, i) => {
+    if (content === null) {
+      if (view.isZero(block)) return; // already reads as zeros: nothing to store
       if (!zeroRun || zeroRun.block + zeroRun.count !== block) {
         close();
         zeroRun = { block, count: 0 };
       }
       zeroRun.count++;
       blocks.push({ kind: RecordKind.ZERO, block });
-      continue;
+      return;
     }
-    let hash: Buffer | undefined;
-    if (dedup) {
-      hash = sha256(content);
+    const hash = hashes[i];
+    if (hash !== undefined) {
       const key = hash.toString('hex');
       if (view.hashes?.find(hash) !== undefined || batchHashes.has(key)) {
         if (!refRun || refRun.block + refRun.hashes.length !== block || refRun.hashes.length >= maxRun) {
@@ -112,7 +127,7 @@ export async function planWrite(
         }
         refRun.hashes.push(hash);
         blocks.push({ kind: RecordKind.REF, block, hash });
-        continue;
+        return;
       }
       batchHashes.add(key);
     }
@@ -123,7 +138,7 @@ export async function planWrite(
     dataRun.data.push(content);
     if (hash !== undefined) dataRun.hashes!.push(hash);
     blocks.push({ kind: RecordKind.DATA, block, hash });
-  }
+  });
   close();
   return { runs, blocks };
 }
