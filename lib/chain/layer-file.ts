@@ -558,6 +558,10 @@ export class LayerFile {
       });
       const hdr = Buffer.allocUnsafe(RECORD_HEADER_SIZE);
       encodeRecordHeader(hdr, 0, RecordKind.MAPSEG, this.#nextSeq, 0, 1, payload.length, crc32(payload), this.#tag);
+      // A header that cannot be encoded (LIMIT_EXCEEDED) must fail before the segment
+      // is written: a segment no header points at would hide its rows from the next one.
+      const end = segAt + RECORD_HEADER_SIZE + payload.length;
+      encodeDeltaHeader({ ...this.#header, ...patch, generation: this.#header.generation + 1, logEnd: end, nextSeq: this.#nextSeq + 1, lastSegment: segAt });
       await this.#handle.write([hdr, payload], segAt);
       await this.#handle.datasync();
       this.#segmentSeqs.set(segAt, this.#nextSeq);

@@ -394,3 +394,19 @@ describe('LayerFile identity checks on open', () => {
     });
   });
 });
+
+describe('LayerFile header changes that cannot be written', () => {
+  it('a header too large for its slot fails before anything changes, and loses no record', async () => {
+    const l = await create();
+    await l.append([{ kind: RecordKind.DATA, block: 0, data: [block(1)] }]);
+    await l.sync();
+    const before = { logEnd: l.logEnd, header: l.header, size: fileSize(l) };
+    const tag = { id: randomUUID(), name: 'big', description: 'x'.repeat(HEADER_SLOT_SIZE), created: 'now' };
+    await expect(l.seal(tag)).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    expect({ logEnd: l.logEnd, header: l.header, size: fileSize(l) }).toEqual(before);
+    // The layer carries on; everything written before and after comes back.
+    await l.append([{ kind: RecordKind.DATA, block: 1, data: [block(2)] }]);
+    await l.close();
+    expect(await contents(await reopen(l, false))).toEqual(new Map([[0, 'data:1'], [1, 'data:2']]));
+  });
+});
