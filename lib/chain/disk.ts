@@ -585,7 +585,14 @@ export class Disk {
   /** A reader of the current state (shares this disk's view; closing it does nothing). */
   currentReader(): DiskReader {
     this.#assertOpen();
-    return new DiskReader(() => this.#view, undefined, async () => undefined);
+    return new DiskReader(
+      () => {
+        this.#assertOpen(); // after close the view's files are closed too
+        return this.#view;
+      },
+      undefined,
+      async () => undefined,
+    );
   }
 
   /**

@@ -267,6 +267,22 @@ describe('closing', () => {
     expect(await codeOf(() => d.currentReader())).toBe('NOT_OPEN');
   });
 
+  it('a reader of the current state taken before close is NOT_OPEN after it', async () => {
+    const d = await create();
+    await d.write(0, pattern(BS, 1));
+    const r = d.currentReader();
+    expect((await r.read(0, BS)).equals(pattern(BS, 1))).toBe(true);
+    await d.close();
+    // Files opened meanwhile may get the closed descriptors' numbers; the reader must not read them.
+    fs.writeFileSync(path.join(dir, 'other'), Buffer.alloc(BS, 0x55));
+    const fds = Array.from({ length: 8 }, () => fs.openSync(path.join(dir, 'other'), 'r'));
+    try {
+      expect(await codeOf(r.read(0, BS))).toBe('NOT_OPEN');
+    } finally {
+      for (const fd of fds) fs.closeSync(fd);
+    }
+  });
+
   it('a snapshot reader outlives the disk it came from', async () => {
     const d = await create();
     await d.write(0, pattern(BS, 1));
