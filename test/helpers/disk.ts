@@ -41,9 +41,20 @@ export function deltaFiles(dir: string): string[] {
   return fs.readdirSync(dir).filter((n) => n.endsWith('.delta')).sort();
 }
 
-/** A buffer of `n` bytes where byte i is (seed + i * 7) & 0xff: content that is never all zero or uniform. */
+/**
+ * `n` pseudo-random bytes determined by `seed` (xorshift32): never all zero, and no
+ * block of one pattern equals a block of another, so dedup does not kick in by accident.
+ */
 export function pattern(n: number, seed: number): Buffer {
   const b = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i++) b[i] = (seed + i * 7 + (i >> 12)) & 0xff;
+  let x = (Math.imul(seed + 1, 2654435761) ^ 0x9e3779b9) >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    b[i] = x & 0xff;
+  }
   return b;
 }
