@@ -288,7 +288,14 @@ export class LayerFile {
     const h = this.#header;
     if (h.logEnd < LOG_START) this.#corrupt(`header log end ${h.logEnd} lies inside the header area`);
     const size = (await this.#handle.stat()).size;
-    if (h.logEnd > size) this.#corrupt(`header log end ${h.logEnd} lies past the end of the file (${size} bytes)`);
+    if (h.logEnd > size) {
+      // The header is intact and vouches for records the file no longer has: cut off.
+      throw new DeltaDiskError('TRUNCATED', `${this.path}: header log end ${h.logEnd} lies past the end of the file (${size} bytes)`, {
+        path: this.path,
+        offset: size,
+        layer: this.id,
+      });
+    }
 
     // Segments, newest first, then applied oldest first.
     const segments: { seg: MapSegment; at: number; recordEnd: number }[] = [];

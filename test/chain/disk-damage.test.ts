@@ -179,6 +179,14 @@ describe('truncated and garbled files', () => {
     await refused('TRUNCATED');
   });
 
+  it('a delta cut off inside the log its header vouches for is TRUNCATED', async () => {
+    // Delta 1 was sealed: its header's logEnd covers records and a map segment.
+    const h = decodeDeltaHeader(fs.readFileSync(delta(1)).subarray(HEADER_SLOT_SIZE, 2 * HEADER_SLOT_SIZE))!;
+    expect(h.logEnd).toBeGreaterThan(2 * HEADER_SLOT_SIZE);
+    fs.truncateSync(delta(1), h.logEnd - 10);
+    await refused('TRUNCATED');
+  });
+
   it('a delta whose header slots are both garbage is CHAIN_CORRUPT', async () => {
     const bytes = fs.readFileSync(delta(3));
     randomBytes(2 * HEADER_SLOT_SIZE).copy(bytes, 0);

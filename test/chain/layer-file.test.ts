@@ -384,13 +384,13 @@ describe('LayerFile identity checks on open', () => {
     });
   });
 
-  it('a header whose log end lies past the end of the file is CHAIN_CORRUPT', async () => {
+  it('a header whose log end lies past the end of the file is TRUNCATED', async () => {
     const l = await create();
     await l.append([{ kind: RecordKind.DATA, block: 0, data: [block(1)] }]);
     await l.close();
     fs.truncateSync(path.join(dir, l.file), l.logEnd - 1);
     await expect(LayerFile.open(nodeFileSystem, dir, l.file, l.identity, undefined, { writable: false, hashData: false })).rejects.toMatchObject({
-      code: 'CHAIN_CORRUPT',
+      code: 'TRUNCATED',
     });
   });
 });
