@@ -84,7 +84,7 @@ const headerArb: fc.Arbitrary<DeltaHeader> = fc
     created: text(30),
   })
   .chain((h) =>
-    fc.oneof(fc.constant(0), fc.integer({ min: 8192, max: h.logEnd - 1 })).map((lastSegment) => ({ ...h, lastSegment })),
+    (h.logEnd > 8192 ? fc.oneof(fc.constant(0), fc.integer({ min: 8192, max: h.logEnd - 1 })) : fc.constant(0)).map((lastSegment) => ({ ...h, lastSegment })),
   )
   .filter((h) => h.parentId !== h.layerId);
 
