@@ -178,12 +178,13 @@ describe('snapshot delete', () => {
   });
 
   it('a disk that does not exist is exit 10 for every snapshot command', async () => {
-    const missing = path.join(dir, 'missing.chain');
+    // Distinct paths: concurrent writers of one missing disk may see each other's lock.
+    const missing = (n: number) => path.join(dir, `missing${n}.chain`);
     const results = await Promise.all([
-      runCli(['snapshot', 'list', missing]),
-      runCli(['snapshot', 'create', missing, 'x']),
-      runCli(['snapshot', 'revert', missing, 'x', '--yes']),
-      runCli(['snapshot', 'delete', missing, 'x', '--yes']),
+      runCli(['snapshot', 'list', missing(1)]),
+      runCli(['snapshot', 'create', missing(2), 'x']),
+      runCli(['snapshot', 'revert', missing(3), 'x', '--yes']),
+      runCli(['snapshot', 'delete', missing(4), 'x', '--yes']),
     ]);
     expect(results.map((r) => r.code)).toEqual([10, 10, 10, 10]);
     for (const r of results) expect(r.stderr).toContain('[NOT_FOUND]');
