@@ -327,3 +327,13 @@ describe('one writer at a time', () => {
     expect(fs.existsSync(`${file}.lock`)).toBe(false);
   });
 });
+
+describe('argument errors do not depend on concurrency', () => {
+  it('a bad size is INVALID_ARGUMENT even while another create of the same disk holds the lock', async () => {
+    const results = await Promise.all(
+      [0, 2 ** 50 + 1, 0, 2 ** 51, 0, 2 ** 50 + 4096].map((size) => codeOf(Disk.create(file, { size, blockSize: BS }))),
+    );
+    expect(results).toEqual(Array(6).fill('INVALID_ARGUMENT'));
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+});
