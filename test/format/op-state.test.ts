@@ -2,20 +2,16 @@
  * The state record of an unfinished merge (docs/FORMAT.md, "Operation state"):
  * round trip, checksum, version refusal, one hand-written record per rule.
  */
-import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isDeltaDiskError } from '../../lib/errors.js';
 import { decodeOpState, encodeOpState, type MergeState } from '../../lib/format/op-state.js';
+import { withChecksum as checksummed } from '../helpers/canonical-json.js';
+import { codeOfSync } from '../helpers/errors.js';
 import { propertyRuns } from '../helpers/temp-dir.js';
 
 const FIELDS = ['format', 'version', 'op', 'diskId', 'direction', 'removed', 'survivor', 'progress', 'started'];
 
-function withChecksum(o: Record<string, unknown>): string {
-  const canon: Record<string, unknown> = {};
-  for (const k of FIELDS) if (k in o) canon[k] = o[k];
-  return JSON.stringify({ ...o, checksum: crc32(Buffer.from(JSON.stringify(canon))).toString(16).padStart(8, '0') });
-}
+const withChecksum = (o: Record<string, unknown>): string => checksummed(FIELDS, o);
 
 const ID = 'abcdef01-0000-4000-8000-000000000000';
 
@@ -33,17 +29,8 @@ function valid(): Record<string, unknown> {
   };
 }
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (isDeltaDiskError(err)) return err.code;
-    throw err;
-  }
-  return 'no error';
-}
 
-const check = (patch: Record<string, unknown>) => codeOf(() => decodeOpState(withChecksum({ ...valid(), ...patch })));
+const check = (patch: Record<string, unknown>) => codeOfSync(() => decodeOpState(withChecksum({ ...valid(), ...patch })));
 
 const idArb = fc.uuid().map((u) => u.toLowerCase());
 const fileArb = fc.stringMatching(/^[a-z0-9._-]{1,40}$/).filter((f) => f !== '.' && f !== '..');
@@ -68,24 +55,24 @@ describe('operation state round trip', () => {
   });
 
   it('uses the documented checksum recipe', () => {
-    expect(check({})).toBe('no error');
+    expect(check({})).toBe('ok');
   });
 
   it('a field changed without a new checksum is CHECKSUM_MISMATCH', () => {
     const good = JSON.parse(withChecksum(valid())) as Record<string, unknown>;
-    expect(codeOf(() => decodeOpState(JSON.stringify({ ...good, progress: 100 })))).toBe('CHECKSUM_MISMATCH');
-    expect(codeOf(() => decodeOpState(JSON.stringify({ ...good, direction: 'commit' })))).toBe('CHECKSUM_MISMATCH');
+    expect(codeOfSync(() => decodeOpState(JSON.stringify({ ...good, progress: 100 })))).toBe('CHECKSUM_MISMATCH');
+    expect(codeOfSync(() => decodeOpState(JSON.stringify({ ...good, direction: 'commit' })))).toBe('CHECKSUM_MISMATCH');
   });
 });
 
 describe('operation state validation: one rule each (STATE_MISMATCH: never resumed)', () => {
   it('text that is not JSON', () => {
-    expect(codeOf(() => decodeOpState('{'))).toBe('STATE_MISMATCH');
+    expect(codeOfSync(() => decodeOpState('{'))).toBe('STATE_MISMATCH');
   });
 
   it('JSON that is not an object', () => {
-    expect(codeOf(() => decodeOpState('null'))).toBe('STATE_MISMATCH');
-    expect(codeOf(() => decodeOpState('3'))).toBe('STATE_MISMATCH');
+    expect(codeOfSync(() => decodeOpState('null'))).toBe('STATE_MISMATCH');
+    expect(codeOfSync(() => decodeOpState('3'))).toBe('STATE_MISMATCH');
   });
 
   it('another format', () => {

@@ -1,22 +1,12 @@
 /**
- * Small helpers shared by the Disk tests: error codes of rejected promises, file
- * hashes, and a fingerprint of a whole directory to prove "nothing changed".
+ * Small helpers shared by the Disk tests: file hashes, a fingerprint of a whole
+ * directory to prove "nothing changed", and deterministic content.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { isDeltaDiskError } from '../../lib/errors.js';
 
-/** The DeltaDiskError code `p` rejects with, 'ok' if it resolves; anything else is rethrown. */
-export async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (err) {
-    if (isDeltaDiskError(err)) return err.code;
-    throw err;
-  }
-  return 'ok';
-}
+export { codeOf } from './errors.js';
 
 export function sha256File(p: string): string {
   return createHash('sha256').update(fs.readFileSync(p)).digest('hex');

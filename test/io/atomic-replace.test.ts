@@ -10,6 +10,7 @@ import { isDeltaDiskError } from '../../lib/errors.js';
 import { atomicReplace, createDurable, TEMP_INFIX, tempNameFor } from '../../lib/io/atomic-replace.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
 import { FailingFileSystem, type Op } from '../helpers/failing-fs.js';
+import { codeOf } from '../helpers/errors.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 let dir: string;
@@ -24,15 +25,6 @@ afterEach(() => cleanup());
 
 const names = () => fs.readdirSync(dir).sort();
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (isDeltaDiskError(err)) return err.code;
-    throw err;
-  }
-  return 'no error';
-}
 
 describe('tempNameFor', () => {
   it('names a sibling of the target, recognisable and unique', () => {

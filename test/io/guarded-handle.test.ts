@@ -10,6 +10,7 @@ import { isDeltaDiskError } from '../../lib/errors.js';
 import { GuardedHandle } from '../../lib/io/guarded-handle.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
 import { FailingFileSystem, type Op } from '../helpers/failing-fs.js';
+import { codeOf } from '../helpers/errors.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 let dir: string;
@@ -20,15 +21,6 @@ beforeEach(() => {
 });
 afterEach(() => cleanup());
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (isDeltaDiskError(err)) return err.code;
-    throw err;
-  }
-  return 'no error';
-}
 
 async function guarded(failOp: Op, code = 'EIO', times = 1) {
   const file = path.join(dir, 'f');
