@@ -68,3 +68,18 @@ describe('deltadisk export', () => {
     expect((await runCli(['export', file])).code).toBe(2);
   });
 });
+
+describe('deltadisk export progress', () => {
+  it('draws no progress without a terminal, and keeps stdout clean either way', async () => {
+    const plain = await ok(['export', file, '-o', path.join(dir, 'a.raw')]);
+    expect(plain.stderr).toBe('');
+    const quiet = await ok(['-q', 'export', file, '-o', path.join(dir, 'b.raw'), '--no-progress']);
+    expect(quiet.stderr).toBe('');
+  });
+
+  it('--progress forces progress onto stderr even without a terminal (docs/CLI.md)', async () => {
+    const r = await ok(['--progress', '--json', 'export', file, '-o', path.join(dir, 'c.raw')]);
+    expect(r.stderr).toMatch(/export \[.*\] 100% \| 8 MiB \/ 8 MiB/);
+    expect(JSON.parse(r.stdout)).toMatchObject({ bytes: SIZE });
+  });
+});
