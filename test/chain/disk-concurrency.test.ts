@@ -4,6 +4,7 @@
  * before does not), reads during writes see whole blocks, and a disk held by another
  * process is LOCKED for writers here while readers may still open it.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Disk } from '../../lib/index.js';
@@ -123,6 +124,20 @@ describe('a disk held by another process', () => {
       expect((await again.read(0, BS)).equals(pattern(BS, 5))).toBe(true);
     } finally {
       await again.close();
+    }
+  });
+});
+
+describe('one disk reached by two paths', () => {
+  it('a symlinked directory leads to the same lock', async () => {
+    const d = await Disk.create(file, { size: SIZE, blockSize: BS });
+    try {
+      fs.symlinkSync(dir, `${dir}-alias`);
+      const other = path.join(`${dir}-alias`, 'disk.chain');
+      expect(await codeOf(Disk.open(other))).toBe('LOCKED');
+    } finally {
+      await d.close();
+      fs.rmSync(`${dir}-alias`);
     }
   });
 });
