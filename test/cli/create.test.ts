@@ -169,6 +169,17 @@ describe('usage errors', () => {
     expect(results.map((r) => r.code)).toEqual([2, 2, 2, 2]);
   });
 
+  // docs/CLI.md: "With --json ... errors are JSON objects on stderr". Errors that
+  // commander itself reports (unknown option, missing argument, invalid size) are
+  // printed as plain text even with --json, so a script parsing stderr breaks on
+  // exactly the mistakes it is most likely to make. Needs commander's configureOutput
+  // in cli/main.ts; left to the lead.
+  it.fails('usage errors are JSON on stderr with --json', async () => {
+    const r = await runCli(['--json', 'create', disk(), '--size', 'abc']);
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stderr)).toMatchObject({ type: 'error' });
+  });
+
   it('--help and --version exit 0 with their text on stdout', async () => {
     const help = await ok(['--help']);
     for (const c of ['create', 'info', 'io', 'snapshot', 'export', 'unlock', 'demo']) expect(help.stdout).toContain(c);
