@@ -15,12 +15,17 @@ const none: Progress = { add() {}, stop() {} };
 
 export function startProgress(out: Output, label: string, total: number): Progress {
   if (!out.showProgress || total <= 0) return none;
+  // Forced on (--progress) without a terminal: cli-progress draws nothing unless told
+  // to, so it writes a plain line now and then, and keeps the last one.
+  const tty = process.stderr.isTTY === true;
   const bar = new cliProgress.SingleBar(
     {
       format: `${label} [{bar}] {percentage}% | {done} / {size} | {rate}/s | ETA {eta_formatted}`,
       stream: process.stderr,
-      hideCursor: true,
-      clearOnComplete: true,
+      hideCursor: tty,
+      clearOnComplete: tty,
+      noTTYOutput: !tty,
+      notTTYSchedule: 1000,
       etaBuffer: 50,
     },
     cliProgress.Presets.shades_classic,

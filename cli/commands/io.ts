@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { DeltaDiskError, type Disk } from '../../lib/index.js';
+import { fromSystemError } from '../../lib/errors.js';
 import type { Context } from '../context.js';
 import { handler, withDisk } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
@@ -96,10 +97,23 @@ async function runOp(ctx: Context, disk: Disk, op: IoOp): Promise<boolean> {
       break;
     case 'write-file': {
       const data = Buffer.alloc(op.length);
-      const fd = fs.openSync(op.file, 'r');
+      let fd: number;
       try {
-        const n = fs.readSync(fd, data, 0, op.length, 0);
-        if (n < op.length) throw new DeltaDiskError('TRUNCATED', `${op.file} has only ${n} bytes, ${op.length} wanted`, { path: op.file });
+        fd = fs.openSync(op.file, 'r');
+      } catch (err) {
+        throw fromSystemError(err, op.file, 'io: write -s cannot open its source');
+      }
+      try {
+        let n = 0;
+        while (n < op.length) {
+          const got = fs.readSync(fd, data, n, op.length - n, n);
+          if (got === 0) break;
+          n += got;
+        }
+        // The user's source file is an argument, not a structure of ours: a usage error.
+        if (n < op.length) throw new DeltaDiskError('INVALID_ARGUMENT', `io: ${op.file} has only ${n} bytes, ${op.length} wanted`, { path: op.file });
+      } catch (err) {
+        throw fromSystemError(err, op.file, 'io: reading the source of write -s failed');
       } finally {
         fs.closeSync(fd);
       }
@@ -142,6 +156,8 @@ export function registerIo(program: Command): void {
     .addHelpText('after', '\nExample:\n  deltadisk io vm/disk.chain -c "write -P 0xab 0 64k" -c flush -c "read -P 0xab 0 64k"')
     .action(
       handler(async (ctx, disk: string, o: { command: string[] }) => {
+        // commander counts the [] default as "given", so requiredOption alone lets `io <disk>` through.
+        if (o.command.length === 0) usage('give at least one -c "<command>"');
         const ops = o.command.map(parseIoCommand);
         const readOnly = ops.every((op) => op.op === 'read');
         const d = await ctx.openDisk(disk, readOnly);

@@ -221,6 +221,8 @@ export class Disk {
     const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
     if (!isValidBlockSize(blockSize)) invalid(`block size ${blockSize} must be a power of two from 4 KiB to 1 MiB`);
     if (options.size !== undefined) assertSize(options.size, 'size');
+    // Checked before the lock is taken, so a bad size never reports LOCKED instead.
+    if (options.size === 0 || (options.size ?? 0) > MAX_VIRTUAL_SIZE) invalid(`size must be from 1 byte to ${MAX_VIRTUAL_SIZE} bytes`);
     if (options.base === undefined && options.size === undefined) invalid('a disk needs a size or a base image');
     const paths = new DiskPaths(descriptorPath);
     if (!(await fs.stat(paths.dir).then((s) => s.isDirectory, () => false))) {
@@ -779,7 +781,14 @@ export class Disk {
   /** A reader of the current state (shares this disk's view; closing it does nothing). */
   currentReader(): DiskReader {
     this.#assertOpen();
-    return new DiskReader(() => this.#view, undefined, async () => undefined);
+    return new DiskReader(
+      () => {
+        this.#assertOpen(); // after close the view's files are closed too
+        return this.#view;
+      },
+      undefined,
+      async () => undefined,
+    );
   }
 
   /**

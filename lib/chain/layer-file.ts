@@ -291,7 +291,14 @@ export class LayerFile {
     const h = this.#header;
     if (h.logEnd < LOG_START) this.#corrupt(`header log end ${h.logEnd} lies inside the header area`);
     const size = (await this.#handle.stat()).size;
-    if (h.logEnd > size) this.#corrupt(`header log end ${h.logEnd} lies past the end of the file (${size} bytes)`);
+    if (h.logEnd > size) {
+      // The header is intact and vouches for records the file no longer has: cut off.
+      throw new DeltaDiskError('TRUNCATED', `${this.path}: header log end ${h.logEnd} lies past the end of the file (${size} bytes)`, {
+        path: this.path,
+        offset: size,
+        layer: this.id,
+      });
+    }
 
     // Segments, newest first, then applied oldest first.
     const segments: { seg: MapSegment; at: number; recordEnd: number }[] = [];
@@ -562,6 +569,10 @@ export class LayerFile {
       });
       const hdr = Buffer.allocUnsafe(RECORD_HEADER_SIZE);
       encodeRecordHeader(hdr, 0, RecordKind.MAPSEG, this.#nextSeq, 0, 1, payload.length, crc32(payload), this.#tag);
+      // A header that cannot be encoded (LIMIT_EXCEEDED) must fail before the segment
+      // is written: a segment no header points at would hide its rows from the next one.
+      const end = segAt + RECORD_HEADER_SIZE + payload.length;
+      encodeDeltaHeader({ ...this.#header, ...patch, generation: this.#header.generation + 1, logEnd: end, nextSeq: this.#nextSeq + 1, lastSegment: segAt });
       await this.#handle.write([hdr, payload], segAt);
       await this.#handle.datasync();
       this.#segmentSeqs.set(segAt, this.#nextSeq);

@@ -39,7 +39,8 @@ export const MAX_FILE_OFFSET = Number.MAX_SAFE_INTEGER;
 export const MAX_IO_LENGTH = 256 * 1024 * 1024;
 
 export function isPowerOfTwo(n: number): boolean {
-  return Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0;
+  // Not `n & (n - 1)`: bitwise operators truncate to 32 bits, so 2^32 + 4096 would pass.
+  return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
 }
 
 export function isValidBlockSize(n: number): boolean {

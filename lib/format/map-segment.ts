@@ -108,8 +108,9 @@ export function decodeMapSegment(
   } catch {
     corrupt('payload is not valid msgpack', path, offset);
   }
-  if (typeof v !== 'object' || v === null) corrupt('payload is not a map', path, offset);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) corrupt('payload is not a map', path, offset);
   const o = v as Record<string, unknown>;
+  if (typeof o.v !== 'number') corrupt('version is missing', path, offset);
   if (o.v !== 1) {
     throw new DeltaDiskError('UNSUPPORTED_VERSION', `map segment version ${String(o.v)} is not supported`, { path, offset });
   }

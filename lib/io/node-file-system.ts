@@ -65,6 +65,19 @@ function fsCall<T>(fn: (cb: (err: NodeJS.ErrnoException | null, value?: T) => vo
 /** writev accepts at most IOV_MAX (1024 on Linux) buffers per call. */
 const MAX_IOV = 1024;
 
+/**
+ * A closed handle must fail rather than use its old descriptor number: the kernel
+ * hands that number to the next file opened, so a late read would return another
+ * file's bytes and a late write would damage it.
+ */
+function closedError(syscall: string, path: string): NodeJS.ErrnoException {
+  const e = new Error(`EBADF: file handle is closed, ${syscall} '${path}'`) as NodeJS.ErrnoException;
+  e.code = 'EBADF';
+  e.syscall = syscall;
+  e.path = path;
+  return e;
+}
+
 class NodeFileHandle implements FileHandle {
   readonly path: string;
   readonly #fd: number;
@@ -75,7 +88,8 @@ class NodeFileHandle implements FileHandle {
     this.#fd = fd;
   }
 
-  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    if (this.#closed) throw closedError('read', this.path);
     return fsRead(this.#fd, buffer, offset, length, position);
   }
 
@@ -99,10 +113,12 @@ class NodeFileHandle implements FileHandle {
   }
 
   async write(buffers: readonly Uint8Array[], position: number): Promise<void> {
+    if (this.#closed) throw closedError('write', this.path);
     if (buffers.length === 1) {
       let buf = buffers[0]!;
       let pos = position;
       while (buf.length > 0) {
+        if (this.#closed) throw closedError('write', this.path);
         const n = await fsWrite(this.#fd, buf, pos);
         buf = buf.subarray(n);
         pos += n;
@@ -112,6 +128,7 @@ class NodeFileHandle implements FileHandle {
     let pending = buffers.filter((b) => b.length > 0);
     let pos = position;
     while (pending.length > 0) {
+      if (this.#closed) throw closedError('writev', this.path);
       const batch = pending.slice(0, MAX_IOV);
       let n = await fsWritev(this.#fd, batch, pos);
       pos += n;
@@ -126,15 +143,18 @@ class NodeFileHandle implements FileHandle {
     }
   }
 
-  datasync(): Promise<void> {
+  async datasync(): Promise<void> {
+    if (this.#closed) throw closedError('fdatasync', this.path);
     return fsCall<void>((cb) => fs.fdatasync(this.#fd, cb));
   }
 
-  truncate(length: number): Promise<void> {
+  async truncate(length: number): Promise<void> {
+    if (this.#closed) throw closedError('ftruncate', this.path);
     return fsCall<void>((cb) => fs.ftruncate(this.#fd, length, cb));
   }
 
   async stat(): Promise<FileStat> {
+    if (this.#closed) throw closedError('fstat', this.path);
     return toStat(await fsCall<fs.Stats>((cb) => fs.fstat(this.#fd, cb)));
   }
 

@@ -80,29 +80,32 @@ export async function resolveReference(
       { path: lexical },
     );
   }
+  const realDir = await fs.realpath(dir).catch(() => dir);
+  const realAllowed = await Promise.all(allowed.map((a) => fs.realpath(a).catch(() => a)));
+  const trusted = (p: string): boolean => isInside(realDir, p) || realAllowed.some((a) => isInside(a, p));
+  // One answer for every way a symbolic link can lead astray (outside, to a file that
+  // exists or not, in a loop), so that what lies behind it cannot be observed.
+  const escapes = (): DeltaDiskError =>
+    new DeltaDiskError(
+      'UNSAFE_PATH',
+      `${what} ${JSON.stringify(reference)} goes through a symbolic link that does not lead to a file inside ${dir}; pass it explicitly to trust it`,
+      { path: lexical },
+    );
   let real: string;
   try {
     real = await fs.realpath(lexical);
   } catch (err) {
-    // A dangling symlink gets the same answer as one leading outside: whether its
-    // target exists must not be observable.
     const link = await fs.lstat(lexical).catch(() => undefined);
-    if (link?.isSymbolicLink) {
-      throw new DeltaDiskError('UNSAFE_PATH', `${what} ${JSON.stringify(reference)} is a symbolic link that cannot be followed safely`, {
-        path: lexical,
-      });
+    if (link?.isSymbolicLink) throw escapes();
+    // A missing name below a symlinked directory: NOT_FOUND only where we may look
+    // (a path the user named is theirs to look at).
+    if (!allowed.some((a) => isInside(a, lexical))) {
+      const ancestor = await deepestRealAncestor(fs, lexical);
+      if (ancestor === undefined || !trusted(ancestor)) throw escapes();
     }
     throw fromSystemError(err, lexical, `${what} cannot be opened`);
   }
-  const realDir = await fs.realpath(dir).catch(() => dir);
-  const realAllowed = await Promise.all(allowed.map((a) => fs.realpath(a).catch(() => a)));
-  if (!isInside(realDir, real) && !realAllowed.some((a) => isInside(a, real))) {
-    throw new DeltaDiskError(
-      'UNSAFE_PATH',
-      `${what} ${JSON.stringify(reference)} leads outside ${dir} through a symbolic link`,
-      { path: lexical },
-    );
-  }
+  if (!trusted(real)) throw escapes();
   const st = await fs.stat(real).catch((err: unknown) => {
     throw fromSystemError(err, real, `${what} cannot be opened`);
   });
@@ -112,4 +115,16 @@ export async function resolveReference(
     });
   }
   return real;
+}
+
+/** The real path of the nearest existing directory above `p`, if any. */
+async function deepestRealAncestor(fs: FileSystem, p: string): Promise<string | undefined> {
+  let cur = path.dirname(p);
+  for (;;) {
+    const real = await fs.realpath(cur).catch(() => undefined);
+    if (real !== undefined) return real;
+    const up = path.dirname(cur);
+    if (up === cur) return undefined;
+    cur = up;
+  }
 }

@@ -1,0 +1,55 @@
+/**
+ * RecordTable: rows appended and read back column by column, across growth, with
+ * hashes kept exactly (all zero meaning "not computed").
+ */
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { RecordTable } from '../../lib/chain/record-table.js';
+import { RecordKind } from '../../lib/format/record.js';
+
+describe('RecordTable', () => {
+  it('returns every row as pushed, across many growths', () => {
+    const t = new RecordTable();
+    const rows = Array.from({ length: 5000 }, (_, i) => ({
+      kind: ([RecordKind.DATA, RecordKind.ZERO, RecordKind.REF, RecordKind.BLOB] as const)[i % 4]!,
+      block: i * 3 + 2 ** 35,
+      offset: 8192 + i * 4144,
+      crc: (i * 2654435761) >>> 0,
+      hash: i % 3 === 0 ? undefined : randomBytes(32),
+    }));
+    rows.forEach((r, i) => expect(t.push(r.kind, r.block, r.offset, r.crc, r.hash)).toBe(i));
+    expect(t.count).toBe(rows.length);
+    rows.forEach((r, i) => {
+      expect(t.kind(i)).toBe(r.kind);
+      expect(t.block(i)).toBe(r.block);
+      expect(t.offset(i)).toBe(r.offset);
+      expect(t.crc(i)).toBe(r.crc);
+      expect(t.hasHash(i)).toBe(r.hash !== undefined);
+      expect(Buffer.from(t.hash(i)).equals(r.hash ?? Buffer.alloc(32))).toBe(true);
+    });
+  });
+
+  it('columns(from, to) are copies of exactly those rows', () => {
+    const t = new RecordTable();
+    for (let i = 0; i < 100; i++) t.push(RecordKind.DATA, i, i * 10, i, Buffer.alloc(32, i));
+    const c = t.columns(40, 45);
+    expect(c.count).toBe(5);
+    expect([...c.blocks]).toEqual([40, 41, 42, 43, 44]);
+    expect([...c.offsets]).toEqual([400, 410, 420, 430, 440]);
+    expect([...c.crcs]).toEqual([40, 41, 42, 43, 44]);
+    expect(c.hashes.length).toBe(5 * 32);
+    expect(c.hashes[0]).toBe(40);
+    expect(c.hashes[4 * 32 + 31]).toBe(44);
+    t.push(RecordKind.ZERO, 999, 0, 0, undefined);
+    c.blocks[0] = -1;
+    expect(t.block(40)).toBe(40);
+  });
+
+  it('a pushed hash is copied, not kept by reference', () => {
+    const t = new RecordTable();
+    const h = Buffer.alloc(32, 7);
+    t.push(RecordKind.DATA, 0, 0, 0, h);
+    h.fill(9);
+    expect(t.hash(0)[0]).toBe(7);
+  });
+});

@@ -1,0 +1,91 @@
+/**
+ * GuardedHandle (DESIGN rule 5): after a failed write, fsync or truncate the handle
+ * is broken; every later change is refused with HANDLE_BROKEN, even if the device
+ * has recovered, while reads keep working.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isDeltaDiskError } from '../../lib/errors.js';
+import { GuardedHandle } from '../../lib/io/guarded-handle.js';
+import { nodeFileSystem } from '../../lib/io/node-file-system.js';
+import { FailingFileSystem, type Op } from '../helpers/failing-fs.js';
+import { codeOf } from '../helpers/errors.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+let dir: string;
+let cleanup: () => void;
+
+beforeEach(() => {
+  ({ dir, cleanup } = tempDir('deltadisk-guarded-'));
+});
+afterEach(() => cleanup());
+
+
+async function guarded(failOp: Op, code = 'EIO', times = 1) {
+  const file = path.join(dir, 'f');
+  fs.writeFileSync(file, 'abcdef');
+  const ffs = new FailingFileSystem(nodeFileSystem).fail({ op: failOp, code, times });
+  const h = new GuardedHandle(await ffs.open(file, 'readWrite'));
+  return { h, file };
+}
+
+describe('GuardedHandle', () => {
+  it('passes everything through while nothing fails', async () => {
+    const { h, file } = await guarded('close', 'EIO', 0);
+    await h.write([Buffer.from('XY')], 1);
+    await h.datasync();
+    await h.truncate(4);
+    expect(h.broken).toBe(false);
+    expect((await h.stat()).size).toBe(4);
+    expect(h.path).toBe(file);
+    await h.close();
+    expect(fs.readFileSync(file, 'utf8')).toBe('aXYd');
+  });
+
+  for (const [op, call] of [
+    ['datasync', (h: GuardedHandle) => h.datasync()],
+    ['write', (h: GuardedHandle) => h.write([Buffer.from('z')], 0)],
+    ['truncate', (h: GuardedHandle) => h.truncate(1)],
+  ] as const) {
+    it(`a failing ${op} breaks the handle: HANDLE_BROKEN after, though the fault is gone`, async () => {
+      const { h, file } = await guarded(op);
+      expect(await codeOf(call(h))).toBe('IO_ERROR');
+      expect(h.broken).toBe(true);
+      // The injected fault fired once only: the device "works" again, the handle must not.
+      expect(await codeOf(h.datasync())).toBe('HANDLE_BROKEN');
+      expect(await codeOf(h.write([Buffer.from('q')], 0))).toBe('HANDLE_BROKEN');
+      expect(await codeOf(h.truncate(0))).toBe('HANDLE_BROKEN');
+      // Reads still work: what is on disk can be looked at, not changed.
+      const buf = Buffer.alloc(3);
+      expect(await h.read(buf, 0, 3, 0)).toBe(3);
+      await h.close();
+      expect(fs.readFileSync(file, 'utf8').length).toBeGreaterThan(0);
+    });
+  }
+
+  it('HANDLE_BROKEN names the file and carries the first failure as its cause', async () => {
+    const { h, file } = await guarded('datasync');
+    const first = await h.datasync().catch((e: unknown) => e);
+    const second = await h.write([Buffer.from('x')], 0).catch((e: unknown) => e);
+    expect(isDeltaDiskError(second, 'HANDLE_BROKEN')).toBe(true);
+    expect((second as Error).cause).toBe(first);
+    expect(isDeltaDiskError(second) && second.path).toBe(file);
+    await h.close();
+  });
+
+  it('a full device is NO_SPACE, and breaks the handle as well', async () => {
+    const { h } = await guarded('write', 'ENOSPC');
+    expect(await codeOf(h.write([Buffer.from('x')], 0))).toBe('NO_SPACE');
+    expect(await codeOf(h.write([Buffer.from('x')], 0))).toBe('HANDLE_BROKEN');
+    await h.close();
+  });
+
+  it('a failed read does not break the handle', async () => {
+    const { h } = await guarded('read');
+    await expect(h.read(Buffer.alloc(1), 0, 1, 0)).rejects.toMatchObject({ code: 'EIO' });
+    expect(h.broken).toBe(false);
+    await h.datasync();
+    await h.close();
+  });
+});
