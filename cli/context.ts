@@ -2,9 +2,10 @@
  * What every command handler gets: the global options, an Output, and helpers to
  * open disks the way the user asked (paths they allowed explicitly, read-only or not).
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { Disk } from '../lib/index.js';
+import { DeltaDiskError, Disk } from '../lib/index.js';
 import { NotConfirmed } from './confirm.js';
 import { Output, type GlobalOptions } from './output.js';
 
@@ -59,6 +60,28 @@ export function handler<A extends unknown[]>(fn: (ctx: Context, ...args: A) => P
       process.exitCode = ctx.out.error(err);
     }
   };
+}
+
+/**
+ * Refuses an output path that is one of `disk`'s own files (its descriptor, a delta,
+ * its base): `export -o disk-000001.delta --force` must not destroy the disk.
+ */
+export function assertNotOwnFile(disk: Disk, output: string): void {
+  const real = (p: string): string => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      try {
+        return path.join(fs.realpathSync(path.dirname(p)), path.basename(p));
+      } catch {
+        return path.resolve(p);
+      }
+    }
+  };
+  const target = real(path.resolve(output));
+  if (disk.files().some((f) => real(f) === target)) {
+    throw new DeltaDiskError('INVALID_ARGUMENT', `${output} is one of the disk's own files; choose another output`, { path: target });
+  }
 }
 
 /** Runs `fn` with `disk` and always closes it; a close error does not hide the first one. */

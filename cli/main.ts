@@ -27,7 +27,18 @@ export function buildProgram(): Command {
     .addOption(new Option('--no-progress', 'never show progress bars'))
     .option('-y, --yes', 'confirm destructive actions without asking')
     .option('--allow-path <path>', 'trust this file or directory outside a disk\'s directory (repeatable; also DELTADISK_ALLOW_PATHS)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .showHelpAfterError('(add --help for usage)')
+    .showHelpAfterError(process.argv.includes('--json') ? false : '(add --help for usage)')
+    .configureOutput({
+      // Commander reports usage mistakes itself; with --json they are JSON like every other error.
+      outputError: (text, write) => {
+        if (process.argv.includes('--json')) {
+          const message = text.replace(/^error: /, '').split('\n')[0]!.trim();
+          write(`${JSON.stringify({ type: 'error', code: 'USAGE', message })}\n`);
+        } else {
+          write(text);
+        }
+      },
+    })
     .exitOverride();
   registerCreate(program);
   registerInfo(program);
@@ -60,7 +71,8 @@ export async function main(argv: readonly string[]): Promise<void> {
     await program.parseAsync(argv as string[]);
   } catch (err) {
     if (err instanceof CommanderError) {
-      const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
+      // Help asked for is success; help shown because no command was given is a usage error.
+      const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version';
       process.exitCode = ok ? ExitCode.OK : ExitCode.USAGE;
       return;
     }

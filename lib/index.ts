@@ -11,7 +11,7 @@
  *
  * Property-testing helpers live in `deltadisk/testing`.
  */
-export { DeltaDiskError, ERROR_CODES, isDeltaDiskError, type ErrorCode } from './errors.js';
+export { DeltaDiskError, ERROR_CODES, fromSystemError, isDeltaDiskError, type ErrorCode } from './errors.js';
 
 export { Disk } from './chain/disk.js';
 export type {

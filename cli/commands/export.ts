@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import type { Command } from 'commander';
 import { DeltaDiskError } from '../../lib/index.js';
 import { exportRawFile, rawChunks } from '../../lib/chain/export-raw.js';
-import { handler, withDisk } from '../context.js';
+import { assertNotOwnFile, handler, withDisk } from '../context.js';
 import { formatBytes } from '../parse-size.js';
 import { startProgress } from '../progress.js';
 
@@ -18,6 +18,7 @@ export function registerExport(program: Command): void {
       handler(async (ctx, disk: string, o: { snapshot?: string; output: string; force?: boolean }) => {
         const d = await ctx.openDisk(disk, true);
         await withDisk(d, async (x) => {
+          if (o.output !== '-') assertNotOwnFile(x, o.output);
           const reader = o.snapshot === undefined ? x.currentReader() : await x.openSnapshot(o.snapshot);
           try {
             if (o.output === '-') {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { DeltaDiskError, type ConsolidateResult } from '../../lib/index.js';
 import { flatten } from '../../lib/chain/flatten.js';
-import { handler, withDisk } from '../context.js';
+import { assertNotOwnFile, handler, withDisk } from '../context.js';
 import { formatBytes, parseCount, parseSize } from '../parse-size.js';
 import { startProgress } from '../progress.js';
 
@@ -88,6 +88,7 @@ export function registerMaintain(program: Command): void {
         if (format !== 'chain' && format !== 'raw') throw new DeltaDiskError('INVALID_ARGUMENT', `output format must be chain or raw, not ${format}`);
         const d = await ctx.openDisk(disk, true);
         await withDisk(d, async (x) => {
+          assertNotOwnFile(x, o.output);
           const reader = o.snapshot === undefined ? x.currentReader() : await x.openSnapshot(o.snapshot);
           const progress = startProgress(ctx.out, 'convert', reader.virtualSize);
           try {

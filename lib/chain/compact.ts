@@ -177,7 +177,7 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
     await next.sync();
     await next.updateHeader({
       sealed: id !== d.active,
-      snapshot: snap === undefined ? null : { id: snap.id, name: snap.name, description: snap.description, created: snap.created },
+      snapshot: snap === undefined ? null : { id: snap.id, name: snap.name, created: snap.created },
     });
     await ctx.commitDescriptor({
       ...d,

@@ -24,6 +24,7 @@ import type { Descriptor, SnapshotEntry } from '../format/descriptor.js';
 import { isValidSnapshotName } from '../format/descriptor.js';
 import {
   DEFAULT_BLOCK_SIZE,
+  HEADER_SLOT_SIZE,
   LOG_START,
   MAX_DEPTH,
   MAX_DESCRIPTION_LENGTH,
@@ -53,6 +54,7 @@ import type { ChainContext } from './chain-context.js';
 import { checkDisk, type CheckOptions, type CheckReport } from './check.js';
 import { compactLayer, type CompactResult } from './compact.js';
 import { applyStepToShape, nextConsolidationStep, type ConsolidationStep } from './consolidate-plan.js';
+import { layerSpace, referencedHashes } from './space-accounting.js';
 import { Tree } from './tree.js';
 import { planWrite } from './write-plan.js';
 
@@ -303,6 +305,10 @@ export class Disk {
     const fs = options.fs ?? nodeFileSystem;
     const readOnly = options.readOnly ?? false;
     const paths = new DiskPaths(descriptorPath);
+    // A missing disk is NOT_FOUND for every opener, not LOCKED for all but one.
+    if (!(await fs.lstat(paths.descriptor).then(() => true, () => false))) {
+      throw new DeltaDiskError('NOT_FOUND', `no disk at ${paths.descriptor}`, { path: paths.descriptor });
+    }
     const lock = !readOnly && (options.lock ?? fs === nodeFileSystem) ? await acquireWriterLock(paths.descriptor, 'open') : undefined;
     let base: BaseImage = zeroBase;
     let layers: LayerSet | undefined;
@@ -536,7 +542,7 @@ export class Disk {
     const snap: SnapshotEntry = { id: randomUUID(), name, description, created: new Date().toISOString(), layer: active.id };
     // 1. The active layer's data durable and indexed, its header sealed with the tag.
     await active.sync();
-    await active.seal({ id: snap.id, name, description, created: snap.created });
+    await active.seal({ id: snap.id, name, created: snap.created });
     // 2. The new, empty active layer on top of it.
     const next = await this.#createLayer(active.id);
     // 3. Commit: the descriptor names the snapshot and the new active layer.
@@ -707,17 +713,18 @@ export class Disk {
     return { dryRun: false, depthBefore, depthAfter: this.#tree.maxDepth(), steps, merges, droppedLayers: dropped, compacted, blocked };
   }
 
-  /** Layers whose overwritten data reaches `threshold` of their log. */
+  /** Layers whose garbage (data no block and no reference reads) reaches `threshold` of their log. */
   async #compactable(threshold: number): Promise<string[]> {
     if (threshold >= 1) return [];
     const d = this.#d;
-    const out: string[] = [];
-    for (const l of d.layers) {
-      const layer = await this.#layers.get(d, l.id);
-      const used = layer.logEnd - LOG_START;
-      if (layer.garbageBytes >= this.blockSize && layer.garbageBytes >= threshold * used) out.push(l.id);
-    }
-    return out;
+    const all = await this.#layers.getAll(d, d.layers.map((l) => l.id));
+    const referenced = referencedHashes(all);
+    return all
+      .filter((layer) => {
+        const garbage = layerSpace(layer, referenced).garbageBytes;
+        return garbage >= this.blockSize && garbage >= threshold * (layer.logEnd - LOG_START);
+      })
+      .map((layer) => layer.id);
   }
 
   /**
@@ -815,6 +822,18 @@ export class Disk {
     return changed.blocks();
   }
 
+  /**
+   * Every file this disk consists of: descriptor, deltas, base (when it has one),
+   * and the lock and operation-state files. Writing to any of them would damage it.
+   */
+  files(): string[] {
+    this.#assertOpen();
+    const out = [this.#paths.descriptor, `${this.#paths.descriptor}.lock`, this.#paths.opState];
+    for (const l of this.#d.layers) out.push(path.join(this.#paths.dir, l.file));
+    if (this.#base.path !== undefined) out.push(this.#base.path);
+    return out;
+  }
+
   /** The current state as extents served from the same place (as `qemu-img map`). */
   extents(): Extent[] {
     return this.currentReader().extents();
@@ -832,21 +851,15 @@ export class Disk {
     let stored = 0;
     let saved = 0;
     let logical = 0;
-    for (const entry of d.layers) {
-      const layer = await this.#layers.get(d, entry.id);
-      let data = 0;
-      let zero = 0;
-      let ref = 0;
-      layer.map.forEach((_block, kind) => {
-        if (kind === RecordKind.DATA) data++;
-        else if (kind === RecordKind.ZERO) zero++;
-        else if (kind === RecordKind.REF) ref++;
-      });
-      const fileBytes = (await layer.handle.stat()).size;
-      allocated += fileBytes;
-      stored += data * d.blockSize;
-      saved += ref * d.blockSize;
-      logical += (data + zero + ref) * d.blockSize;
+    const all = await this.#layers.getAll(d, d.layers.map((l) => l.id));
+    const referenced = referencedHashes(all);
+    const sizes = await Promise.all(all.map(async (l) => (await l.handle.stat()).size));
+    d.layers.forEach((entry, i) => {
+      const space = layerSpace(all[i]!, referenced);
+      allocated += sizes[i]!;
+      stored += space.storedBytes;
+      saved += space.dedupSavedBytes;
+      logical += space.logicalBytes;
       layers.push({
         id: entry.id,
         file: entry.file,
@@ -854,16 +867,10 @@ export class Disk {
         snapshot: tree.snapshotOn(entry.id)?.name ?? null,
         active: entry.id === d.active,
         current: onPath.has(entry.id),
-        fileBytes,
-        dataBlocks: data,
-        zeroBlocks: zero,
-        refBlocks: ref,
-        logicalBytes: (data + zero + ref) * d.blockSize,
-        storedBytes: data * d.blockSize,
-        dedupSavedBytes: ref * d.blockSize,
-        garbageBytes: layer.garbageBytes,
+        fileBytes: sizes[i]!,
+        ...space,
       });
-    }
+    });
     return {
       path: this.path,
       virtualSize: d.virtualSize,
@@ -999,7 +1006,10 @@ export class Disk {
       }
       const n = this.#paths.layerNumber(name);
       if (n === undefined || known.has(name)) continue;
-      if (n >= d.nextLayer || (await this.#isOurs(name))) {
+      // Ours for certain: our disk id in its header; or numbered for a layer never
+      // committed and without an intact header (creation was cut short).
+      const owner = await this.#headerDiskId(name);
+      if (owner === d.diskId || (owner === undefined && n >= d.nextLayer)) {
         await this.#fs.unlink(p).catch(() => undefined);
         removed = true;
       }
@@ -1007,20 +1017,26 @@ export class Disk {
     if (removed) await this.#fs.syncDir(this.#paths.dir).catch(() => undefined);
   }
 
-  /** True when `file` is a delta of this disk (its header says so). */
-  async #isOurs(file: string): Promise<boolean> {
+  /** The disk id in `file`'s header, or undefined when it has no intact header. */
+  async #headerDiskId(file: string): Promise<string | undefined> {
     try {
       const h = await this.#fs.open(path.join(this.#paths.dir, file), 'read');
       try {
-        const bytes = await readUpTo(h, 0, 8192);
-        const a = decodeDeltaHeader(bytes.subarray(0, 4096));
-        const b = bytes.length >= 8192 ? decodeDeltaHeader(bytes.subarray(4096)) : undefined;
-        return (a ?? b)?.diskId === this.#d.diskId;
+        const bytes = await readUpTo(h, 0, 2 * HEADER_SLOT_SIZE);
+        const read = (slot: Buffer): string | undefined => {
+          try {
+            return decodeDeltaHeader(slot)?.diskId;
+          } catch {
+            return undefined;
+          }
+        };
+        return read(bytes.subarray(0, HEADER_SLOT_SIZE)) ?? (bytes.length >= 2 * HEADER_SLOT_SIZE ? read(bytes.subarray(HEADER_SLOT_SIZE)) : undefined);
       } finally {
         await h.close();
       }
     } catch {
-      return false;
+      return undefined;
     }
   }
+
 }

@@ -23,7 +23,8 @@ export async function* rawChunks(reader: DiskReader, chunk = EXPORT_CHUNK): Asyn
 }
 
 /**
- * Writes the reader's content to `target` as a sparse raw file.
+ * Writes the reader's content to `target` as a raw file with holes where whole
+ * blocks read as zeros.
  * @param onProgress called with the bytes of each chunk done.
  * @throws ALREADY_EXISTS unless `overwrite`.
  */
@@ -44,7 +45,19 @@ export async function exportRawFile(
   try {
     let pos = 0;
     for await (const data of rawChunks(reader)) {
-      if (!isAllZero(data)) await handle.write([data], pos);
+      // Holes wherever a whole block reads as zeros.
+      const bs = reader.blockSize;
+      let run = -1;
+      for (let at = 0; ; at = Math.min(at + bs, data.length)) {
+        const end = at === data.length;
+        const zero = end || isAllZero(data.subarray(at, Math.min(at + bs, data.length)));
+        if (!zero && run < 0) run = at;
+        if (zero && run >= 0) {
+          await handle.write([data.subarray(run, at)], pos + run);
+          run = -1;
+        }
+        if (end) break;
+      }
       pos += data.length;
       options.onProgress?.(data.length);
     }

@@ -222,12 +222,12 @@ export async function reconcileHeader(layers: LayerSet, d: Descriptor, id: strin
   const layer = await layers.get(d, id);
   const parentFile = entry.parent === null ? null : tree.layer(entry.parent).file;
   const snap = tree.snapshotOn(id);
-  const tag = snap === undefined ? null : { id: snap.id, name: snap.name, description: snap.description, created: snap.created };
+  const tag = snap === undefined ? null : { id: snap.id, name: snap.name, created: snap.created };
   const h = layer.header;
   const sealed = id !== d.active;
   const sameTag =
     (h.snapshot === null && tag === null) ||
-    (h.snapshot !== null && tag !== null && h.snapshot.id === tag.id && h.snapshot.name === tag.name && h.snapshot.description === tag.description);
+    (h.snapshot !== null && tag !== null && h.snapshot.id === tag.id && h.snapshot.name === tag.name);
   if (h.parentId === entry.parent && h.parentFile === parentFile && h.sealed === sealed && sameTag) return false;
   await layer.updateHeader({ parentId: entry.parent, parentFile, sealed, snapshot: tag });
   return true;

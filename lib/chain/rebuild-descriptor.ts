@@ -122,7 +122,7 @@ export async function rebuildDescriptor(fs: FileSystem, paths: DiskPaths): Promi
       continue;
     }
     snapshotNames.add(t.name);
-    snapshots.push({ id: t.id, name: t.name, description: t.description, created: t.created, layer: f.h.layerId });
+    snapshots.push({ id: t.id, name: t.name, description: '', created: t.created, layer: f.h.layerId });
   }
   const descriptor: Descriptor = {
     diskId,

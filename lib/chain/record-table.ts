@@ -61,7 +61,7 @@ export class RecordTable {
     return this.#blocks[i]!;
   }
 
-  /** Offset of the record header; the payload starts RECORD_HEADER_SIZE later. */
+  /** DATA and BLOB rows: file offset of the block's bytes; ZERO and REF rows: of the record header. */
   offset(i: number): number {
     return this.#offsets[i]!;
   }

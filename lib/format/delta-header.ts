@@ -17,17 +17,21 @@
 import { crc32 } from 'node:zlib';
 import { decode, encode } from '@msgpack/msgpack';
 import { DeltaDiskError } from '../errors.js';
-import { HEADER_SLOT_SIZE, MAX_BASE_PATH, MAX_FILE_OFFSET, MAX_NAME_LENGTH, MAX_DESCRIPTION_LENGTH, MAX_VIRTUAL_SIZE, isValidBlockSize } from './limits.js';
+import { HEADER_SLOT_SIZE, MAX_BASE_PATH, MAX_FILE_OFFSET, MAX_NAME_LENGTH, MAX_VIRTUAL_SIZE, isValidBlockSize } from './limits.js';
 
 export const DELTA_MAGIC = Buffer.from('DDLT\r\n\x1a\n', 'latin1');
 export const DELTA_FORMAT_VERSION = 1;
 const FIXED = 20;
 export const MAX_HEADER_PAYLOAD = HEADER_SLOT_SIZE - FIXED;
 
+/**
+ * The snapshot a layer carries, as mirrored into its header. The description is not
+ * mirrored: it may be longer than a header slot holds, and a descriptor rebuilt from
+ * headers can live without it.
+ */
 export interface SnapshotTag {
   readonly id: string;
   readonly name: string;
-  readonly description: string;
   readonly created: string;
 }
 
@@ -84,7 +88,7 @@ export function encodeDeltaHeader(h: DeltaHeader): Buffer {
     virtualSize: h.virtualSize,
     generation: h.generation,
     sealed: h.sealed,
-    snapshot: h.snapshot,
+    snapshot: h.snapshot === null ? null : { id: h.snapshot.id, name: h.snapshot.name, created: h.snapshot.created },
     logEnd: h.logEnd,
     nextSeq: h.nextSeq,
     lastSegment: h.lastSegment,
@@ -141,7 +145,7 @@ function validateHeader(v: unknown, path?: string): DeltaHeader {
   if (o.parentId === o.layerId) fail('delta header names itself as its parent', path);
   if (o.parentFile !== null && !str(o.parentFile, MAX_NAME_LENGTH)) fail('delta header has an invalid parent file', path);
   let base: DeltaHeader['base'] = null;
-  if (o.base !== null) {
+  if (o.base !== null && o.base !== undefined) {
     const b = o.base as Record<string, unknown> | undefined;
     if (
       typeof b !== 'object' || b === null || !str(b.file, MAX_BASE_PATH) || b.file.length === 0 ||
@@ -165,11 +169,11 @@ function validateHeader(v: unknown, path?: string): DeltaHeader {
     const s = o.snapshot as Record<string, unknown> | undefined;
     if (
       typeof s !== 'object' || s === null ||
-      !isId(s.id) || !str(s.name, MAX_NAME_LENGTH) || !str(s.description, MAX_DESCRIPTION_LENGTH) || !str(s.created, 64)
+      !isId(s.id) || !str(s.name, MAX_NAME_LENGTH) || !str(s.created, 64)
     ) {
       fail('delta header has an invalid snapshot tag', path);
     }
-    snapshot = { id: s.id, name: s.name, description: s.description, created: s.created };
+    snapshot = { id: s.id, name: s.name, created: s.created };
   }
   return {
     diskId: o.diskId,

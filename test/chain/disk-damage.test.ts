@@ -241,7 +241,7 @@ describe('state records of unfinished operations', () => {
         diskId: randomUUID(),
         direction: 'stream',
         removed: { id: d.layers[0]!.id, file: d.layers[0]!.file, generation: 2 },
-        survivor: { id: d.layers[1]!.id, file: d.layers[1]!.file },
+        survivors: [{ id: d.layers[1]!.id, file: d.layers[1]!.file }],
         progress: 0,
         started: new Date().toISOString(),
       }),
@@ -259,7 +259,7 @@ describe('state records of unfinished operations', () => {
         direction: 'stream',
         // Layer 1 carries snapshot a: it was never mergeable.
         removed: { id: d.layers[0]!.id, file: d.layers[0]!.file, generation: 2 },
-        survivor: { id: d.layers[1]!.id, file: d.layers[1]!.file },
+        survivors: [{ id: d.layers[1]!.id, file: d.layers[1]!.file }],
         progress: 0,
         started: new Date().toISOString(),
       }),

@@ -197,7 +197,7 @@ describe('info() accounting with references to overwritten content', () => {
   // When the block holding a deduplicated content is overwritten, the old copy stays
   // (a REF still reads it) yet drops out of storedBytes: info under-reports what the
   // disk needs. Left for the lead (dedup/compaction accounting is being reworked).
-  it.fails('storedBytes counts content that references still read after its own block moved on', async () => {
+  it('storedBytes counts content that references still read after its own block moved on', async () => {
     const d = await create('d', true);
     const same = pattern(BS, 5);
     await d.write(0, same);

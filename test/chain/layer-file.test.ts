@@ -37,13 +37,13 @@ function identity(layerId = randomUUID()): LayerIdentity {
 }
 
 async function create(file = 'd-000001.delta', id = identity(), parentId: string | null = null): Promise<LayerFile> {
-  const l = await LayerFile.create(nodeFileSystem, dir, file, { ...id, parentId, parentFile: parentId === null ? null : 'parent.delta' });
+  const l = await LayerFile.create(nodeFileSystem, dir, file, { ...id, parentId, parentFile: parentId === null ? null : 'parent.delta', base: null });
   open.push(l);
   return l;
 }
 
 async function reopen(l: { file: string; identity: LayerIdentity }, writable = true, parent: string | null | undefined = undefined): Promise<LayerFile> {
-  const r = await LayerFile.open(nodeFileSystem, dir, l.file, l.identity, parent, { writable, hashData: true });
+  const r = await LayerFile.open(nodeFileSystem, dir, l.file, l.identity, parent, { writable });
   open.push(r);
   return r;
 }
@@ -90,7 +90,7 @@ describe('LayerFile lifecycle', () => {
 
   it('refuses to create over an existing file', async () => {
     const l = await create();
-    await expect(LayerFile.create(nodeFileSystem, dir, l.file, { ...identity(), parentId: null, parentFile: null })).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
+    await expect(LayerFile.create(nodeFileSystem, dir, l.file, { ...identity(), parentId: null, parentFile: null, base: null })).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
   });
 
   it('reopening finds every record: DATA, ZERO, REF, BLOB, runs and overwrites', async () => {
@@ -136,7 +136,7 @@ describe('LayerFile lifecycle', () => {
     const l = await create();
     await l.append([{ kind: RecordKind.DATA, block: 0, data: [block(1)] }]);
     await l.sync();
-    const tag = { id: randomUUID(), name: 'before-upgrade', description: 'd', created: new Date().toISOString() };
+    const tag = { id: randomUUID(), name: 'before-upgrade', created: new Date().toISOString() };
     await l.seal(tag);
     expect(l.header).toMatchObject({ sealed: true, snapshot: tag, generation: 2 });
     const bytes = fs.readFileSync(path.join(dir, l.file));
@@ -341,16 +341,16 @@ describe('LayerFile identity checks on open', () => {
       ['parent (base)', id, null],
     ];
     for (const [what, expected, parent] of tries) {
-      const err = await LayerFile.open(nodeFileSystem, dir, l.file, expected, parent, { writable: false, hashData: false }).catch((e: unknown) => e);
+      const err = await LayerFile.open(nodeFileSystem, dir, l.file, expected, parent, { writable: false }).catch((e: unknown) => e);
       expect(isDeltaDiskError(err, 'CHAIN_CORRUPT'), what).toBe(true);
     }
-    const ok = await LayerFile.open(nodeFileSystem, dir, l.file, id, '11111111-0000-4000-8000-000000000000', { writable: false, hashData: false });
+    const ok = await LayerFile.open(nodeFileSystem, dir, l.file, id, '11111111-0000-4000-8000-000000000000', { writable: false });
     await ok.release();
   });
 
   it('a missing file is NOT_FOUND, a directory or symlink UNSAFE_PATH', async () => {
     const id = identity();
-    const opts = { writable: false, hashData: false };
+    const opts = { writable: false };
     await expect(LayerFile.open(nodeFileSystem, dir, 'missing.delta', id, undefined, opts)).rejects.toMatchObject({ code: 'NOT_FOUND' });
     fs.mkdirSync(path.join(dir, 'dir.delta'));
     await expect(LayerFile.open(nodeFileSystem, dir, 'dir.delta', id, undefined, opts)).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
@@ -363,7 +363,7 @@ describe('LayerFile identity checks on open', () => {
     const l = await create();
     await l.close();
     const p = path.join(dir, l.file);
-    const opts = { writable: false, hashData: false };
+    const opts = { writable: false };
     fs.truncateSync(p, 100);
     await expect(LayerFile.open(nodeFileSystem, dir, l.file, l.identity, undefined, opts)).rejects.toMatchObject({ code: 'TRUNCATED' });
     fs.writeFileSync(p, randomBytes(3 * HEADER_SLOT_SIZE));
@@ -379,7 +379,7 @@ describe('LayerFile identity checks on open', () => {
     const bytes = fs.readFileSync(path.join(dir, a.file));
     fs.readFileSync(path.join(dir, b.file)).copy(bytes, HEADER_SLOT_SIZE, HEADER_SLOT_SIZE, 2 * HEADER_SLOT_SIZE);
     fs.writeFileSync(path.join(dir, a.file), bytes);
-    await expect(LayerFile.open(nodeFileSystem, dir, a.file, a.identity, undefined, { writable: false, hashData: false })).rejects.toMatchObject({
+    await expect(LayerFile.open(nodeFileSystem, dir, a.file, a.identity, undefined, { writable: false })).rejects.toMatchObject({
       code: 'CHAIN_CORRUPT',
     });
   });
@@ -389,7 +389,7 @@ describe('LayerFile identity checks on open', () => {
     await l.append([{ kind: RecordKind.DATA, block: 0, data: [block(1)] }]);
     await l.close();
     fs.truncateSync(path.join(dir, l.file), l.logEnd - 1);
-    await expect(LayerFile.open(nodeFileSystem, dir, l.file, l.identity, undefined, { writable: false, hashData: false })).rejects.toMatchObject({
+    await expect(LayerFile.open(nodeFileSystem, dir, l.file, l.identity, undefined, { writable: false })).rejects.toMatchObject({
       code: 'TRUNCATED',
     });
   });
@@ -401,7 +401,8 @@ describe('LayerFile header changes that cannot be written', () => {
     await l.append([{ kind: RecordKind.DATA, block: 0, data: [block(1)] }]);
     await l.sync();
     const before = { logEnd: l.logEnd, header: l.header, size: fileSize(l) };
-    const tag = { id: randomUUID(), name: 'big', description: 'x'.repeat(HEADER_SLOT_SIZE), created: 'now' };
+    // No valid tag is this large; the encoder's own bound is what is tested.
+    const tag = { id: randomUUID(), name: 'x'.repeat(HEADER_SLOT_SIZE), created: 'now' };
     await expect(l.seal(tag)).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
     expect({ logEnd: l.logEnd, header: l.header, size: fileSize(l) }).toEqual(before);
     // The layer carries on; everything written before and after comes back.

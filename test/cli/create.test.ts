@@ -173,7 +173,7 @@ describe('usage errors', () => {
   // printed as plain text even with --json, so a script parsing stderr breaks on
   // exactly the mistakes it is most likely to make. Needs commander's configureOutput
   // in cli/main.ts; left to the lead.
-  it.fails('usage errors are JSON on stderr with --json', async () => {
+  it('usage errors are JSON on stderr with --json', async () => {
     const r = await runCli(['--json', 'create', disk(), '--size', 'abc']);
     expect(r.code).toBe(2);
     expect(JSON.parse(r.stderr)).toMatchObject({ type: 'error' });

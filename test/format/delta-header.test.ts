@@ -66,11 +66,15 @@ const headerArb: fc.Arbitrary<DeltaHeader> = fc
     layerId: idArb,
     parentId: fc.option(idArb, { nil: null }),
     parentFile: fc.option(text(64), { nil: null }),
+    base: fc.option(
+      fc.record({ file: text(200).filter((f) => f.length > 0), size: fc.integer({ min: 0, max: MAX_VIRTUAL_SIZE }), fingerprint: fc.stringMatching(/^[0-9a-f]{64}$/) }),
+      { nil: null },
+    ),
     blockSize: fc.integer({ min: 12, max: 20 }).map((e) => 2 ** e),
     virtualSize: fc.integer({ min: 1, max: MAX_VIRTUAL_SIZE }),
     generation: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
     sealed: fc.boolean(),
-    snapshot: fc.option(fc.record({ id: idArb, name: text(64), description: text(200), created: text(30) }), { nil: null }),
+    snapshot: fc.option(fc.record({ id: idArb, name: text(64), created: text(30) }), { nil: null }),
     logEnd: fc.integer({ min: 8192, max: Number.MAX_SAFE_INTEGER }),
     nextSeq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
     created: text(30),
@@ -106,7 +110,7 @@ describe('delta header round trip', () => {
 
   it('refuses to encode a header that does not fit its slot', () => {
     const h = decodeDeltaHeader(slotOf(validPayload()))!;
-    const big = { ...h, snapshot: { id: ID, name: 'n', description: 'x'.repeat(MAX_HEADER_PAYLOAD), created: 'now' } };
+    const big = { ...h, snapshot: { id: ID, name: 'x'.repeat(MAX_HEADER_PAYLOAD), created: 'now' } };
     expect(codeOfSync(() => encodeDeltaHeader(big))).toBe('LIMIT_EXCEEDED');
   });
 });
@@ -253,12 +257,12 @@ describe('delta header validation: an intact slot with impossible content is CHA
   });
 
   it('an invalid snapshot tag', () => {
-    const tag = { id: ID, name: 'snap', description: '', created: 'now' };
+    const tag = { id: ID, name: 'snap', created: 'now' };
     expect(corrupt({ snapshot: tag })).toBe('ok');
     expect(corrupt({ snapshot: 'snap' })).toBe('CHAIN_CORRUPT');
     expect(corrupt({ snapshot: { ...tag, id: 'nope' } })).toBe('CHAIN_CORRUPT');
     expect(corrupt({ snapshot: { ...tag, name: 'n'.repeat(256) } })).toBe('CHAIN_CORRUPT');
-    expect(corrupt({ snapshot: { ...tag, description: 5 } })).toBe('CHAIN_CORRUPT');
+    expect(corrupt({ snapshot: { ...tag, created: 5 } })).toBe('CHAIN_CORRUPT');
     expect(corrupt({ snapshot: { ...tag, created: undefined } })).toBe('CHAIN_CORRUPT');
   });
 

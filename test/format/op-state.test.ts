@@ -9,7 +9,7 @@ import { withChecksum as checksummed } from '../helpers/canonical-json.js';
 import { codeOfSync } from '../helpers/errors.js';
 import { propertyRuns } from '../helpers/temp-dir.js';
 
-const FIELDS = ['format', 'version', 'op', 'diskId', 'direction', 'removed', 'survivor', 'progress', 'started'];
+const FIELDS = ['format', 'version', 'op', 'diskId', 'direction', 'removed', 'survivors', 'progress', 'started'];
 
 const withChecksum = (o: Record<string, unknown>): string => checksummed(FIELDS, o);
 
@@ -23,7 +23,7 @@ function valid(): Record<string, unknown> {
     diskId: ID,
     direction: 'stream',
     removed: { id: '11111111-2222', file: 'disk-000002.delta', generation: 7 },
-    survivor: { id: '33333333-4444', file: 'disk-000003.delta' },
+    survivors: [{ id: '33333333-4444', file: 'disk-000003.delta' }],
     progress: 0,
     started: '2024-01-01T00:00:00.000Z',
   };
@@ -39,10 +39,10 @@ const stateArb: fc.Arbitrary<MergeState> = fc.record({
   diskId: idArb,
   direction: fc.constantFrom('stream' as const, 'commit' as const),
   removed: fc.record({ id: idArb, file: fileArb, generation: fc.maxSafeNat() }),
-  survivor: fc.record({ id: idArb, file: fileArb }),
+  survivors: fc.array(fc.record({ id: idArb, file: fileArb }), { minLength: 1, maxLength: 4 }),
   progress: fc.maxSafeNat(),
   started: fc.string({ maxLength: 64 }),
-});
+}).map((s) => (s.direction === 'commit' ? { ...s, survivors: s.survivors.slice(0, 1) } : s));
 
 describe('operation state round trip', () => {
   it('decodes what it encodes', () => {
@@ -105,10 +105,12 @@ describe('operation state validation: one rule each (STATE_MISMATCH: never resum
   });
 
   it('an invalid survivor layer', () => {
-    const s = valid().survivor as Record<string, unknown>;
-    expect(check({ survivor: 'x' })).toBe('STATE_MISMATCH');
-    expect(check({ survivor: { ...s, file: 'a/b' } })).toBe('STATE_MISMATCH');
-    expect(check({ survivor: { ...s, file: '' } })).toBe('STATE_MISMATCH');
+    const s = (valid().survivors as Record<string, unknown>[])[0]!;
+    expect(check({ survivors: 'x' })).toBe('STATE_MISMATCH');
+    expect(check({ survivors: [] })).toBe('STATE_MISMATCH');
+    expect(check({ survivors: [{ ...s, file: 'a/b' }] })).toBe('STATE_MISMATCH');
+    expect(check({ survivors: [{ ...s, file: '' }] })).toBe('STATE_MISMATCH');
+    expect(check({ direction: 'commit', survivors: [s, s] })).toBe('STATE_MISMATCH');
   });
 
   it('an invalid progress mark', () => {

@@ -100,6 +100,10 @@ export class FailingHandle implements FileHandle {
     this.owner.check('read', this.path);
     return this.inner.read(buffer, offset, length, position);
   }
+  async readv(buffers: readonly Uint8Array[], position: number): Promise<number> {
+    this.owner.check('read', this.path);
+    return this.inner.readv(buffers, position);
+  }
   async write(buffers: readonly Uint8Array[], position: number): Promise<void> {
     this.owner.check('write', this.path);
     return this.inner.write(buffers, position);

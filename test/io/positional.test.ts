@@ -30,6 +30,7 @@ function trickle(inner: FileHandle, cap: number): FileHandle {
   return {
     path: inner.path,
     read: (b, o, l, p) => inner.read(b, o, Math.min(l, cap), p),
+    readv: (b, p) => inner.readv(b.length > 0 ? [b[0]!.subarray(0, Math.min(b[0]!.length, cap))] : [], p),
     write: (b, p) => inner.write(b, p),
     datasync: () => inner.datasync(),
     truncate: (l) => inner.truncate(l),
