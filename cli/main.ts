@@ -12,6 +12,7 @@ import { registerInfo } from './commands/info.js';
 import { registerIo } from './commands/io.js';
 import { registerSnapshot } from './commands/snapshot.js';
 import { registerUnlock } from './commands/unlock.js';
+import { registerVm } from './commands/vm.js';
 import { ExitCode } from './exit-codes.js';
 
 export function buildProgram(): Command {
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerSnapshot(program);
   registerExport(program);
   registerUnlock(program);
+  registerVm(program);
   registerDemo(program);
   program.commands.forEach(function override(c: Command): void {
     c.exitOverride();

@@ -63,10 +63,10 @@ function checkName(name: string): void {
   }
 }
 
-/** Finds a snapshot by display name or `#<uid>`. @throws SNAPSHOT_NOT_FOUND, INVALID_ARGUMENT (ambiguous) */
-export function findVmSnapshot(vmsd: Vmsd, ref: string): VmsdSnapshot {
+/** Finds a snapshot by name or `#<uid>`. @throws SNAPSHOT_NOT_FOUND, INVALID_ARGUMENT (ambiguous) */
+export function findVmSnapshot<T extends { readonly uid: number }>(list: readonly T[], ref: string, nameOf: (s: T) => string): T {
   const m = /^#(\d+)$/.exec(ref);
-  const hits = m !== null ? vmsd.snapshots.filter((s) => s.uid === Number(m[1])) : vmsd.snapshots.filter((s) => s.displayName === ref);
+  const hits = m !== null ? list.filter((s) => s.uid === Number(m[1])) : list.filter((s) => nameOf(s) === ref);
   if (hits.length === 0) throw new DeltaDiskError('SNAPSHOT_NOT_FOUND', `the VM has no snapshot ${JSON.stringify(ref)}`);
   if (hits.length > 1) throw new DeltaDiskError('INVALID_ARGUMENT', `several snapshots are named ${JSON.stringify(ref)}; name one as #<uid>`);
   return hits[0]!;
@@ -125,6 +125,8 @@ export async function createVmSnapshot(target: string, name: string, o: CreateVm
       } finally {
         await session.thaw();
       }
+      // Interrupted while thawing: the thaw finished; now honour the interruption before anything is committed.
+      if (o.signal?.aborted === true) throw new DeltaDiskError('INTERRUPTED', 'the snapshot was interrupted; nothing was recorded');
       created = new Date().toISOString();
       disks = taken.map((x) => ({ node: x.d.node, fileName: x.d.fileName, snapshotId: x.id, snapshotName: x.name }));
       const consistency = session.quiesced ? 'quiesced' : 'crash-consistent';
@@ -190,7 +192,7 @@ async function storeMemory(ctx: VmSnapshotContext, source: string, name: string)
  */
 export async function revertVmSnapshot(target: string, ref: string, o: VmSnapshotOptions & { readonly memoryOut?: string } = {}): Promise<{ uid: number; disks: string[]; recovered: readonly string[] }> {
   return withContext(target, o, 'vm snapshot revert', async (ctx) => {
-    const s = findVmSnapshot(ctx.vmsd, ref);
+    const s = findVmSnapshot(ctx.vmsd.snapshots, ref, (x) => x.displayName);
     const vmsn = await ctx.readVmsn(s.fileName ?? ctx.vmsnName(s.uid));
     if (o.memoryOut !== undefined && vmsn.metadata.memory === null) throw new DeltaDiskError('INVALID_ARGUMENT', `snapshot ${s.displayName} has no memory state`);
     for (const d of vmsn.metadata.disks) {
@@ -228,7 +230,7 @@ async function finishRevert(ctx: VmSnapshotContext, uid: number): Promise<void> 
 /** Deletes snapshot `ref` (name or #uid): its disk snapshots are merged away, its files removed. */
 export async function deleteVmSnapshot(target: string, ref: string, o: VmSnapshotOptions = {}): Promise<{ uid: number; recovered: readonly string[] }> {
   return withContext(target, o, 'vm snapshot delete', async (ctx) => {
-    const s = findVmSnapshot(ctx.vmsd, ref);
+    const s = findVmSnapshot(ctx.vmsd.snapshots, ref, (x) => x.displayName);
     const snapshots = ctx.vmsd.snapshots.filter((x) => x.uid !== s.uid).map((x) => (x.parent === s.uid ? { ...x, parent: s.parent } : x));
     const current = ctx.vmsd.current === s.uid ? s.parent : ctx.vmsd.current;
     await ctx.writeVmsd({ ...ctx.vmsd, snapshots, current });
