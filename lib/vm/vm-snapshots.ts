@@ -6,7 +6,7 @@
  *
  * The vmsd is the commit point and never names a snapshot the disks do not have:
  *  create: lock VM and all disks → (copy the memory file) → freeze hooks → one disk
- *          snapshot per disk, back to back → thaw → write the vmsn → replace the vmsd.
+ *          snapshot per disk, all taken together → thaw → write the vmsn → replace the vmsd.
  *  delete: replace the vmsd without it → delete each disk's snapshot (merging) →
  *          remove vmem, then vmsn.
  *  revert: mark the vmsd `revertPending` → revert each disk → restore the vmx from the
@@ -55,6 +55,11 @@ export interface VmSnapshotResult {
 }
 
 const MAX_NAME = 255;
+
+/** A function, not a property test, so the check can be repeated after awaits. */
+function aborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
 
 function checkName(name: string): void {
   // eslint-disable-next-line no-control-regex
@@ -116,17 +121,20 @@ export async function createVmSnapshot(target: string, name: string, o: CreateVm
       try {
         await session.freeze();
         const t0 = performance.now();
-        for (const d of ctx.disks) {
-          if (o.signal?.aborted === true) throw new DeltaDiskError('INTERRUPTED', 'the snapshot was interrupted');
-          const info = await d.disk.snapshot(vmSnapshotDiskName(uid), `VM snapshot ${uid}: ${name}`.slice(0, 4096));
-          taken.push({ d, name: info.name, id: info.id });
-        }
+        if (aborted(o.signal)) throw new DeltaDiskError('INTERRUPTED', 'the snapshot was interrupted');
+        // Every disk is locked by us, so none changes: taking the snapshots together is one instant, sooner.
+        const results = await Promise.allSettled(ctx.disks.map((d) => d.disk.snapshot(vmSnapshotDiskName(uid), `VM snapshot ${uid}: ${name}`.slice(0, 4096))));
+        results.forEach((r, i) => {
+          if (r.status === 'fulfilled') taken.push({ d: ctx.disks[i]!, name: r.value.name, id: r.value.id });
+        });
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed !== undefined) throw failed.reason;
         windowMs = performance.now() - t0;
       } finally {
         await session.thaw();
       }
       // Interrupted while thawing: the thaw finished; now honour the interruption before anything is committed.
-      if (o.signal?.aborted === true) throw new DeltaDiskError('INTERRUPTED', 'the snapshot was interrupted; nothing was recorded');
+      if (aborted(o.signal)) throw new DeltaDiskError('INTERRUPTED', 'the snapshot was interrupted; nothing was recorded');
       created = new Date().toISOString();
       disks = taken.map((x) => ({ node: x.d.node, fileName: x.d.fileName, snapshotId: x.id, snapshotName: x.name }));
       const consistency = session.quiesced ? 'quiesced' : 'crash-consistent';

@@ -10,7 +10,7 @@
  *    with the per-type rules of QEMU (FLAT needs an offset, VMFS and the sparse types
  *    take none, ZERO names no file); any other line that is not a comment, a header
  *    key or a `ddb.` entry is VM_INVALID: nothing is guessed;
- *  - CID and parentCID are 8 hex digits when present; the disk database keeps
+ *  - CID and parentCID are up to 8 hex digits when present (normalised to 8); the disk database keeps
  *    values as opaque strings (a malformed `ddb.longContentID` does not fail the file);
  *  - sizes are bounded (1 MiB of text, 32768 extents, 2^50 bytes of capacity).
  * File names are returned as written: they are data, resolved only by the caller
@@ -42,7 +42,7 @@ export interface VmdkExtent {
 export interface VmdkDescriptor {
   readonly version: number;
   readonly encoding: string;
-  /** 8 lower-case hex digits, or undefined when absent. */
+  /** 8 lower-case hex digits (zero-padded), or undefined when absent. */
   readonly cid: string | undefined;
   readonly parentCid: string | undefined;
   readonly createType: string;
@@ -161,8 +161,9 @@ function parseExtent(m: RegExpExecArray, what: string, line: number): VmdkExtent
 
 function cidOf(v: string | undefined, key: string, what: string): string | undefined {
   if (v === undefined) return undefined;
-  if (!/^[0-9a-fA-F]{8}$/.test(v)) throw new DeltaDiskError('VM_INVALID', `${what}: ${key} ${JSON.stringify(v)} is not 8 hex digits`);
-  return v.toLowerCase();
+  // QEMU writes CIDs with %x, without leading zeros: "6efc13" is CID 006efc13.
+  if (!/^[0-9a-fA-F]{1,8}$/.test(v)) throw new DeltaDiskError('VM_INVALID', `${what}: ${key} ${JSON.stringify(v)} is not 1 to 8 hex digits`);
+  return v.toLowerCase().padStart(8, '0');
 }
 
 function nonEmpty(v: string | undefined): string | undefined {

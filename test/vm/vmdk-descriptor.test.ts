@@ -43,11 +43,18 @@ describe('parseVmdkDescriptor', () => {
       [base([]), /lists no extent/],
       ['CID=1\nversion=1\n', /first statement must be version=/],
       ['', /empty/],
-      [base(['RW 100 FLAT "a" 0']).replace('CID=1a2b3c4d', 'CID=xyz'), /not 8 hex digits/],
+      [base(['RW 100 FLAT "a" 0']).replace('CID=1a2b3c4d', 'CID=xyz'), /not 1 to 8 hex digits/],
+      [base(['RW 100 FLAT "a" 0']).replace('CID=1a2b3c4d', 'CID=123456789'), /not 1 to 8 hex digits/],
       [base(['RW 100 FLAT "a" 0']).replace('createType="vmfs"\n', ''), /no createType/],
     ];
     for (const [text, why] of bad) expect(() => parse(text), text).toThrow(why);
     expect(() => parse(base(['RW 1 FLAT "a" 0']).replace('version=1', 'version=4'))).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_VERSION' }));
+  });
+
+  it('reads CIDs without leading zeros as QEMU writes them (found with qemu-img: CID=6efc13)', () => {
+    const d = parse(base(['RW 100 FLAT "a" 0']).replace('CID=1a2b3c4d', 'CID=6efc13').replace('parentCID=ffffffff', 'parentCID=0'));
+    expect(d.cid).toBe('006efc13');
+    expect(d.parentCid).toBe('00000000');
   });
 
   it('strips the NUL padding of embedded descriptors but refuses NULs inside', () => {
