@@ -4,9 +4,7 @@
  * hook output on stderr.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import type { HookSpec, QuiesceMode } from '../lib/vm/hooks/hook-plan.js';
-import type { HookLogEntry } from '../lib/vm/hooks/quiesce-session.js';
-import type { HookOutcome } from '../lib/vm/hooks/run-hook.js';
+import type { HookLogEntry, HookOutcome, HookSpec, QuiesceMode } from '../lib/index.js';
 import type { Output } from './output.js';
 
 export interface HookCliOptions {

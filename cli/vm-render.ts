@@ -2,7 +2,7 @@
  * Human rendering of VM inventories and VM snapshot trees for `deltadisk vm …`.
  * Pure string building; the commands decide where the lines go.
  */
-import type { VmInventory, VmSnapshotNode } from '../lib/vm/vm-inventory-types.js';
+import type { VmInventory, VmSnapshotNode } from '../lib/index.js';
 import { formatBytes } from './parse-size.js';
 
 export function renderSnapshotTree(list: readonly VmSnapshotNode[]): string[] {

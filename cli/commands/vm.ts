@@ -5,9 +5,7 @@
  * it cannot run. `vm backup` / `vm restore` join this group with the repository.
  */
 import type { Command } from 'commander';
-import { inspectVm } from '../../lib/vm/vm-inventory.js';
-import type { VmSnapshotNode } from '../../lib/vm/vm-inventory-types.js';
-import { createVmSnapshot, deleteVmSnapshot, findVmSnapshot, revertVmSnapshot } from '../../lib/vm/vm-snapshots.js';
+import { createVmSnapshot, deleteVmSnapshot, findVmSnapshot, inspectVm, revertVmSnapshot, type VmSnapshotNode } from '../../lib/index.js';
 import { confirm } from '../confirm.js';
 import { handler } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
