@@ -143,6 +143,12 @@ export interface CaptureOptions {
   readonly includeLogs?: boolean;
   readonly includeUnknown?: boolean;
   /**
+   * Capture even when the inventory has error-level problems (a missing extent, a
+   * CID mismatch, a disk outside the directory that was not allowed: the capture
+   * would lack or misrepresent a disk). Default false: such a VM is VM_INVALID.
+   */
+  readonly acceptProblems?: boolean;
+  /**
    * Chain disks this process already has open for writing (a hypervisor embedding
    * deltadisk), by descriptor path: the capture snapshots them through these
    * handles instead of opening them (which a held writer lock would refuse). The

@@ -47,7 +47,9 @@ function checkAborted(signal: AbortSignal | undefined): void {
 }
 
 /**
- * @throws VM_INVALID, NOT_FOUND (see inspectVm); LOCKED (a chain disk is held by
+ * @throws VM_INVALID (see inspectVm; also when the inventory has error-level
+ *   problems, such as a missing extent or a disk outside the directory, unless
+ *   `acceptProblems`), NOT_FOUND; LOCKED (a chain disk is held by
  *   another writer: pass it in `disks`, or stop the VM); HOOK_FAILED (required
  *   quiesce); INTERRUPTED; STATE_MISMATCH (the configuration changed meanwhile);
  *   SNAPSHOT_EXISTS (a capture with this id exists); IO_ERROR, NO_SPACE
@@ -61,6 +63,10 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
     ...(options.includeLogs === undefined ? {} : { includeLogs: options.includeLogs }),
     ...(options.includeUnknown === undefined ? {} : { includeUnknown: options.includeUnknown }),
   });
+  const errors = inventory.problems.filter((p) => p.severity === 'error');
+  if (errors.length > 0 && options.acceptProblems !== true) {
+    throw new DeltaDiskError('VM_INVALID', `the VM has problems a capture would carry over (accept them explicitly to go on):\n${errors.map((p) => `  ${p.code}: ${p.message}`).join('\n')}`, { path: inventory.dir });
+  }
   const plan = await planHooks(options.hooks ?? {});
   const snapshotName = `${CAPTURE_SNAPSHOT_PREFIX}${id}`;
   const captureDir = path.resolve(options.captureDir ?? path.join(inventory.dir, `${CAPTURE_DIR_PREFIX}${id}`));

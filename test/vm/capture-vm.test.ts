@@ -168,3 +168,17 @@ describe('captureVm', () => {
     expect(inv.disks.filter((d) => d.format === 'chain').every((d) => d.chain!.snapshots.length === 0)).toBe(true);
   });
 });
+
+describe('captureVm on a damaged VM', () => {
+  it('refuses error-level problems unless accepted, and then captures what is there', async () => {
+    const { makeTrickyVm } = await import('../../fixtures/make-fixtures.js');
+    const { dir } = makeTrickyVm(fresh());
+    await expect(captureVm(dir, { id: 'd1' })).rejects.toThrow(expect.objectContaining({ code: 'VM_INVALID', message: expect.stringMatching(/MISSING_FILE[\s\S]*OUTSIDE_DIRECTORY[\s\S]*CID_MISMATCH/) }));
+    expect(fs.readdirSync(dir).some((x) => x.startsWith('.deltadisk-capture-'))).toBe(false);
+    const cap = await captureVm(dir, { id: 'd2', acceptProblems: true });
+    expect(cap.problems.filter((p) => p.severity === 'error')).toHaveLength(3);
+    expect(cap.warnings.join('\n')).toMatch(/looks running and was not quiesced/);
+    expect(cap.items.some((i) => i.name === 'scratch-flat.vmdk')).toBe(true);
+    await cap.release();
+  });
+});

@@ -150,6 +150,22 @@ describe('inspectVm', () => {
     expect((await inspectVm(dir, { includeUnknown: true })).files.some((f) => f.name === 'notes.txt' && f.kind === 'other')).toBe(true);
   });
 
+  it('suspend state: .vmss and its memory only when the vmx says the VM is suspended', async () => {
+    const dir = makeFlatVm(path.join(t.dir, 'susp'));
+    const vmx = path.join(dir, 'alpine-web.vmx');
+    fs.writeFileSync(path.join(dir, 'alpine-web-1a2b3c4d.vmss'), Buffer.alloc(1024, 1));
+    fs.writeFileSync(path.join(dir, 'alpine-web-1a2b3c4d.vmem'), Buffer.alloc(4096, 2));
+    const running = await inspectVm(dir);
+    expect(Object.fromEntries(running.skipped.map((s) => [s.name, s.kind]))).toEqual({ 'alpine-web-1a2b3c4d.vmss': 'suspend-state', 'alpine-web-1a2b3c4d.vmem': 'live-memory' });
+    expect(running.suspended).toBe(false);
+    fs.writeFileSync(vmx, fs.readFileSync(vmx, 'utf8').replace('checkpoint.vmState = ""', 'checkpoint.vmState = "alpine-web-1a2b3c4d.vmss"'));
+    const suspended = await inspectVm(dir);
+    expect(suspended.suspended).toBe(true);
+    expect(suspended.files.filter((f) => f.kind.startsWith('suspend')).map((f) => `${f.kind}:${f.name}`)).toEqual(['suspend-memory:alpine-web-1a2b3c4d.vmem', 'suspend-state:alpine-web-1a2b3c4d.vmss']);
+    fs.unlinkSync(path.join(dir, 'alpine-web-1a2b3c4d.vmss'));
+    expect((await inspectVm(dir)).problems.map((p) => [p.code, p.severity])).toEqual([['MISSING_FILE', 'error']]);
+  });
+
   it('refuses what is not one VM', async () => {
     const dir = path.join(t.dir, 'two');
     fs.mkdirSync(dir);
