@@ -10,6 +10,8 @@ import { nodeFileSystem } from '../../lib/io/node-file-system.js';
 export class CrashFileSystem implements FileSystem {
   #left: number;
   crashed = false;
+  /** Mutating calls made so far (with crashAt = Infinity: how many an operation makes). */
+  steps = 0;
 
   constructor(crashAt: number) {
     this.#left = crashAt;
@@ -17,6 +19,7 @@ export class CrashFileSystem implements FileSystem {
 
   #step(mutating: boolean): void {
     if (this.crashed) throw Object.assign(new Error('simulated crash'), { code: 'EIO' });
+    if (mutating) this.steps++;
     if (mutating && --this.#left <= 0) {
       this.crashed = true;
       throw Object.assign(new Error('simulated crash'), { code: 'EIO' });

@@ -8,7 +8,7 @@ import { createVmSnapshot, deleteVmSnapshot, revertVmSnapshot } from '../../lib/
 import { parseVmsd } from '../../lib/vm/vmsd-file.js';
 import { makeChainVm, makeFlatVm } from '../../fixtures/make-fixtures.js';
 import { CrashFileSystem } from '../helpers/crash-file-system.js';
-import { tempDir } from '../helpers/temp-dir.js';
+import { propertyRuns, tempDir } from '../helpers/temp-dir.js';
 
 const t = tempDir('dd-vmsnap-');
 afterAll(t.cleanup);
@@ -119,27 +119,41 @@ describe('VM snapshots of chain disks', () => {
     expect((await checkInvariant(dir)).get('system.chain')).toEqual([]);
   });
 
-  /** Runs `op` crashing at step 1, 2, … until it completes; after each crash checks the invariant and that recovery converges. */
+  /**
+   * Runs `op` crashing at its mutating file-system calls (every one when there are at
+   * most DELTADISK_PROPERTY_RUNS of them, default 14, else that many spread evenly,
+   * always including the first and last); after each crash checks the invariant and
+   * that recovery converges.
+   */
   async function crashEverywhere(prepare: (dir: string) => Promise<void>, op: (dir: string, fs: CrashFileSystem) => Promise<unknown>, after: (dir: string, crashed: boolean) => Promise<void>): Promise<number> {
     const template = await smallVm();
     await prepare(template);
-    for (let step = 1; step < 500; step++) {
+    const copy = (): string => {
       const dir = path.join(t.dir, `crash${n++}`, 'web');
       fs.cpSync(template, dir, { recursive: true });
+      return dir;
+    };
+    const counter = new CrashFileSystem(Infinity);
+    const probe = copy();
+    await op(probe, counter);
+    await after(probe, false);
+    const total = counter.steps;
+    const budget = propertyRuns(14);
+    const steps = total <= budget ? Array.from({ length: total }, (_, i) => i + 1) : [...new Set(Array.from({ length: budget }, (_, i) => 1 + Math.round((i * (total - 1)) / (budget - 1))))];
+    for (const step of steps) {
+      const dir = copy();
       const cfs = new CrashFileSystem(step);
-      let crashed = false;
       try {
         await op(dir, cfs);
       } catch (err) {
         if (!cfs.crashed) throw err;
-        crashed = true;
       }
+      expect(cfs.crashed, `step ${step} of ${total}`).toBe(true);
       await checkInvariant(dir);
-      await after(dir, crashed);
+      await after(dir, true);
       fs.rmSync(path.dirname(dir), { recursive: true, force: true });
-      if (!crashed) return step;
     }
-    throw new Error('the operation never completed');
+    return total;
   }
 
   it('create: a crash at any step never leaves a vmsd naming snapshots the disks lack; recovery removes the rest', async () => {
