@@ -26,7 +26,7 @@ import { hasHooks, planHooks, type HookSpec } from './hooks/hook-plan.js';
 import { QuiesceSession, type HookLogEntry } from './hooks/quiesce-session.js';
 import type { HookOutcome } from './hooks/run-hook.js';
 import { REVERT_PENDING_KEY, VmSnapshotContext, type VmSnapshotOptions } from './vm-snapshot-context.js';
-import type { Vmsd, VmsdSnapshot } from './vmsd-file.js';
+import type { VmsdSnapshot } from './vmsd-file.js';
 
 export interface CreateVmSnapshotOptions extends VmSnapshotOptions {
   readonly description?: string;

@@ -9,7 +9,6 @@
  * Paths stay exactly as written: resolving them is the caller's job, through the
  * path guard.
  */
-import { DeltaDiskError } from '../errors.js';
 import { kvBool, kvGet, parseKeyValueFile, type KvDocument } from './kv-text.js';
 
 export const MAX_VMX_BYTES = 1024 * 1024;
@@ -45,7 +44,7 @@ export interface VmxConfig {
 }
 
 const DEVICE_FILE = /^(scsi|sata|ide|nvme)(\d{1,3}):(\d{1,3})\.filename$/;
-const DISK_TYPES = new Set(['scsi-harddisk', 'disk', 'ata-harddisk', 'sata-harddisk', 'nvme-harddisk', 'plainDisk'.toLowerCase(), 'rawdisk']);
+const DISK_TYPES = new Set(['scsi-harddisk', 'disk', 'ata-harddisk', 'sata-harddisk', 'nvme-harddisk', 'plaindisk', 'rawdisk']);
 
 /**
  * Parses a `.vmx` file.
@@ -110,9 +109,4 @@ export function compareNodes(a: string, b: string): number {
   if (pa === null || pb === null) return a < b ? -1 : a > b ? 1 : 0;
   if (pa[1] !== pb[1]) return pa[1]! < pb[1]! ? -1 : 1;
   return Number(pa[2]) - Number(pb[2]) || Number(pa[3]) - Number(pb[3]);
-}
-
-/** A VM's configuration must name at least something we understand; used by callers that need disks. */
-export function assertHasDisks(vmx: VmxConfig, path: string): void {
-  if (vmx.disks.length === 0) throw new DeltaDiskError('VM_INVALID', `${path} names no disk`, { path });
 }
