@@ -54,6 +54,7 @@ export type {
   VmSnapshotNode,
 } from './vm/vm-inventory-types.js';
 export { captureVm, newCaptureId } from './vm/capture-vm.js';
+export { deleteCaptureSnapshots, listCaptureSnapshots, type CaptureSnapshotRef } from './vm/capture-snapshots.js';
 export type { Capture, CapturedChainDisk, CapturedFile, CapturedItem, CaptureOptions, ConsistencyLevel, QuiesceReport, ReleaseReport } from './vm/capture-types.js';
 export { hasHooks, planHooks, DEFAULT_HOOK_TIMEOUT_MS, type HookPlan, type HookSpec, type QuiesceMode } from './vm/hooks/hook-plan.js';
 export { QuiesceSession, withQuiesce, type HookEnvironment, type HookLogEntry } from './vm/hooks/quiesce-session.js';

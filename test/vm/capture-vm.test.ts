@@ -182,3 +182,28 @@ describe('captureVm on a damaged VM', () => {
     await cap.release();
   });
 });
+
+describe('capture snapshots kept for incremental backups', () => {
+  it('a kept capture gives the change map to the next one; old ones are deleted on request', async () => {
+    const { deleteCaptureSnapshots, listCaptureSnapshots } = await import('../../lib/vm/capture-snapshots.js');
+    const dir = await makeChainVm(fresh());
+    const first = await captureVm(dir, { id: 'n1' });
+    await first.release(); // keep the snapshots
+    const live = await Disk.open(path.join(dir, 'system.chain'));
+    await live.write(5 * 65536, Buffer.alloc(65536, 9));
+    await live.close();
+    const second = await captureVm(dir, { id: 'n2' });
+    const item = second.items.find((i): i is CapturedChainDisk => i.type === 'chain-disk' && i.node === 'scsi0:0')!;
+    const disk = await second.openChainDisk(item);
+    expect(await disk.changedBlocks('deltadisk-capture-n1', item.snapshot.name)).toEqual([5]);
+    await disk.close();
+    await second.release();
+    const listed = await listCaptureSnapshots(dir);
+    expect(listed.map((x) => x.id)).toEqual(['n1', 'n1', 'n2', 'n2']); // oldest first
+    expect(listed.map((x) => `${x.node}:${x.id}`).sort()).toEqual(['scsi0:0:n1', 'scsi0:0:n2', 'scsi0:1:n1', 'scsi0:1:n2']);
+    const r = await deleteCaptureSnapshots(dir, { keep: ['n2'] });
+    expect(r.failed).toEqual([]);
+    expect(r.deleted.map((x) => x.id)).toEqual(['n1', 'n1']);
+    expect((await listCaptureSnapshots(dir)).map((x) => x.id)).toEqual(['n2', 'n2']);
+  });
+});
