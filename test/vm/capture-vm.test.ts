@@ -207,3 +207,28 @@ describe('capture snapshots kept for incremental backups', () => {
     expect((await listCaptureSnapshots(dir)).map((x) => x.id)).toEqual(['n2', 'n2']);
   });
 });
+
+// Reflinks need btrfs, XFS (reflink=1) or similar; this machine's / is ext4. Point
+// DELTADISK_REFLINK_DIR at a directory on such a file system to run this one, e.g.
+//   truncate -s 600M x.img && mkfs.xfs -m reflink=1 x.img && mount -o loop x.img /mnt/xfs
+const reflinkDir = process.env.DELTADISK_REFLINK_DIR;
+describe.skipIf(reflinkDir === undefined || reflinkDir === '')('captureVm on a file system with reflinks', () => {
+  it('clones instead of copying: nothing is copied while frozen, the clones share extents and stay independent', async () => {
+    const root = fs.mkdtempSync(path.join(reflinkDir!, 'dd-reflink-'));
+    try {
+      const dir = makeTwoDiskChainVm(root);
+      fs.writeFileSync(path.join(dir, 'db01.nvram'), Buffer.alloc(8 * 2 ** 20, 0x77));
+      const cap = await captureVm(dir, { id: 'r1', clone: 'reflink' });
+      const files = cap.items.filter((i): i is CapturedFile => i.type === 'file' && i.method !== 'in-place');
+      expect(files.length).toBeGreaterThan(0);
+      expect(files.every((f) => f.method === 'reflink')).toBe(true);
+      expect(cap.copiedWhileFrozen).toBe(false);
+      const leaf = files.find((f) => f.name === 'db01.nvram')!;
+      fs.writeFileSync(leaf.source, Buffer.alloc(8 * 2 ** 20, 0x11)); // the VM writes on
+      expect(fs.readFileSync(leaf.path).every((b) => b === 0x77)).toBe(true);
+      await cap.release();
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
