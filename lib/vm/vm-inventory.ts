@@ -233,7 +233,7 @@ async function inspectSnapshots(f: VmFindings, vmsd: Vmsd, disks: VmDisk[], know
     for (const snap of disk.chain?.snapshots ?? []) {
       const m = VM_SNAPSHOT_DISK_NAME.exec(snap.name);
       if (m !== null && !uids.has(Number(m[1]))) {
-        f.problem('ORPHAN_SNAPSHOT', 'warning', `disk ${disk.node}: snapshot ${snap.name} belongs to no VM snapshot in the vmsd (left by an interrupted vm snapshot); the next vm snapshot command removes it`, { disk: disk.node });
+        f.problem('ORPHAN_SNAPSHOT', 'warning', `disk ${disk.node}: snapshot ${snap.name} belongs to no VM snapshot in the vmsd; when an interrupted vm snapshot create or delete left it, the next vm snapshot command removes it`, { disk: disk.node });
       }
     }
   }
