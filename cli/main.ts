@@ -15,6 +15,7 @@ import { registerMaintain } from './commands/maintain.js';
 import { registerDiff, registerMap } from './commands/map.js';
 import { registerSnapshot } from './commands/snapshot.js';
 import { registerUnlock } from './commands/unlock.js';
+import { registerVm } from './commands/vm.js';
 import { ExitCode } from './exit-codes.js';
 
 export function buildProgram(): Command {
@@ -50,6 +51,7 @@ export function buildProgram(): Command {
   registerMap(program);
   registerDiff(program);
   registerUnlock(program);
+  registerVm(program);
   registerDemo(program);
   program.commands.forEach(function override(c: Command): void {
     c.exitOverride();

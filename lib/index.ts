@@ -40,3 +40,35 @@ export { MemoryFileSystem } from './io/memory-file-system.js';
 export { breakWriterLock, readLockFile, type LockHolder } from './io/writer-lock.js';
 
 export { DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, MAX_VIRTUAL_SIZE } from './format/limits.js';
+
+// VM directories (lib/vm): inspection, quiesce hooks, capture, VM-level snapshots.
+export { inspectVm, locateVm, type VmLocation } from './vm/vm-inventory.js';
+export type {
+  ChainDiskSummary,
+  InspectOptions,
+  ProblemCode,
+  ProblemSeverity,
+  SkipKind,
+  SkippedFile,
+  VmDisk,
+  VmdkExtentInfo,
+  VmdkLink,
+  VmFile,
+  VmFileKind,
+  VmInventory,
+  VmProblem,
+  VmSnapshotDisk,
+  VmSnapshotNode,
+} from './vm/vm-inventory-types.js';
+export { captureVm, newCaptureId } from './vm/capture-vm.js';
+export { deleteCaptureSnapshots, listCaptureSnapshots, type CaptureSnapshotRef } from './vm/capture-snapshots.js';
+export type { Capture, CapturedChainDisk, CapturedFile, CapturedItem, CaptureOptions, ConsistencyLevel, QuiesceReport, ReleaseReport } from './vm/capture-types.js';
+export { hasHooks, planHooks, DEFAULT_HOOK_TIMEOUT_MS, type HookPlan, type HookSpec, type QuiesceMode } from './vm/hooks/hook-plan.js';
+export { QuiesceSession, withQuiesce, type HookEnvironment, type HookLogEntry } from './vm/hooks/quiesce-session.js';
+export type { HookOutcome, HookPhase } from './vm/hooks/run-hook.js';
+export { createVmSnapshot, deleteVmSnapshot, findVmSnapshot, revertVmSnapshot, type CreateVmSnapshotOptions, type VmSnapshotResult } from './vm/vm-snapshots.js';
+export type { VmSnapshotOptions } from './vm/vm-snapshot-context.js';
+export { parseVmx, type VmxConfig, type VmxDisk } from './vm/vmx-file.js';
+export { encodeVmsd, parseVmsd, type Vmsd, type VmsdSnapshot } from './vm/vmsd-file.js';
+export { parseVmdkDescriptor, type VmdkDescriptor, type VmdkExtent } from './vm/vmdk-descriptor.js';
+export { decodeSparseExtentHeader, type SparseExtentHeader } from './vm/sparse-extent-header.js';

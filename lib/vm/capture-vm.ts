@@ -1,0 +1,301 @@
+/**
+ * `captureVm`: freeze → capture one point in time → thaw, measuring the freeze
+ * window (see capture-types.ts for the result and how to use it).
+ *
+ * Everything slow happens before the freeze: the inventory, the hook plan, opening
+ * (and locking) every chain disk, the capture directory, stat of files read in
+ * place. Inside the window: one snapshot per chain disk, all taken together (each a
+ * few fsyncs, independent of disk size), then a reflink clone (or, failing that, a
+ * copy) of every file that may change. The vmx is cloned too and compared with the
+ * inventory, so a configuration that changed meanwhile fails the capture instead of
+ * producing a mixed one. Thaw runs in a `finally`; after a failure everything taken
+ * is undone (snapshots deleted after the thaw, never inside the window).
+ *
+ * Chain disks opened here are closed right after the window, so the writer lock is
+ * held only for milliseconds; reading a capture snapshot later needs no lock.
+ */
+import { randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { Disk } from '../chain/disk.js';
+import { DeltaDiskError, fromSystemError, isDeltaDiskError } from '../errors.js';
+import { CAPTURE_SNAPSHOT_PREFIX } from './chain-disk-probe.js';
+import type { Capture, CapturedChainDisk, CapturedFile, CapturedItem, CaptureOptions, ReleaseReport } from './capture-types.js';
+import { FileCloner } from './file-clone.js';
+import { hasHooks, planHooks } from './hooks/hook-plan.js';
+import { QuiesceSession } from './hooks/quiesce-session.js';
+import { CAPTURE_DIR_PREFIX } from './leftover-files.js';
+import { inspectVm } from './vm-inventory.js';
+import type { VmFile } from './vm-inventory-types.js';
+import { parseVmx } from './vmx-file.js';
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export function newCaptureId(): string {
+  return `${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}-${randomBytes(3).toString('hex')}`;
+}
+
+interface OpenedDisk {
+  readonly node: string;
+  readonly file: VmFile;
+  readonly disk: Disk;
+  readonly ours: boolean;
+}
+
+function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new DeltaDiskError('INTERRUPTED', 'the capture was interrupted');
+}
+
+/**
+ * @throws VM_INVALID (see inspectVm; also when the inventory has error-level
+ *   problems, such as a missing extent or a disk outside the directory, unless
+ *   `acceptProblems`), NOT_FOUND; LOCKED (a chain disk is held by
+ *   another writer: pass it in `disks`, or stop the VM); HOOK_FAILED (required
+ *   quiesce); INTERRUPTED; STATE_MISMATCH (the configuration changed meanwhile);
+ *   SNAPSHOT_EXISTS (a capture with this id exists); IO_ERROR, NO_SPACE
+ */
+export async function captureVm(vmDir: string, options: CaptureOptions = {}): Promise<Capture> {
+  const id = options.id ?? newCaptureId();
+  if (!ID.test(id)) throw new DeltaDiskError('INVALID_ARGUMENT', `capture id ${JSON.stringify(id)} must be 1 to 64 letters, digits, '.', '_' or '-'`);
+  const allowPaths = options.allowPaths ?? [];
+  const inventory = await inspectVm(vmDir, {
+    allowPaths,
+    ...(options.includeLogs === undefined ? {} : { includeLogs: options.includeLogs }),
+    ...(options.includeUnknown === undefined ? {} : { includeUnknown: options.includeUnknown }),
+  });
+  const errors = inventory.problems.filter((p) => p.severity === 'error');
+  if (errors.length > 0 && options.acceptProblems !== true) {
+    throw new DeltaDiskError('VM_INVALID', `the VM has problems a capture would carry over (accept them explicitly to go on):\n${errors.map((p) => `  ${p.code}: ${p.message}`).join('\n')}`, { path: inventory.dir });
+  }
+  const plan = await planHooks(options.hooks ?? {});
+  const snapshotName = `${CAPTURE_SNAPSHOT_PREFIX}${id}`;
+  const captureDir = path.resolve(options.captureDir ?? path.join(inventory.dir, `${CAPTURE_DIR_PREFIX}${id}`));
+  const inPlace = options.inPlace ?? true;
+  const opened: OpenedDisk[] = [];
+  const taken: { d: OpenedDisk; name: string }[] = [];
+  let madeDir = false;
+  try {
+    for (const disk of inventory.disks) {
+      if (disk.format !== 'chain' || !disk.included || disk.path === null) continue;
+      const file = inventory.files.find((f) => f.path === disk.path)!;
+      const injected = options.disks?.get(disk.path);
+      const d = injected ?? (await openForCapture(disk.path, allowPaths, inventory.dir));
+      opened.push({ node: disk.node, file, disk: d, ours: injected === undefined });
+      if (d.snapshots().some((s) => s.name === snapshotName)) {
+        throw new DeltaDiskError('SNAPSHOT_EXISTS', `${disk.fileName} already has a snapshot ${snapshotName}: capture ids must be unique`, { path: disk.path });
+      }
+    }
+    // Data written so far made durable now, outside the window: the snapshots inside it then sync almost nothing.
+    for (const d of opened) await d.disk.flush();
+    await fsp.mkdir(captureDir, { mode: 0o700 }).catch((err: unknown) => {
+      throw isDeltaDiskError(err) ? err : (err as NodeJS.ErrnoException).code === 'EEXIST' ? new DeltaDiskError('ALREADY_EXISTS', `${captureDir} exists`, { path: captureDir }) : fromSystemError(err, captureDir, 'creating the capture directory failed');
+    });
+    madeDir = true;
+    const plain = inventory.files.filter((f) => f.chainDisk !== true);
+    const inPlaceItems: CapturedFile[] = [];
+    for (const f of plain.filter((x) => inPlace && x.immutable)) {
+      const st = await fsp.stat(f.path);
+      inPlaceItems.push(fileItem(f, f.path, 'in-place', st.size, st.mtimeMs));
+    }
+    const toClone = plain.filter((x) => !(inPlace && x.immutable));
+    const cloner = new FileCloner(options.clone ?? 'auto');
+    const session = new QuiesceSession(
+      plan,
+      { vmDir: inventory.dir, vmx: inventory.vmx, vmName: inventory.displayName ?? inventory.vmx, backupId: id, operation: options.operation ?? 'backup' },
+      { ...(options.signal === undefined ? {} : { signal: options.signal }), ...(options.onLog === undefined ? {} : { onLog: options.onLog }), ...(options.killGraceMs === undefined ? {} : { killGraceMs: options.killGraceMs }) },
+    );
+    const items: CapturedItem[] = [];
+    let windowMs = 0;
+    let capturedAt = '';
+    try {
+      await session.freeze();
+      const t0 = performance.now();
+      capturedAt = new Date().toISOString();
+      checkAborted(options.signal);
+      // All disks at once: nothing else writes them (we hold their locks, or the
+      // caller paused its writes), so overlapping their fsyncs only shortens the window.
+      const results = await Promise.allSettled(opened.map((d) => d.disk.snapshot(snapshotName, `capture ${id} of ${inventory.vmx}`)));
+      results.forEach((r, i) => {
+        if (r.status === 'fulfilled') {
+          taken.push({ d: opened[i]!, name: snapshotName });
+          items.push(chainItem(opened[i]!, r.value));
+        }
+      });
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
+      let n = 0;
+      for (const f of toClone) {
+        checkAborted(options.signal);
+        const dst = path.join(captureDir, cloneName(f, n++));
+        const r = await cloner.clone(f.path, dst, options.signal);
+        items.push(fileItem(f, dst, r.method, r.size, (await fsp.stat(f.path)).mtimeMs));
+      }
+      windowMs = performance.now() - t0;
+      await checkConfigUnchanged(inventory, items);
+    } finally {
+      await session.thaw();
+    }
+    for (const d of opened) if (d.ours) await d.disk.close();
+    items.push(...inPlaceItems);
+    const warnings: string[] = [];
+    if (hasHooks(options.hooks ?? {}) && !session.quiesced) warnings.push(`not quiesced: ${session.failure ?? 'unknown'}; the capture is crash-consistent`);
+    if (session.thawFailed) warnings.push('a thaw hook failed: check that the guest is running normally');
+    for (const s of plan.skipped) warnings.push(`hook ${s.name} was not run: ${s.reason}`);
+    if (items.some((i) => i.method === 'copy')) warnings.push('the file system cannot clone files: files were copied while frozen, and the freeze window includes the copy');
+    if (inventory.looksRunning && !session.quiesced && items.some((i) => i.type === 'file' && i.kind.startsWith('disk'))) {
+      warnings.push('the VM looks running and was not quiesced: its VMDK files were captured one after another, not at one instant');
+    }
+    return makeCapture({ id, inventory, captureDir, capturedAt, windowMs, items, warnings, session, allowPaths, disks: options.disks });
+  } catch (err) {
+    for (const d of opened) {
+      if (d.ours) await d.disk.close().catch(() => undefined);
+    }
+    await undoSnapshots(taken, allowPaths, inventory.dir);
+    if (madeDir) await fsp.rm(captureDir, { recursive: true, force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function openForCapture(p: string, allowPaths: readonly string[], vmDir: string): Promise<Disk> {
+  try {
+    return await Disk.open(p, { allowPaths: [vmDir, ...allowPaths] });
+  } catch (err) {
+    if (isDeltaDiskError(err, 'LOCKED')) {
+      throw new DeltaDiskError('LOCKED', `${err.message}; a running VM's chain disks can be captured only by the process that holds them (captureVm's \`disks\` option) or with the VM stopped`, {
+        path: p,
+        holder: err.holder,
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}
+
+async function undoSnapshots(taken: { d: OpenedDisk; name: string }[], allowPaths: readonly string[], vmDir: string): Promise<void> {
+  for (const { d, name } of taken) {
+    try {
+      if (d.ours) {
+        const disk = await Disk.open(d.file.path, { allowPaths: [vmDir, ...allowPaths] });
+        try {
+          await disk.deleteSnapshot(name);
+        } finally {
+          await disk.close();
+        }
+      } else await d.disk.deleteSnapshot(name);
+    } catch {
+      // Left for `vm inspect` to report (CAPTURE_SNAPSHOT) and a later release to remove.
+    }
+  }
+}
+
+function cloneName(f: VmFile, n: number): string {
+  return path.isAbsolute(f.name) ? `outside-${n}-${path.basename(f.name)}` : f.name;
+}
+
+function fileItem(f: VmFile, p: string, method: CapturedFile['method'], size: number, mtimeMs: number): CapturedFile {
+  return { type: 'file', name: f.name, kind: f.kind, source: f.path, path: p, method, size, mtimeMs, ...(f.disk === undefined ? {} : { disk: f.disk }) };
+}
+
+function chainItem(d: OpenedDisk, s: { id: string; name: string; created: string }): CapturedChainDisk {
+  return {
+    type: 'chain-disk',
+    name: d.file.name,
+    node: d.node,
+    source: d.file.path,
+    method: 'snapshot',
+    snapshot: { id: s.id, name: s.name, created: s.created },
+    virtualSize: d.disk.virtualSize,
+    blockSize: d.disk.blockSize,
+  };
+}
+
+/** The captured vmx must name the same disks as the one inspected: else the capture would mix two configurations. */
+async function checkConfigUnchanged(inventory: Capture['inventory'], items: CapturedItem[]): Promise<void> {
+  const vmx = items.find((i): i is CapturedFile => i.type === 'file' && i.kind === 'config');
+  if (vmx === undefined) return;
+  const now = parseVmx(await fsp.readFile(vmx.path), vmx.path).disks.map((d) => `${d.node}=${d.fileName}`).join('\n');
+  const then = inventory.disks.map((d) => `${d.node}=${d.fileName}`).join('\n');
+  if (now !== then) throw new DeltaDiskError('STATE_MISMATCH', `${inventory.vmx} changed its disks during the capture; try again`, { path: vmx.source });
+}
+
+interface MakeArgs {
+  id: string;
+  inventory: Capture['inventory'];
+  captureDir: string;
+  capturedAt: string;
+  windowMs: number;
+  items: CapturedItem[];
+  warnings: string[];
+  session: QuiesceSession;
+  allowPaths: readonly string[];
+  disks: ReadonlyMap<string, Disk> | undefined;
+}
+
+function makeCapture(a: MakeArgs): Capture {
+  let released = false;
+  const chainItems = a.items.filter((i): i is CapturedChainDisk => i.type === 'chain-disk');
+  const opts = { allowPaths: [a.inventory.dir, ...a.allowPaths] };
+  return {
+    id: a.id,
+    vmDir: a.inventory.dir,
+    vmx: a.inventory.vmx,
+    displayName: a.inventory.displayName,
+    capturedAt: a.capturedAt,
+    consistency: a.session.quiesced ? 'quiesced' : 'crash-consistent',
+    freezeWindowMs: Math.round(a.windowMs * 1000) / 1000,
+    copiedWhileFrozen: a.items.some((i) => i.method === 'copy'),
+    quiesce: {
+      mode: a.session.plan.mode,
+      quiesced: a.session.quiesced,
+      failure: a.session.failure ?? null,
+      hooks: a.session.outcomes,
+      skippedHooks: a.session.plan.skipped,
+      thawFailed: a.session.thawFailed,
+    },
+    items: a.items,
+    captureDir: a.captureDir,
+    inventory: a.inventory,
+    problems: a.inventory.problems,
+    warnings: a.warnings,
+    log: a.session.log,
+    openChainDisk: (item) => Disk.open(item.source, { ...opts, readOnly: true }),
+    async checkUnchanged() {
+      const changed: CapturedFile[] = [];
+      for (const i of a.items) {
+        if (i.type !== 'file' || i.method !== 'in-place') continue;
+        const st = await fsp.stat(i.source).catch(() => undefined);
+        if (st === undefined || st.size !== i.size || st.mtimeMs !== i.mtimeMs) changed.push(i);
+      }
+      return changed;
+    },
+    async release(o = {}) {
+      const report: { removedCaptureDir: boolean; deletedSnapshots: string[]; failures: { disk: string; snapshot: string; error: string }[] } = {
+        removedCaptureDir: false,
+        deletedSnapshots: [],
+        failures: [],
+      };
+      if (!released) {
+        await fsp.rm(a.captureDir, { recursive: true, force: true });
+        report.removedCaptureDir = true;
+        released = true;
+      }
+      if (o.deleteSnapshots === true) {
+        for (const item of chainItems) {
+          try {
+            const injected = a.disks?.get(item.source);
+            const disk = injected ?? (await Disk.open(item.source, opts));
+            try {
+              if (disk.snapshots().some((s) => s.name === item.snapshot.name)) await disk.deleteSnapshot(item.snapshot.name);
+            } finally {
+              if (injected === undefined) await disk.close();
+            }
+            report.deletedSnapshots.push(`${item.name}:${item.snapshot.name}`);
+          } catch (err) {
+            report.failures.push({ disk: item.name, snapshot: item.snapshot.name, error: err instanceof Error ? err.message : String(err) });
+          }
+        }
+      }
+      return report as ReleaseReport;
+    },
+  };
+}
