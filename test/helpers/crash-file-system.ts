@@ -33,6 +33,7 @@ export class CrashFileSystem implements FileSystem {
     return {
       path: h.path,
       read: async (b, o, l, pos) => (step(false), h.read(b, o, l, pos)),
+      readv: async (bs, pos) => (step(false), h.readv(bs, pos)),
       write: async (bs, pos) => (step(true), h.write(bs, pos)),
       datasync: async () => (step(true), h.datasync()),
       truncate: async (l) => (step(true), h.truncate(l)),
