@@ -10,6 +10,7 @@ import { registerDemo } from './commands/demo.js';
 import { registerExport } from './commands/export.js';
 import { registerInfo } from './commands/info.js';
 import { registerIo } from './commands/io.js';
+import { registerServe } from './commands/serve.js';
 import { registerSnapshot } from './commands/snapshot.js';
 import { registerUnlock } from './commands/unlock.js';
 import { ExitCode } from './exit-codes.js';
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerSnapshot(program);
   registerExport(program);
   registerUnlock(program);
+  registerServe(program);
   registerDemo(program);
   program.commands.forEach(function override(c: Command): void {
     c.exitOverride();
