@@ -454,7 +454,7 @@ export class Disk {
       layers: [...d.layers, { id: next.id, file: next.file, parent: active.id, created: next.header.created }],
       snapshots: [...d.snapshots, snap],
     });
-    this.#view.pushLayer(next);
+    this.#view.pushLayer(next.retain());
   }
 
   async #createLayer(parentId: string): Promise<LayerFile> {
@@ -682,6 +682,7 @@ export class Disk {
         if (this.#broken === undefined) await this.#layers.closeAll();
         else await this.#layers.closeAll().catch(() => undefined);
       } finally {
+        await releaseLayers(this.#view.layers);
         await this.#base.release();
         await this.#lock?.release();
       }
@@ -739,8 +740,17 @@ export class Disk {
     return this.#layers.getAll(this.#d, this.#tree.path(layerId).map((l) => l.id));
   }
 
+  /**
+   * Replaces the current view. The view holds a reference to each of its layers,
+   * so a layer merged or removed while reads of the current state are in flight
+   * (reads do not take the mutex) stays readable until the view that maps blocks
+   * to it is replaced.
+   */
   #rebuildView(layers: LayerFile[]): void {
+    const old = this.#view as ChainView | undefined;
     this.#view = ChainView.build(this.#base, layers, this.virtualSize, this.blockSize, { indexHashes: this.#d.dedup && !this.readOnly });
+    for (const l of layers) l.retain();
+    if (old !== undefined) void releaseLayers(old.layers);
   }
 
   async #removeLayerFile(id: string, file: string): Promise<void> {
@@ -814,4 +824,9 @@ export class Disk {
       return false;
     }
   }
+}
+
+/** Drops a view's references to its layers (the files close when nothing else holds them). */
+async function releaseLayers(layers: readonly LayerFile[]): Promise<void> {
+  for (const l of layers) await l.release().catch(() => undefined);
 }
