@@ -141,6 +141,40 @@ describe('control channel', () => {
     expect(acked.every((n) => n > 5)).toBe(true);
   });
 
+  it('keeps serving reads without error while snapshots are deleted (merged) live', async () => {
+    const bs = 4096;
+    s = await serveTempDisk({
+      size: 512 * bs,
+      blockSize: bs,
+      prepare: async (d) => {
+        for (let round = 0; round < 4; round++) {
+          for (let b = round; b < 512; b += 3) await d.write(b * bs, Buffer.alloc(bs, 10 + round));
+          await d.snapshot(`r${round}`);
+        }
+      },
+    });
+    const expected = await s.disk.read(0, 512 * bs);
+    const c = await NbdClient.connect({ host: '127.0.0.1', port: s.port }, '');
+    const ctl = await connectControl(s.disk.path);
+    let stop = false;
+    const failures: string[] = [];
+    const reader = (async () => {
+      while (!stop) {
+        try {
+          if (!(await c.read(0, 512 * bs)).equals(expected)) failures.push('wrong bytes');
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+      }
+    })();
+    for (const name of ['r1', 'r0', 'r3', 'r2']) await ctl.deleteSnapshot(name);
+    stop = true;
+    await reader;
+    expect(failures).toEqual([]);
+    await c.close();
+    await ctl.close();
+  });
+
   it('reports "not served" for a missing or stale socket, and replaces a stale one when serving', async () => {
     const { dir, cleanup } = tempDir();
     try {
