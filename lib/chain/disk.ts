@@ -329,6 +329,19 @@ export class Disk {
   }
 
   /**
+   * Fills `target` with the bytes of the current state at `offset`: `read` into
+   * a caller's buffer, so a server can reuse its buffers instead of allocating
+   * (and page-faulting) a fresh one per request.
+   * @throws NOT_OPEN, INVALID_ARGUMENT, OUT_OF_RANGE, LIMIT_EXCEEDED, IO_ERROR, TRUNCATED
+   */
+  async readInto(target: Buffer, offset: number): Promise<void> {
+    this.#assertOpen();
+    if (!Buffer.isBuffer(target)) invalid('target must be a Buffer');
+    this.#view.assertRange(offset, target.length);
+    await this.#view.readInto(target, offset);
+  }
+
+  /**
    * Writes `data` at `offset`. Durable after the next `flush()`.
    * @throws NOT_OPEN, READ_ONLY, HANDLE_BROKEN, INVALID_ARGUMENT, OUT_OF_RANGE, IO_ERROR, NO_SPACE
    */
