@@ -12,6 +12,7 @@
  */
 import type { Socket } from 'node:net';
 import { DeltaDiskError } from '../errors.js';
+import { BufferPool } from './buffer-pool.js';
 import type { ExportCatalog } from './disk-exports.js';
 import { negotiate, type Negotiated } from './negotiation.js';
 import { SocketReader } from './socket-reader.js';
@@ -20,6 +21,8 @@ import { DEFAULT_LIMITS, RequestLoop, type TransmissionLimits } from './transmis
 export interface ConnectionOptions {
   readonly catalog: ExportCatalog;
   readonly limits?: TransmissionLimits;
+  /** Reply buffers, shared by the connections of a server. */
+  readonly pool?: BufferPool;
   /** Time allowed from connect to the chosen export; default 30 s. */
   readonly handshakeTimeoutMs?: number;
   /** Grace for a client haggling when the server stops; default 1 s. */
@@ -110,6 +113,7 @@ export class NbdConnection {
       },
       n,
       this.#options.limits ?? DEFAULT_LIMITS,
+      this.#options.pool ?? new BufferPool(),
       this.#log,
     );
     let hard = false;

@@ -32,7 +32,8 @@ export interface ExportInfo {
 
 /** An export opened for one connection. */
 export interface NbdExport extends ExportInfo {
-  read(offset: number, length: number): Promise<Buffer>;
+  /** Fills `target` with the export's bytes at `offset` (range checked by the caller). */
+  readInto(target: Buffer, offset: number): Promise<void>;
   /** base:allocation flags of one block. */
   statusFlags(block: number): number;
   write(offset: number, data: Uint8Array, fua: boolean): Promise<void>;
@@ -169,7 +170,7 @@ export class DiskExports implements ExportCatalog {
     };
     return {
       ...info,
-      read: (offset, length) => disk.read(offset, length),
+      readInto: (target, offset) => disk.readInto(target, offset),
       statusFlags: (block) => flagsOf(reader, block, hasBase),
       async write(offset, data, fua) {
         guard();
@@ -201,7 +202,7 @@ export class DiskExports implements ExportCatalog {
     };
     return {
       ...info,
-      read: (offset, length) => reader.read(offset, length),
+      readInto: (target, offset) => reader.readInto(target, offset),
       statusFlags: (block) => flagsOf(reader, block, hasBase),
       write: refuse,
       writeZeroes: refuse,

@@ -11,6 +11,7 @@
  */
 import net from 'node:net';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
+import { BufferPool } from './buffer-pool.js';
 import { NbdConnection } from './connection.js';
 import type { DiskExports } from './disk-exports.js';
 import { DEFAULT_LIMITS, type TransmissionLimits } from './transmission.js';
@@ -40,6 +41,7 @@ export class NbdServer {
   readonly #unix: BoundSocket | undefined;
   readonly #options: NbdServerOptions;
   readonly #connections = new Set<NbdConnection>();
+  readonly #pool = new BufferPool();
   #closing: Promise<void> | undefined;
 
   private constructor(exports: DiskExports, server: net.Server, address: BoundAddress, unix: BoundSocket | undefined, options: NbdServerOptions) {
@@ -110,6 +112,7 @@ export class NbdServer {
     const conn = new NbdConnection(socket, {
       catalog: this.exports,
       limits: this.#options.limits ?? DEFAULT_LIMITS,
+      pool: this.#pool,
       ...(this.#options.handshakeTimeoutMs === undefined ? {} : { handshakeTimeoutMs: this.#options.handshakeTimeoutMs }),
       ...(this.#options.log === undefined ? {} : { log: this.#options.log }),
     });

@@ -19,6 +19,7 @@
  */
 import { DeltaDiskError } from '../errors.js';
 import { allocationDescriptors } from './allocation.js';
+import type { BufferPool } from './buffer-pool.js';
 import {
   CMD_FLAG_DF,
   CMD_FLAG_FAST_ZERO,
@@ -86,16 +87,18 @@ export class RequestLoop {
   readonly #io: TransmissionIo;
   readonly #n: Negotiated;
   readonly #limits: TransmissionLimits;
+  readonly #pool: BufferPool;
   readonly #log: (message: string) => void;
   readonly #running = new Set<Promise<void>>();
   #bytes = 0;
   #count = 0;
   #wake: (() => void) | undefined;
 
-  constructor(io: TransmissionIo, negotiated: Negotiated, limits: TransmissionLimits, log: (message: string) => void) {
+  constructor(io: TransmissionIo, negotiated: Negotiated, limits: TransmissionLimits, pool: BufferPool, log: (message: string) => void) {
     this.#io = io;
     this.#n = negotiated;
     this.#limits = limits;
+    this.#pool = pool;
     this.#log = log;
   }
 
@@ -194,8 +197,21 @@ export class RequestLoop {
     const fua = (req.flags & CMD_FLAG_FUA) !== 0;
     try {
       switch (req.type) {
-        case Cmd.READ:
-          return this.#readReply(req, offset, req.length === 0 ? Buffer.alloc(0) : await e.read(offset, req.length), done);
+        case Cmd.READ: {
+          if (req.length === 0) return this.#readReply(req, offset, Buffer.alloc(0), done);
+          const buf = this.#pool.acquire(req.length);
+          try {
+            await e.readInto(buf, offset);
+          } catch (err) {
+            this.#pool.release(buf);
+            throw err;
+          }
+          // The buffer goes back to the pool once the socket has taken the reply.
+          return this.#readReply(req, offset, buf, () => {
+            this.#pool.release(buf);
+            done();
+          });
+        }
         case Cmd.WRITE:
           await e.write(offset, data!, fua);
           break;
