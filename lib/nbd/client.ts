@@ -14,40 +14,20 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DeltaDiskError } from '../errors.js';
+import { clientHandshake, type Agreement, type NbdClientOptions } from './client-handshake.js';
 import {
-  BASE_ALLOCATION,
   CMD_FLAG_FUA,
   CMD_FLAG_REQ_ONE,
   Cmd,
-  FLAG_C_FIXED_NEWSTYLE,
-  FLAG_C_NO_ZEROES,
-  FLAG_FIXED_NEWSTYLE,
-  FLAG_NO_ZEROES,
-  Info,
-  MAX_OPTION_LENGTH,
   MAX_PAYLOAD,
-  OPTION_REPLY_HEADER_LENGTH,
-  Opt,
   REPLY_FLAG_DONE,
   ReplyType,
-  Rep,
   SIMPLE_REPLY_MAGIC,
   STRUCTURED_REPLY_MAGIC,
   TFLAG_READ_ONLY,
-  isErrorReply,
 } from './constants.js';
 import { errorFromNbd } from './error-map.js';
-import {
-  decodeGreeting,
-  decodeInfoReply,
-  decodeMetaContextReply,
-  decodeOptionReplyHeader,
-  encodeClientFlags,
-  encodeInfoRequest,
-  encodeMetaContextRequest,
-  encodeOption,
-  type BlockSizes,
-} from './handshake-codec.js';
+import type { BlockSizes } from './handshake-codec.js';
 import { SocketReader } from './socket-reader.js';
 import {
   decodeBlockStatus,
@@ -59,20 +39,14 @@ import {
   encodeRequest,
   type StatusDescriptor,
 } from './transmission-codec.js';
-import { decodeString } from './wire-strings.js';
+
+export type { NbdClientOptions } from './client-handshake.js';
 
 export type NbdTarget =
   | { readonly host: string; readonly port: number }
   | { readonly path: string }
   /** A connected socket; `head` holds bytes of the NBD stream already read from it. */
   | { readonly socket: Duplex; readonly head?: Buffer };
-
-export interface NbdClientOptions {
-  /** Ask for structured replies (default true). */
-  readonly structured?: boolean;
-  /** Ask for base:allocation (default true; needs structured replies). */
-  readonly allocation?: boolean;
-}
 
 interface Pending {
   readonly what: string;
@@ -118,15 +92,15 @@ export class NbdClient {
   /** Resolves close() once the last pending request is settled. */
   #idle: (() => void) | undefined;
 
-  private constructor(socket: Duplex, reader: SocketReader, name: string, size: number, flags: number, sizes: BlockSizes | undefined, structured: boolean, context: number | undefined) {
+  private constructor(socket: Duplex, reader: SocketReader, name: string, a: Agreement) {
     this.#socket = socket;
     this.#reader = reader;
     this.exportName = name;
-    this.size = size;
-    this.transmissionFlags = flags;
-    this.blockSizes = sizes;
-    this.structured = structured;
-    this.#context = context;
+    this.size = a.size;
+    this.transmissionFlags = a.transmissionFlags;
+    this.blockSizes = a.blockSizes;
+    this.structured = a.structured;
+    this.#context = a.allocationContext;
     void this.#replies();
   }
 
@@ -139,68 +113,12 @@ export class NbdClient {
     socket.on('error', () => undefined);
     const reader = new SocketReader(socket, undefined, 'socket' in target ? target.head : undefined);
     try {
-      return await NbdClient.#handshake(socket, reader, name, options);
+      const a = await clientHandshake(socket, reader, name, options);
+      return new NbdClient(socket, reader, name, a);
     } catch (err) {
       socket.destroy();
       throw err;
     }
-  }
-
-  static async #handshake(socket: Duplex, reader: SocketReader, name: string, options: NbdClientOptions): Promise<NbdClient> {
-    const must = async (n: number): Promise<Buffer> => {
-      const b = await reader.read(n);
-      if (b === undefined) throw lost('the server closed the connection during the handshake');
-      return b;
-    };
-    const hs = decodeGreeting(await must(18));
-    if ((hs & FLAG_FIXED_NEWSTYLE) === 0) throw lost('the server does not offer the fixed newstyle handshake');
-    socket.write(encodeClientFlags(FLAG_C_FIXED_NEWSTYLE | (hs & FLAG_NO_ZEROES ? FLAG_C_NO_ZEROES : 0)));
-    /** Sends an option and collects its replies up to the final one. */
-    const option = async (opt: number, data?: Buffer): Promise<{ final: number; message: string; replies: { type: number; data: Buffer }[] }> => {
-      socket.write(encodeOption(opt, data));
-      const replies: { type: number; data: Buffer }[] = [];
-      for (;;) {
-        const h = decodeOptionReplyHeader(await must(OPTION_REPLY_HEADER_LENGTH));
-        if (h.option !== opt) throw lost(`the server answered option ${h.option} to option ${opt}`);
-        if (h.length > MAX_OPTION_LENGTH) throw lost(`an option reply of ${h.length} bytes`);
-        const payload = await must(h.length);
-        if (h.type === Rep.ACK || isErrorReply(h.type)) {
-          const message = isErrorReply(h.type) && payload.length > 0 ? decodeString(payload, 'an error message') : '';
-          return { final: h.type, message, replies };
-        }
-        replies.push({ type: h.type, data: payload });
-      }
-    };
-    let structured = false;
-    if (options.structured !== false) structured = (await option(Opt.STRUCTURED_REPLY)).final === Rep.ACK;
-    let context: number | undefined;
-    if (structured && options.allocation !== false) {
-      const r = await option(Opt.SET_META_CONTEXT, encodeMetaContextRequest({ name, queries: [BASE_ALLOCATION] }));
-      if (r.final === Rep.ACK) {
-        for (const c of r.replies) {
-          const m = decodeMetaContextReply(c.data);
-          if (c.type === Rep.META_CONTEXT && m.name === BASE_ALLOCATION) context = m.id;
-        }
-      }
-    }
-    const go = await option(Opt.GO, encodeInfoRequest({ name, requests: [Info.BLOCK_SIZE] }));
-    if (go.final !== Rep.ACK) {
-      if (go.final === Rep.ERR_UNKNOWN) throw new DeltaDiskError('NOT_FOUND', `the server has no export ${JSON.stringify(name)}${go.message ? ` (${go.message})` : ''}`);
-      throw lost(`the server refused export ${JSON.stringify(name)}: reply 0x${go.final.toString(16)}${go.message ? ` (${go.message})` : ''}`);
-    }
-    let size: number | undefined;
-    let flags = 0;
-    let sizes: BlockSizes | undefined;
-    for (const r of go.replies) {
-      if (r.type !== Rep.INFO) continue;
-      const info = decodeInfoReply(r.data);
-      if (info.type === 'export') {
-        size = info.size;
-        flags = info.flags;
-      } else if (info.type === 'block-size') sizes = info.sizes;
-    }
-    if (size === undefined) throw lost('the server accepted the export without describing it (no NBD_INFO_EXPORT)');
-    return new NbdClient(socket, reader, name, size, flags, sizes, structured, context);
   }
 
   get readOnly(): boolean {
