@@ -18,6 +18,9 @@ import { negotiate, type Negotiated } from './negotiation.js';
 import { SocketReader } from './socket-reader.js';
 import { DEFAULT_LIMITS, RequestLoop, type TransmissionLimits } from './transmission.js';
 
+/** Time a closing connection gets to deliver its last replies to a client that stopped reading. */
+const FLUSH_GRACE_MS = 10_000;
+
 export interface ConnectionOptions {
   readonly catalog: ExportCatalog;
   readonly limits?: TransmissionLimits;
@@ -38,6 +41,7 @@ export class NbdConnection {
   readonly #peer: string;
   #phase: 'handshake' | 'transmission' | 'closing' = 'handshake';
   #stopping = false;
+  #corked = false;
   #closed: Promise<void>;
 
   constructor(socket: Socket, options: ConnectionOptions) {
@@ -135,21 +139,38 @@ export class NbdConnection {
       sent?.();
       return;
     }
-    if (buffers.length > 1) s.cork();
+    // Replies finished in the same turn of the event loop leave in one writev.
+    if (!this.#corked) {
+      this.#corked = true;
+      s.cork();
+      setImmediate(() => {
+        this.#corked = false;
+        s.uncork();
+      });
+    }
     for (let i = 0; i < buffers.length - 1; i++) s.write(buffers[i]!);
     s.write(buffers[buffers.length - 1]!, () => sent?.());
-    if (buffers.length > 1) s.uncork();
   }
 
+  /**
+   * Closes the connection. Replies already queued go out first, also before a hard
+   * disconnect (they answer requests the client sent before breaking the
+   * protocol); the socket is released even if the peer keeps its side open, and
+   * at the latest after FLUSH_GRACE_MS if it stops reading.
+   */
   #finish(hard: boolean): void {
     const s = this.#socket;
     if (s.destroyed) return;
-    if (hard) {
-      s.destroy();
-      return;
+    if (this.#corked) {
+      this.#corked = false;
+      s.uncork();
     }
-    // Everything queued goes out, then the socket is released even if the peer keeps its side open.
-    s.end(() => s.destroy());
+    const timer = setTimeout(() => s.destroy(), hard ? 1000 : FLUSH_GRACE_MS);
+    timer.unref();
+    s.end(() => {
+      clearTimeout(timer);
+      s.destroy();
+    });
   }
 
   #complain(err: unknown): void {
