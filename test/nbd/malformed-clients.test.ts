@@ -18,8 +18,8 @@ import {
   Rep,
   ReplyType,
 } from '../../lib/nbd/constants.js';
-import { encodeInfoRequest, encodeMetaContextRequest, encodeOption } from '../../lib/nbd/handshake-codec.js';
-import { decodeChunkHeader, decodeErrorPayload, decodeSimpleReply, encodeRequest } from '../../lib/nbd/transmission-codec.js';
+import { decodeInfoReply, decodeMetaContextReply, encodeInfoRequest, encodeMetaContextRequest, encodeOption } from '../../lib/nbd/handshake-codec.js';
+import { decodeBlockStatus, decodeChunkHeader, decodeErrorPayload, decodeSimpleReply, encodeRequest } from '../../lib/nbd/transmission-codec.js';
 import { RawClient, pattern, serveTempDisk, type Served } from '../helpers/nbd.js';
 
 let s: Served | undefined;
@@ -147,6 +147,102 @@ describe('handshake abuse', () => {
       r.send(bytes.subarray(0, cut));
       r.destroy();
     }
+    await stillServes();
+  });
+});
+
+describe('handshake as the specification words it', () => {
+  it('answers EXPORT_NAME with size, flags and 124 zeroes, or none with NO_ZEROES', async () => {
+    s = await serveTempDisk({ size: 3 * 4096 + 5 });
+    const plain = await raw();
+    plain.send(encodeOption(Opt.EXPORT_NAME, Buffer.alloc(0)));
+    const reply = await plain.read(134);
+    expect(reply.readBigUInt64BE(0)).toBe(3n * 4096n + 5n);
+    expect(reply.readUInt16BE(8) & 1).toBe(1); // HAS_FLAGS
+    expect(reply.subarray(10).every((b) => b === 0)).toBe(true);
+    plain.send(req(Cmd.READ, 0, 4, 0, 1n));
+    expect(await simpleError(plain)).toEqual({ error: 0, handle: 1n });
+    const nz = await RawClient.handshake(s.port, FLAG_C_FIXED_NEWSTYLE | 2);
+    raws.push(nz);
+    nz.send(encodeOption(Opt.EXPORT_NAME, Buffer.alloc(0)));
+    await nz.read(10);
+    nz.send(req(Cmd.READ, 0, 4, 0, 2n));
+    expect(await simpleError(nz)).toEqual({ error: 0, handle: 2n });
+  });
+
+  it('answers INFO with EXPORT, NAME (canonical name of the default export), DESCRIPTION and BLOCK_SIZE', async () => {
+    s = await serveTempDisk({ size: 1 << 20, serve: { exportName: 'vm' } });
+    const r = await raw();
+    const replies = await r.option(Opt.INFO, encodeInfoRequest({ name: '', requests: [Info.DESCRIPTION] }));
+    expect(replies[replies.length - 1]!.type).toBe(Rep.ACK);
+    const infos = replies.slice(0, -1).map((x) => {
+      expect(x.type).toBe(Rep.INFO);
+      return decodeInfoReply(x.data);
+    });
+    expect(infos).toContainEqual({ type: 'export', size: 1 << 20, flags: expect.any(Number) as number });
+    expect(infos).toContainEqual({ type: 'name', name: 'vm' });
+    expect(infos).toContainEqual({ type: 'block-size', sizes: { minimum: 1, preferred: 4096, maximum: 32 * 1024 * 1024 } });
+    expect(infos.some((i) => i.type === 'description')).toBe(true);
+    // INFO does not end the handshake: GO still follows.
+    await r.go('vm');
+  });
+
+  it('lists and selects base:allocation as the metadata context rules say', async () => {
+    s = await serveTempDisk();
+    const r = await raw();
+    await r.option(Opt.STRUCTURED_REPLY);
+    const list = async (queries: string[]): Promise<string[]> => {
+      const reps = await r.option(Opt.LIST_META_CONTEXT, encodeMetaContextRequest({ name: '', queries }));
+      expect(reps[reps.length - 1]!.type).toBe(Rep.ACK);
+      return reps.slice(0, -1).map((x) => decodeMetaContextReply(x.data).name);
+    };
+    expect(await list([])).toEqual(['base:allocation']);
+    expect(await list(['base:'])).toEqual(['base:allocation']);
+    expect(await list(['qemu:dirty-bitmap:x', 'base:nothing'])).toEqual([]);
+    expect((await r.option(Opt.LIST_META_CONTEXT, encodeMetaContextRequest({ name: '', queries: ['nocolon'] })))[0]!.type).toBe(Rep.ERR_INVALID);
+    expect((await r.option(Opt.LIST_META_CONTEXT, encodeMetaContextRequest({ name: 'nope', queries: [] })))[0]!.type).toBe(Rep.ERR_UNKNOWN);
+    // "base:" selects nothing in SET; a later SET replaces an earlier one.
+    const set = async (queries: string[]): Promise<{ type: number; data: Buffer }[]> => r.option(Opt.SET_META_CONTEXT, encodeMetaContextRequest({ name: '', queries }));
+    expect((await set(['base:'])).map((x) => x.type)).toEqual([Rep.ACK]);
+    const chosen = await set(['base:allocation', 'x-other:thing']);
+    expect(chosen.map((x) => x.type)).toEqual([Rep.META_CONTEXT, Rep.ACK]);
+    const id = decodeMetaContextReply(chosen[0]!.data).id;
+    await r.go('');
+    r.send(req(Cmd.BLOCK_STATUS, 0, 4096, 0, 1n));
+    const h = decodeChunkHeader(await r.read(20));
+    expect(h).toMatchObject({ type: ReplyType.BLOCK_STATUS, handle: 1n, flags: 1 });
+    expect(decodeBlockStatus(await r.read(h.length))).toEqual({ contextId: id, extents: [{ length: 4096, flags: 3 }] });
+  });
+
+  it('does not enable block status when the context was selected for another export', async () => {
+    s = await serveTempDisk({ prepare: async (d) => void (await d.snapshot('other')) });
+    const r = await raw();
+    await r.option(Opt.STRUCTURED_REPLY);
+    await r.option(Opt.SET_META_CONTEXT, encodeMetaContextRequest({ name: 'other', queries: ['base:allocation'] }));
+    await r.go('');
+    r.send(req(Cmd.BLOCK_STATUS, 0, 4096, 0, 1n));
+    expect((await structuredError(r)).error).toBe(Err.EINVAL);
+  });
+
+  it('refuses options with ERR_SHUTDOWN while the server stops, then closes', async () => {
+    s = await serveTempDisk();
+    const r = await raw();
+    const closing = s.served.close();
+    expect((await r.option(Opt.LIST))[0]!.type).toBe(Rep.ERR_SHUTDOWN);
+    expect(await r.closedWithin(5000)).toBe(true);
+    await closing;
+  });
+
+  it('closes connections beyond maxConnections before the greeting', async () => {
+    s = await serveTempDisk({ serve: { maxConnections: 2 } });
+    const a = await raw();
+    const b = await raw();
+    const c = await RawClient.connect(s.port);
+    raws.push(c);
+    expect(await c.closedWithin()).toBe(true);
+    a.destroy();
+    b.destroy();
+    await new Promise((res) => setTimeout(res, 100));
     await stillServes();
   });
 });

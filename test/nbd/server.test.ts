@@ -231,6 +231,13 @@ describe('NBD server on a disk', () => {
       expect(fsys.unsyncedBytes()).toBe(0);
       await c.writeZeroes(0, 8192, { fua: true });
       expect(fsys.unsyncedBytes()).toBe(0);
+      // CAN_MULTI_CONN: a FLUSH on one connection covers writes acknowledged on another.
+      const other = await NbdClient.connect({ host: '127.0.0.1', port }, '');
+      clients.push(other);
+      await c.write(400_000, pattern(8192, 9));
+      expect(fsys.unsyncedBytes()).toBeGreaterThan(0);
+      await other.flush();
+      expect(fsys.unsyncedBytes()).toBe(0);
     } finally {
       for (const c of clients.splice(0)) await c.close();
       await served.close();
