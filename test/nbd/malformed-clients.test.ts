@@ -4,6 +4,7 @@
  * calls for one), the server keeps serving everyone else, and no acknowledged
  * data is lost.
  */
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NbdClient } from '../../lib/index.js';
 import {
@@ -21,6 +22,7 @@ import {
 import { decodeInfoReply, decodeMetaContextReply, encodeInfoRequest, encodeMetaContextRequest, encodeOption } from '../../lib/nbd/handshake-codec.js';
 import { decodeBlockStatus, decodeChunkHeader, decodeErrorPayload, decodeSimpleReply, encodeRequest } from '../../lib/nbd/transmission-codec.js';
 import { RawClient, pattern, serveTempDisk, type Served } from '../helpers/nbd.js';
+import { propertyRuns } from '../helpers/temp-dir.js';
 
 let s: Served | undefined;
 const raws: RawClient[] = [];
@@ -393,4 +395,61 @@ describe('transmission abuse', () => {
     expect(await s.disk.read(5, 4091)).toEqual(pattern(4096, 7).subarray(5));
     expect((await s.disk.read(4096, 65536)).every((b) => b === 0)).toBe(true);
   });
+
+  it('survives random request headers and garbage from many clients (fuzz)', async () => {
+    s = await serveTempDisk({ size: 1 << 20 });
+    const header = fc.record({
+      flags: fc.integer({ min: 0, max: 0xffff }),
+      type: fc.oneof(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 0, max: 0xffff })),
+      offset: fc.oneof(fc.bigInt({ min: 0n, max: 1n << 21n }), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n })),
+      length: fc.oneof(fc.integer({ min: 0, max: 70_000 }), fc.integer({ min: 0, max: 0xffffffff })),
+    });
+    const step = fc.oneof(
+      header.map((h) => ({ kind: 'request' as const, ...h })),
+      fc.uint8Array({ minLength: 1, maxLength: 64 }).map((bytes) => ({ kind: 'garbage' as const, bytes })),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.boolean(), fc.array(step, { maxLength: 12 }), async (structured, steps) => {
+        const r = await RawClient.handshake(s!.port);
+        try {
+          await r.go('', { structured });
+          for (const st of steps) {
+            if (st.kind === 'garbage') r.send(Buffer.from(st.bytes));
+            else {
+              r.send(req(st.type, st.offset, st.length, st.flags, 7n));
+              // A write's payload, capped: a client may lie about the length.
+              if (st.type === Cmd.WRITE) r.send(Buffer.alloc(Math.min(st.length, 70_000), 0x33));
+            }
+          }
+          await new Promise((res) => setTimeout(res, 20));
+        } finally {
+          r.destroy();
+        }
+      }),
+      { numRuns: propertyRuns(40) },
+    );
+    await stillServes();
+  });
+
+  it('survives random options and garbage during the handshake (fuzz)', async () => {
+    s = await serveTempDisk();
+    const option = fc.record({
+      option: fc.oneof(fc.integer({ min: 0, max: 12 }), fc.integer({ min: 0, max: 0xffffffff })),
+      data: fc.uint8Array({ maxLength: 80 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 3 }), fc.array(fc.oneof(option, fc.uint8Array({ minLength: 1, maxLength: 40 })), { maxLength: 8 }), async (flags, steps) => {
+        const r = await RawClient.handshake(s!.port, flags);
+        try {
+          for (const st of steps) r.send(st instanceof Uint8Array ? Buffer.from(st) : encodeOption(st.option, Buffer.from(st.data)));
+          await new Promise((res) => setTimeout(res, 10));
+        } finally {
+          r.destroy();
+        }
+      }),
+      { numRuns: propertyRuns(40) },
+    );
+    await stillServes();
+  });
 });
+
