@@ -13,6 +13,7 @@ import { registerInfo } from './commands/info.js';
 import { registerIo } from './commands/io.js';
 import { registerMaintain } from './commands/maintain.js';
 import { registerDiff, registerMap } from './commands/map.js';
+import { registerServe } from './commands/serve.js';
 import { registerSnapshot } from './commands/snapshot.js';
 import { registerUnlock } from './commands/unlock.js';
 import { registerVm } from './commands/vm.js';
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
   registerDiff(program);
   registerUnlock(program);
   registerVm(program);
+  registerServe(program);
   registerDemo(program);
   program.commands.forEach(function override(c: Command): void {
     c.exitOverride();

@@ -34,6 +34,15 @@ export type { ConsolidationStep } from './chain/consolidate-plan.js';
 export { flatten, type FlattenOptions } from './chain/flatten.js';
 export { exportRawFile, rawChunks } from './chain/export-raw.js';
 
+// Serving a disk over NBD, and its control channel (lib/nbd).
+export { serveDisk, type ServeDiskOptions, type ServedDisk } from './nbd/serve-disk.js';
+export { NbdServer, type BoundAddress, type ListenAddress, type NbdServerOptions } from './nbd/server.js';
+export { DiskExports, type DiskExportsOptions, type ExportInfo, type LiveSnapshot } from './nbd/disk-exports.js';
+export { ControlServer, controlPathFor } from './nbd/control-server.js';
+export { ControlClient, connectControl, findControl } from './nbd/control-client.js';
+export type { ControlHello } from './nbd/control-protocol.js';
+export { NbdClient, type NbdClientOptions, type NbdTarget } from './nbd/client.js';
+
 export type { FileHandle, FileStat, FileSystem, OpenMode } from './io/file-system.js';
 export { NodeFileSystem, nodeFileSystem } from './io/node-file-system.js';
 export { MemoryFileSystem } from './io/memory-file-system.js';

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { DeltaDiskError, type SnapshotInfo } from '../../lib/index.js';
 import { confirm } from '../confirm.js';
 import { handler, withDisk } from '../context.js';
+import { listFromServer, onDiskOrServer } from '../served-disk.js';
 
 interface DestructiveOptions {
   dryRun?: boolean;
@@ -35,10 +36,18 @@ export function registerSnapshot(program: Command): void {
     .option('-d, --description <text>', 'description', '')
     .action(
       handler(async (ctx, disk: string, name: string, o: { description: string }) => {
-        const d = await ctx.openDisk(disk, false);
-        const info = await withDisk(d, (x) => x.snapshot(name, o.description));
-        ctx.out.result(info);
-        ctx.out.line(`created snapshot ${info.name} (${info.id})`);
+        // While `deltadisk serve` holds the disk, the server takes the snapshot between NBD requests.
+        const { info, freezeMs } = await onDiskOrServer<{ info: SnapshotInfo; freezeMs: number | undefined }>(
+          ctx,
+          disk,
+          async (x) => ({ info: await x.snapshot(name, o.description), freezeMs: undefined }),
+          async (c) => {
+            const live = await c.snapshot(name, o.description);
+            return { info: live.snapshot, freezeMs: live.freezeMs };
+          },
+        );
+        ctx.out.result(freezeMs === undefined ? info : { ...info, freezeMs });
+        ctx.out.line(`created snapshot ${info.name} (${info.id})${freezeMs === undefined ? '' : `; writes held for ${freezeMs.toFixed(1)} ms`}`);
       }),
     );
 
@@ -48,8 +57,7 @@ export function registerSnapshot(program: Command): void {
     .argument('<disk>', 'descriptor path')
     .action(
       handler(async (ctx, disk: string) => {
-        const d = await ctx.openDisk(disk, true);
-        const list = await withDisk(d, async (x) => x.snapshots());
+        const list = (await listFromServer(disk)) ?? (await withDisk(await ctx.openDisk(disk, true), async (x) => x.snapshots()));
         ctx.out.result(list);
         if (list.length === 0) ctx.out.line('no snapshots');
         else printTree((s) => ctx.out.line(s), list);
@@ -94,21 +102,32 @@ export function registerSnapshot(program: Command): void {
     .action(
       handler(async (ctx, disk: string, name: string | undefined, o: DestructiveOptions) => {
         const target = need(name, 'delete');
-        const d = await ctx.openDisk(disk, o.dryRun === true);
-        await withDisk(d, async (x) => {
-          if (!x.snapshots().some((s) => s.name === target)) {
+        // The same steps directly or, while `deltadisk serve` holds the disk, through its control channel.
+        const run = async (path: string, list: readonly SnapshotInfo[], remove: () => Promise<void>): Promise<void> => {
+          if (!list.some((s) => s.name === target)) {
             throw new DeltaDiskError('SNAPSHOT_NOT_FOUND', `no snapshot named ${JSON.stringify(target)}`);
           }
           if (o.dryRun) {
             ctx.out.result({ dry_run: true, action: 'delete', snapshot: target });
-            ctx.out.line(`would delete snapshot ${target} of ${d.path}`);
+            ctx.out.line(`would delete snapshot ${target} of ${path}`);
             return;
           }
-          await confirm(`Delete snapshot ${target} of ${d.path}?`, ctx.globals.yes);
-          await x.deleteSnapshot(target);
+          await confirm(`Delete snapshot ${target} of ${path}?`, ctx.globals.yes);
+          await remove();
           ctx.out.result({ action: 'delete', snapshot: target });
           ctx.out.line(`deleted snapshot ${target}`);
-        });
+        };
+        if (o.dryRun) {
+          const d = await ctx.openDisk(disk, true);
+          await withDisk(d, (x) => run(d.path, x.snapshots(), async () => undefined));
+          return;
+        }
+        await onDiskOrServer(
+          ctx,
+          disk,
+          (x) => run(x.path, x.snapshots(), () => x.deleteSnapshot(target)),
+          async (c) => run(c.hello.disk, await c.list(), () => c.deleteSnapshot(target)),
+        );
       }),
     );
 }

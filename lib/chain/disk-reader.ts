@@ -56,6 +56,14 @@ export class DiskReader {
     return this.#view.read(offset, length);
   }
 
+  /** Fills `target` with the bytes at `offset` (a `read` into the caller's buffer). */
+  async readInto(target: Buffer, offset: number): Promise<void> {
+    this.#assertOpen();
+    if (!Buffer.isBuffer(target)) throw new DeltaDiskError('INVALID_ARGUMENT', 'target must be a Buffer');
+    this.#view.assertRange(offset, target.length);
+    await this.#view.readInto(target, offset);
+  }
+
   /** Where block `block` is served from. */
   source(block: number): BlockSource {
     this.#assertOpen();

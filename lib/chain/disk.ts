@@ -416,6 +416,19 @@ export class Disk {
   }
 
   /**
+   * Fills `target` with the bytes of the current state at `offset`: `read` into
+   * a caller's buffer, so a server can reuse its buffers instead of allocating
+   * (and page-faulting) a fresh one per request.
+   * @throws NOT_OPEN, INVALID_ARGUMENT, OUT_OF_RANGE, LIMIT_EXCEEDED, IO_ERROR, TRUNCATED
+   */
+  async readInto(target: Buffer, offset: number): Promise<void> {
+    this.#assertOpen();
+    if (!Buffer.isBuffer(target)) invalid('target must be a Buffer');
+    this.#view.assertRange(offset, target.length);
+    await this.#view.readInto(target, offset);
+  }
+
+  /**
    * Writes `data` at `offset`. Durable after the next `flush()`.
    * @throws NOT_OPEN, READ_ONLY, HANDLE_BROKEN, INVALID_ARGUMENT, OUT_OF_RANGE, IO_ERROR, NO_SPACE
    */
@@ -554,7 +567,7 @@ export class Disk {
       layers: [...d.layers, { id: next.id, file: next.file, parent: active.id, created: next.header.created }],
       snapshots: [...d.snapshots, snap],
     });
-    this.#view.pushLayer(next);
+    this.#view.pushLayer(next.retain());
   }
 
   async #createLayer(parentId: string): Promise<LayerFile> {
@@ -898,6 +911,7 @@ export class Disk {
         if (this.#broken === undefined) await this.#layers.closeAll();
         else await this.#layers.closeAll().catch(() => undefined);
       } finally {
+        await releaseLayers(this.#view.layers);
         await this.#base.release();
         await this.#lock?.release();
       }
@@ -955,8 +969,17 @@ export class Disk {
     return this.#layers.getAll(this.#d, this.#tree.path(layerId).map((l) => l.id));
   }
 
+  /**
+   * Replaces the current view. The view holds a reference to each of its layers,
+   * so a layer merged or removed while reads of the current state are in flight
+   * (reads do not take the mutex) stays readable until the view that maps blocks
+   * to it is replaced.
+   */
   #rebuildView(layers: LayerFile[]): void {
+    const old = this.#view as ChainView | undefined;
     this.#view = ChainView.build(this.#base, layers, this.virtualSize, this.blockSize, { indexHashes: this.#d.dedup && !this.readOnly });
+    for (const l of layers) l.retain();
+    if (old !== undefined) void releaseLayers(old.layers);
   }
 
   async #removeLayerFile(id: string, file: string): Promise<void> {
@@ -1039,4 +1062,9 @@ export class Disk {
     }
   }
 
+}
+
+/** Drops a view's references to its layers (the files close when nothing else holds them). */
+async function releaseLayers(layers: readonly LayerFile[]): Promise<void> {
+  for (const l of layers) await l.release().catch(() => undefined);
 }

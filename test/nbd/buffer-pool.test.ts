@@ -1,0 +1,56 @@
+/**
+ * BufferPool: buffers come back for reuse, exactly once, within the byte cap, and
+ * a buffer handed out is never handed out again before it is released.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { BufferPool } from '../../lib/nbd/buffer-pool.js';
+import { propertyRuns } from '../helpers/temp-dir.js';
+
+describe('BufferPool', () => {
+  it('reuses a released buffer of the same size class', () => {
+    const pool = new BufferPool();
+    const a = pool.acquire(262144);
+    expect(a.length).toBe(262144);
+    pool.release(a);
+    const b = pool.acquire(200_000);
+    expect(b.buffer).toBe(a.buffer);
+    expect(b.length).toBe(200_000);
+  });
+
+  it('ignores double releases and foreign buffers, and keeps within its cap', () => {
+    const pool = new BufferPool(8192);
+    const a = pool.acquire(4096);
+    pool.release(a);
+    pool.release(a);
+    expect(pool.pooledBytes).toBe(4096);
+    pool.release(Buffer.alloc(4096));
+    expect(pool.pooledBytes).toBe(4096);
+    const big = pool.acquire(65536);
+    pool.release(big);
+    expect(pool.pooledBytes).toBe(4096);
+    expect(pool.acquire(4096).buffer).toBe(a.buffer);
+    expect(pool.acquire(4096).buffer).not.toBe(a.buffer);
+  });
+
+  it('never hands out memory that is in use', () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof(fc.integer({ min: 1, max: 70_000 }), fc.constant(-1)), { maxLength: 80 }), (ops) => {
+        const pool = new BufferPool(256 * 1024);
+        const inUse: Buffer[] = [];
+        for (const op of ops) {
+          if (op === -1) {
+            const b = inUse.shift();
+            if (b !== undefined) pool.release(b);
+          } else {
+            const b = pool.acquire(op);
+            expect(b.length).toBe(op);
+            for (const other of inUse) expect(other.buffer).not.toBe(b.buffer);
+            inUse.push(b);
+          }
+        }
+      }),
+      { numRuns: propertyRuns(200) },
+    );
+  });
+});
