@@ -47,7 +47,7 @@ import { BlockTable } from './block-table.js';
 import { ChainView } from './chain-view.js';
 import { createDescriptor, DiskPaths, readDescriptor, readOpState, replaceDescriptor } from './descriptor-file.js';
 import { DiskReader, type Extent } from './disk-reader.js';
-import { LayerFile } from './layer-file.js';
+import { LayerFile, MAX_APPEND_ROWS } from './layer-file.js';
 import { LayerSet } from './layer-set.js';
 import { layersWithPendingParent, planMerge, reconcileHeader, runMerge, type MergeResult } from './merge.js';
 import type { ChainContext } from './chain-context.js';
@@ -56,7 +56,7 @@ import { compactLayer, type CompactResult } from './compact.js';
 import { applyStepToShape, nextConsolidationStep, type ConsolidationStep } from './consolidate-plan.js';
 import { layerSpace, referencedHashes } from './space-accounting.js';
 import { Tree } from './tree.js';
-import { planWrite } from './write-plan.js';
+import { planBatch, type PendingWrite } from './write-plan.js';
 
 export interface DiskOptions {
   /** The file system to use; default: the real one. Tests pass in-memory or fault-injecting ones. */
@@ -172,6 +172,11 @@ export interface DedupResult {
   readonly bytesBefore: number;
   readonly bytesAfter: number;
 }
+
+type QueuedWrite = PendingWrite & { resolve: () => void; reject: (err: unknown) => void };
+
+/** One write batch covers at most this many bytes of queued writes. */
+const MAX_BATCH_BYTES = 64 * 1024 * 1024;
 
 /** The active layer is compacted on flush once it holds this much overwritten data (and more than half its log). */
 const AUTO_COMPACT_BYTES = 256 * 1024 * 1024;
@@ -358,7 +363,7 @@ export class Disk {
       return await checkDisk(descriptorPath, options, async (p, fsys, allowPaths) => {
         const disk = await Disk.open(p, { fs: fsys, allowPaths, lock: false });
         try {
-          await disk.#mutex.run(() => disk.#guard(() => disk.#repairLayers()));
+          await disk.#exclusive(() => disk.#guard(() => disk.#repairLayers()));
         } finally {
           await disk.close();
         }
@@ -437,7 +442,7 @@ export class Disk {
     if (!(data instanceof Uint8Array)) invalid('data must be a Uint8Array or Buffer');
     this.#view.assertRange(offset, data.length);
     if (data.length === 0) return;
-    await this.#mutex.run(() => this.#guard(() => this.#write(offset, data.length, data)));
+    await this.#enqueue({ offset, length: data.length, data });
   }
 
   /** Makes `length` bytes at `offset` read as zeros; whole blocks store no data. */
@@ -445,7 +450,7 @@ export class Disk {
     this.#assertWritable();
     this.#view.assertRange(offset, length);
     if (length === 0) return;
-    await this.#mutex.run(() => this.#guard(() => this.#write(offset, length, null)));
+    await this.#enqueue({ offset, length, data: null });
   }
 
   /**
@@ -464,7 +469,7 @@ export class Disk {
    */
   async flush(): Promise<void> {
     this.#assertWritable();
-    await this.#mutex.run(() =>
+    await this.#exclusive(() =>
       this.#guard(async () => {
         const active = this.#view.top!;
         await active.sync();
@@ -476,32 +481,77 @@ export class Disk {
     );
   }
 
-  async #write(offset: number, length: number, data: Uint8Array | null): Promise<void> {
-    const bs = this.blockSize;
-    // Plan and append in chunks of 8 MiB so one request never buffers more.
-    const chunk = Math.max(bs, Math.floor((8 * 1024 * 1024) / bs) * bs);
-    let pos = offset;
-    const end = offset + length;
+  /*
+   * Group commit. Writes queue here; the first one schedules a drain under the mutex,
+   * and the drain takes every write queued by then (up to MAX_BATCH_BYTES) and
+   * appends them as one batch. A write resolves when its batch is in the layer (not
+   * yet durable: that is flush's job), exactly as if it had run alone.
+   */
+  /** The batch new writes join, until another operation is queued behind it. */
+  #openBatch: QueuedWrite[] | undefined;
+  #openBatchBytes = 0;
+
+  #enqueue(w: PendingWrite): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.#openBatch === undefined || this.#openBatchBytes + w.length > MAX_BATCH_BYTES) {
+        const batch: QueuedWrite[] = [];
+        this.#openBatch = batch;
+        this.#openBatchBytes = 0;
+        void this.#mutex.run(async () => {
+          if (this.#openBatch === batch) this.#openBatch = undefined;
+          try {
+            await this.#guard(() => this.#applyBatch(batch));
+            for (const q of batch) q.resolve();
+          } catch (err) {
+            for (const q of batch) q.reject(err);
+          }
+        });
+      }
+      this.#openBatch.push({ ...w, resolve, reject });
+      this.#openBatchBytes += w.length;
+    });
+  }
+
+  /**
+   * Runs `fn` under the mutex after everything issued before it. It closes the open
+   * write batch, so writes issued after this call land after it (call order holds).
+   */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    this.#openBatch = undefined;
+    return this.#mutex.run(fn);
+  }
+
+  async #applyBatch(batch: readonly PendingWrite[]): Promise<void> {
     const view = this.#view;
     const active = view.top!;
     const slot = view.depth;
-    while (pos < end) {
-      const stop = Math.min(end, (Math.floor(pos / bs) * bs) + chunk);
-      const plan = await planWrite(view, pos, stop - pos, data === null ? null : data.subarray(pos - offset, stop - offset), this.#d.dedup);
-      const rows = await active.append(plan.runs);
-      plan.blocks.forEach((b, i) => {
-        const row = rows[i]!;
-        if (b.kind === RecordKind.DATA) {
-          view.setData(b.block, slot, active.dataOffset(row));
-          if (b.hash !== undefined) view.hashes?.add(slot, row, b.hash);
-        } else if (b.kind === RecordKind.ZERO) {
-          view.setZero(b.block, slot);
+    const plan = await planBatch(view, batch, this.#d.dedup);
+    // Append in groups a layer accepts at once; the planned blocks follow the runs' order.
+    let first = 0;
+    let rows = 0;
+    let b = 0;
+    for (let r = 0; r <= plan.runs.length; r++) {
+      const run = plan.runs[r];
+      const n = run === undefined ? 0 : run.kind === RecordKind.ZERO ? run.count : run.kind === RecordKind.REF ? run.hashes.length : run.data.length;
+      if (run !== undefined && rows + n <= MAX_APPEND_ROWS) {
+        rows += n;
+        continue;
+      }
+      const added = await active.append(plan.runs.slice(first, r));
+      for (const row of added) {
+        const pb = plan.blocks[b++]!;
+        if (pb.kind === RecordKind.DATA) {
+          view.setData(pb.block, slot, active.dataOffset(row));
+          if (pb.hash !== undefined) view.hashes?.add(slot, row, pb.hash);
+        } else if (pb.kind === RecordKind.ZERO) {
+          view.setZero(pb.block, slot);
         } else {
-          const hit = view.hashes!.find(b.hash)!;
-          view.setData(b.block, hit.slot, view.layers[hit.slot - 1]!.dataOffset(hit.row));
+          const hit = view.hashes!.find(pb.hash)!;
+          view.setData(pb.block, hit.slot, view.layers[hit.slot - 1]!.dataOffset(hit.row));
         }
-      });
-      pos = stop;
+      }
+      first = r;
+      rows = n;
     }
   }
 
@@ -535,7 +585,7 @@ export class Disk {
     if (typeof description !== 'string' || description.length > MAX_DESCRIPTION_LENGTH) {
       invalid(`a description must be a string of at most ${MAX_DESCRIPTION_LENGTH} characters`);
     }
-    return this.#mutex.run(() =>
+    return this.#exclusive(() =>
       this.#guard(async () => {
         if (this.#tree.snapshotNamed(name) !== undefined) {
           throw new DeltaDiskError('SNAPSHOT_EXISTS', `a snapshot named ${JSON.stringify(name)} exists already`);
@@ -596,7 +646,7 @@ export class Disk {
     if (options.keepCurrentAs !== undefined && !isValidSnapshotName(options.keepCurrentAs)) {
       invalid(`snapshot name ${JSON.stringify(options.keepCurrentAs)} is not valid`);
     }
-    await this.#mutex.run(() =>
+    await this.#exclusive(() =>
       this.#guard(async () => {
         const target = this.#findSnapshot(name);
         if (options.keepCurrentAs !== undefined) {
@@ -633,7 +683,7 @@ export class Disk {
    */
   async deleteSnapshot(name: string): Promise<void> {
     this.#assertWritable();
-    await this.#mutex.run(() =>
+    await this.#exclusive(() =>
       this.#guard(async () => {
         const snap = this.#findSnapshot(name);
         const d = this.#d;
@@ -662,7 +712,7 @@ export class Disk {
       return this.#planConsolidation(options.maxDepth, threshold);
     }
     this.#assertWritable();
-    return this.#mutex.run(() => this.#guard(() => this.#consolidate(options.maxDepth, threshold)));
+    return this.#exclusive(() => this.#guard(() => this.#consolidate(options.maxDepth, threshold)));
   }
 
   async #planConsolidation(maxDepth: number | undefined, threshold: number): Promise<ConsolidateResult> {
@@ -748,7 +798,7 @@ export class Disk {
    */
   async dedupAll(): Promise<DedupResult> {
     this.#assertWritable();
-    return this.#mutex.run(() =>
+    return this.#exclusive(() =>
       this.#guard(async () => {
         const results: CompactResult[] = [];
         // Parents before children, so each layer deduplicates against finished ancestors.
@@ -770,7 +820,7 @@ export class Disk {
   async compact(threshold = 0.25): Promise<CompactResult[]> {
     this.#assertWritable();
     if (typeof threshold !== 'number' || !(threshold > 0 && threshold <= 1)) invalid('threshold must be in (0, 1]');
-    return this.#mutex.run(() =>
+    return this.#exclusive(() =>
       this.#guard(async () => {
         const out: CompactResult[] = [];
         for (const id of await this.#compactable(threshold)) out.push(await compactLayer(this.#context(), id, { dedup: false }));
@@ -904,7 +954,7 @@ export class Disk {
   /** Flushes, indexes the active layer's tail and releases everything. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.#mutex.run(async () => {
+    await this.#exclusive(async () => {
       if (this.#closed) return;
       this.#closed = true;
       try {

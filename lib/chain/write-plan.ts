@@ -11,7 +11,7 @@ import { MAX_RECORD_PAYLOAD } from '../format/limits.js';
 import { RecordKind } from '../format/record.js';
 import type { ChainView } from './chain-view.js';
 import { webcrypto } from 'node:crypto';
-import { sha256, type Run } from './layer-file.js';
+import { MAX_APPEND_ROWS, sha256, type Run } from './layer-file.js';
 
 /** SHA-256 of each non-null block; several blocks are hashed concurrently on the thread pool. */
 async function hashAll(blocks: readonly (Uint8Array | null)[]): Promise<(Buffer | undefined)[]> {
@@ -46,24 +46,83 @@ export function isAllZero(data: Uint8Array): boolean {
   return Buffer.from(data.buffer, data.byteOffset, data.byteLength).equals(z);
 }
 
+/** One write of a batch: `data`, or zeros when null, at `offset`. */
+export interface PendingWrite {
+  readonly offset: number;
+  readonly length: number;
+  readonly data: Uint8Array | null;
+}
+
 /**
- * Plans the write of `data` (or zeros when null) at `offset`, `length` bytes, all
- * within blocks [firstBlock, firstBlock + n). The caller holds the disk's mutex.
+ * Plans a batch of writes, applied in order, as runs for the active layer.
+ *
+ * Group commit: concurrent writers queue, and one plan covers them all. Blocks
+ * written partially are read from the current view once and concurrently; a later
+ * write in the batch lands on top of an earlier one; each block is stored once, with
+ * its final content. The caller holds the disk's mutex.
  */
-export async function planWrite(
-  view: ChainView,
-  offset: number,
-  length: number,
-  data: Uint8Array | null,
-  dedup: boolean,
-): Promise<WritePlan> {
+export async function planBatch(view: ChainView, writes: readonly PendingWrite[], dedup: boolean): Promise<WritePlan> {
   const bs = view.blockSize;
-  const end = offset + length;
+  const size = view.virtualSize;
   const maxRun = Math.max(1, Math.floor(MAX_RECORD_PAYLOAD / bs));
+  // Each touched block's final content: a view of a caller's buffer, a buffer of ours
+  // (`owned`, safe to modify), or null for zeros.
+  const final = new Map<number, Uint8Array | null>();
+  const owned = new Set<number>();
+
+  // Pass 1: blocks whose current content a partial write builds on.
+  const needRead = new Set<number>();
+  const covered = new Set<number>();
+  for (const w of writes) {
+    forEachBlock(w, bs, size, (block, from, to, full) => {
+      if (full) covered.add(block);
+      else if (!covered.has(block)) needRead.add(block);
+      void from;
+      void to;
+    });
+  }
+  await Promise.all(
+    [...needRead].map(async (block) => {
+      const buf = Buffer.allocUnsafe(bs);
+      await view.readBlock(block, buf);
+      final.set(block, buf);
+      owned.add(block);
+    }),
+  );
+
+  // Pass 2: apply the writes in order.
+  for (const w of writes) {
+    forEachBlock(w, bs, size, (block, from, to, full) => {
+      const src = w.data === null ? null : w.data.subarray(block * bs + from - w.offset, block * bs + to - w.offset);
+      if (full && to - from === bs) {
+        final.set(block, src);
+        owned.delete(block);
+        return;
+      }
+      let buf = final.get(block);
+      if (buf === undefined || !owned.has(block)) {
+        const copy = Buffer.alloc(bs);
+        if (buf !== undefined && buf !== null) copy.set(buf);
+        buf = copy;
+        final.set(block, copy);
+        owned.add(block);
+      }
+      if (src === null) buf!.fill(0, from, to);
+      else buf!.set(src, from);
+      if (full) buf!.fill(0, to); // the disk's last, partial block: zero past its end
+    });
+  }
+
+  // Pass 3: classify each block in order; hash the batch at once when deduplicating.
+  const order = [...final.keys()].sort((a, b) => a - b);
+  const contents = order.map((b) => {
+    const c = final.get(b)!;
+    return c !== null && isAllZero(c) ? null : c;
+  });
+  const hashes = dedup ? await hashAll(contents) : [];
   const runs: Run[] = [];
   const blocks: PlannedBlock[] = [];
   const batchHashes = new Set<string>();
-
   let dataRun: { block: number; data: Uint8Array[]; hashes: Uint8Array[] | undefined } | undefined;
   let zeroRun: { block: number; count: number } | undefined;
   let refRun: { block: number; hashes: Uint8Array[] } | undefined;
@@ -75,41 +134,11 @@ export async function planWrite(
     zeroRun = undefined;
     refRun = undefined;
   };
-
-  // Pass 1: the full content of every block touched (copy-on-write for partial ones).
-  const contents: { block: number; content: Uint8Array | null }[] = [];
-  let pos = offset;
-  while (pos < end) {
-    const block = Math.floor(pos / bs);
-    const blockStart = block * bs;
-    const blockEnd = Math.min(blockStart + bs, view.virtualSize);
-    const segEnd = Math.min(end, blockStart + bs);
-    const covers = pos === blockStart && segEnd >= blockEnd;
-    let content: Uint8Array | null;
-    if (covers && data !== null && blockEnd - blockStart === bs) {
-      content = data.subarray(pos - offset, pos - offset + bs);
-    } else if (covers && data === null) {
-      content = null;
-    } else {
-      const buf = Buffer.allocUnsafe(bs);
-      await view.readBlock(block, buf);
-      if (data === null) buf.fill(0, pos - blockStart, segEnd - blockStart);
-      else buf.set(data.subarray(pos - offset, segEnd - offset), pos - blockStart);
-      if (blockEnd - blockStart < bs) buf.fill(0, blockEnd - blockStart);
-      content = buf;
-    }
-    contents.push({ block, content: content !== null && isAllZero(content) ? null : content });
-    pos = segEnd;
-  }
-  // Pass 2: with dedup, hash every block at once: the digests run on the thread pool,
-  // in parallel on every core, instead of one after another on this thread.
-  const hashes = dedup ? await hashAll(contents.map((c) => c.content)) : [];
-
-  // Pass 3: classify and group into runs.
-  contents.forEach(({ block, content }, i) => {
+  order.forEach((block, i) => {
+    const content = contents[i]!;
     if (content === null) {
       if (view.isZero(block)) return; // already reads as zeros: nothing to store
-      if (!zeroRun || zeroRun.block + zeroRun.count !== block) {
+      if (!zeroRun || zeroRun.block + zeroRun.count !== block || zeroRun.count >= MAX_APPEND_ROWS) {
         close();
         zeroRun = { block, count: 0 };
       }
@@ -141,4 +170,27 @@ export async function planWrite(
   });
   close();
   return { runs, blocks };
+}
+
+/**
+ * Calls `fn` for each block a write touches with the byte range [from, to) it
+ * covers inside the block, and whether that is all of the block's bytes inside the
+ * disk (`full`; the last block of a disk may be shorter than the block size).
+ */
+function forEachBlock(
+  w: PendingWrite,
+  bs: number,
+  size: number,
+  fn: (block: number, from: number, to: number, full: boolean) => void,
+): void {
+  let pos = w.offset;
+  const end = w.offset + w.length;
+  while (pos < end) {
+    const block = Math.floor(pos / bs);
+    const start = block * bs;
+    const stop = Math.min(end, start + bs);
+    const blockEnd = Math.min(start + bs, size);
+    fn(block, pos - start, stop - start, pos === start && stop >= blockEnd);
+    pos = stop;
+  }
 }
