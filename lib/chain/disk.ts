@@ -24,7 +24,6 @@ import type { Descriptor, SnapshotEntry } from '../format/descriptor.js';
 import { isValidSnapshotName } from '../format/descriptor.js';
 import {
   DEFAULT_BLOCK_SIZE,
-  HEADER_SLOT_SIZE,
   LOG_START,
   MAX_DEPTH,
   MAX_DESCRIPTION_LENGTH,
@@ -33,10 +32,7 @@ import {
   MAX_VIRTUAL_SIZE,
   isValidBlockSize,
 } from '../format/limits.js';
-import { decodeDeltaHeader } from '../format/delta-header.js';
 import { RecordKind } from '../format/record.js';
-import { readUpTo } from '../io/positional.js';
-import { TEMP_INFIX } from '../io/atomic-replace.js';
 import type { FileSystem } from '../io/file-system.js';
 import { Mutex } from '../io/mutex.js';
 import { nodeFileSystem } from '../io/node-file-system.js';
@@ -49,137 +45,42 @@ import { createDescriptor, DiskPaths, readDescriptor, readOpState, replaceDescri
 import { DiskReader, type Extent } from './disk-reader.js';
 import { LayerFile, MAX_APPEND_ROWS } from './layer-file.js';
 import { LayerSet } from './layer-set.js';
-import { layersWithPendingParent, planMerge, reconcileHeader, runMerge, type MergeResult } from './merge.js';
+import { layersWithPendingParent, reconcileHeader, runMerge } from './merge.js';
 import type { ChainContext } from './chain-context.js';
 import { checkDisk, type CheckOptions, type CheckReport } from './check.js';
 import { compactLayer, type CompactResult } from './compact.js';
-import { applyStepToShape, nextConsolidationStep, type ConsolidationStep } from './consolidate-plan.js';
-import { layerSpace, referencedHashes } from './space-accounting.js';
+import { compactableLayers, consolidate, planConsolidation, type MaintenanceOps } from './consolidate.js';
+import type {
+  ConsolidateOptions,
+  ConsolidateResult,
+  CreateDiskOptions,
+  DedupResult,
+  DiskInfo,
+  OpenDiskOptions,
+  RevertOptions,
+  SnapshotInfo,
+} from './disk-types.js';
+import { describeDisk } from './disk-info.js';
+import { removeLeftoverFiles } from './leftover-files.js';
 import { Tree } from './tree.js';
 import { planBatch, type PendingWrite } from './write-plan.js';
-
-export interface DiskOptions {
-  /** The file system to use; default: the real one. Tests pass in-memory or fault-injecting ones. */
-  readonly fs?: FileSystem;
-  /** Files or directories outside the disk's directory that its descriptor may name (a base image). */
-  readonly allowPaths?: readonly string[];
-  /** Take the cross-process writer lock; default: true on the real file system, false on others. */
-  readonly lock?: boolean;
-}
-
-export interface CreateDiskOptions extends DiskOptions {
-  /** Virtual size in bytes; required without `base`, must equal the base's size with it. */
-  readonly size?: number;
-  /** A raw image to use as the read-only base; it is never modified. */
-  readonly base?: string;
-  /** 4 KiB … 1 MiB, a power of two; default 64 KiB. */
-  readonly blockSize?: number;
-  /** Store blocks identical to ones already stored as references; default true. */
-  readonly dedup?: boolean;
-}
-
-export interface OpenDiskOptions extends DiskOptions {
-  readonly readOnly?: boolean;
-}
-
-export interface SnapshotInfo {
-  readonly id: string;
-  readonly name: string;
-  readonly description: string;
-  /** ISO 8601 time the snapshot was taken. */
-  readonly created: string;
-  /** Id of the snapshot this one was taken after (its parent in the tree), or null. */
-  readonly parent: string | null;
-  /** True for the snapshot the current state was last taken from or reverted to. */
-  readonly current: boolean;
-  readonly layer: string;
-}
-
-export interface LayerInfo {
-  readonly id: string;
-  readonly file: string;
-  readonly parent: string | null;
-  readonly snapshot: string | null;
-  readonly active: boolean;
-  /** On the path of the current state. */
-  readonly current: boolean;
-  readonly fileBytes: number;
-  readonly dataBlocks: number;
-  readonly zeroBlocks: number;
-  readonly refBlocks: number;
-  /** Bytes of the blocks this layer maps (data, zero and references). */
-  readonly logicalBytes: number;
-  /** Bytes of block data stored in this layer that some block reads (mapped data). */
-  readonly storedBytes: number;
-  /** Bytes its deduplicated blocks would have taken. */
-  readonly dedupSavedBytes: number;
-  /** Bytes of data no block reads any more (reclaimed by compaction). */
-  readonly garbageBytes: number;
-}
-
-export interface DiskInfo {
-  readonly path: string;
-  readonly virtualSize: number;
-  readonly blockSize: number;
-  readonly dedup: boolean;
-  readonly base: { readonly file: string; readonly size: number } | null;
-  /** Layers from the base to the active layer. */
-  readonly depth: number;
-  readonly layerCount: number;
-  readonly snapshotCount: number;
-  readonly layers: readonly LayerInfo[];
-  /** Bytes of the blocks the layers map, summed over layers. */
-  readonly logicalBytes: number;
-  /** Bytes the delta files take (sum of file sizes). */
-  readonly allocatedBytes: number;
-  /** Bytes of block data stored in the deltas that some block still reads. */
-  readonly storedBytes: number;
-  /** Bytes that deduplicated blocks would have taken. */
-  readonly dedupSavedBytes: number;
-}
-
-export interface RevertOptions {
-  /** First keep the current state as a snapshot with this name. */
-  readonly keepCurrentAs?: string;
-}
-
-export interface ConsolidateOptions {
-  /** Keep every path at most this many layers deep, merging layers without snapshots. */
-  readonly maxDepth?: number;
-  /** Plan only: report what would be done, change nothing. */
-  readonly dryRun?: boolean;
-  /** Also compact layers whose garbage reaches this share of their log (default 0.25; 1 disables). */
-  readonly compactThreshold?: number;
-}
-
-export interface ConsolidateResult {
-  readonly dryRun: boolean;
-  readonly depthBefore: number;
-  readonly depthAfter: number;
-  /** Every step, done (or planned, in a dry run), in order. */
-  readonly steps: readonly ConsolidationStep[];
-  readonly merges: readonly MergeResult[];
-  readonly droppedLayers: number;
-  readonly compacted: readonly CompactResult[];
-  /** Why a depth cap could not be met, if it could not. */
-  readonly blocked: string | undefined;
-}
-
-export interface DedupResult {
-  readonly layers: readonly CompactResult[];
-  readonly dedupedBlocks: number;
-  readonly zeroedBlocks: number;
-  readonly bytesBefore: number;
-  readonly bytesAfter: number;
-}
-
-type QueuedWrite = PendingWrite & { resolve: () => void; reject: (err: unknown) => void };
-
-/** One write batch covers at most this many bytes of queued writes. */
-const MAX_BATCH_BYTES = 64 * 1024 * 1024;
+import { WriteQueue } from './write-queue.js';
 
 /** The active layer is compacted on flush once it holds this much overwritten data (and more than half its log). */
 const AUTO_COMPACT_BYTES = 256 * 1024 * 1024;
+
+export type {
+  ConsolidateOptions,
+  ConsolidateResult,
+  CreateDiskOptions,
+  DedupResult,
+  DiskInfo,
+  DiskOptions,
+  LayerInfo,
+  OpenDiskOptions,
+  RevertOptions,
+  SnapshotInfo,
+} from './disk-types.js';
 
 function invalid(message: string): never {
   throw new DeltaDiskError('INVALID_ARGUMENT', message);
@@ -198,6 +99,7 @@ export class Disk {
   readonly #layers: LayerSet;
   readonly #lock: WriterLock | undefined;
   readonly #mutex = new Mutex();
+  readonly #writes = new WriteQueue(this.#mutex, (batch) => this.#guard(() => this.#applyBatch(batch)));
   #d: Descriptor;
   #tree: Tree;
   #view!: ChainView;
@@ -337,7 +239,8 @@ export class Disk {
       const disk = new Disk(fs, paths, d, base, layers, readOnly, lock);
       if (!readOnly) {
         if (op !== undefined) await runMerge(disk.#context(), op);
-        await disk.#recover();
+        for (const l of disk.#tree.path(disk.#d.active)) await reconcileHeader(disk.#layers, disk.#d, l.id);
+        await removeLeftoverFiles(fs, paths, disk.#d);
       }
       disk.#rebuildView(await disk.#pathLayers(disk.#d.active));
       return disk;
@@ -442,7 +345,7 @@ export class Disk {
     if (!(data instanceof Uint8Array)) invalid('data must be a Uint8Array or Buffer');
     this.#view.assertRange(offset, data.length);
     if (data.length === 0) return;
-    await this.#enqueue({ offset, length: data.length, data });
+    await this.#writes.enqueue({ offset, length: data.length, data });
   }
 
   /** Makes `length` bytes at `offset` read as zeros; whole blocks store no data. */
@@ -450,7 +353,7 @@ export class Disk {
     this.#assertWritable();
     this.#view.assertRange(offset, length);
     if (length === 0) return;
-    await this.#enqueue({ offset, length, data: null });
+    await this.#writes.enqueue({ offset, length, data: null });
   }
 
   /**
@@ -481,44 +384,12 @@ export class Disk {
     );
   }
 
-  /*
-   * Group commit. Writes queue here; the first one schedules a drain under the mutex,
-   * and the drain takes every write queued by then (up to MAX_BATCH_BYTES) and
-   * appends them as one batch. A write resolves when its batch is in the layer (not
-   * yet durable: that is flush's job), exactly as if it had run alone.
-   */
-  /** The batch new writes join, until another operation is queued behind it. */
-  #openBatch: QueuedWrite[] | undefined;
-  #openBatchBytes = 0;
-
-  #enqueue(w: PendingWrite): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (this.#openBatch === undefined || this.#openBatchBytes + w.length > MAX_BATCH_BYTES) {
-        const batch: QueuedWrite[] = [];
-        this.#openBatch = batch;
-        this.#openBatchBytes = 0;
-        void this.#mutex.run(async () => {
-          if (this.#openBatch === batch) this.#openBatch = undefined;
-          try {
-            await this.#guard(() => this.#applyBatch(batch));
-            for (const q of batch) q.resolve();
-          } catch (err) {
-            for (const q of batch) q.reject(err);
-          }
-        });
-      }
-      this.#openBatch.push({ ...w, resolve, reject });
-      this.#openBatchBytes += w.length;
-    });
-  }
-
   /**
    * Runs `fn` under the mutex after everything issued before it. It closes the open
    * write batch, so writes issued after this call land after it (call order holds).
    */
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    this.#openBatch = undefined;
-    return this.#mutex.run(fn);
+    return this.#writes.closeBatchThen(fn);
   }
 
   async #applyBatch(batch: readonly PendingWrite[]): Promise<void> {
@@ -709,85 +580,26 @@ export class Disk {
     if (typeof threshold !== 'number' || !(threshold > 0 && threshold <= 1)) invalid('compactThreshold must be in (0, 1]');
     if (options.dryRun) {
       this.#assertOpen();
-      return this.#planConsolidation(options.maxDepth, threshold);
+      return planConsolidation(this.#maintenance(), options.maxDepth, threshold);
     }
     this.#assertWritable();
     return this.#exclusive(() => this.#guard(() => this.#consolidate(options.maxDepth, threshold)));
   }
 
-  async #planConsolidation(maxDepth: number | undefined, threshold: number): Promise<ConsolidateResult> {
-    const depthBefore = this.#tree.maxDepth();
-    let d = this.#d;
-    const steps: ConsolidationStep[] = [];
-    let blocked: string | undefined;
-    for (let guard = 0; guard <= MAX_LAYERS; guard++) {
-      const next = nextConsolidationStep(d, maxDepth);
-      blocked = next.blocked;
-      if (next.step === undefined) break;
-      steps.push(next.step);
-      d = applyStepToShape(d, next.step);
-    }
-    const remaining = new Set(d.layers.map((l) => l.id));
-    const compactable = (await this.#compactable(threshold)).filter((id) => remaining.has(id));
-    return {
-      dryRun: true,
-      depthBefore,
-      depthAfter: new Tree(d).maxDepth(),
-      steps,
-      merges: [],
-      droppedLayers: steps.reduce((n, st) => n + (st.action === 'drop' ? st.layers.length : 0), 0),
-      compacted: compactable.map((id) => ({ layer: id, bytesBefore: 0, bytesAfter: 0, dedupedBlocks: 0, zeroedBlocks: 0 })),
-      blocked,
-    };
-  }
-
-  async #consolidate(maxDepth?: number, threshold = 0.25): Promise<ConsolidateResult> {
-    const depthBefore = this.#tree.maxDepth();
-    const merges: MergeResult[] = [];
-    const steps: ConsolidationStep[] = [];
-    const compacted: CompactResult[] = [];
-    let dropped = 0;
-    let blocked: string | undefined;
-    for (let guard = 0; guard <= MAX_LAYERS; guard++) {
-      const next = nextConsolidationStep(this.#d, maxDepth);
-      blocked = next.blocked;
-      const step = next.step;
-      if (step === undefined) break;
-      steps.push(step);
-      if (step.action === 'drop') {
-        const d = this.#d;
-        const ids = new Set(step.layers);
-        const files = d.layers.filter((l) => ids.has(l.id));
-        await this.#commit({ ...d, generation: d.generation + 1, layers: d.layers.filter((l) => !ids.has(l.id)) });
-        for (const l of files) await this.#removeLayerFile(l.id, l.file);
-        dropped += files.length;
-      } else {
-        const ctx = this.#context();
-        merges.push(await runMerge(ctx, await planMerge(ctx, step.layer)));
-      }
-    }
-    for (const id of await this.#compactable(threshold)) {
-      compacted.push(await compactLayer(this.#context(), id, { dedup: false }));
-    }
-    if (steps.length > 0 || compacted.length > 0) {
+  async #consolidate(maxDepth: number | undefined, threshold: number): Promise<ConsolidateResult> {
+    const result = await consolidate(this.#maintenance(), maxDepth, threshold);
+    if (result.steps.length > 0 || result.compacted.length > 0) {
       for (const l of this.#tree.path(this.#d.active)) await reconcileHeader(this.#layers, this.#d, l.id);
       this.#rebuildView(await this.#pathLayers(this.#d.active));
     }
-    return { dryRun: false, depthBefore, depthAfter: this.#tree.maxDepth(), steps, merges, droppedLayers: dropped, compacted, blocked };
+    return result;
   }
 
-  /** Layers whose garbage (data no block and no reference reads) reaches `threshold` of their log. */
-  async #compactable(threshold: number): Promise<string[]> {
-    if (threshold >= 1) return [];
-    const d = this.#d;
-    const all = await this.#layers.getAll(d, d.layers.map((l) => l.id));
-    const referenced = referencedHashes(all);
-    return all
-      .filter((layer) => {
-        const garbage = layerSpace(layer, referenced).garbageBytes;
-        return garbage >= this.blockSize && garbage >= threshold * (layer.logEnd - LOG_START);
-      })
-      .map((layer) => layer.id);
+  #maintenance(): MaintenanceOps {
+    return {
+      ctx: this.#context(),
+      removeLayerFile: (id, file) => this.#removeLayerFile(id, file),
+    };
   }
 
   /**
@@ -823,7 +635,7 @@ export class Disk {
     return this.#exclusive(() =>
       this.#guard(async () => {
         const out: CompactResult[] = [];
-        for (const id of await this.#compactable(threshold)) out.push(await compactLayer(this.#context(), id, { dedup: false }));
+        for (const id of await compactableLayers(this.#context(), threshold)) out.push(await compactLayer(this.#context(), id, { dedup: false }));
         if (out.length > 0) this.#rebuildView(await this.#pathLayers(this.#d.active));
         return out;
       }),
@@ -907,48 +719,7 @@ export class Disk {
   async info(): Promise<DiskInfo> {
     this.#assertOpen();
     const d = this.#d;
-    const tree = this.#tree;
-    const onPath = new Set(tree.path(d.active).map((l) => l.id));
-    const layers: LayerInfo[] = [];
-    let allocated = 0;
-    let stored = 0;
-    let saved = 0;
-    let logical = 0;
-    const all = await this.#layers.getAll(d, d.layers.map((l) => l.id));
-    const referenced = referencedHashes(all);
-    const sizes = await Promise.all(all.map(async (l) => (await l.handle.stat()).size));
-    d.layers.forEach((entry, i) => {
-      const space = layerSpace(all[i]!, referenced);
-      allocated += sizes[i]!;
-      stored += space.storedBytes;
-      saved += space.dedupSavedBytes;
-      logical += space.logicalBytes;
-      layers.push({
-        id: entry.id,
-        file: entry.file,
-        parent: entry.parent,
-        snapshot: tree.snapshotOn(entry.id)?.name ?? null,
-        active: entry.id === d.active,
-        current: onPath.has(entry.id),
-        fileBytes: sizes[i]!,
-        ...space,
-      });
-    });
-    return {
-      path: this.path,
-      virtualSize: d.virtualSize,
-      blockSize: d.blockSize,
-      dedup: d.dedup,
-      base: d.base === null ? null : { file: d.base.file, size: d.base.size },
-      depth: onPath.size,
-      layerCount: d.layers.length,
-      snapshotCount: d.snapshots.length,
-      layers,
-      logicalBytes: logical,
-      allocatedBytes: allocated,
-      storedBytes: stored,
-      dedupSavedBytes: saved,
-    };
+    return describeDisk(this.path, d, this.#tree, await this.#layers.getAll(d, d.layers.map((l) => l.id)));
   }
 
   /** Flushes, indexes the active layer's tail and releases everything. Idempotent. */
@@ -1055,63 +826,6 @@ export class Disk {
       commitDescriptor: (next) => this.#commit(next),
     };
   }
-
-  /**
-   * After a crash: make the active path's headers agree with the descriptor (an
-   * interrupted snapshot may have sealed the active layer), and remove files that
-   * no committed descriptor names (an interrupted snapshot, revert or merge).
-   */
-  async #recover(): Promise<void> {
-    const d = this.#d;
-    for (const l of this.#tree.path(d.active)) await reconcileHeader(this.#layers, d, l.id);
-    const names = await this.#fs.readdir(this.#paths.dir).catch((err: unknown) => {
-      throw fromSystemError(err, this.#paths.dir, 'listing disk directory failed');
-    });
-    const known = new Set(d.layers.map((l) => l.file));
-    const descName = path.basename(this.#paths.descriptor);
-    let removed = false;
-    for (const name of names) {
-      const p = path.join(this.#paths.dir, name);
-      if (name.startsWith(`${descName}${TEMP_INFIX}`) || name.startsWith(`${descName}.op${TEMP_INFIX}`)) {
-        await this.#fs.unlink(p).catch(() => undefined);
-        removed = true;
-        continue;
-      }
-      const n = this.#paths.layerNumber(name);
-      if (n === undefined || known.has(name)) continue;
-      // Ours for certain: our disk id in its header; or numbered for a layer never
-      // committed and without an intact header (creation was cut short).
-      const owner = await this.#headerDiskId(name);
-      if (owner === d.diskId || (owner === undefined && n >= d.nextLayer)) {
-        await this.#fs.unlink(p).catch(() => undefined);
-        removed = true;
-      }
-    }
-    if (removed) await this.#fs.syncDir(this.#paths.dir).catch(() => undefined);
-  }
-
-  /** The disk id in `file`'s header, or undefined when it has no intact header. */
-  async #headerDiskId(file: string): Promise<string | undefined> {
-    try {
-      const h = await this.#fs.open(path.join(this.#paths.dir, file), 'read');
-      try {
-        const bytes = await readUpTo(h, 0, 2 * HEADER_SLOT_SIZE);
-        const read = (slot: Buffer): string | undefined => {
-          try {
-            return decodeDeltaHeader(slot)?.diskId;
-          } catch {
-            return undefined;
-          }
-        };
-        return read(bytes.subarray(0, HEADER_SLOT_SIZE)) ?? (bytes.length >= 2 * HEADER_SLOT_SIZE ? read(bytes.subarray(HEADER_SLOT_SIZE)) : undefined);
-      } finally {
-        await h.close();
-      }
-    } catch {
-      return undefined;
-    }
-  }
-
 }
 
 /** Drops a view's references to its layers (the files close when nothing else holds them). */

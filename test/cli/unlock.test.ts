@@ -3,7 +3,6 @@
  * another host, and the refusal while a live writer holds the disk.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { holdInChild } from '../helpers/child-holder.js';
 import { ok, runCli } from '../helpers/cli.js';
