@@ -1,0 +1,64 @@
+/**
+ * The one place the harness calls the chain's consistency check.
+ *
+ * `Disk.prototype.check` (and `check --repair`) is being written in parallel with
+ * this harness. Until it exists, `runCheck` says 'unavailable' and the checkers rely
+ * on their own comparison with the model; once it lands, every crash and fault
+ * state is also run through it, and must come out clean or leaks-only (qemu-img
+ * check's exit 0 / 3 taxonomy), and clean after a repair. If the result's shape is
+ * not one this adapter knows, it throws, so the adapter gets updated rather than
+ * silently passing.
+ */
+import type { Disk } from '../../lib/chain/disk.js';
+
+export type CheckVerdict = 'clean' | 'leaks' | 'corrupt' | 'unavailable';
+
+interface Checkable {
+  check?: (options?: { repair?: boolean }) => Promise<unknown>;
+}
+
+function count(v: unknown): number | undefined {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  if (Array.isArray(v)) return v.length;
+  return undefined;
+}
+
+/** Maps a check result to a verdict; throws for a shape it does not know. */
+export function interpretCheck(r: unknown): Exclude<CheckVerdict, 'unavailable'> {
+  if (typeof r === 'object' && r !== null) {
+    const o = r as Record<string, unknown>;
+    const status = typeof o.status === 'string' ? o.status : typeof o.result === 'string' ? o.result : undefined;
+    if (status !== undefined) {
+      const s = status.toLowerCase();
+      if (['clean', 'ok', 'consistent'].includes(s)) return 'clean';
+      if (s.startsWith('leak')) return 'leaks';
+      if (['corrupt', 'corrupted', 'damaged', 'errors'].includes(s)) return 'corrupt';
+    }
+    if (typeof o.exitCode === 'number') {
+      if (o.exitCode === 0) return 'clean';
+      if (o.exitCode === 3) return 'leaks';
+      return 'corrupt';
+    }
+    const corrupt = count(o.corrupt) ?? count(o.errors) ?? count(o.corruptions) ?? count(o.damage);
+    const leaks = count(o.leaks) ?? count(o.leaked) ?? count(o.leakedBytes);
+    if (corrupt !== undefined || leaks !== undefined) {
+      if ((corrupt ?? 0) > 0) return 'corrupt';
+      return (leaks ?? 0) > 0 ? 'leaks' : 'clean';
+    }
+  }
+  throw new Error(`check adapter: cannot interpret the result of Disk.check: ${JSON.stringify(r)?.slice(0, 400)}`);
+}
+
+/** Runs the disk's consistency check, if the library has one. */
+export async function runCheck(disk: Disk, repair = false): Promise<{ verdict: CheckVerdict; raw: unknown }> {
+  const fn = (disk as unknown as Checkable).check;
+  if (typeof fn !== 'function') return { verdict: 'unavailable', raw: undefined };
+  const raw = await fn.call(disk, repair ? { repair: true } : undefined);
+  return { verdict: interpretCheck(raw), raw };
+}
+
+/** True once the library has `Disk.prototype.check`. */
+export function checkAvailable(disk: Disk): boolean {
+  return typeof (disk as unknown as Checkable).check === 'function';
+}
