@@ -3,14 +3,17 @@
  * test/harness/chain-workloads.ts is recorded once on a CrashFS, then every crash
  * point is checked exhaustively (pending operations all kept, all dropped, and kept
  * up to each prefix), plus random crash states (random point, random keep / drop /
- * tear per pending operation, 512 B or 4 KiB sectors).
+ * tear per pending operation, 512 B or 4 KiB sectors). Every recovery that writes
+ * (resuming a merge, cutting a torn tail, removing leftovers, indexing the tail on
+ * close) after an all-kept or all-dropped crash is crashed in turn at each of its
+ * operations.
  *
  * Size: DELTADISK_CRASH_STATES random states per workload (default 200; tens of
  * thousands for a long run). DELTADISK_SEED replays a run (the seed is printed).
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { chainWorkloads, randomChainWorkload } from '../harness/chain-workloads.js';
-import { exhaustiveCases, explore, randomCases, recordWorkload } from '../harness/crash-explorer.js';
+import { exhaustiveCases, explore, exploreRecoveryCrashes, randomCases, recordWorkload } from '../harness/crash-explorer.js';
 import { Figures, formatFailures } from '../harness/figures.js';
 import { Rng, seedFromEnv, sizeFromEnv } from '../harness/rng.js';
 
@@ -36,6 +39,7 @@ describe('chain under simulated power loss', () => {
       figures.add('recorded operations', rec.end);
       const before = figures.failures.length;
       await explore(w, rec, exhaustiveCases(rec), figures, { kind: 'exhaustive' });
+      await exploreRecoveryCrashes(w, rec, [...exhaustiveCases(rec)].filter((c) => c.policy.kind !== 'prefix'), figures);
       await explore(w, rec, randomCases(rec, new Rng(SEED ^ hash(w.name)), RANDOM_STATES), figures, { kind: 'random' });
       const mine = figures.failures.slice(before);
       expect(mine, formatFailures(mine)).toEqual([]);

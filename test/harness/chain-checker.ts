@@ -88,6 +88,9 @@ export async function verifyChain(env: WorkloadEnv, file: string, history: Histo
     await ro.close();
   }
 
+  const notes: string[] = [];
+  if (await env.fs.stat(`${p}.op`).then(() => true, () => false)) notes.push('resumed an interrupted merge');
+
   // 2. Writable open: recovery.
   let disk = await openOrViolate(p, options, 'writable open');
   let first: Observed;
@@ -144,7 +147,7 @@ export async function verifyChain(env: WorkloadEnv, file: string, history: Histo
   } finally {
     await disk.close();
   }
-  return { leaks, checked };
+  return { leaks, checked, notes };
 }
 
 /** I/O failures must surface as these codes. */

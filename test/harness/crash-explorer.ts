@@ -108,12 +108,53 @@ export async function explore<S, M>(w: Workload<S, M>, rec: Recording, cases: It
       const r = await withTimeout(w.verify({ fs, dir: rec.dir }, history), o.timeoutMs ?? 10_000, 'verify');
       if (r.leaks > 0) figures.add('crash states with leftover files (leaks)');
       if (r.checked) figures.add('crash states checked by Disk.check');
+      for (const note of r.notes ?? []) figures.add(`crash states where recovery ${note}`);
     } catch (err) {
       const message = err instanceof Violation ? err.message : `unexpected ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
       figures.fail(
         `${w.name}: crash after ${describePolicy(c.policy)} at point ${c.point}/${rec.end} (last op ${rec.fs.describeOp(c.point - 1)}; pending ${info.pending}, kept ${info.kept}, dropped ${info.dropped}, torn ${info.torn}); ${history.acked} steps acknowledged${history.inFlight ? `, "${history.inFlight}" in flight` : ''}`,
         message,
       );
+    }
+  }
+}
+
+/**
+ * Crashes during recovery: for each case, the state after the crash is opened again
+ * on a recording file system (resuming a merge, truncating torn tails, removing
+ * leftovers), and that recovery is itself cut at every one of its operations, with
+ * pending operations all kept and all dropped. The state after the second crash
+ * must satisfy the same history. Cases whose recovery writes nothing are skipped.
+ */
+export async function exploreRecoveryCrashes<S, M>(w: Workload<S, M>, rec: Recording, cases: Iterable<CrashCase>, figures: Figures): Promise<void> {
+  for (const c of cases) {
+    const { fs: first } = rec.fs.crashState(c.point, c.policy);
+    const history = historyAt(w, rec, c.point);
+    let recoveryOps: number;
+    try {
+      const sys = await w.reopen({ fs: first, dir: rec.dir });
+      recoveryOps = first.length;
+      await w.release(sys);
+    } catch {
+      continue; // a state that does not open is reported by explore()
+    }
+    if (recoveryOps === 0) continue;
+    figures.add('recoveries (open and close) that write, crashed at each operation');
+    for (let q = 0; q < recoveryOps; q++) {
+      for (const policy of [{ kind: 'keep-all' }, { kind: 'drop-all' }] as const) {
+        const { fs } = first.crashState(q, policy);
+        figures.add('crash states explored (during recovery)');
+        figures.add('crash states explored');
+        try {
+          await withTimeout(w.verify({ fs, dir: rec.dir }, history), 10_000, 'verify');
+        } catch (err) {
+          const message = err instanceof Violation ? err.message : `unexpected ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
+          figures.fail(
+            `${w.name}: crash after ${describePolicy(c.policy)} at point ${c.point}/${rec.end} (last op ${rec.fs.describeOp(c.point - 1)}), then during recovery after ${describePolicy(policy)} at ${q}/${recoveryOps} (last op ${first.describeOp(q - 1)})`,
+            message,
+          );
+        }
+      }
     }
   }
 }

@@ -50,6 +50,8 @@ export interface VerifyResult {
   readonly leaks: number;
   /** True when the library's own consistency check ran (see check-adapter.ts). */
   readonly checked: boolean;
+  /** What recovery had to do, for the figures ("resumed an interrupted merge"). */
+  readonly notes?: readonly string[];
 }
 
 export interface Workload<Sys, Model> {
