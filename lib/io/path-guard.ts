@@ -47,6 +47,19 @@ function isInside(parent: string, child: string): boolean {
 }
 
 /**
+ * The one refusal for a symlink that does not lead to an acceptable file, whether
+ * its target exists (outside) or not (dangling): two different answers would tell
+ * whoever wrote the metadata whether a host path exists.
+ */
+function symlinkRefusal(what: string, reference: string, dir: string, lexical: string): DeltaDiskError {
+  return new DeltaDiskError(
+    'UNSAFE_PATH',
+    `${what} ${JSON.stringify(reference)} is a symbolic link that does not lead to a file inside ${dir}; pass its target explicitly to trust it`,
+    { path: lexical },
+  );
+}
+
+/**
  * Resolves a file reference found in metadata stored in `dir`.
  *
  * @param allowPaths files or directories the user named explicitly; a reference
@@ -87,21 +100,13 @@ export async function resolveReference(
     // A dangling symlink gets the same answer as one leading outside: whether its
     // target exists must not be observable.
     const link = await fs.lstat(lexical).catch(() => undefined);
-    if (link?.isSymbolicLink) {
-      throw new DeltaDiskError('UNSAFE_PATH', `${what} ${JSON.stringify(reference)} is a symbolic link that cannot be followed safely`, {
-        path: lexical,
-      });
-    }
+    if (link?.isSymbolicLink) throw symlinkRefusal(what, reference, dir, lexical);
     throw fromSystemError(err, lexical, `${what} cannot be opened`);
   }
   const realDir = await fs.realpath(dir).catch(() => dir);
   const realAllowed = await Promise.all(allowed.map((a) => fs.realpath(a).catch(() => a)));
   if (!isInside(realDir, real) && !realAllowed.some((a) => isInside(a, real))) {
-    throw new DeltaDiskError(
-      'UNSAFE_PATH',
-      `${what} ${JSON.stringify(reference)} leads outside ${dir} through a symbolic link`,
-      { path: lexical },
-    );
+    throw symlinkRefusal(what, reference, dir, lexical);
   }
   const st = await fs.stat(real).catch((err: unknown) => {
     throw fromSystemError(err, real, `${what} cannot be opened`);
