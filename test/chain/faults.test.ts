@@ -1,13 +1,13 @@
 /**
  * I/O error injection into the chain (issue 4): every workload runs with EIO or
  * ENOSPC injected at its Nth file-system call, for every N, in transient and
- * persistent modes: transient EIO on real files (FaultFS over the node file
- * system), the other modes on the power-loss file system (so a crash right after
- * the failure is checked too).
+ * persistent modes, plus EIO on every fsync, on the power-loss file system (so a
+ * crash right after each failure is checked too), and transient EIO on real files
+ * (FaultFS over the node file system) as a witness.
  * See test/harness/fault-sweep.ts for what must hold.
  *
- * Size: every call of every workload (exhaustive); DELTADISK_FAULT_STRIDE > 1 thins
- * the sweep for a quick local run.
+ * Size: every call of every workload (exhaustive) in memory, every fifth on real
+ * files; DELTADISK_FAULT_STRIDE and DELTADISK_FAULT_REAL_STRIDE change the step.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,6 +22,7 @@ import { Figures, formatFailures } from '../harness/figures.js';
 import { sizeFromEnv } from '../harness/rng.js';
 
 const STRIDE = sizeFromEnv('DELTADISK_FAULT_STRIDE', 1);
+const REAL_STRIDE = sizeFromEnv('DELTADISK_FAULT_REAL_STRIDE', 5);
 const figures = new Figures('chain I/O faults (FaultFS)');
 afterAll(() => figures.publish());
 
@@ -48,20 +49,22 @@ describe('chain under injected I/O errors', () => {
       const before = figures.failures.length;
       await trackUnhandledRejections(
         async () => {
-          const any = await countCalls(w, realFiles, 'any');
+          const any = await countCalls(w, crashFiles, 'any');
           const syncs = await countCalls(w, crashFiles, ['datasync', 'syncDir']);
-          // Real files for the transient EIO sweep; the power-loss file system (which
-          // also checks a crash right after each failure) for the other modes.
           figures.add('calls made by the workloads', any);
-          const sweeps: [() => Promise<FaultEnv>, (at: number) => FaultRule, number][] = [
-            [realFiles, (at) => ({ at, ops: 'any', errno: 'EIO', persistent: false }), any],
-            [crashFiles, (at) => ({ at, ops: 'any', errno: 'ENOSPC', persistent: true }), any],
-            [crashFiles, (at) => ({ at, ops: 'any', errno: 'EIO', persistent: true }), any],
-            [crashFiles, (at) => ({ at, ops: 'any', errno: 'ENOSPC', persistent: false }), any],
-            [crashFiles, (at) => ({ at, ops: ['datasync', 'syncDir'], errno: 'EIO', persistent: false }), syncs],
+          // Every call in every mode on the power-loss file system (which also checks a
+          // crash right after each failure); real files witness the same for a fifth
+          // of the calls (DELTADISK_FAULT_REAL_STRIDE, default 5).
+          const sweeps: [() => Promise<FaultEnv>, (at: number) => FaultRule, number, number][] = [
+            [crashFiles, (at) => ({ at, ops: 'any', errno: 'EIO', persistent: false }), any, STRIDE],
+            [crashFiles, (at) => ({ at, ops: 'any', errno: 'ENOSPC', persistent: true }), any, STRIDE],
+            [crashFiles, (at) => ({ at, ops: 'any', errno: 'EIO', persistent: true }), any, STRIDE],
+            [crashFiles, (at) => ({ at, ops: 'any', errno: 'ENOSPC', persistent: false }), any, STRIDE],
+            [crashFiles, (at) => ({ at, ops: ['datasync', 'syncDir'], errno: 'EIO', persistent: false }), syncs, STRIDE],
+            [realFiles, (at) => ({ at, ops: 'any', errno: 'EIO', persistent: false }), any, REAL_STRIDE],
           ];
-          for (const [env, rule, total] of sweeps) {
-            for (let at = 1; at <= total; at += STRIDE) await runWithFault(w, env, rule(at), figures);
+          for (const [env, rule, total, stride] of sweeps) {
+            for (let at = 1; at <= total; at += stride) await runWithFault(w, env, rule(at), figures);
           }
         },
         (reason) => figures.fail(`${w.name}: unhandled rejection`, String(reason)),

@@ -10,7 +10,7 @@
  * in-memory state lost or half-written across files, not missing fsyncs; those are
  * the CrashFS tests' job.
  *
- * Size: DELTADISK_SIGKILL_RUNS kills of each kind (default 25).
+ * Size: DELTADISK_SIGKILL_RUNS kills of each kind (default 15).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -25,7 +25,7 @@ import { Figures, formatFailures } from '../harness/figures.js';
 import { Rng, seedFromEnv, sizeFromEnv } from '../harness/rng.js';
 import { historyOf, Violation } from '../harness/workload.js';
 
-const RUNS = sizeFromEnv('DELTADISK_SIGKILL_RUNS', 25);
+const RUNS = sizeFromEnv('DELTADISK_SIGKILL_RUNS', 15);
 const STEPS = 60;
 const SEED = seedFromEnv();
 const figures = new Figures('chain SIGKILL runs');
