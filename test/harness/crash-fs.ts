@@ -26,7 +26,7 @@
  */
 import path from 'node:path';
 import type { FileHandle, FileStat, FileSystem, OpenMode } from '../../lib/io/file-system.js';
-import { truncateTo, writeAt } from '../../lib/io/memory-file-system.js';
+import { errno, truncateTo, writeAt } from '../../lib/io/memory-file-system.js';
 import { Rng } from './rng.js';
 
 interface Inode {
@@ -74,14 +74,6 @@ export function describePolicy(p: CrashPolicy): string {
     default:
       return p.kind;
   }
-}
-
-function errno(code: string, syscall: string, p: string): NodeJS.ErrnoException {
-  const e = new Error(`${code}: ${syscall} '${p}'`) as NodeJS.ErrnoException;
-  e.code = code;
-  e.syscall = syscall;
-  e.path = p;
-  return e;
 }
 
 /** The files and directories of one moment: inodes plus directory listings. */
