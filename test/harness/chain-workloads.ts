@@ -226,3 +226,19 @@ export function randomChainWorkload(seed: number, count = 12): ChainWorkload {
     steps: randomChainSteps(rng, { virtualSize: SIZE, blockSize: BS, count }),
   });
 }
+
+/**
+ * Enough single-block writes (4,200 rows, overwriting 16 blocks again and again)
+ * that a flush indexes the tail with a map segment and a new header mid-run, the
+ * path small workloads never reach. Too long to enumerate: explore its end.
+ */
+export function manySmallWritesWorkload(): ChainWorkload {
+  const rng = new Rng(4200);
+  const writes: ChainStep[] = [];
+  for (let i = 0; i < 4200; i++) writes.push(steps.write((i % 16) * BS, rng.bytes(BS), ` #${i}`));
+  return chainWorkload({
+    name: 'many small writes (a map segment mid-run)',
+    setup: [steps.write(0, content(33, 4))],
+    steps: [...writes, steps.flush(), steps.write(3 * BS, content(34, 1)), steps.snapshot('after'), steps.write(5 * BS, content(35, 1)), steps.flush()],
+  });
+}

@@ -53,11 +53,20 @@ export async function recordWorkload<S, M>(w: Workload<S, M>, o: RecordOptions =
   return { fs, dir, marks, end, live };
 }
 
-/** The history a crash right after `point` recorded operations leaves. */
-export function historyAt<S, M>(w: Workload<S, M>, rec: Recording, point: number): History<M> {
+function ackedAt(rec: Recording, point: number): { acked: number; inFlight: boolean } {
   let acked = 0;
   while (acked < rec.marks.length && rec.marks[acked]!.end <= point) acked++;
-  const inFlight = acked < rec.marks.length && rec.marks[acked]!.start < point;
+  return { acked, inFlight: acked < rec.marks.length && rec.marks[acked]!.start < point };
+}
+
+function historyKey(rec: Recording, point: number): string {
+  const { acked, inFlight } = ackedAt(rec, point);
+  return `${acked}/${inFlight}`;
+}
+
+/** The history a crash right after `point` recorded operations leaves. */
+export function historyAt<S, M>(w: Workload<S, M>, rec: Recording, point: number): History<M> {
+  const { acked, inFlight } = ackedAt(rec, point);
   return historyOf(w, acked, inFlight);
 }
 
@@ -98,9 +107,16 @@ export interface ExploreOptions {
 
 /** Checks every case; violations go to `figures`, never thrown. */
 export async function explore<S, M>(w: Workload<S, M>, rec: Recording, cases: Iterable<CrashCase>, figures: Figures, o: ExploreOptions): Promise<void> {
+  // Checkers only read the models, so states with the same history share them.
+  const histories = new Map<string, History<M>>();
   for (const c of cases) {
     const { fs, info } = rec.fs.crashState(c.point, c.policy);
-    const history = historyAt(w, rec, c.point);
+    const probe = historyKey(rec, c.point);
+    let history = histories.get(probe);
+    if (history === undefined) {
+      history = historyAt(w, rec, c.point);
+      histories.set(probe, history);
+    }
     figures.add(`crash states explored (${o.kind})`);
     figures.add('crash states explored');
     figures.add('pending operations torn', info.torn);
