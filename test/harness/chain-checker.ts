@@ -9,7 +9,8 @@
  *  3. the library's check (when it exists) says clean or leaks-only, and clean after
  *     a repair;
  *  4. opening again changes nothing (recovery is idempotent), consolidating changes
- *     no content, and the disk takes and keeps new writes.
+ *     no content, running the interrupted operation again finishes it, and the disk
+ *     takes and keeps new writes.
  */
 import path from 'node:path';
 import { Disk } from '../../lib/chain/disk.js';
@@ -130,6 +131,12 @@ export async function verifyChain(env: WorkloadEnv, file: string, history: Histo
     const third = await observe(disk);
     const moved = sameObserved(first, third);
     if (moved !== undefined) throw new Violation(`consolidate after recovery changed content: ${moved}`);
+    let base = third;
+    if (history.inFlightStep !== undefined && history.inFlight !== 'reopen') {
+      await rerun(disk, p, history);
+      notes.push('ran the interrupted operation again');
+      base = await observe(disk);
+    }
     if (o.probeWrite ?? true) {
       const bs = disk.blockSize;
       const probe = new Uint8Array(Math.min(bs, disk.virtualSize)).fill(0xa5);
@@ -138,9 +145,9 @@ export async function verifyChain(env: WorkloadEnv, file: string, history: Histo
       await disk.close();
       disk = await openOrViolate(p, options, 'open after a probe write');
       const after = await observe(disk);
-      const expected = Uint8Array.from(first.current);
+      const expected = Uint8Array.from(base.current);
       expected.set(probe, 0);
-      if (sameObserved({ current: expected, snapshots: first.snapshots }, after) !== undefined) {
+      if (sameObserved({ current: expected, snapshots: base.snapshots }, after) !== undefined) {
         throw new Violation('a write acknowledged after recovery did not survive a reopen, or disturbed other data');
       }
     }
@@ -148,6 +155,27 @@ export async function verifyChain(env: WorkloadEnv, file: string, history: Histo
     await disk.close();
   }
   return { leaks, checked, notes };
+}
+
+/**
+ * Runs the interrupted step again on the recovered disk: it must finish (or say it
+ * already had: SNAPSHOT_EXISTS, SNAPSHOT_NOT_FOUND), leave the snapshots the
+ * completed step leaves, and leave nothing to consolidate that the step would have.
+ */
+async function rerun(disk: Disk, p: string, history: History<ChainModel>): Promise<void> {
+  const step = history.inFlightStep!;
+  const sys: ChainSys = { disk, path: p, options: {} };
+  try {
+    await step.run(sys as never);
+  } catch (err) {
+    if (!isDeltaDiskError(err, 'SNAPSHOT_EXISTS') && !isDeltaDiskError(err, 'SNAPSHOT_NOT_FOUND')) {
+      throw new Violation(`running the interrupted "${step.label}" again failed: ${describeError(err)}`);
+    }
+  }
+  const want = [...history.candidates.at(-1)!.expectation().snapshots.keys()].sort().join(', ');
+  const got = disk.snapshots().map((s) => s.name).sort().join(', ');
+  if (want !== got) throw new Violation(`after running "${step.label}" again the snapshots are [${got}], expected [${want}]`);
+  await disk.flush();
 }
 
 /** I/O failures must surface as these codes. */

@@ -101,7 +101,8 @@ export async function runWithFault<S, M>(w: Workload<S, M>, makeEnv: () => Promi
       await withTimeout(w.verify({ fs: crashed, dir: env.dir }, history), 20_000, 'verify after the failure and a power cut');
       figures.add('fault states also checked after a power cut');
     }
-    await withTimeout(w.verify({ fs: env.fs, dir: env.dir }, history), 20_000, 'verify after the failure');
+    const v = await withTimeout(w.verify({ fs: env.fs, dir: env.dir }, history), 20_000, 'verify after the failure');
+    for (const note of v.notes ?? []) figures.add(`faults after which recovery ${note}`);
   } catch (err) {
     const message = err instanceof Violation ? err.message : `unexpected ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
     figures.fail(where, message);

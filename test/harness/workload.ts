@@ -43,6 +43,8 @@ export interface History<Model> {
    * flight) its intermediate state and its completed state.
    */
   readonly candidates: readonly Model[];
+  /** The step that was in flight, for checkers that run it again ("rerunning finishes the job"). */
+  readonly inFlightStep?: Step<unknown, Model> | undefined;
 }
 
 export interface VerifyResult {
@@ -99,7 +101,7 @@ export function historyOf<Sys, Model>(w: Workload<Sys, Model>, acked: number, in
     }
     candidates.push(replay(acked + 1));
   }
-  return { acked, inFlight: step?.label, candidates };
+  return { acked, inFlight: step?.label, candidates, inFlightStep: step as Step<unknown, Model> | undefined };
 }
 
 /** Rejects with a Violation if `p` does not settle within `ms` (a hang). */
