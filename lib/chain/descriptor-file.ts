@@ -67,7 +67,8 @@ async function readBounded(fs: FileSystem, p: string, max: number, what: string)
     if (bytes.length > max) throw new DeltaDiskError('LIMIT_EXCEEDED', `${what} ${p} exceeds ${max} bytes`, { path: p });
     return bytes.toString('utf8');
   } finally {
-    await handle.close();
+    // Read-only: a failing close loses nothing, and what was read stands.
+    await handle.close().catch(() => undefined);
   }
 }
 
