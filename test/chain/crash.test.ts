@@ -6,19 +6,21 @@
  * tear per pending operation, 512 B or 4 KiB sectors). Every recovery that writes
  * (resuming a merge, cutting a torn tail, removing leftovers, indexing the tail on
  * close) after an all-kept or all-dropped crash is crashed in turn at each of its
- * operations.
+ * operations, and (every fourth such point, DELTADISK_RECOVERY_FAULT_STRIDE) fails
+ * with EIO at each of its calls.
  *
  * Size: DELTADISK_CRASH_STATES random states per workload (default 200; tens of
  * thousands for a long run). DELTADISK_SEED replays a run (the seed is printed).
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { chainWorkloads, manySmallWritesWorkload, randomChainWorkload } from '../harness/chain-workloads.js';
-import { exhaustiveCases, explore, exploreRecoveryCrashes, randomCases, recordWorkload } from '../harness/crash-explorer.js';
+import { exhaustiveCases, explore, exploreRecoveryCrashes, exploreRecoveryFaults, randomCases, recordWorkload } from '../harness/crash-explorer.js';
 import { Figures, formatFailures } from '../harness/figures.js';
 import { Rng, seedFromEnv, sizeFromEnv } from '../harness/rng.js';
 
 const RANDOM_STATES = sizeFromEnv('DELTADISK_CRASH_STATES', 200);
 const SEED = seedFromEnv();
+const RECOVERY_FAULT_STRIDE = sizeFromEnv('DELTADISK_RECOVERY_FAULT_STRIDE', 4);
 const figures = new Figures('chain power loss (CrashFS)');
 
 afterAll(() => {
@@ -40,6 +42,7 @@ describe('chain under simulated power loss', () => {
       const before = figures.failures.length;
       await explore(w, rec, exhaustiveCases(rec), figures, { kind: 'exhaustive' });
       await exploreRecoveryCrashes(w, rec, [...exhaustiveCases(rec)].filter((c) => c.policy.kind !== 'prefix'), figures);
+      await exploreRecoveryFaults(w, rec, [...exhaustiveCases(rec)].filter((c) => c.policy.kind === 'keep-all'), figures, RECOVERY_FAULT_STRIDE);
       await explore(w, rec, randomCases(rec, new Rng(SEED ^ hash(w.name)), RANDOM_STATES), figures, { kind: 'random' });
       const mine = figures.failures.slice(before);
       expect(mine, formatFailures(mine)).toEqual([]);

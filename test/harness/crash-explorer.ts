@@ -7,7 +7,9 @@
  * Works for any Workload: the chain's today, the repository's when it lands.
  */
 import type { FileSystem } from '../../lib/io/file-system.js';
+import { DeltaDiskError } from '../../lib/errors.js';
 import { CrashFS, describePolicy, type CrashPolicy } from './crash-fs.js';
+import { FaultFS } from './fault-fs.js';
 import type { Figures } from './figures.js';
 import { Rng } from './rng.js';
 import { historyOf, Violation, withTimeout, type History, type Workload } from './workload.js';
@@ -170,6 +172,51 @@ export async function exploreRecoveryCrashes<S, M>(w: Workload<S, M>, rec: Recor
             message,
           );
         }
+      }
+    }
+  }
+}
+
+/**
+ * I/O errors during recovery: for each case (every `stride`-th) whose recovery (open and close) writes,
+ * the recovery is run again with EIO at each of its calls in turn. It must end in
+ * a typed error (or succeed), and afterwards, with the fault gone, and also after a
+ * power cut that drops whatever the failed recovery left pending, the state must
+ * satisfy the same history.
+ */
+export async function exploreRecoveryFaults<S, M>(w: Workload<S, M>, rec: Recording, cases: Iterable<CrashCase>, figures: Figures, stride = 1): Promise<void> {
+  let n = 0;
+  for (const c of cases) {
+    if (n++ % stride !== 0) continue;
+    const history = historyAt(w, rec, c.point);
+    const probe = rec.fs.crashState(c.point, c.policy).fs;
+    const counter = new FaultFS(probe);
+    try {
+      await w.release(await w.reopen({ fs: counter, dir: rec.dir }));
+    } catch {
+      continue; // a state that does not open is reported by explore()
+    }
+    if (probe.length === 0) continue;
+    figures.add('recoveries (open and close) that write, failed at each call');
+    for (let at = 1; at <= counter.calls; at++) {
+      const { fs } = rec.fs.crashState(c.point, c.policy);
+      const ffs = new FaultFS(fs);
+      ffs.arm({ at, ops: 'any', errno: 'EIO', persistent: false });
+      const where = `${w.name}: crash after ${describePolicy(c.policy)} at point ${c.point}/${rec.end}, then EIO at call ${at} of ${counter.calls} of the recovery`;
+      figures.add('fault points injected (during recovery)');
+      try {
+        try {
+          await w.release(await withTimeout(w.reopen({ fs: ffs, dir: rec.dir }), 5000, 'recovery'));
+        } catch (err) {
+          if (err instanceof Violation) throw err;
+          if (!(err instanceof DeltaDiskError)) throw new Violation(`recovery failed untyped: ${err instanceof Error ? err.message : String(err)}`);
+        }
+        ffs.disarm();
+        const { fs: cut } = fs.crashState(fs.length, { kind: 'drop-all' });
+        await withTimeout(w.verify({ fs: cut, dir: rec.dir }, history), 10_000, 'verify after a failed recovery and a power cut');
+        await withTimeout(w.verify({ fs, dir: rec.dir }, history), 10_000, 'verify after a failed recovery');
+      } catch (err) {
+        figures.fail(where, err instanceof Violation ? err.message : `unexpected ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       }
     }
   }
