@@ -202,6 +202,12 @@ export function chainWorkloads(): ChainWorkload[] {
       steps: [steps.write(2 * BS + 7, content(29, 1), ' partial over the base'), steps.snapshot('a'), steps.zero(4 * BS, 2 * BS), steps.flush()],
     }),
     chainWorkload({
+      // Closing indexes the tail (segment, header); opening recovers.
+      name: 'close and reopen',
+      setup: [steps.write(0, content(36, 2)), steps.snapshot('a')],
+      steps: [steps.write(2 * BS, content(37, 3)), steps.reopen(), steps.write(3 * BS + 5, content(38, 1), ' partial'), steps.reopen()],
+    }),
+    chainWorkload({
       name: 'two deletes and a consolidation',
       setup: [
         steps.write(0, content(30, 2)),
