@@ -24,7 +24,6 @@ const RECOVERY_FAULT_STRIDE = sizeFromEnv('DELTADISK_RECOVERY_FAULT_STRIDE', 4);
 const figures = new Figures('chain power loss (CrashFS)');
 
 afterAll(() => {
-  figures.add('seed', 0);
   console.log(`[deltadisk] crash test seed ${SEED} (replay with DELTADISK_SEED=${SEED})`);
   figures.publish();
 });

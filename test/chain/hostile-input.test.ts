@@ -21,22 +21,17 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  descriptorMutations,
   headerBitFlips,
   headerFieldMutations,
   indexedDataFlips,
-  mergeFixture,
-  opStateMutations,
   randomMetadataFlips,
   recordMutations,
-  richFixture,
-  runVariant,
   segmentMutations,
   truncations,
-  type ChainFixture,
-  type Variant,
   type VariantOptions,
-} from '../harness/chain-hostile.js';
+} from '../harness/chain-delta-mutations.js';
+import { mergeFixture, richFixture, runVariant, type ChainFixture, type Variant } from '../harness/chain-hostile.js';
+import { descriptorMutations, opStateMutations } from '../harness/chain-metadata-mutations.js';
 import { Figures, formatFailures } from '../harness/figures.js';
 import { AllocationWatch } from '../harness/hostile.js';
 import { Rng, seedFromEnv, sizeFromEnv } from '../harness/rng.js';

@@ -16,7 +16,8 @@
  * Found by test/chain/hostile-input.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { indexedDataFlips, richFixture, runVariant, segmentMutations, type Variant } from '../harness/chain-hostile.js';
+import { indexedDataFlips, segmentMutations } from '../harness/chain-delta-mutations.js';
+import { richFixture, runVariant, type Variant } from '../harness/chain-hostile.js';
 import { Rng } from '../harness/rng.js';
 
 describe('regression: damaged block data must not be served', () => {

@@ -8,8 +8,8 @@
  * silently rolling the layer back. Found by test/chain/hostile-input.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import type { Variant } from '../harness/chain-hostile.js';
-import { headerFieldMutations, richFixture, runVariant } from '../harness/chain-hostile.js';
+import { headerFieldMutations } from '../harness/chain-delta-mutations.js';
+import { richFixture, runVariant, type Variant } from '../harness/chain-hostile.js';
 
 describe('regression: a header whose next sequence number does not follow its segments', () => {
   it('is refused, not read as a layer without its tail', async () => {

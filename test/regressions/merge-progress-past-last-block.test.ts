@@ -8,7 +8,8 @@
  * was copied).
  */
 import { describe, expect, it } from 'vitest';
-import { mergeFixture, opStateMutations, runVariant } from '../harness/chain-hostile.js';
+import { mergeFixture, runVariant } from '../harness/chain-hostile.js';
+import { opStateMutations } from '../harness/chain-metadata-mutations.js';
 
 describe('regression: a merge state record whose progress mark lies past the last block', () => {
   it('is refused instead of skipping the copy', async () => {
