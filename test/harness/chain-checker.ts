@@ -88,85 +88,88 @@ export async function verifyChain(env: WorkloadEnv, file: string, history: Histo
   } finally {
     await ro.close();
   }
-
   const notes: string[] = [];
   if (await env.fs.stat(`${p}.op`).then(() => true, () => false)) notes.push('resumed an interrupted merge');
 
-  // 2. Writable open: recovery.
+  // 2 and 3. Writable open (recovery), then the library's own check.
   let disk = await openOrViolate(p, options, 'writable open');
   let first: Observed;
-  let leaks = 0;
-  let checked = false;
+  let leaks: number;
+  let checked: boolean;
   try {
     first = await observe(disk);
-    const matched = matchAny(first, exps, 'after recovery', history);
+    matchAny(first, exps, 'after recovery', history);
     leaks = (await strayFiles(env, disk)).length;
-    // 3. The library's own check.
-    const c = await runCheck(disk);
-    if (c.verdict !== 'unavailable') {
-      checked = true;
-      if (c.verdict === 'corrupt') throw new Violation(`check reports corruption after recovery: ${JSON.stringify(c.raw)}`);
-      if (c.verdict === 'leaks') {
-        const repaired = await runCheck(disk, true);
-        const after = await runCheck(disk);
-        if (after.verdict !== 'clean') throw new Violation(`check --repair left ${after.verdict}: ${JSON.stringify(repaired.raw)}`);
-      }
-    }
-    void matched;
+    checked = await libraryCheck(disk);
   } finally {
     await disk.close();
   }
 
-  // 4. Idempotent recovery, content-neutral consolidation, and a usable disk.
+  // 4. Idempotent recovery, content-neutral consolidation, a rerun that finishes,
+  // and a disk that takes new writes.
   disk = await openOrViolate(p, options, 'second writable open');
   try {
-    const second = await observe(disk);
-    const changed = sameObserved(first, second);
+    const changed = sameObserved(first, await observe(disk));
     if (changed !== undefined) throw new Violation(`opening again changed the disk: ${changed}`);
     try {
       await disk.consolidate();
     } catch (err) {
       throw new Violation(`consolidate after recovery failed: ${describeError(err)}`);
     }
-    const third = await observe(disk);
-    const moved = sameObserved(first, third);
+    let base = await observe(disk);
+    const moved = sameObserved(first, base);
     if (moved !== undefined) throw new Violation(`consolidate after recovery changed content: ${moved}`);
-    let base = third;
     if (history.inFlightStep !== undefined && history.inFlight !== 'reopen') {
       await rerun(disk, p, history);
       notes.push('ran the interrupted operation again');
       base = await observe(disk);
     }
-    if (o.probeWrite ?? true) {
-      const bs = disk.blockSize;
-      const probe = new Uint8Array(Math.min(bs, disk.virtualSize)).fill(0xa5);
-      await disk.write(0, probe);
-      await disk.flush();
-      await disk.close();
-      disk = await openOrViolate(p, options, 'open after a probe write');
-      const after = await observe(disk);
-      const expected = Uint8Array.from(base.current);
-      expected.set(probe, 0);
-      if (sameObserved({ current: expected, snapshots: base.snapshots }, after) !== undefined) {
-        throw new Violation('a write acknowledged after recovery did not survive a reopen, or disturbed other data');
-      }
-    }
+    if (o.probeWrite ?? true) disk = await probeWrite(disk, p, options, base);
   } finally {
     await disk.close();
   }
   return { leaks, checked, notes };
 }
 
+/** Runs Disk.check when the library has it: clean or leaks-only, and clean after a repair. */
+async function libraryCheck(disk: Disk): Promise<boolean> {
+  const c = await runCheck(disk);
+  if (c.verdict === 'unavailable') return false;
+  if (c.verdict === 'corrupt') throw new Violation(`check reports corruption after recovery: ${JSON.stringify(c.raw)}`);
+  if (c.verdict === 'leaks') {
+    const repaired = await runCheck(disk, true);
+    const after = await runCheck(disk);
+    if (after.verdict !== 'clean') throw new Violation(`check --repair left ${after.verdict}: ${JSON.stringify(repaired.raw)}`);
+  }
+  return true;
+}
+
+/** Writes and flushes a block, reopens, and checks it is there and nothing else moved; returns the reopened disk. */
+async function probeWrite(disk: Disk, p: string, options: { fs: WorkloadEnv['fs']; lock: boolean }, base: Observed): Promise<Disk> {
+  const probe = new Uint8Array(Math.min(disk.blockSize, disk.virtualSize)).fill(0xa5);
+  await disk.write(0, probe);
+  await disk.flush();
+  await disk.close();
+  const again = await openOrViolate(p, options, 'open after a probe write');
+  const expected = Uint8Array.from(base.current);
+  expected.set(probe, 0);
+  if (sameObserved({ current: expected, snapshots: base.snapshots }, await observe(again)) !== undefined) {
+    await again.close();
+    throw new Violation('a write acknowledged after recovery did not survive a reopen, or disturbed other data');
+  }
+  return again;
+}
+
 /**
  * Runs the interrupted step again on the recovered disk: it must finish (or say it
- * already had: SNAPSHOT_EXISTS, SNAPSHOT_NOT_FOUND), leave the snapshots the
- * completed step leaves, and leave nothing to consolidate that the step would have.
+ * already had: SNAPSHOT_EXISTS, SNAPSHOT_NOT_FOUND) and leave the snapshots the
+ * completed step leaves.
  */
 async function rerun(disk: Disk, p: string, history: History<ChainModel>): Promise<void> {
   const step = history.inFlightStep!;
   const sys: ChainSys = { disk, path: p, options: {} };
   try {
-    await step.run(sys as never);
+    await step.run(sys);
   } catch (err) {
     if (!isDeltaDiskError(err, 'SNAPSHOT_EXISTS') && !isDeltaDiskError(err, 'SNAPSHOT_NOT_FOUND')) {
       throw new Violation(`running the interrupted "${step.label}" again failed: ${describeError(err)}`);
