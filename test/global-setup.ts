@@ -1,13 +1,24 @@
 /**
  * Builds dist/ once before the suite: CLI tests run the built CLI as a real process.
+ * Also gives the crash/fault harness a directory for its figures and prints their
+ * totals when the run ends (test/harness/figures.ts).
  */
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { printTotals } from './harness/figures.js';
 
-export default function setup(): void {
+export default function setup(): () => void {
   const root = path.resolve(import.meta.dirname, '..');
   execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
     cwd: root,
     stdio: 'inherit',
   });
+  const figures = fs.mkdtempSync(path.join(os.tmpdir(), 'deltadisk-figures-'));
+  process.env.DELTADISK_FIGURES_DIR = figures;
+  return () => {
+    printTotals(figures);
+    fs.rmSync(figures, { recursive: true, force: true });
+  };
 }

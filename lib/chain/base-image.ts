@@ -133,6 +133,6 @@ export async function openRawBase(
     return { base: new RawBase(handle, st.size), fingerprint };
   } catch (err) {
     await handle.close().catch(() => undefined);
-    throw err;
+    throw fromSystemError(err, file, 'reading base image failed');
   }
 }

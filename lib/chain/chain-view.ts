@@ -88,7 +88,9 @@ export class ChainView {
     this.layers.push(layer);
     const slot = this.layers.length;
     const table = layer.records;
-    const needsIndex = this.hashes !== undefined || layerHasRefs(layer);
+    // Once an on-demand index exists, every later layer must join it: a reference
+    // further up may point at content stored in a layer that holds no references.
+    const needsIndex = this.hashes !== undefined || this.#transient !== undefined || layerHasRefs(layer);
     let index = this.hashes;
     if (needsIndex && index === undefined) index = this.#transientIndex();
     if (index !== undefined) {

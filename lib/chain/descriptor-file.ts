@@ -62,11 +62,13 @@ async function readBounded(fs: FileSystem, p: string, max: number, what: string)
     throw fromSystemError(err, p, `reading ${what} failed`);
   });
   try {
-    const bytes = await readUpTo(handle, 0, max + 1);
+    // Sized from the file (one byte more, to see growth), never the 8 MiB cap.
+    const bytes = await readUpTo(handle, 0, Math.min(st.size, max) + 1);
     if (bytes.length > max) throw new DeltaDiskError('LIMIT_EXCEEDED', `${what} ${p} exceeds ${max} bytes`, { path: p });
     return bytes.toString('utf8');
   } finally {
-    await handle.close();
+    // Read-only: a failing close loses nothing, and what was read stands.
+    await handle.close().catch(() => undefined);
   }
 }
 

@@ -213,9 +213,12 @@ export class Disk {
     const readOnly = options.readOnly ?? false;
     const paths = new DiskPaths(descriptorPath);
     // A missing disk is NOT_FOUND for every opener, not LOCKED for all but one.
-    if (!(await fs.lstat(paths.descriptor).then(() => true, () => false))) {
-      throw new DeltaDiskError('NOT_FOUND', `no disk at ${paths.descriptor}`, { path: paths.descriptor });
-    }
+    await fs.lstat(paths.descriptor).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new DeltaDiskError('NOT_FOUND', `no disk at ${paths.descriptor}`, { path: paths.descriptor, cause: err });
+      }
+      throw fromSystemError(err, paths.descriptor, 'opening disk failed');
+    });
     const lock = !readOnly && (options.lock ?? fs === nodeFileSystem) ? await acquireWriterLock(paths.descriptor, 'open') : undefined;
     let base: BaseImage = zeroBase;
     let layers: LayerSet | undefined;

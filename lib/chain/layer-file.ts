@@ -326,6 +326,11 @@ export class LayerFile {
       expectedFirst = recordEnd;
       expectedSeq = this.#seqAfterSegment(segAt);
     }
+    // The header's next sequence number is the one after its newest segment (1 with
+    // none); anything else would make the tail scan drop valid records as torn.
+    if (h.nextSeq !== expectedSeq) {
+      this.#corrupt(`header expects record number ${h.nextSeq} next, but its newest map segment is followed by number ${expectedSeq}`);
+    }
     this.#indexedRows = this.records.count;
     await this.#scanTail(size);
   }

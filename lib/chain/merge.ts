@@ -137,6 +137,9 @@ export async function runMerge(ctx: MergeContext, initial: MergeState): Promise<
     }
     const removed = await ctx.layers.get(d, state.removed.id);
     if (removed.header.generation !== state.removed.generation) mismatch(`layer ${state.removed.id} has changed since`);
+    // Blocks below the mark are skipped as copied: a mark past the disk's last block
+    // would skip them all and drop the removed layer's data.
+    if (state.progress > Math.ceil(d.virtualSize / d.blockSize)) mismatch(`its progress mark ${state.progress} lies past the last block`);
     await writeOpState(ctx.fs, ctx.paths.opState, state);
     const view = await viewUpTo(ctx, tree, state.removed.id);
     if (state.direction === 'stream') {

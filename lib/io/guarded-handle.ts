@@ -63,8 +63,13 @@ export class GuardedHandle implements FileHandle {
     }
   }
 
-  stat(): Promise<FileStat> {
-    return this.#inner.stat();
+  /** A failed stat is an IO_ERROR but does not break the handle: nothing was written. */
+  async stat(): Promise<FileStat> {
+    try {
+      return await this.#inner.stat();
+    } catch (err) {
+      throw fromSystemError(err, this.path, 'stat failed');
+    }
   }
 
   close(): Promise<void> {

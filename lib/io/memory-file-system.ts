@@ -27,7 +27,8 @@ function isDir(n: Inode | Dir): n is Dir {
   return 'entries' in n;
 }
 
-function errno(code: string, syscall: string, p: string): NodeJS.ErrnoException {
+/** A Node-style errno error (for in-memory file systems, here and in tests). */
+export function errno(code: string, syscall: string, p: string): NodeJS.ErrnoException {
   const e = new Error(`${code}: ${syscall} '${p}'`) as NodeJS.ErrnoException;
   e.code = code;
   e.syscall = syscall;

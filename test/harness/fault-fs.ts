@@ -1,0 +1,214 @@
+/**
+ * FaultFS: wraps a FileSystem and makes the Nth call fail (after SQLite's
+ * `sqlite3_io_error_pending` / `_persist` and QEMU's blkdebug).
+ *
+ * Every call, on the file system or on a handle it opened, is counted by kind. When
+ * armed with a rule, the `at`-th call matching the rule's kinds (1-based, counted
+ * from when the rule was armed) rejects with an errno error (EIO or ENOSPC) instead
+ * of reaching the inner file system; a *persistent* rule keeps failing every
+ * matching call after it, a *transient* one fails that call only. Unarmed, it only
+ * counts, which is how a sweep learns how many calls a workload makes.
+ */
+import type { FileHandle, FileStat, FileSystem, OpenMode } from '../../lib/io/file-system.js';
+
+export const FAULT_OPS = [
+  'open',
+  'stat',
+  'lstat',
+  'readdir',
+  'mkdir',
+  'rename',
+  'unlink',
+  'rmdir',
+  'link',
+  'syncDir',
+  'realpath',
+  'read',
+  'write',
+  'datasync',
+  'truncate',
+  'fstat',
+  'close',
+] as const;
+export type FaultOp = (typeof FAULT_OPS)[number];
+
+export interface FaultRule {
+  /** 1-based index, among calls matching `ops`, of the first call to fail. */
+  readonly at: number;
+  /** The kinds of call counted and failed; 'any' counts every call. */
+  readonly ops: readonly FaultOp[] | 'any';
+  readonly errno: 'EIO' | 'ENOSPC';
+  readonly persistent: boolean;
+}
+
+export interface InjectedFault {
+  readonly op: FaultOp;
+  readonly path: string;
+  readonly errno: string;
+}
+
+export function describeRule(r: FaultRule): string {
+  return `${r.errno} ${r.persistent ? 'persistent' : 'transient'} at call ${r.at} of ${r.ops === 'any' ? 'any kind' : r.ops.join('|')}`;
+}
+
+function fault(code: string, op: FaultOp, p: string): NodeJS.ErrnoException {
+  const e = new Error(`${code}: injected fault in ${op} '${p}'`) as NodeJS.ErrnoException;
+  e.code = code;
+  e.syscall = op;
+  e.path = p;
+  return e;
+}
+
+class FaultHandle implements FileHandle {
+  readonly #fs: FaultFS;
+  readonly #inner: FileHandle;
+
+  constructor(fs: FaultFS, inner: FileHandle) {
+    this.#fs = fs;
+    this.#inner = inner;
+  }
+
+  get path(): string {
+    return this.#inner.path;
+  }
+
+  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    return this.#fs.call('read', this.path, () => this.#inner.read(buffer, offset, length, position));
+  }
+
+  readv(buffers: readonly Uint8Array[], position: number): Promise<number> {
+    return this.#fs.call('read', this.path, () => this.#inner.readv(buffers, position));
+  }
+
+  write(buffers: readonly Uint8Array[], position: number): Promise<void> {
+    return this.#fs.call('write', this.path, () => this.#inner.write(buffers, position));
+  }
+
+  datasync(): Promise<void> {
+    return this.#fs.call('datasync', this.path, () => this.#inner.datasync());
+  }
+
+  truncate(length: number): Promise<void> {
+    return this.#fs.call('truncate', this.path, () => this.#inner.truncate(length));
+  }
+
+  stat(): Promise<FileStat> {
+    return this.#fs.call('fstat', this.path, () => this.#inner.stat());
+  }
+
+  async close(): Promise<void> {
+    // A failed close still releases the descriptor (as close(2) does on Linux).
+    let err: unknown;
+    try {
+      this.#fs.check('close', this.path);
+    } catch (e) {
+      err = e;
+    }
+    await this.#inner.close();
+    if (err !== undefined) throw err;
+  }
+}
+
+export class FaultFS implements FileSystem {
+  readonly inner: FileSystem;
+  #rule: FaultRule | undefined;
+  #matched = 0;
+  #calls = 0;
+  readonly #byOp = new Map<FaultOp, number>();
+  readonly injected: InjectedFault[] = [];
+
+  constructor(inner: FileSystem) {
+    this.inner = inner;
+  }
+
+  /** Calls of any kind since construction or `resetCounts`. */
+  get calls(): number {
+    return this.#calls;
+  }
+
+  callsOf(ops: readonly FaultOp[] | 'any'): number {
+    if (ops === 'any') return this.#calls;
+    return ops.reduce((s, op) => s + (this.#byOp.get(op) ?? 0), 0);
+  }
+
+  resetCounts(): void {
+    this.#calls = 0;
+    this.#byOp.clear();
+  }
+
+  arm(rule: FaultRule): void {
+    this.#rule = rule;
+    this.#matched = 0;
+  }
+
+  disarm(): void {
+    this.#rule = undefined;
+  }
+
+  get armed(): boolean {
+    return this.#rule !== undefined;
+  }
+
+  /** Counts a call and throws the injected error if the rule says this one fails. */
+  check(op: FaultOp, p: string): void {
+    this.#calls++;
+    this.#byOp.set(op, (this.#byOp.get(op) ?? 0) + 1);
+    const r = this.#rule;
+    if (r === undefined || (r.ops !== 'any' && !r.ops.includes(op))) return;
+    this.#matched++;
+    if (this.#matched === r.at || (r.persistent && this.#matched > r.at)) {
+      this.injected.push({ op, path: p, errno: r.errno });
+      throw fault(r.errno, op, p);
+    }
+  }
+
+  async call<T>(op: FaultOp, p: string, fn: () => Promise<T>): Promise<T> {
+    this.check(op, p);
+    return fn();
+  }
+
+  async open(p: string, mode: OpenMode): Promise<FileHandle> {
+    const inner = await this.call('open', p, () => this.inner.open(p, mode));
+    return new FaultHandle(this, inner);
+  }
+
+  stat(p: string): Promise<FileStat> {
+    return this.call('stat', p, () => this.inner.stat(p));
+  }
+
+  lstat(p: string): Promise<FileStat> {
+    return this.call('lstat', p, () => this.inner.lstat(p));
+  }
+
+  readdir(p: string): Promise<string[]> {
+    return this.call('readdir', p, () => this.inner.readdir(p));
+  }
+
+  mkdir(p: string, mode?: number): Promise<void> {
+    return this.call('mkdir', p, () => this.inner.mkdir(p, mode));
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return this.call('rename', from, () => this.inner.rename(from, to));
+  }
+
+  unlink(p: string): Promise<void> {
+    return this.call('unlink', p, () => this.inner.unlink(p));
+  }
+
+  rmdir(p: string): Promise<void> {
+    return this.call('rmdir', p, () => this.inner.rmdir(p));
+  }
+
+  link(existing: string, newPath: string): Promise<void> {
+    return this.call('link', newPath, () => this.inner.link(existing, newPath));
+  }
+
+  syncDir(p: string): Promise<void> {
+    return this.call('syncDir', p, () => this.inner.syncDir(p));
+  }
+
+  realpath(p: string): Promise<string> {
+    return this.call('realpath', p, () => this.inner.realpath(p));
+  }
+}
