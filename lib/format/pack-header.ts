@@ -1,7 +1,7 @@
 /**
  * Pack files: blobs back to back, then a header listing them, then a fixed trailer.
  *
- *     blob 0 | blob 1 | … | blob n-1 | header (n × 48 bytes) | trailer (24 bytes)
+ *     blob 0 | blob 1 | … | blob n-1 | header (n × 48 bytes) | trailer (32 bytes)
  *
  * Header entry (48 bytes, in blob order; a blob's offset is the sum of the stored
  * lengths before it):
@@ -14,23 +14,25 @@
  *     42  u16 reserved (0)
  *     44  u32 reserved (0)
  *
- * Trailer (24 bytes): magic `DDPK\r\n\x1a\n`, u16 version, u16 flags (0), u32 blob
- * count, u32 CRC-32 of the header, u32 reserved (0).
+ * Trailer (32 bytes): magic `DDPK\r\n\x1a\n`, u16 version, u16 flags (0), u32 blob
+ * count, u32 CRC-32 of the header, 8 random bytes (nonce), u32 reserved (0).
  *
  * A pack is named by the SHA-256 of its header and trailer: the header names every
- * blob by the hash of its content, so the name identifies what the pack holds and a
- * reader can check both the header (against the name) and each blob (against its
- * hash). The header is at the end so a pack is written in one pass. The index
- * carries a byte-exact copy of each pack's header.
+ * blob by the hash of its content, so a reader can check both the header (against
+ * the name) and each blob (against its hash). The nonce makes every pack written a
+ * new name, even with the same blobs: prune deletes packs by name, and must never
+ * delete a pack a concurrent backup has just written again. The header is at the
+ * end so a pack is written in one pass. The index carries a byte-exact copy of each
+ * pack's header and trailer.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { DeltaDiskError } from '../errors.js';
 import { HASH_SIZE, MAX_BLOB_SIZE, MAX_PACK_BLOBS, MAX_PACK_SIZE, REPO_FORMAT_VERSION } from './repo-limits.js';
 
 export const PACK_MAGIC = Buffer.from('DDPK\r\n\x1a\n', 'latin1');
 export const PACK_ENTRY_SIZE = 48;
-export const PACK_TRAILER_SIZE = 24;
+export const PACK_TRAILER_SIZE = 32;
 
 export const BlobKind = { DATA: 1, LIST: 2 } as const;
 export type BlobKind = (typeof BlobKind)[keyof typeof BlobKind];
@@ -75,7 +77,8 @@ export function encodePackTail(blobs: readonly BlobDescription[]): Buffer {
   out.writeUInt16LE(0, t + 10);
   out.writeUInt32LE(blobs.length, t + 12);
   out.writeUInt32LE(crc32(out.subarray(0, t)), t + 16);
-  out.writeUInt32LE(0, t + 20);
+  randomBytes(8).copy(out, t + 20);
+  out.writeUInt32LE(0, t + 28);
   return out;
 }
 
@@ -89,7 +92,7 @@ function corrupt(message: string, path?: string): never {
 }
 
 /**
- * Reads the trailer (the last 24 bytes of a pack of `packSize` bytes) and returns
+ * Reads the trailer (the last 32 bytes of a pack of `packSize` bytes) and returns
  * how many header bytes precede it.
  * @throws REPO_CORRUPT, UNSUPPORTED_VERSION, LIMIT_EXCEEDED
  */
@@ -107,7 +110,7 @@ export function decodePackTrailer(trailer: Uint8Array, packSize: number, path?: 
   if (count < 1 || count > MAX_PACK_BLOBS) corrupt(`blob count ${count} is out of range`, path);
   const headerLength = count * PACK_ENTRY_SIZE;
   if (headerLength + PACK_TRAILER_SIZE > packSize) corrupt('header longer than the pack', path);
-  if (t.readUInt32LE(20) !== 0) corrupt('reserved trailer field is not zero', path);
+  if (t.readUInt32LE(28) !== 0) corrupt('reserved trailer field is not zero', path);
   return { count, headerLength, crc: t.readUInt32LE(16) };
 }
 

@@ -3,13 +3,13 @@
  *
  * A frame (framed.ts, magic `DDPP\r\n\x1a\n`) with payload
  *
- *     { id, created, condemned: [bin 32 …], waitFor: [token …], temps: [name …] }
+ *     { id, created, condemned: [bin 32 …], temps: [name …] }
  *
  * While it exists, backups never reuse a chunk stored only in a condemned pack, and
- * the prune that wrote it deletes those packs only after every lock listed in
- * `waitFor` (the locks held when the plan was published) is gone, and after checking
- * again that no backup references them. `temps` are leftover temporary files found
- * when the plan was made, deleted on the same terms.
+ * a prune deletes those packs only after every lock that was present once the plan
+ * was durable is gone (a later lock holder read the plan), and after checking again
+ * that no backup references them. `temps` are leftover temporary files found when
+ * the plan was made, deleted on the same terms.
  */
 import { decodeFramed, encodeFramed, Fields, HEX32 } from './framed.js';
 import { HASH_SIZE, MAX_PLAN_BYTES } from './repo-limits.js';
@@ -22,8 +22,6 @@ export interface PrunePlan {
   readonly created: string;
   /** Hex names of the packs to delete. */
   readonly condemned: readonly string[];
-  /** Tokens of the locks that existed when the plan was published. */
-  readonly waitFor: readonly string[];
   /** Temporary files (`<kind>/<name>`) to delete. */
   readonly temps: readonly string[];
 }
@@ -33,7 +31,6 @@ export function encodePrunePlan(p: PrunePlan): Buffer {
     id: p.id,
     created: p.created,
     condemned: p.condemned.map((n) => Buffer.from(n, 'hex')),
-    waitFor: p.waitFor,
     temps: p.temps,
   });
 }
@@ -52,7 +49,5 @@ export function decodePrunePlan(bytes: Uint8Array, path?: string): PrunePlan {
     if (!(b instanceof Uint8Array) || b.length !== HASH_SIZE) f.fail('a condemned pack name is invalid');
     return Buffer.from(b).toString('hex');
   });
-  const waitFor = f.strings('waitFor', MAX_ITEMS, 64);
-  for (const t of waitFor) if (!HEX32.test(t)) f.fail('a lock token is invalid');
-  return { id, created: f.str('created', 64), condemned, waitFor, temps: f.strings('temps', MAX_ITEMS, 1024) };
+  return { id, created: f.str('created', 64), condemned, temps: f.strings('temps', MAX_ITEMS, 1024) };
 }

@@ -8,9 +8,9 @@
  * unchanged region deduplicate from one backup to the next.
  */
 import { DeltaDiskError } from '../errors.js';
-import type { Content } from '../format/manifest.js';
+import type { Content, Manifest } from '../format/manifest.js';
 import { BlobKind } from '../format/pack-header.js';
-import { HASH_SIZE, INLINE_HASHES, LIST_BLOB_HASHES } from '../format/repo-limits.js';
+import { HASH_SIZE, INLINE_HASHES, LIST_BLOB_HASHES, ZERO_HASH } from '../format/repo-limits.js';
 import type { ChunkIndex } from './chunk-index.js';
 import { sha256, type PackWriter } from './pack-writer.js';
 import type { Repository } from './repository.js';
@@ -108,5 +108,38 @@ export async function* contentPages(repo: Repository, index: ChunkIndex, c: Cont
 export async function* contentHashes(repo: Repository, index: ChunkIndex, c: Content): AsyncGenerator<Buffer> {
   for await (const page of contentPages(repo, index, c)) {
     for (let at = 0; at < page.length; at += HASH_SIZE) yield page.subarray(at, at + HASH_SIZE);
+  }
+}
+
+/** Every content a manifest names (files, and each point in time of each disk), with a label. */
+export function* manifestContents(m: Manifest): Generator<{ readonly content: Content; readonly what: string }> {
+  for (const e of m.entries) {
+    if (e.type === 'file') yield { content: e.content, what: e.path };
+    if (e.type === 'chain') {
+      yield { content: e.chain.capture.content, what: `${e.path} (state at capture)` };
+      for (const p of e.chain.points) yield { content: p.content, what: `${e.path} (snapshot ${p.name})` };
+    }
+  }
+}
+
+/**
+ * Calls `fn` with every blob hash (chunk lists and non-zero chunks) the manifests
+ * reference, each distinct chunk list read once.
+ */
+export async function forEachReferencedBlob(repo: Repository, index: ChunkIndex, manifests: readonly Manifest[], fn: (hash: Buffer, what: string) => void): Promise<void> {
+  const seen = new Set<string>();
+  for (const m of manifests) {
+    for (const { content, what } of manifestContents(m)) {
+      const key = (content.lists ?? []).map((l) => l.toString('hex')).join('');
+      if (key !== '' && seen.has(key)) continue;
+      for (const l of content.lists ?? []) fn(l, what);
+      for await (const page of contentPages(repo, index, content)) {
+        for (let at = 0; at < page.length; at += HASH_SIZE) {
+          const h = page.subarray(at, at + HASH_SIZE);
+          if (!h.equals(ZERO_HASH)) fn(h, what);
+        }
+      }
+      if (key !== '') seen.add(key);
+    }
   }
 }

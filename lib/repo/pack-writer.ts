@@ -112,6 +112,23 @@ export class PackWriter {
   }
 
   /**
+   * Copies a stored blob as it is (no dedup check, no recompression): for prune,
+   * which rewrites the chunks still in use out of mostly unused packs.
+   */
+  async copy(hash: Buffer, stored: Buffer, rawLength: number, kind: BlobKind, compression: Compression): Promise<void> {
+    this.#assertHealthy();
+    const pack = this.#open ?? (this.#open = { id: this.#index.beginPack(), buffers: [], blobs: [], size: 0 });
+    this.#index.addPendingEntry(pack.id, hash, pack.size, stored.length, rawLength, kind, compression);
+    pack.blobs.push({ hash, storedLength: stored.length, rawLength, kind, compression });
+    if (!this.#options.dryRun) pack.buffers.push(stored.byteLength * 2 < stored.buffer.byteLength ? Buffer.from(stored) : stored);
+    pack.size += stored.length;
+    this.stats.blobs++;
+    this.stats.rawBytes += rawLength;
+    this.stats.storedBytes += stored.length;
+    if (pack.size >= this.#options.packSize || pack.blobs.length >= MAX_PACK_BLOBS) await this.#seal();
+  }
+
+  /**
    * Seals the open pack, waits until every pack is durable, then writes (durably)
    * index files naming the packs written since the last flush.
    */

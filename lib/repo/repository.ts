@@ -271,6 +271,15 @@ export class Repository {
    */
   async loadIndex(options: LoadIndexOptions = {}): Promise<ChunkIndex> {
     this.assertOpen();
+    // A prune replaces index files by writing the new ones before deleting the old:
+    // if a file we listed is gone, listing again finds its replacement.
+    for (let attempt = 0; ; attempt++) {
+      const index = await this.#loadIndexOnce(options, attempt < 4);
+      if (index !== undefined) return index;
+    }
+  }
+
+  async #loadIndexOnce(options: LoadIndexOptions, retry: boolean): Promise<ChunkIndex | undefined> {
     const plan = await this.readPlan();
     const condemned = new Set(plan?.condemned ?? []);
     const bad = new Set<string>();
@@ -282,7 +291,10 @@ export class Repository {
       try {
         packs = decodeIndexFile(await this.backend.read('index', f.name, MAX_INDEX_FILE), f.name, where);
       } catch (err) {
-        if (isDeltaDiskError(err, 'NOT_FOUND')) continue; // replaced by a prune meanwhile
+        if (isDeltaDiskError(err, 'NOT_FOUND')) {
+          if (retry) return undefined;
+          continue;
+        }
         if (options.onDamaged !== undefined && isDeltaDiskError(err)) {
           options.onDamaged(f.name, err);
           continue;
