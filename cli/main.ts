@@ -5,12 +5,21 @@
  * option, missing argument) to exit code 2.
  */
 import { Command, CommanderError, Option } from 'commander';
+import { registerBackup } from './commands/backup.js';
+import { registerCheck } from './commands/check.js';
 import { registerCreate } from './commands/create.js';
 import { registerDemo } from './commands/demo.js';
+import { registerDiff } from './commands/diff.js';
 import { registerExport } from './commands/export.js';
+import { registerForget } from './commands/forget.js';
 import { registerInfo } from './commands/info.js';
 import { registerIo } from './commands/io.js';
+import { registerPrune } from './commands/prune.js';
+import { registerRepo } from './commands/repo.js';
+import { registerRestore } from './commands/restore.js';
 import { registerSnapshot } from './commands/snapshot.js';
+import { registerSnapshots } from './commands/snapshots.js';
+import { registerStats } from './commands/stats.js';
 import { registerUnlock } from './commands/unlock.js';
 import { ExitCode } from './exit-codes.js';
 
@@ -32,6 +41,15 @@ export function buildProgram(): Command {
   registerSnapshot(program);
   registerExport(program);
   registerUnlock(program);
+  registerRepo(program);
+  registerBackup(program);
+  registerSnapshots(program);
+  registerRestore(program);
+  registerCheck(program);
+  registerForget(program);
+  registerPrune(program);
+  registerStats(program);
+  registerDiff(program);
   registerDemo(program);
   program.commands.forEach(function override(c: Command): void {
     c.exitOverride();

@@ -6,7 +6,9 @@
  * methods of the same names.
  */
 import nodeFs from 'node:fs';
+import { DeltaDiskError } from '../errors.js';
 import type { FileSystem } from '../io/file-system.js';
+import { NodeFileSystem } from '../io/node-file-system.js';
 
 export interface TreeOps {
   readlink(p: string): Promise<string>;
@@ -23,12 +25,22 @@ export const nodeTreeOps: TreeOps = {
   lutimes: (p, a, m) => nodeFs.promises.lutimes(p, a / 1000, m / 1000),
 };
 
-/** The tree operations of `fs` if it has them, else node's. */
+/**
+ * For file systems that model neither links nor modes (the in-memory one): modes and
+ * times are not kept, links cannot be made.
+ */
+export const noTreeOps: TreeOps = {
+  readlink: () => Promise.reject(new DeltaDiskError('UNSUPPORTED', 'this file system has no symbolic links')),
+  symlink: () => Promise.reject(new DeltaDiskError('UNSUPPORTED', 'this file system has no symbolic links')),
+  chmod: () => Promise.resolve(),
+  lutimes: () => Promise.resolve(),
+};
+
+/** The tree operations of `fs` if it has them, node's for the real file system, else none. */
 export function treeOpsOf(fs: FileSystem): TreeOps {
   const o = fs as unknown as Partial<TreeOps>;
-  return typeof o.readlink === 'function' && typeof o.symlink === 'function' && typeof o.chmod === 'function' && typeof o.lutimes === 'function'
-    ? (o as TreeOps)
-    : nodeTreeOps;
+  if (typeof o.readlink === 'function' && typeof o.symlink === 'function' && typeof o.chmod === 'function' && typeof o.lutimes === 'function') return o as TreeOps;
+  return fs instanceof NodeFileSystem ? nodeTreeOps : noTreeOps;
 }
 
 export function readLink(fs: FileSystem, p: string): Promise<string> {
