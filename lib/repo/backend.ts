@@ -18,9 +18,9 @@
  */
 import { HEX32, HEX64 } from '../format/framed.js';
 
-export type RepoFileKind = 'pack' | 'index' | 'snapshot' | 'lock' | 'plan' | 'verify';
+export type RepoFileKind = 'pack' | 'index' | 'snapshot' | 'lock' | 'plan' | 'verify' | 'damage';
 
-export const REPO_FILE_KINDS: readonly RepoFileKind[] = ['pack', 'index', 'snapshot', 'lock', 'plan', 'verify'];
+export const REPO_FILE_KINDS: readonly RepoFileKind[] = ['pack', 'index', 'snapshot', 'lock', 'plan', 'verify', 'damage'];
 
 export interface StoredFile {
   readonly name: string;
@@ -68,6 +68,7 @@ export function isValidRepoName(kind: RepoFileKind, name: string): boolean {
   switch (kind) {
     case 'pack':
     case 'index':
+    case 'damage':
       return HEX64.test(name);
     case 'snapshot':
     case 'lock':

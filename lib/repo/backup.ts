@@ -37,7 +37,7 @@ export interface BackupResult {
   readonly warnings: readonly BackupWarning[];
 }
 
-const IMAGE_NAME = /(\.(raw|img|bin|iso|dd)|-flat\.vmdk|-s\d{3}\.vmdk|-f\d{3}\.vmdk)$/i;
+const IMAGE_NAME = /(\.(raw|img|iso|dd)|-flat\.vmdk|-s\d{3}\.vmdk|-f\d{3}\.vmdk)$/i;
 
 export function isImageName(file: string): boolean {
   return IMAGE_NAME.test(file);

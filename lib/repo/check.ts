@@ -10,15 +10,17 @@
  * index lies) or leaks (unreferenced packs or chunks, leftover temporary files:
  * space that `prune` reclaims, no harm to any backup).
  *
- * Backups found damaged get a verification record (verify/<id>), which keeps them
- * from being the base of an incremental backup and keeps later backups from reusing
- * chunks in the damaged packs; a later full `--read-data` check that finds the
- * backup whole removes the record.
+ * Damaged or missing packs get a damage record (damaged/<pack>): from then on no
+ * backup deduplicates against their chunks, so the next backup stores them again and
+ * readers prefer the new copies. Backups found damaged get a verification record
+ * (verify/<id>), which keeps them from being the base of an incremental backup. A
+ * later full `--read-data` check removes the records that no longer hold.
  */
 import { DeltaDiskError, isDeltaDiskError } from '../errors.js';
 import type { Content, Manifest } from '../format/manifest.js';
 import { decodePackTail, decodePackTrailer, packNameOf, PACK_TRAILER_SIZE } from '../format/pack-header.js';
 import { HASH_SIZE, ZERO_HASH } from '../format/repo-limits.js';
+import { encodeDamageRecord } from '../format/damage-record.js';
 import { encodeVerifyRecord } from '../format/verify-record.js';
 import type { ChunkIndex } from './chunk-index.js';
 import { contentPages } from './content-list.js';
@@ -101,18 +103,23 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   const stored = new Map((await repo.backend.list('pack')).map((f) => [f.name, f.size]));
   stats.packs = stored.size;
   const unusable = new Set<number>(); // pack ids whose blobs cannot be served
+  const damage = new Map<string, { reason: string; blobs: string[] }>();
   for (let p = 0; p < index.packCount; p++) {
     const name = index.packName(p);
     const size = stored.get(name);
     if (size === undefined) {
       unusable.add(p);
-      if (!condemned.has(name)) report('dangling-index-entry', `the index lists pack ${name}, which does not exist (${index.packEntries(p).count} entries point nowhere)`, { pack: name });
+      if (!condemned.has(name)) {
+        report('dangling-index-entry', `the index lists pack ${name}, which does not exist (${index.packEntries(p).count} entries point nowhere)`, { pack: name });
+        damage.set(name, { reason: 'missing', blobs: [] });
+      }
       continue;
     }
     const problem = await packHeaderProblem(repo, index, p, size);
     if (problem !== undefined) {
       unusable.add(p);
       report('damaged-pack', `pack ${name} ${problem}`, { pack: name });
+      damage.set(name, { reason: problem, blobs: [] });
     }
   }
   for (const [name] of stored) {
@@ -121,18 +128,21 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
 
   // 3. Data, on request.
   const badEntries = new Set<number>();
-  const badPacks = new Set<string>();
+  const readWhole = new Set<string>(); // packs read in full without damage
   if (options.readData) {
     const ids = [...Array(index.packCount).keys()].filter((p) => !unusable.has(p) && (options.subset === undefined || inSubset(index.packName(p), options.subset.n, options.subset.t)));
     let done = 0;
     for (const p of ids) {
       options.onProgress?.({ phase: 'read-data', done: done++, total: ids.length });
       stats.packsRead++;
-      for (const id of await readPackData(repo, index, p, (n) => (stats.bytesRead += n))) {
+      const name = index.packName(p);
+      const bad = await readPackData(repo, index, p, (n) => (stats.bytesRead += n));
+      if (bad.length === 0) readWhole.add(name);
+      for (const id of bad) {
         badEntries.add(id);
-        badPacks.add(index.packName(p));
-        report('damaged-chunk', `blob ${index.hashOf(id).toString('hex').slice(0, 16)}… of pack ${index.packName(p)} does not match its hash`, { pack: index.packName(p) });
+        report('damaged-chunk', `blob ${index.hashOf(id).toString('hex').slice(0, 16)}… of pack ${name} does not match its hash`, { pack: name });
       }
+      if (bad.length > 0) damage.set(name, { reason: `${bad.length} blob(s) do not match their hashes`, blobs: bad.map((id) => index.hashOf(id).toString('hex')) });
     }
   }
 
@@ -144,7 +154,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   const missingNeeded = new Map<string, Set<string>>(); // pack → backups needing it
   for (const m of manifests) {
     const problems: string[] = [];
-    const packsOfProblems = new Set<string>();
+    const healthy = (id: number): boolean => !unusable.has(index.packOf(id)) && !badEntries.has(id);
     const need = (h: Buffer, what: string): boolean => {
       const id = index.find(h);
       if (id < 0) {
@@ -152,21 +162,18 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
         return false;
       }
       used[id] = 1;
-      const p = index.packOf(id);
-      if (unusable.has(p)) {
-        const pack = index.packName(p);
-        const gone = !stored.has(pack);
-        problems.push(`${what}: chunk ${h.toString('hex').slice(0, 16)}… lies in pack ${pack}, which is ${gone ? 'missing' : 'damaged'}`);
-        packsOfProblems.add(pack);
-        if (gone) missingNeeded.set(pack, (missingNeeded.get(pack) ?? new Set()).add(m.id));
-        return false;
+      if (healthy(id)) return true;
+      // A good copy elsewhere (a later backup stored the chunk again) serves as well.
+      const alt = index.entriesWithHash(h).find((e) => e !== id && healthy(e));
+      if (alt !== undefined) {
+        used[alt] = 1;
+        return true;
       }
-      if (badEntries.has(id)) {
-        problems.push(`${what}: chunk ${h.toString('hex').slice(0, 16)}… is damaged`);
-        packsOfProblems.add(index.packName(p));
-        return false;
-      }
-      return true;
+      const pack = index.packName(index.packOf(id));
+      const gone = !stored.has(pack);
+      problems.push(`${what}: chunk ${h.toString('hex').slice(0, 16)}… lies in pack ${pack}, which is ${gone ? 'missing' : 'damaged'}`);
+      if (gone) missingNeeded.set(pack, (missingNeeded.get(pack) ?? new Set()).add(m.id));
+      return false;
     };
     const checkContent = async (c: Content, what: string): Promise<void> => {
       for (const l of c.lists ?? []) if (!need(l, what)) return;
@@ -201,8 +208,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
       failedBackups.push(m.id);
       report('missing-chunk', `backup ${m.id.slice(0, 8)} is damaged: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, { backup: m.id });
       if (options.record !== false) {
-        const rec = encodeVerifyRecord({ backup: m.id, time: new Date().toISOString(), problems, badPacks: [...packsOfProblems, ...badPacks] });
-        await repo.backend.write('verify', m.id, [rec], 'replace');
+        await repo.backend.write('verify', m.id, [encodeVerifyRecord({ backup: m.id, time: new Date().toISOString(), problems })], 'replace');
       }
     } else {
       passed.push(m.id);
@@ -211,14 +217,20 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   for (const [pack, backups] of missingNeeded) {
     report('missing-pack', `pack ${pack} is missing; ${backups.size} backup(s) need chunks from it`, { pack });
   }
-  if (options.record !== false && options.readData && options.subset === undefined) {
-    for (const id of passed) await repo.backend.remove('verify', id);
+  if (options.record !== false) {
+    const now = new Date().toISOString();
+    for (const [pack, d] of damage) await repo.backend.write('damage', pack, [encodeDamageRecord({ pack, time: now, ...d })], 'replace');
+    for (const f of await repo.backend.list('damage')) {
+      const gone = index.packId(f.name) === undefined && !stored.has(f.name);
+      if (gone || (readWhole.has(f.name) && !damage.has(f.name))) await repo.backend.remove('damage', f.name);
+    }
+    if (options.readData && options.subset === undefined) for (const id of passed) await repo.backend.remove('verify', id);
   }
 
   // 5. Leaks: chunks nothing references, leftover temporary files.
   let unusedCount = 0;
   for (let id = 0; id < index.entryCount; id++) {
-    if (used[id] === 1 && index.isPreferred(id)) continue;
+    if (used[id] === 1) continue;
     if (unusable.has(index.packOf(id)) || condemned.has(index.packName(index.packOf(id)))) continue;
     unusedCount++;
     stats.unusedBytes += index.storedLengthOf(id);

@@ -121,6 +121,13 @@ export class ChunkIndex {
     return id >= 0 && (this.#packFlags[this.#pack[id]!]! & AVOID) === 0 ? id : -1;
   }
 
+  /** Every entry holding `hash`, preferred or not (a linear scan: for the rare damaged chunk). */
+  entriesWithHash(hash: Uint8Array): number[] {
+    const out: number[] = [];
+    for (let id = 0; id < this.#n; id++) if (this.#equalsAt(id, hash)) out.push(id);
+    return out;
+  }
+
   hashOf(id: number): Buffer {
     return Buffer.from(this.#hash.buffer, this.#hash.byteOffset + id * HASH_SIZE, HASH_SIZE);
   }

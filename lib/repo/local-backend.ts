@@ -6,7 +6,7 @@
  *
  *     config             JSON, written last by init
  *     packs/00 … ff/     pack files, by the first two hex digits of their name
- *     index/  snapshots/  locks/  plans/  verify/
+ *     index/  snapshots/  locks/  plans/  verify/  damaged/
  *
  * Writes follow DESIGN's crash rule 3: a temporary file in the target's directory
  * (`<name>.tmp-<random>`), written, fdatasync'ed, then renamed (replace) or linked
@@ -27,6 +27,7 @@ const DIRS: Record<RepoFileKind, string> = {
   lock: 'locks',
   plan: 'plans',
   verify: 'verify',
+  damage: 'damaged',
 };
 
 const HANDLE_CACHE = 64;

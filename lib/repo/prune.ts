@@ -143,14 +143,25 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
       continue;
     }
     if ((total - inUse) / total < threshold) continue;
-    // Repack: copy the used blobs (verified) into new packs.
-    for (let id = first; id < first + count; id++) {
-      if (used[id] !== 1) continue;
-      const key = index.hashOf(id).toString('hex');
-      if (copied.has(key)) continue;
-      copied.add(key);
+    // Repack: copy the used blobs (verified first) into new packs. A pack with a
+    // damaged blob still in use stays as it is: check reports it.
+    const blobs: { id: number; stored: Buffer }[] = [];
+    let damaged = false;
+    for (let id = first; id < first + count && !damaged; id++) {
+      if (used[id] !== 1 || copied.has(index.hashOf(id).toString('hex'))) continue;
       const stored = await repo.backend.readRange('pack', name, index.offsetOf(id), index.storedLengthOf(id));
-      await repo.decodeBlob(index, id, stored);
+      try {
+        await repo.decodeBlob(index, id, stored);
+        blobs.push({ id, stored });
+      } catch (err) {
+        if (!isDeltaDiskError(err, 'REPO_CORRUPT')) throw err;
+        options.onNote?.(`not repacking pack ${name}: ${err.message}`);
+        damaged = true;
+      }
+    }
+    if (damaged) continue;
+    for (const { id, stored } of blobs) {
+      copied.add(index.hashOf(id).toString('hex'));
       await writer.copy(Buffer.from(index.hashOf(id)), stored, index.rawLengthOf(id), index.kindOf(id), index.compressionOf(id));
     }
     condemned.push(name);
@@ -260,6 +271,7 @@ async function finish(
       result.packsDeleted++;
       result.bytesDeleted += sizes.get(name) ?? 0;
     }
+    await repo.backend.remove('damage', name);
   }
   for (const t of plan.temps) {
     await repo.backend.removeTemp(t).catch(() => undefined);

@@ -257,7 +257,7 @@ export class Repository {
       } catch (err) {
         if (isDeltaDiskError(err, 'NOT_FOUND')) continue;
         // An unreadable record still says "this backup failed": never trust it as a base.
-        out.set(f.name, { backup: f.name, time: '', problems: [(err as Error).message], badPacks: [] });
+        out.set(f.name, { backup: f.name, time: '', problems: [(err as Error).message] });
       }
     }
     return out;
@@ -267,7 +267,7 @@ export class Repository {
 
   /**
    * Loads every index file into a fresh in-memory index. Packs condemned by a prune
-   * plan or listed in a verification record are flagged, so backups avoid them.
+   * plan or with a damage record are flagged, so backups avoid them.
    */
   async loadIndex(options: LoadIndexOptions = {}): Promise<ChunkIndex> {
     this.assertOpen();
@@ -282,8 +282,7 @@ export class Repository {
   async #loadIndexOnce(options: LoadIndexOptions, retry: boolean): Promise<ChunkIndex | undefined> {
     const plan = await this.readPlan();
     const condemned = new Set(plan?.condemned ?? []);
-    const bad = new Set<string>();
-    for (const r of (await this.verifyRecords()).values()) for (const p of r.badPacks) bad.add(p);
+    const bad = new Set((await this.backend.list('damage')).map((f) => f.name));
     const index = new ChunkIndex();
     for (const f of await this.backend.list('index')) {
       const where = path.join(this.location, 'index', f.name);

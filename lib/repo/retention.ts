@@ -10,11 +10,11 @@
 import { DeltaDiskError } from '../errors.js';
 
 export interface RetentionPolicy {
-  readonly keepLast?: number;
-  readonly keepDaily?: number;
-  readonly keepWeekly?: number;
-  readonly keepMonthly?: number;
-  readonly keepTags?: readonly string[];
+  readonly keepLast?: number | undefined;
+  readonly keepDaily?: number | undefined;
+  readonly keepWeekly?: number | undefined;
+  readonly keepMonthly?: number | undefined;
+  readonly keepTags?: readonly string[] | undefined;
 }
 
 export interface RetentionItem {
