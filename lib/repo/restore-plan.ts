@@ -61,27 +61,30 @@ export function chainOwns(name: string, other: string): boolean {
 }
 
 /**
- * Resolves a link target as seen from `dir` (parts) through the links of the backup.
- * @returns false when it leaves the restore root at any point.
+ * Resolves a link target as seen from `dir` (parts) through the links of the backup,
+ * the way the kernel would: a component that is a link is replaced by where that
+ * link leads before the walk goes on.
+ * @returns the parts it resolves to, or undefined when it leaves the restore root.
  */
-function staysInside(dir: readonly string[], target: string, links: ReadonlyMap<string, { dir: string[]; target: string }>, hops = 0): boolean {
-  if (hops > MAX_LINK_HOPS) return false;
-  if (target.startsWith('/') || target.includes('\0')) return false;
-  const at = [...dir];
+function resolveInside(dir: readonly string[], target: string, links: ReadonlyMap<string, { dir: string[]; target: string }>, hops = 0): string[] | undefined {
+  if (hops > MAX_LINK_HOPS || target.startsWith('/') || target.includes('\0')) return undefined;
+  let at = [...dir];
   for (const c of target.split('/')) {
     if (c === '' || c === '.') continue;
     if (c === '..') {
-      if (at.length === 0) return false;
+      if (at.length === 0) return undefined;
       at.pop();
       continue;
     }
     at.push(c);
     const link = links.get(at.join('/'));
     if (link !== undefined) {
-      if (!staysInside(link.dir, link.target, links, hops + 1)) return false;
+      const to = resolveInside(link.dir, link.target, links, hops + 1);
+      if (to === undefined) return undefined;
+      at = to;
     }
   }
-  return true;
+  return at;
 }
 
 /**
@@ -121,7 +124,7 @@ export function planRestore(entries: readonly Entry[], options: RestorePlanOptio
   }
   for (const [p, l] of links) {
     if (l.target.startsWith('/')) unsafe(p, `it is a symbolic link to an absolute path (${JSON.stringify(l.target)})`);
-    if (!staysInside(l.dir, l.target, links)) unsafe(p, `it is a symbolic link leading outside the restore (${JSON.stringify(l.target)})`);
+    if (resolveInside(l.dir, l.target, links) === undefined) unsafe(p, `it is a symbolic link leading outside the restore (${JSON.stringify(l.target)})`);
   }
   for (const [dir, chains] of chainNames) {
     for (const c of chains) {
