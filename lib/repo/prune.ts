@@ -103,8 +103,8 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
   const threshold = options.repackThreshold ?? 0.2;
   if (!(threshold > 0 && threshold <= 1)) throw new DeltaDiskError('INVALID_ARGUMENT', 'repackThreshold is a fraction in (0, 1]');
   const result = emptyResult(dryRun);
-  const sizes = new Map((await repo.backend.list('pack')).map((f) => [f.name, f.size]));
-  result.bytesBefore = [...sizes.values()].reduce((a, b) => a + b, 0);
+  const listPacks = async (): Promise<Map<string, number>> => new Map((await repo.backend.list('pack')).map((f) => [f.name, f.size]));
+  result.bytesBefore = [...(await listPacks()).values()].reduce((a, b) => a + b, 0);
   const step = async (s: string): Promise<void> => {
     await options.onStep?.(s);
   };
@@ -112,14 +112,16 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
   const pending = await repo.readPlan();
   if (pending !== undefined && !dryRun) {
     options.onNote?.(`finishing the prune planned ${pending.created}`);
-    await finish(repo, pending, options, result, sizes, step);
+    await finish(repo, pending, options, result, step);
     if (!result.completed) return result;
   }
 
-  // Plan.
+  // Plan. Readers go the other way from writers: backups, then the index, then the
+  // packs (a pack an index names was durable before the index was written).
   await step('plan');
   const manifests = await loadManifests(repo);
   const index = await repo.loadIndex();
+  const sizes = await listPacks();
   const used = await markUsed(repo, index, manifests);
   const condemned: string[] = [];
   const writer = new PackWriter(repo.backend, index, { packSize: repo.config.packSize, dryRun });
@@ -193,7 +195,7 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
   await step('write-plan');
   await repo.lock!.assertValid();
   await repo.backend.write('plan', 'prune', [encodePrunePlan(plan)], 'replace');
-  await finish(repo, plan, options, result, sizes, step);
+  await finish(repo, plan, options, result, step);
   return result;
 }
 
@@ -202,7 +204,6 @@ async function finish(
   plan: PrunePlan,
   options: PruneOptions,
   result: PruneResult,
-  sizes: Map<string, number>,
   step: (s: string) => Promise<void>,
 ): Promise<void> {
   // 1. Wait for every operation that may have loaded the index before the plan existed.
@@ -261,6 +262,7 @@ async function finish(
   }
 
   // 4. Delete: old index files, then the packs no index names any more, then temporaries.
+  const sizes = new Map((await repo.backend.list('pack')).map((f) => [f.name, f.size]));
   await step('delete');
   await repo.lock!.assertValid();
   for (const name of oldFiles) {
