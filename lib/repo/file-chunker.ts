@@ -8,6 +8,7 @@
  * failure surfaces as SourceReadError (a warning), a repository failure as itself.
  */
 import type { Content } from '../format/manifest.js';
+import { ZERO_HASH } from '../format/repo-limits.js';
 import type { FileHandle } from '../io/file-system.js';
 import { SourceReadError, type BackupSession } from './backup-session.js';
 import { ContentBuilder } from './content-list.js';
@@ -17,6 +18,7 @@ import { readAhead } from './read-ahead.js';
 const MiB = 1024 * 1024;
 
 async function* guarded(gen: AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
+  // Not a for-await: a read error must become a SourceReadError, not end the loop.
   for (;;) {
     let r: IteratorResult<Buffer>;
     try {
@@ -35,12 +37,18 @@ export async function chunkFile(s: BackupSession, handle: FileHandle, abs: strin
   if (chunkSize > 0) {
     // Pieces of two chunks: each chunk is half its read buffer, so packs keep it without a copy.
     const piece = Math.max(2 * chunkSize, 2 * MiB);
-    for await (const buf of guarded(readAhead(handle, piece, 4))) {
+    const reader = readAhead(handle, piece, 4);
+    for await (const buf of guarded(reader)) {
+      let kept = false;
       for (let at = 0; at < buf.length; at += chunkSize) {
         const chunk = buf.subarray(at, Math.min(buf.length, at + chunkSize));
-        await builder.push(await s.chunkHash(chunk), chunk.length);
+        const hash = await s.chunkHash(chunk);
+        if (hash !== ZERO_HASH) kept = true;
+        await builder.push(hash, chunk.length);
       }
       s.progress(abs, buf.length, buf.length);
+      // Zero chunks are never stored: a piece of zeros left no view behind.
+      if (!kept) reader.recycle(buf);
     }
     return builder.finish();
   }

@@ -1,13 +1,16 @@
 /**
  * Sequential reads with a few requests in flight, so the next pieces are on their
  * way (in the thread pool) while the current one is hashed on the main thread.
- * Every piece is a fresh buffer; memory is bounded by `depth` × `pieceSize`.
+ * Memory is bounded by `depth` × `pieceSize` plus what the consumer keeps. A consumer
+ * that is done with a piece and kept no view of it hands it back (`recycle`): reading
+ * into memory already mapped saves the page faults of a fresh buffer, which is most
+ * of the cost of reading the holes of a sparse image.
  */
 import { fromSystemError } from '../errors.js';
 import type { FileHandle } from '../io/file-system.js';
 
-async function readPiece(handle: FileHandle, position: number, length: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
+async function readPiece(handle: FileHandle, position: number, length: number, spare: Buffer[]): Promise<Buffer> {
+  const buf = spare.pop() ?? Buffer.allocUnsafe(length);
   let done = 0;
   while (done < length) {
     let n: number;
@@ -22,14 +25,28 @@ async function readPiece(handle: FileHandle, position: number, length: number): 
   return done === length ? buf : buf.subarray(0, done);
 }
 
+export interface ReadAhead extends AsyncGenerator<Buffer> {
+  /** Gives a piece back for reuse: the caller keeps no view of it. */
+  recycle(piece: Buffer): void;
+}
+
 /** Yields the file's bytes from offset 0 to end of file, in pieces of `pieceSize` (the last shorter). */
-export async function* readAhead(handle: FileHandle, pieceSize: number, depth = 3): AsyncGenerator<Buffer> {
+export function readAhead(handle: FileHandle, pieceSize: number, depth = 3): ReadAhead {
+  const spare: Buffer[] = [];
+  const gen = pieces(handle, pieceSize, depth, spare) as ReadAhead;
+  gen.recycle = (piece: Buffer): void => {
+    if (piece.buffer.byteLength === pieceSize && piece.byteOffset === 0 && spare.length < depth) spare.push(Buffer.from(piece.buffer, 0, pieceSize));
+  };
+  return gen;
+}
+
+async function* pieces(handle: FileHandle, pieceSize: number, depth: number, spare: Buffer[]): AsyncGenerator<Buffer> {
   const queue: Promise<Buffer>[] = [];
   let next = 0;
   let eof = false;
   const fill = (): void => {
     while (!eof && queue.length < depth) {
-      const p = readPiece(handle, next, pieceSize);
+      const p = readPiece(handle, next, pieceSize, spare);
       p.catch(() => undefined); // handled when awaited; avoid an unhandled rejection meanwhile
       queue.push(p);
       next += pieceSize;
