@@ -14,7 +14,7 @@ import type { ChunkIndex } from './chunk-index.js';
 import { contentPages } from './content-list.js';
 import type { Repository } from './repository.js';
 
-const MAX_GROUP = 16 * 1024 * 1024;
+const MAX_GROUP = 4 * 1024 * 1024;
 const GROUPS_IN_FLIGHT = 4;
 
 export interface ChunkRequest {

@@ -19,7 +19,7 @@ export class ContentBuilder {
   readonly #writer: PackWriter;
   readonly #chunkSize: number;
   readonly #lists: Buffer[] = [];
-  #page = Buffer.allocUnsafe(LIST_BLOB_HASHES * HASH_SIZE);
+  readonly #page = Buffer.allocUnsafe(LIST_BLOB_HASHES * HASH_SIZE);
   #inPage = 0;
   #count = 0;
   #size = 0;
@@ -68,9 +68,8 @@ export class ContentBuilder {
   async #storePage(): Promise<void> {
     const bytes = this.#page.subarray(0, this.#inPage * HASH_SIZE);
     const hash = sha256(bytes);
-    await this.#writer.add(hash, bytes, BlobKind.LIST);
+    await this.#writer.add(hash, bytes, BlobKind.LIST); // copied: the page is reused
     this.#lists.push(hash);
-    this.#page = Buffer.allocUnsafe(LIST_BLOB_HASHES * HASH_SIZE);
     this.#inPage = 0;
   }
 }

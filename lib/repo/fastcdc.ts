@@ -69,14 +69,18 @@ export class FastCdc {
     this.#maskL = topBits(bits - 2);
   }
 
-  /** Feeds the next bytes; returns the chunks completed by them (views where possible). */
+  /**
+   * Feeds the next bytes; returns the chunks completed by them (views where
+   * possible). The chunker keeps no view of `buf`: once the returned chunks are dealt
+   * with, the caller may reuse it.
+   */
   push(buf: Buffer): Buffer[] {
     const out: Buffer[] = [];
     let from = 0;
     while (from < buf.length) {
       const cut = this.#scan(buf, from);
       if (cut < 0) {
-        this.#pending.push(buf.subarray(from));
+        this.#pending.push(Buffer.from(buf.subarray(from)));
         break;
       }
       const piece = buf.subarray(from, cut);

@@ -8,7 +8,6 @@
  * failure surfaces as SourceReadError (a warning), a repository failure as itself.
  */
 import type { Content } from '../format/manifest.js';
-import { ZERO_HASH } from '../format/repo-limits.js';
 import type { FileHandle } from '../io/file-system.js';
 import { SourceReadError, type BackupSession } from './backup-session.js';
 import { ContentBuilder } from './content-list.js';
@@ -35,27 +34,24 @@ async function* guarded(gen: AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
 export async function chunkFile(s: BackupSession, handle: FileHandle, abs: string, chunkSize: number): Promise<Content> {
   const builder = new ContentBuilder(s.writer, chunkSize);
   if (chunkSize > 0) {
-    // Pieces of two chunks: each chunk is half its read buffer, so packs keep it without a copy.
-    const piece = Math.max(2 * chunkSize, 2 * MiB);
+    const piece = Math.max(1, Math.floor((4 * MiB) / chunkSize)) * chunkSize;
     const reader = readAhead(handle, piece, 4);
     for await (const buf of guarded(reader)) {
-      let kept = false;
       for (let at = 0; at < buf.length; at += chunkSize) {
         const chunk = buf.subarray(at, Math.min(buf.length, at + chunkSize));
-        const hash = await s.chunkHash(chunk);
-        if (hash !== ZERO_HASH) kept = true;
-        await builder.push(hash, chunk.length);
+        await builder.push(await s.chunkHash(chunk), chunk.length);
       }
       s.progress(abs, buf.length, buf.length);
-      // Zero chunks are never stored: a piece of zeros left no view behind.
-      if (!kept) reader.recycle(buf);
+      reader.recycle(buf); // the pack writer copied what it keeps
     }
     return builder.finish();
   }
   const cdc = new FastCdc(s.repo.config.chunker);
-  for await (const buf of guarded(readAhead(handle, 4 * MiB, 3))) {
+  const reader = readAhead(handle, 4 * MiB, 3);
+  for await (const buf of guarded(reader)) {
     for (const chunk of cdc.push(buf)) await builder.push(await s.storeChunk(chunk), chunk.length);
     s.progress(abs, buf.length, buf.length);
+    reader.recycle(buf);
   }
   const last = cdc.finish();
   if (last !== undefined) await builder.push(await s.storeChunk(last), last.length);

@@ -1,10 +1,12 @@
 /**
  * Writes new blobs into packs, and the index files that list those packs.
  *
- * Blobs accumulate in an open pack (in memory, up to the pack size); a full pack is
- * sealed (header and trailer appended, named by their hash) and staged through the
- * backend while the caller goes on: at most two packs are being staged, which bounds
- * memory. Staged packs are committed (fsync'ed, then renamed into place) a batch at a
+ * Blobs are copied into the open pack's arena (a buffer of the pack size, reused
+ * from pack to pack); a full pack is sealed (header and trailer appended, named by
+ * their hash) and staged through the backend while the caller goes on. At most two
+ * packs are being staged, so memory is a fixed three arenas whatever the amount of
+ * data, no buffer of the caller is kept (it may reuse its read buffers at once), and
+ * nothing is left for the garbage collector. Staged packs are committed (fsync'ed, then renamed into place) a batch at a
  * time, several packs behind, so the device writes back while we hash instead of
  * stalling us on every fsync. Every blob is entered in the in-memory index the
  * moment it is added, so a second copy in the same run is deduplicated too.
@@ -42,7 +44,8 @@ export interface PackWriterStats {
 
 interface OpenPack {
   readonly id: number;
-  readonly buffers: Buffer[];
+  /** Where the blobs are copied (empty in a dry run). */
+  readonly arena: Buffer;
   readonly blobs: { hash: Buffer; storedLength: number; rawLength: number; kind: BlobKind; compression: Compression }[];
   size: number;
 }
@@ -70,11 +73,14 @@ export class PackWriter {
   #committing: Promise<void> | undefined;
   readonly #written: IndexedPack[] = [];
   #failed: unknown;
+  readonly #arenas: Buffer[] = [];
+  readonly #arenaSize: number;
 
   constructor(backend: StorageBackend, index: ChunkIndex, options: PackWriterOptions) {
     this.#backend = backend;
     this.#index = index;
     this.#options = options;
+    this.#arenaSize = Math.max(options.packSize, MAX_BLOB_SIZE);
   }
 
   get index(): ChunkIndex {
@@ -97,17 +103,7 @@ export class PackWriter {
     const { stored, compression } = this.#options.compress === false ? { stored: data, compression: Compression.NONE } : await compressChunk(data);
     // Another add of the same hash may have completed while compressing.
     if (this.#index.findUsable(hash) >= 0) return false;
-    const pack = this.#open ?? (this.#open = { id: this.#index.beginPack(), buffers: [], blobs: [], size: 0 });
-    this.#index.addPendingEntry(pack.id, hash, pack.size, stored.length, data.length, kind, compression);
-    pack.blobs.push({ hash, storedLength: stored.length, rawLength: data.length, kind, compression });
-    // A view into a much larger read buffer would keep all of it alive until the pack
-    // is written: copy it out (memory stays bounded by the packs in flight).
-    if (!this.#options.dryRun) pack.buffers.push(stored.byteLength * 2 < stored.buffer.byteLength ? Buffer.from(stored) : stored);
-    pack.size += stored.length;
-    this.stats.blobs++;
-    this.stats.rawBytes += data.length;
-    this.stats.storedBytes += stored.length;
-    if (pack.size >= this.#options.packSize || pack.blobs.length >= MAX_PACK_BLOBS) await this.#seal();
+    await this.#append(hash, stored, data.length, kind, compression);
     return true;
   }
 
@@ -117,15 +113,24 @@ export class PackWriter {
    */
   async copy(hash: Buffer, stored: Buffer, rawLength: number, kind: BlobKind, compression: Compression): Promise<void> {
     this.#assertHealthy();
-    const pack = this.#open ?? (this.#open = { id: this.#index.beginPack(), buffers: [], blobs: [], size: 0 });
+    await this.#append(hash, stored, rawLength, kind, compression);
+  }
+
+  async #append(hash: Buffer, stored: Buffer, rawLength: number, kind: BlobKind, compression: Compression): Promise<void> {
+    if (this.#open !== undefined && this.#open.size + stored.length > this.#arenaSize) await this.#seal();
+    const pack = this.#open ?? (this.#open = { id: this.#index.beginPack(), arena: this.#options.dryRun ? Buffer.alloc(0) : this.#arena(), blobs: [], size: 0 });
     this.#index.addPendingEntry(pack.id, hash, pack.size, stored.length, rawLength, kind, compression);
-    pack.blobs.push({ hash, storedLength: stored.length, rawLength, kind, compression });
-    if (!this.#options.dryRun) pack.buffers.push(stored.byteLength * 2 < stored.buffer.byteLength ? Buffer.from(stored) : stored);
+    pack.blobs.push({ hash: Buffer.from(hash), storedLength: stored.length, rawLength, kind, compression });
+    if (!this.#options.dryRun) stored.copy(pack.arena, pack.size);
     pack.size += stored.length;
     this.stats.blobs++;
     this.stats.rawBytes += rawLength;
     this.stats.storedBytes += stored.length;
     if (pack.size >= this.#options.packSize || pack.blobs.length >= MAX_PACK_BLOBS) await this.#seal();
+  }
+
+  #arena(): Buffer {
+    return this.#arenas.pop() ?? Buffer.allocUnsafe(this.#arenaSize);
   }
 
   /**
@@ -168,9 +173,10 @@ export class PackWriter {
     this.stats.packs++;
     this.stats.packBytes += size;
     if (this.#options.dryRun) return;
-    const put = this.#backend.stage('pack', name, [...pack.buffers, tail]).then(
+    const put = this.#backend.stage('pack', name, [pack.arena.subarray(0, pack.size), tail]).then(
       (staged) => {
         this.#staged.push(staged);
+        this.#arenas.push(pack.arena);
       },
       (err: unknown) => {
         this.#failed ??= err;
