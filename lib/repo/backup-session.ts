@@ -72,7 +72,8 @@ export interface BackupSummary {
 
 export class BackupSession {
   readonly id = randomBytes(16).toString('hex');
-  readonly started = new Date();
+  /** ISO time with microseconds: backups of one series sort in the order they ran. */
+  readonly started = preciseNow();
   readonly repo: Repository;
   readonly index: ChunkIndex;
   readonly writer: PackWriter;
@@ -196,4 +197,12 @@ export class SourceReadError extends Error {
     super(cause instanceof Error ? cause.message : String(cause));
     this.cause = cause;
   }
+}
+
+/** The current time as ISO 8601 with microseconds (`…T06:40:00.123456Z`). */
+export function preciseNow(): string {
+  const ms = performance.timeOrigin + performance.now();
+  const whole = Math.floor(ms);
+  const micro = Math.min(999, Math.floor((ms - whole) * 1000));
+  return `${new Date(whole).toISOString().slice(0, -1)}${String(micro).padStart(3, '0')}Z`;
 }

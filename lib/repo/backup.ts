@@ -22,7 +22,7 @@ import type { FileStat, FileSystem } from '../io/file-system.js';
 import { nodeFileSystem } from '../io/node-file-system.js';
 import { isPlainName } from '../io/path-guard.js';
 import { backupChain, chainMemberNames, looksLikeChain } from './chain-backup.js';
-import { BackupSession, SourceReadError, type BackupOptions, type BackupSummary, type BackupWarning } from './backup-session.js';
+import { BackupSession, preciseNow, SourceReadError, type BackupOptions, type BackupSummary, type BackupWarning } from './backup-session.js';
 import { chunkFile } from './file-chunker.js';
 import type { Repository } from './repository.js';
 import { readLink } from './tree-ops.js';
@@ -102,8 +102,8 @@ async function publish(s: BackupSession, abs: readonly string[], tags: readonly 
   Object.assign(s.summary, { bytesStored: w.storedBytes, packs: w.packs, indexFiles: w.indexFiles, durationMs: Math.round(performance.now() - t0) });
   const manifest: Manifest = {
     id: s.id,
-    time: s.started.toISOString(),
-    end: new Date().toISOString(),
+    time: s.started,
+    end: preciseNow(),
     host: s.options.host ?? os.hostname(),
     user: s.options.user ?? safeUser(),
     tags,

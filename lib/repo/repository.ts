@@ -68,8 +68,9 @@ export interface LoadIndexOptions {
   readonly onDamaged?: (name: string, err: DeltaDiskError) => void;
 }
 
-function byTime(a: { time: string; id: string }, b: { time: string; id: string }): number {
-  return a.time < b.time ? -1 : a.time > b.time ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+function byTime(a: { time: string; end: string; id: string }, b: { time: string; end: string; id: string }): number {
+  const cmp = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
+  return cmp(a.time, b.time) || cmp(a.end, b.end) || cmp(a.id, b.id);
 }
 
 export class Repository {

@@ -1,7 +1,8 @@
 /**
  * Retention policies (`forget --keep-…`): which backups to keep, as a pure function.
  *
- * Semantics are restic's: backups are taken newest first; `keepLast` n keeps the n
+ * Semantics are restic's: backups are taken newest first (by time; equal times in
+ * the order given, the later counting as newer); `keepLast` n keeps the n
  * newest; `keepDaily` n keeps, for each of the n most recent days that have backups,
  * the newest backup of that day (`keepWeekly` by ISO week, `keepMonthly` by month);
  * `keepTags` keeps every backup carrying one of the tags. A backup is kept if any rule
@@ -66,8 +67,8 @@ export function applyRetention(items: readonly RetentionItem[], policy: Retentio
   }
   if (!hasPolicy(policy)) throw new DeltaDiskError('INVALID_ARGUMENT', 'no keep rule given: nothing would be kept; give at least one --keep-… option');
   const sorted = [...items]
-    .map((i) => ({ ...i, ms: Date.parse(i.time) }))
-    .sort((a, b) => b.ms - a.ms || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    .map((i, order) => ({ ...i, ms: Date.parse(i.time), order }))
+    .sort((a, b) => b.ms - a.ms || (a.time < b.time ? 1 : a.time > b.time ? -1 : b.order - a.order));
   const reasons = new Map<string, string[]>(sorted.map((i) => [i.id, []]));
   sorted.slice(0, policy.keepLast ?? 0).forEach((i) => reasons.get(i.id)!.push('last'));
   const rules: ['daily' | 'weekly' | 'monthly', number][] = [

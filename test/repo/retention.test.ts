@@ -13,7 +13,7 @@ const T0 = Date.UTC(2026, 0, 1);
 
 /** The reference: for each rule, walk newest first and keep the first of each new bucket. */
 function reference(items: readonly RetentionItem[], p: RetentionPolicy): Set<string> {
-  const sorted = [...items].sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || (a.id < b.id ? 1 : -1));
+  const sorted = items.map((i, order) => ({ ...i, order })).sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || b.order - a.order);
   const keep = new Set<string>(sorted.slice(0, p.keepLast ?? 0).map((i) => i.id));
   const bucket = {
     daily: (t: Date) => t.toISOString().slice(0, 10),
@@ -63,7 +63,7 @@ describe('retention policy', () => {
     fc.assert(
       fc.property(items.filter((l) => l.length > 0), policy, fc.constantFrom('keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly'), (list, p, rule) => {
         const d = applyRetention(list, p, true);
-        const newest = [...list].sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || (a.id < b.id ? 1 : -1))[0]!;
+        const newest = list.map((i, order) => ({ ...i, order })).sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || b.order - a.order)[0]!;
         const ruleCount = (p.keepLast ?? 0) + (p.keepDaily ?? 0) + (p.keepWeekly ?? 0) + (p.keepMonthly ?? 0);
         if (ruleCount > 0) expect(d.keep.map((k) => k.id)).toContain(newest.id);
         const more = applyRetention(list, { ...p, [rule]: (p[rule] ?? 0) + 1 }, true);
