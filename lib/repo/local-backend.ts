@@ -315,12 +315,14 @@ export class LocalBackend implements StorageBackend {
       }
       if (mode === 'replace') {
         await fs.rename(tmp, target);
+        created = false;
       } else {
         // link() refuses an existing target, unlike rename().
         await fs.link(tmp, target);
-        await fs.unlink(tmp);
+        created = false;
+        // The file is in place: a temporary name left behind is a leak prune removes.
+        await fs.unlink(tmp).catch(() => undefined);
       }
-      created = false;
       await fs.syncDir(path.dirname(target));
     } catch (err) {
       if (created) await fs.unlink(tmp).catch(() => undefined);

@@ -7,9 +7,12 @@ import { NodeFileSystem, type FileHandle, type FileStat, type FileSystem, type O
 
 export type FaultPredicate = (op: string, path: string) => boolean;
 
+/** The errno the next injected failure carries (EIO unless changed). */
+export const injected = { code: 'EIO' };
+
 function eio(op: string, p: string): NodeJS.ErrnoException {
-  const e = new Error(`EIO: injected ${op} failure '${p}'`) as NodeJS.ErrnoException;
-  e.code = 'EIO';
+  const e = new Error(`${injected.code}: injected ${op} failure '${p}'`) as NodeJS.ErrnoException;
+  e.code = injected.code;
   return e;
 }
 
@@ -59,5 +62,13 @@ export class FaultyFileSystem extends NodeFileSystem implements FileSystem {
   override async unlink(p: string): Promise<void> {
     if (this.fail('unlink', p)) throw eio('unlink', p);
     return super.unlink(p);
+  }
+  override async link(a: string, b: string): Promise<void> {
+    if (this.fail('link', b)) throw eio('link', b);
+    return super.link(a, b);
+  }
+  override async syncDir(p: string): Promise<void> {
+    if (this.fail('syncDir', p)) throw eio('syncDir', p);
+    return super.syncDir(p);
   }
 }
