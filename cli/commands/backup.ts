@@ -33,6 +33,7 @@ async function run(ctx: Context, paths: string[], o: BackupCliOptions): Promise<
         dryRun: o.dryRun === true,
         chainSnapshots: chainSnapshots(o.chainSnapshots),
         compress: o.compression,
+        allowPaths: ctx.allowPaths,
         ...(o.host === undefined ? {} : { host: o.host }),
         onProgress: (p) => status.update(p.bytesDone, p.bytesTotal, { bytes_read: p.bytesRead, bytes_new: p.bytesNew, current_file: p.path }),
         onWarning: (w) => reportItemError(ctx, 'backup', w.path, w.message, w.code),

@@ -90,6 +90,8 @@ export class BackupSession {
   readonly onAbort: (() => Promise<void>)[] = [];
   /** Run in every case, last (closing disks). */
   readonly cleanup: (() => Promise<void>)[] = [];
+  /** Absolute paths not to descend into (the repository itself). */
+  readonly skipPaths = new Set<string>();
   bytesTotal = 0;
   #bytesDone = 0;
   #lastProgress = 0;

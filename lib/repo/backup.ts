@@ -78,6 +78,9 @@ export async function backup(repo: Repository, sources: readonly string[], optio
 
   const index = await repo.loadIndex();
   const session = new BackupSession(repo, index, options);
+  // Never back up the repository into itself (a source holding it).
+  session.skipPaths.add(repo.location);
+  session.skipPaths.add(await fs.realpath(repo.location).catch(() => repo.location));
   const t0 = performance.now();
   let committed = false;
   try {
@@ -174,6 +177,10 @@ async function walk(s: BackupSession, fs: FileSystem, abs: string, entryPath: st
     for (const name of names) {
       if (skip.has(name)) continue;
       const child = path.join(abs, name);
+      if (s.skipPaths.has(child)) {
+        s.summary.skipped++;
+        continue;
+      }
       let cst: FileStat;
       try {
         cst = await fs.lstat(child);

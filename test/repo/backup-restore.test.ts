@@ -118,6 +118,14 @@ describe('backup and restore', () => {
     expect(r.manifest.entries.map((e) => e.path)).toEqual(['src', 'src/ok']);
   });
 
+  it('never backs up the repository into itself', async () => {
+    writeTree(path.join(dir, 'f'), { x: 'y' });
+    const r = await withRepo(repoDir, 'shared', (repo) => backup(repo, [dir]));
+    expect(r.manifest.entries.map((e) => e.path).filter((p) => p.split('/').includes('repo'))).toEqual([]);
+    expect(r.manifest.entries.map((e) => e.path)).toContain(`${path.basename(dir)}/f/x`);
+    expect(r.summary.skipped).toBe(1);
+  });
+
   it('refuses two sources with the same name, and an unknown backup', async () => {
     writeTree(path.join(dir, 'a/x'), { f: '1' });
     writeTree(path.join(dir, 'b/x'), { f: '2' });
