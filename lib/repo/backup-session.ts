@@ -95,7 +95,7 @@ export class BackupSession {
   bytesTotal = 0;
   #bytesDone = 0;
   #lastProgress = 0;
-  #previousChains: Map<string, { backupId: string; entry: ChainEntry }> | undefined;
+  #previousChains: Map<string, { backupId: string; entry: ChainEntry; time: string; end: string }> | undefined;
 
   constructor(repo: Repository, index: ChunkIndex, options: BackupOptions) {
     this.repo = repo;
@@ -168,12 +168,20 @@ export class BackupSession {
    */
   async previousChain(diskId: string): Promise<{ backupId: string; entry: ChainEntry } | undefined> {
     if (this.#previousChains === undefined) {
-      const found = new Map<string, { backupId: string; entry: ChainEntry }>();
-      const backups = (await this.repo.listBackups((id, err) => this.warn(`backup ${id}`, err))).filter((b) => !b.failed);
-      for (const b of backups) {
-        // Oldest first: later backups overwrite earlier ones.
-        const m = await this.repo.loadManifest(b.id).catch(() => undefined);
-        for (const e of m?.entries ?? []) if (e.type === 'chain') found.set(e.chain.diskId, { backupId: b.id, entry: e });
+      const failed = new Set((await this.repo.backend.list('verify')).map((f) => f.name));
+      const found = new Map<string, { backupId: string; entry: ChainEntry; time: string; end: string }>();
+      for (const id of await this.repo.backupIds()) {
+        if (failed.has(id)) continue;
+        const m = await this.repo.loadManifest(id).catch((err: unknown) => {
+          if (!isDeltaDiskError(err, 'BACKUP_NOT_FOUND')) this.warn(`backup ${id}`, err);
+          return undefined;
+        });
+        if (m === undefined) continue;
+        for (const e of m.entries) {
+          if (e.type !== 'chain') continue;
+          const cur = found.get(e.chain.diskId);
+          if (cur === undefined || cur.time < m.time || (cur.time === m.time && cur.end < m.end)) found.set(e.chain.diskId, { backupId: id, entry: e, time: m.time, end: m.end });
+        }
       }
       this.#previousChains = found;
     }
