@@ -34,8 +34,8 @@ async function run(ctx: Context, o: ForgetCliOptions): Promise<number | void> {
   };
   const plan = await withRepo(o, false, 'forget', (repo) => forget(repo, { ...policy, dryRun: true }));
   const doomed = plan.groups.reduce((a, g) => a + g.remove.length, 0);
-  const print = (dry: boolean): void => {
-    for (const g of plan.groups) {
+  const print = (groups: typeof plan.groups, dry: boolean): void => {
+    for (const g of groups) {
       ctx.out.line(`host ${g.host}, paths ${g.paths.join(', ')}: keep ${g.keep.length}, ${dry ? 'would remove' : 'remove'} ${g.remove.length}`);
       for (const k of g.keep) ctx.out.line(`  keep    ${shortId(k.id)}  ${k.time}  ${k.reasons.join(', ')}`);
       for (const r of g.remove) ctx.out.line(`  ${dry ? 'would remove' : 'remove'}  ${shortId(r.id)}  ${r.time}`);
@@ -43,14 +43,14 @@ async function run(ctx: Context, o: ForgetCliOptions): Promise<number | void> {
   };
   if (o.dryRun || doomed === 0) {
     ctx.out.result({ dry_run: o.dryRun === true, groups: plan.groups, removed: [] });
-    print(o.dryRun === true);
+    print(plan.groups, o.dryRun === true);
     if (doomed === 0) ctx.out.line('nothing to forget');
     return;
   }
   await confirm(`Forget ${doomed} backup(s) of ${o.repo}?`, ctx.globals.yes);
   const done = await withRepo(o, 'maintenance', 'forget', (repo) => forget(repo, policy));
   ctx.out.result({ dry_run: false, groups: done.groups, removed: done.removed });
-  print(false);
+  print(done.groups, false);
   ctx.out.line(`forgot ${done.removed.length} backup(s)${o.prune ? '' : '; run `deltadisk prune` to reclaim their space'}`);
   if (o.prune) return runPrune(ctx, { ...o, confirmed: true });
 }
