@@ -58,8 +58,12 @@ function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = proc
 }
 
 function deltadisk(...args: string[]): Promise<Run> {
-  const code = `process.argv = [process.argv[0], ${JSON.stringify(CLI)}, ...${JSON.stringify(args)}];
-    process.on('exit', () => process.stderr.write('MAXRSS ' + process.resourceUsage().maxRSS + '\\n'));
+  // VmHWM, not getrusage's maxrss: Linux carries maxrss over exec from the forking
+  // parent, which would charge this benchmark's own memory to the child.
+  const code = `import fs from 'node:fs';
+    const peakRssKiB = () => Number(/VmHWM:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? process.resourceUsage().maxRSS);
+    process.argv = [process.argv[0], ${JSON.stringify(CLI)}, ...${JSON.stringify(args)}];
+    process.on('exit', () => process.stderr.write('MAXRSS ' + peakRssKiB() + '\\n'));
     await import(${JSON.stringify(CLI)});`;
   return run(process.execPath, ['--input-type=module', '-e', code]);
 }
