@@ -21,6 +21,11 @@ import type { Repository } from './repository.js';
 import type { TreeOps } from './tree-ops.js';
 
 const WRITES_IN_FLIGHT = 4;
+/**
+ * Start an fdatasync after this many bytes written (without waiting for it): the
+ * device writes back while we go on, instead of all at once in the final fsync.
+ */
+const SYNC_BEHIND = 64 * 1024 * 1024;
 
 export interface TargetContext {
   readonly fs: FileSystem;
@@ -60,16 +65,25 @@ export async function restoreFile(t: TargetContext, c: Content, final: string, m
   });
   try {
     const writes: Promise<void>[] = [];
+    let unsynced = 0;
+    let syncing: Promise<void> | undefined;
     for await (const piece of readContent(t.repo, t.index, c, final)) {
       if (piece.data !== null) {
         const w = handle.write([piece.data], piece.offset);
         w.catch(() => undefined);
         writes.push(w);
         if (writes.length >= WRITES_IN_FLIGHT) await writes.shift();
+        unsynced += piece.length;
+        if (unsynced >= SYNC_BEHIND && syncing === undefined) {
+          unsynced = 0;
+          syncing = handle.datasync().finally(() => (syncing = undefined));
+          syncing.catch(() => undefined);
+        }
       }
       t.onBytes(piece.length);
     }
     await Promise.all(writes);
+    await syncing;
     await handle.truncate(c.size);
     await handle.datasync();
     await handle.close();
