@@ -25,9 +25,9 @@ import type { ChunkIndex } from './chunk-index.js';
 import { compressChunk } from './compression.js';
 
 const MAX_IN_FLIGHT = 2;
-/** Staged packs left uncommitted before a batch is committed (8 × 16 MiB of dirty data). */
-const COMMIT_LAG = 8;
-const COMMIT_BATCH = 4;
+/** Staged packs left uncommitted before a batch is committed (4 × 16 MiB of dirty data). */
+const COMMIT_LAG = 4;
+const COMMIT_BATCH = 2;
 
 export interface PackWriterStats {
   /** Blobs added (new to the repository). */
