@@ -5,16 +5,24 @@
  * option, missing argument) to exit code 2.
  */
 import { Command, CommanderError, Option } from 'commander';
+import { registerBackup } from './commands/backup.js';
 import { registerCheck } from './commands/check.js';
 import { registerCreate } from './commands/create.js';
 import { registerDemo } from './commands/demo.js';
+import { registerDiff } from './commands/diff.js';
 import { registerExport } from './commands/export.js';
+import { registerForget } from './commands/forget.js';
 import { registerInfo } from './commands/info.js';
 import { registerIo } from './commands/io.js';
 import { registerMaintain } from './commands/maintain.js';
-import { registerDiff, registerMap } from './commands/map.js';
+import { registerMap } from './commands/map.js';
+import { registerPrune } from './commands/prune.js';
+import { registerRepo } from './commands/repo.js';
+import { registerRestore } from './commands/restore.js';
 import { registerServe } from './commands/serve.js';
 import { registerSnapshot } from './commands/snapshot.js';
+import { registerSnapshots } from './commands/snapshots.js';
+import { registerStats } from './commands/stats.js';
 import { registerUnlock } from './commands/unlock.js';
 import { registerVm } from './commands/vm.js';
 import { ExitCode } from './exit-codes.js';
@@ -54,6 +62,13 @@ export function buildProgram(): Command {
   registerUnlock(program);
   registerVm(program);
   registerServe(program);
+  registerRepo(program);
+  registerBackup(program);
+  registerSnapshots(program);
+  registerRestore(program);
+  registerForget(program);
+  registerPrune(program);
+  registerStats(program);
   registerDemo(program);
   program.commands.forEach(function override(c: Command): void {
     c.exitOverride();

@@ -40,6 +40,11 @@ export class Output {
     if (this.json) process.stdout.write(`${JSON.stringify(value)}\n`);
   }
 
+  /** One JSON line on stderr (only with --json): errors about single items of a long operation. */
+  jsonErrorLine(value: unknown): void {
+    if (this.json) process.stderr.write(`${JSON.stringify(value)}\n`);
+  }
+
   /** A note for a human on stderr (not with --quiet). */
   info(text: string): void {
     if (!this.quiet && !this.json) process.stderr.write(`${text}\n`);

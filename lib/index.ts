@@ -81,3 +81,28 @@ export { parseVmx, type VmxConfig, type VmxDisk } from './vm/vmx-file.js';
 export { encodeVmsd, parseVmsd, type Vmsd, type VmsdSnapshot } from './vm/vmsd-file.js';
 export { parseVmdkDescriptor, type VmdkDescriptor, type VmdkExtent } from './vm/vmdk-descriptor.js';
 export { decodeSparseExtentHeader, type SparseExtentHeader } from './vm/sparse-extent-header.js';
+
+// Backup repository (lib/repo)
+export { Repository } from './repo/repository.js';
+export type { BackupInfo, InitRepositoryOptions, OpenRepositoryOptions } from './repo/repository.js';
+export { backup, isImageName } from './repo/backup.js';
+export type { BackupOptions, BackupProgress, BackupResult, BackupSummary, BackupWarning } from './repo/backup.js';
+export { restore } from './repo/restore.js';
+export type { RestoreOptions, RestoreProgress, RestoreResult, RestoreSummary } from './repo/restore.js';
+export { checkRepository, inSubset } from './repo/check.js';
+export type { CheckOptions as RepoCheckOptions, CheckProblem as RepoCheckProblem, CheckReport as RepoCheckReport, ProblemKind as RepoProblemKind } from './repo/check.js';
+export { applyRetention } from './repo/retention.js';
+export type { RetentionDecision, RetentionItem, RetentionPolicy } from './repo/retention.js';
+export { forget } from './repo/forget.js';
+export type { ForgetOptions, ForgetResult } from './repo/forget.js';
+export { prune } from './repo/prune.js';
+export type { PruneOptions, PruneResult } from './repo/prune.js';
+export { repositoryStats } from './repo/stats.js';
+export type { RepoStats } from './repo/stats.js';
+export { diffBackups } from './repo/diff.js';
+export type { DiffItem, DiffResult } from './repo/diff.js';
+export { breakRepoLocks, listLocks } from './repo/repo-lock.js';
+export type { ListedLock } from './repo/repo-lock.js';
+export type { Manifest, Entry, ChainEntry, ChainPoint, Content } from './format/manifest.js';
+export type { RepoConfig } from './format/repo-config.js';
+export type { LockKind } from './format/repo-lock.js';

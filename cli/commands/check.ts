@@ -1,11 +1,14 @@
 /**
- * `deltadisk check <disk>`: exit codes after qemu-img check — 0 clean, 2 corrupt,
- * 3 leaks only, 1 the check could not run.
+ * `deltadisk check <disk>` and `deltadisk check --repo <repo>`: exit codes after
+ * qemu-img check — 0 clean, 2 corrupt, 3 leaks only, 1 the check could not run.
+ * A disk argument picks the disk variant; without one, the repository is checked.
  */
 import type { Command } from 'commander';
-import { Disk } from '../../lib/index.js';
+import { DeltaDiskError, Disk } from '../../lib/index.js';
 import type { CheckReport } from '../../lib/chain/check.js';
 import { handler, type Context } from '../context.js';
+import { withRepoOptions } from '../repo-context.js';
+import { parseSubset, runRepoCheck, type RepoCheckOptions } from './repo-check.js';
 import { CheckExit } from '../exit-codes.js';
 import { formatBytes } from '../parse-size.js';
 import { startProgress } from '../progress.js';
@@ -50,12 +53,27 @@ export async function checkDiskCommand(ctx: Context, disk: string, o: { readData
 }
 
 export function registerCheck(program: Command): void {
-  program
-    .command('check')
-    .description('check a disk for damage: 0 clean, 2 corrupt, 3 leaks only, 1 could not run')
-    .argument('<disk>', 'descriptor path')
-    .option('--read-data', 'also verify the checksum of every stored block')
-    .option('-r, --repair', 'fix what is safe to fix: leaks, stale headers, unfinished merges, a lost descriptor')
-    .action(handler((ctx, disk: string, o: { readData?: boolean; repair?: boolean }) => checkDiskCommand(ctx, disk, o)));
+  withRepoOptions(
+    program
+      .command('check')
+      .description('check a disk, or a backup repository (--repo), for damage: 0 clean, 2 corrupt, 3 leaks only, 1 could not run'),
+    false,
+  )
+    .argument('[disk]', 'descriptor path of a disk to check (omit with --repo)')
+    .option('--read-data', 'also verify the checksum of every stored block (disk) or re-hash every chunk (repository)')
+    .option('--read-data-subset <n/t>', 'repository: re-hash the chunks of part n of t (rotate n over runs)', parseSubset)
+    .option('--repair', 'disk: fix what is safe to fix: leaks, stale headers, unfinished merges, a lost descriptor')
+    .addHelpText('after', '\nExamples:\n  deltadisk check vm/disk.chain --read-data\n  deltadisk check --repo /backups --read-data-subset 1/7')
+    .action(
+      handler(async (ctx, disk: string | undefined, o: RepoCheckOptions & { repair?: boolean }) => {
+        if (disk !== undefined) {
+          if (o.readDataSubset !== undefined) throw new DeltaDiskError('INVALID_ARGUMENT', '--read-data-subset is for repositories; give --read-data to verify a whole disk');
+          return checkDiskCommand(ctx, disk, o);
+        }
+        if (o.repair) throw new DeltaDiskError('INVALID_ARGUMENT', '--repair is for disks: give the disk to repair');
+        if (o.repo === undefined) throw new DeltaDiskError('INVALID_ARGUMENT', 'check needs a disk, or --repo <repo>');
+        return runRepoCheck(ctx, o);
+      }),
+    );
 }
 

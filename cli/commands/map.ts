@@ -1,11 +1,9 @@
 /**
- * `deltadisk map` (like `qemu-img map`) and `deltadisk diff` (the change map a
- * backup uses).
+ * `deltadisk map`, like `qemu-img map`: where each extent of a disk comes from.
  */
 import type { Command } from 'commander';
 import type { Extent } from '../../lib/index.js';
 import { handler, withDisk } from '../context.js';
-import { formatBytes } from '../parse-size.js';
 
 export function registerMap(program: Command): void {
   program
@@ -31,36 +29,6 @@ export function registerMap(program: Command): void {
             const src = e.kind === 'data' ? `${files.get(e.layer!)} @ 0x${e.offset!.toString(16)}` : e.kind === 'zero' ? 'zeros' : x.descriptor.base ? `base ${x.descriptor.base.file}` : 'unallocated (zeros)';
             ctx.out.line(`0x${e.start.toString(16).padEnd(18)}0x${e.length.toString(16).padEnd(18)}${String(e.depth ?? '-').padEnd(7)}${src}`);
           }
-        });
-      }),
-    );
-}
-
-export function registerDiff(program: Command): void {
-  program
-    .command('diff')
-    .description('the byte ranges that may differ between two snapshots, or a snapshot and the current state')
-    .argument('<disk>', 'descriptor path')
-    .argument('<snapA>', 'the earlier snapshot')
-    .argument('[snapB]', 'the later snapshot (default: the current state)')
-    .action(
-      handler(async (ctx, disk: string, a: string, b: string | undefined) => {
-        const d = await ctx.openDisk(disk, true);
-        await withDisk(d, async (x) => {
-          const blocks = await x.changedBlocks(a, b);
-          const bs = x.blockSize;
-          const ranges: { offset: number; length: number }[] = [];
-          for (const block of blocks) {
-            const start = block * bs;
-            const len = Math.min(bs, x.virtualSize - start);
-            const last = ranges[ranges.length - 1];
-            if (last !== undefined && last.offset + last.length === start) last.length += len;
-            else ranges.push({ offset: start, length: len });
-          }
-          const total = ranges.reduce((n, r) => n + r.length, 0);
-          ctx.out.result({ from: a, to: b ?? null, blockSize: bs, changedBytes: total, ranges });
-          for (const r of ranges) ctx.out.line(`0x${r.offset.toString(16).padEnd(18)}0x${r.length.toString(16)}`);
-          ctx.out.line(`${ranges.length} ranges, ${formatBytes(total)} may differ between ${a} and ${b ?? 'the current state'}`);
         });
       }),
     );

@@ -1,0 +1,266 @@
+/**
+ * Benchmark of the backup repository, with restic on the same data in the same run
+ * (when `restic` is on the PATH). Run: `npm run build && node dist/bench/repository.js`.
+ *
+ * Every figure is taken from the CLI as a user runs it (a process each, start-up
+ * included, as restic's) and printed only after its result is verified: restores are
+ * compared with the source by SHA-256. Baselines measured in the same run: writing
+ * the same bytes to a file with fsync (the device), and hashing them (SHA-256).
+ *
+ * Environment:
+ *   DELTADISK_BENCH_DIR         work directory (default: a new one under the OS temp dir)
+ *   DELTADISK_BENCH_MIB         image size in MiB (default 1024)
+ *   DELTADISK_BENCH_SPARSE_GIB  size of the sparse image for the memory figure (default 16; 0 skips)
+ *   DELTADISK_BENCH_RESTIC      set to 0 to skip restic
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Disk } from '../lib/index.js';
+
+const MiB = 2 ** 20;
+const SIZE = Number(process.env.DELTADISK_BENCH_MIB ?? 1024) * MiB;
+const SPARSE = Number(process.env.DELTADISK_BENCH_SPARSE_GIB ?? 16) * 1024 * MiB;
+const ROOT = process.env.DELTADISK_BENCH_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'deltadisk-bench-'));
+const CLI = path.resolve(import.meta.dirname, '../cli/main.js');
+const RESTIC = process.env.DELTADISK_BENCH_RESTIC !== '0' && spawnSync('restic', ['version']).status === 0;
+const RESTIC_ENV = { ...process.env, RESTIC_PASSWORD: 'deltadisk-bench', RESTIC_PROGRESS_FPS: '0.1' };
+
+interface Run {
+  readonly seconds: number;
+  readonly stdout: string;
+  readonly maxRssKiB: number;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`benchmark failed: ${message}\n`);
+  process.exit(1);
+}
+
+/** Runs a command; its peak RSS (KiB) is read through a small preload for our CLI. */
+function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const child = spawn(cmd, args as string[], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => {
+      const seconds = (performance.now() - t0) / 1000;
+      if (code !== 0) fail(`${path.basename(cmd)} ${args.join(' ')} exited ${code}:\n${stderr}`);
+      const rss = /MAXRSS (\d+)/.exec(stderr);
+      resolve({ seconds, stdout, maxRssKiB: rss ? Number(rss[1]) : 0 });
+    });
+  });
+}
+
+function deltadisk(...args: string[]): Promise<Run> {
+  // VmHWM, not getrusage's maxrss: Linux carries maxrss over exec from the forking
+  // parent, which would charge this benchmark's own memory to the child.
+  const code = `import fs from 'node:fs';
+    const peakRssKiB = () => Number(/VmHWM:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? process.resourceUsage().maxRSS);
+    process.argv = [process.argv[0], ${JSON.stringify(CLI)}, ...${JSON.stringify(args)}];
+    process.on('exit', () => process.stderr.write('MAXRSS ' + peakRssKiB() + '\\n'));
+    await import(${JSON.stringify(CLI)});`;
+  return run(process.execPath, ['--input-type=module', '-e', code]);
+}
+
+function restic(...args: string[]): Promise<Run> {
+  return run('restic', args, RESTIC_ENV);
+}
+
+function duBytes(p: string): number {
+  const st = fs.lstatSync(p);
+  if (!st.isDirectory()) return st.size;
+  return fs.readdirSync(p).reduce((a, n) => a + duBytes(path.join(p, n)), 0);
+}
+
+async function sha256File(p: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of fs.createReadStream(p, { highWaterMark: 8 * MiB })) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+function writeImage(p: string, fill: (offset: number, piece: Buffer) => void): void {
+  const fd = fs.openSync(p, 'w');
+  const piece = Buffer.allocUnsafe(8 * MiB);
+  for (let off = 0; off < SIZE; off += piece.length) {
+    fill(off, piece);
+    fs.writeSync(fd, piece, 0, Math.min(piece.length, SIZE - off), off);
+  }
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+}
+
+const rate = (bytes: number, s: number): string => `${(bytes / MiB / s).toFixed(0)} MiB/s`;
+const gib = (b: number): string => `${(b / 2 ** 30).toFixed(3)} GiB`;
+const results: Record<string, number> = {};
+const lines: string[] = [];
+function report(key: string, text: string, values: Record<string, number>): void {
+  for (const [k, v] of Object.entries(values)) results[`${key}.${k}`] = Number(v.toFixed(4));
+  lines.push(text);
+  process.stdout.write(`${text}\n`);
+}
+
+async function verifyRestore(repo: string, id: string, rel: string, want: string, extra: string[] = []): Promise<Run> {
+  const target = path.join(ROOT, `restore-${id.slice(0, 8)}-${Date.now()}`);
+  const r = await deltadisk('restore', id, '--repo', repo, '--target', target, ...extra);
+  if ((await sha256File(path.join(target, rel))) !== want) fail(`restored ${rel} differs from the source`);
+  fs.rmSync(target, { recursive: true, force: true });
+  return r;
+}
+
+function summaryOf(r: Run): Record<string, unknown> {
+  const line = r.stdout.split('\n').find((l) => l.includes('"message_type":"summary"'));
+  if (line === undefined) fail('no summary line');
+  return JSON.parse(line) as Record<string, unknown>;
+}
+
+async function main(): Promise<void> {
+  process.stdout.write(`deltadisk repository benchmark: ${SIZE / MiB} MiB images in ${ROOT}; ${os.cpus().length} CPUs; load ${os.loadavg()[0]!.toFixed(1)}; restic ${RESTIC ? spawnSync('restic', ['version']).stdout.toString().split(' ')[1] : 'not installed'}\n\n`);
+  fs.mkdirSync(ROOT, { recursive: true });
+  const rnd = path.join(ROOT, 'random.img');
+  writeImage(rnd, (_o, piece) => randomBytes(piece.length).copy(piece));
+  const half = path.join(ROOT, 'half-zero.img');
+  writeImage(half, (o, piece) => (((o / (8 * MiB)) | 0) % 2 === 0 ? piece.fill(0) : randomBytes(piece.length).copy(piece)));
+  const rndSha = await sha256File(rnd);
+  const halfSha = await sha256File(half);
+
+  // Baselines: the device (write + fsync of the same bytes) and the hash.
+  const bytes = fs.readFileSync(rnd);
+  let t = performance.now();
+  const copy = path.join(ROOT, 'baseline-copy');
+  const fd = fs.openSync(copy, 'w');
+  fs.writeSync(fd, bytes);
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  const writeS = (performance.now() - t) / 1000;
+  fs.unlinkSync(copy);
+  t = performance.now();
+  for (let off = 0; off < bytes.length; off += MiB) createHash('sha256').update(bytes.subarray(off, off + MiB)).digest();
+  const hashS = (performance.now() - t) / 1000;
+  report('baseline', `baseline: write+fsync ${rate(SIZE, writeS)}, SHA-256 ${rate(SIZE, hashS)}`, { writeMiBs: SIZE / MiB / writeS, sha256MiBs: SIZE / MiB / hashS });
+
+  // 1. First backup of an incompressible image, then its restore.
+  const repo = path.join(ROOT, 'repo');
+  await deltadisk('repo', 'init', repo);
+  const b1 = await deltadisk('backup', rnd, '--repo', repo, '--json');
+  const id1 = summaryOf(b1).backup_id as string;
+  const r1 = await verifyRestore(repo, id1, 'random.img', rndSha);
+  const repoSize1 = duBytes(path.join(repo, 'packs'));
+  let line = `first backup, incompressible: ${b1.seconds.toFixed(2)} s (${rate(SIZE, b1.seconds)}), stored ${gib(repoSize1)}, peak RSS ${(b1.maxRssKiB / 1024).toFixed(0)} MiB`;
+  const vals: Record<string, number> = { seconds: b1.seconds, MiBs: SIZE / MiB / b1.seconds, storedBytes: repoSize1, ratioToDevice: SIZE / MiB / b1.seconds / (SIZE / MiB / writeS) };
+  let restoreLine = `restore, incompressible: ${r1.seconds.toFixed(2)} s (${rate(SIZE, r1.seconds)})`;
+  const restoreVals: Record<string, number> = { seconds: r1.seconds, MiBs: SIZE / MiB / r1.seconds };
+  if (RESTIC) {
+    const rr = path.join(ROOT, 'restic');
+    await restic('init', '--repo', rr);
+    const rb = await restic('backup', '--repo', rr, '--json', rnd);
+    const rs = duBytes(path.join(rr, 'data'));
+    const target = path.join(ROOT, 'restic-restore');
+    const rres = await restic('restore', 'latest', '--repo', rr, '--target', target);
+    if ((await sha256File(path.join(target, rnd))) !== rndSha) fail('restic restore differs');
+    fs.rmSync(target, { recursive: true, force: true });
+    line += ` | restic ${rb.seconds.toFixed(2)} s (${rate(SIZE, rb.seconds)}), stored ${gib(rs)} | deltadisk ${(rb.seconds / b1.seconds).toFixed(2)}x restic's speed`;
+    Object.assign(vals, { resticSeconds: rb.seconds, resticStoredBytes: rs });
+    restoreLine += ` | restic ${rres.seconds.toFixed(2)} s (${rate(SIZE, rres.seconds)}) | deltadisk ${(rres.seconds / r1.seconds).toFixed(2)}x restic's speed`;
+    restoreVals.resticSeconds = rres.seconds;
+    fs.rmSync(rr, { recursive: true, force: true });
+  }
+  report('firstBackup', line, vals);
+  report('restore', restoreLine, restoreVals);
+
+  // 2. First backup of a half-zero image: zeros cost nothing to store.
+  const repo2 = path.join(ROOT, 'repo-half');
+  await deltadisk('repo', 'init', repo2);
+  const b2 = await deltadisk('backup', half, '--repo', repo2, '--json');
+  await verifyRestore(repo2, summaryOf(b2).backup_id as string, 'half-zero.img', halfSha);
+  const s2 = duBytes(path.join(repo2, 'packs'));
+  line = `first backup, half zeros: ${b2.seconds.toFixed(2)} s (${rate(SIZE, b2.seconds)}), stored ${gib(s2)} (${((s2 / SIZE) * 100).toFixed(1)} % of the image)`;
+  const vals2: Record<string, number> = { seconds: b2.seconds, storedBytes: s2 };
+  if (RESTIC) {
+    const rr = path.join(ROOT, 'restic-half');
+    await restic('init', '--repo', rr);
+    const rb = await restic('backup', '--repo', rr, '--json', half);
+    const rs = duBytes(path.join(rr, 'data'));
+    line += ` | restic ${rb.seconds.toFixed(2)} s, stored ${gib(rs)}`;
+    Object.assign(vals2, { resticSeconds: rb.seconds, resticStoredBytes: rs });
+    fs.rmSync(rr, { recursive: true, force: true });
+  }
+  report('halfZero', line, vals2);
+  fs.rmSync(repo2, { recursive: true, force: true });
+
+  // 3. A chain disk: first backup, then 1 % of its blocks changed, second backup.
+  const vm = path.join(ROOT, 'vm');
+  fs.mkdirSync(vm, { recursive: true });
+  const diskPath = path.join(vm, 'disk.chain');
+  const disk = await Disk.create(diskPath, { size: SIZE, blockSize: 64 * 1024 });
+  for (let off = 0; off < SIZE; off += 8 * MiB) await disk.write(off, bytes.subarray(off, off + 8 * MiB));
+  await disk.close();
+  const repo3 = path.join(ROOT, 'repo-chain');
+  await deltadisk('repo', 'init', repo3);
+  const c1 = await deltadisk('backup', diskPath, '--repo', repo3, '--json');
+  const blocks = SIZE / (64 * 1024);
+  const changed = Math.round(blocks / 100);
+  const d2 = await Disk.open(diskPath);
+  const picked = new Set<number>();
+  while (picked.size < changed) picked.add(randomBytes(4).readUInt32LE(0) % blocks);
+  for (const b of picked) await d2.write(b * 64 * 1024 + 512, randomBytes(4096));
+  await d2.flush();
+  const current = await d2.read(0, Math.min(SIZE, 256 * MiB)).then(async (head) => {
+    const h = createHash('sha256').update(head);
+    for (let off = head.length; off < SIZE; off += 256 * MiB) h.update(await d2.read(off, Math.min(256 * MiB, SIZE - off)));
+    return h.digest('hex');
+  });
+  await d2.close();
+  const c2 = await deltadisk('backup', diskPath, '--repo', repo3, '--json');
+  const s = summaryOf(c2);
+  if (Number(s.bytes_read) > changed * 64 * 1024) fail(`second chain backup read ${String(s.bytes_read)} bytes for ${changed} changed blocks`);
+  await verifyRestore(repo3, s.backup_id as string, 'disk.raw', current, ['--flatten']);
+  const in1 = Number(summaryOf(c1).total_duration);
+  const in2 = Number(s.total_duration);
+  line = `chain disk: first backup ${c1.seconds.toFixed(2)} s; after changing 1 % of the blocks (${changed}), second backup ${c2.seconds.toFixed(2)} s = ${((c2.seconds / c1.seconds) * 100).toFixed(1)} % of the first ` +
+    `(inside the process: ${in1.toFixed(2)} s, then ${in2.toFixed(3)} s = ${((in2 / in1) * 100).toFixed(1)} %), ${((Number(s.bytes_read) / SIZE) * 100).toFixed(2)} % of the disk read`;
+  const vals3: Record<string, number> = { firstSeconds: c1.seconds, secondSeconds: c2.seconds, percentOfFirst: (c2.seconds / c1.seconds) * 100, inProcessPercent: (in2 / in1) * 100, bytesRead: Number(s.bytes_read) };
+  if (RESTIC) {
+    // restic has no change map: it reads the whole image again (exported raw, same data).
+    const rr = path.join(ROOT, 'restic-chain');
+    await restic('init', '--repo', rr);
+    const raw = path.join(ROOT, 'chain-state.raw');
+    fs.writeFileSync(raw, bytes);
+    const rb1 = await restic('backup', '--repo', rr, raw);
+    await deltadisk('export', diskPath, '-o', raw, '--force');
+    const rb2 = await restic('backup', '--repo', rr, raw);
+    line += ` | restic on the raw image: ${rb1.seconds.toFixed(2)} s, then ${rb2.seconds.toFixed(2)} s (${((rb2.seconds / rb1.seconds) * 100).toFixed(1)} %) | deltadisk's second backup ${(rb2.seconds / c2.seconds).toFixed(1)}x faster`;
+    Object.assign(vals3, { resticFirstSeconds: rb1.seconds, resticSecondSeconds: rb2.seconds });
+    fs.rmSync(rr, { recursive: true, force: true });
+    fs.rmSync(raw, { force: true });
+  }
+  report('chainIncremental', line, vals3);
+  fs.rmSync(repo3, { recursive: true, force: true });
+  fs.rmSync(vm, { recursive: true, force: true });
+
+  // 4. Memory: a large sparse image (the holes are read, not stored).
+  if (SPARSE > 0) {
+    const big = path.join(ROOT, 'sparse.img');
+    const bfd = fs.openSync(big, 'w');
+    for (let k = 0; k < 8; k++) fs.writeSync(bfd, randomBytes(8 * MiB), 0, 8 * MiB, Math.floor((SPARSE / 8) * k));
+    fs.ftruncateSync(bfd, SPARSE);
+    fs.closeSync(bfd);
+    const repo4 = path.join(ROOT, 'repo-sparse');
+    await deltadisk('repo', 'init', repo4);
+    const m = await deltadisk('backup', big, '--repo', repo4, '--json');
+    const sm = summaryOf(m);
+    if (Number(sm.total_bytes_processed) !== SPARSE) fail('sparse backup did not cover the image');
+    report('sparse', `sparse ${SPARSE / 2 ** 30} GiB image: backup ${m.seconds.toFixed(1)} s, peak RSS ${(m.maxRssKiB / 1024).toFixed(0)} MiB (limit 300), stored ${gib(duBytes(path.join(repo4, 'packs')))}`, { seconds: m.seconds, peakRssMiB: m.maxRssKiB / 1024 });
+    fs.rmSync(repo4, { recursive: true, force: true });
+    fs.rmSync(big, { force: true });
+  }
+  process.stdout.write(`\n${JSON.stringify({ benchmark: 'repository', sizeMiB: SIZE / MiB, results })}\n`);
+  if (process.env.DELTADISK_BENCH_DIR === undefined) fs.rmSync(ROOT, { recursive: true, force: true });
+}
+
+await main();

@@ -1,0 +1,33 @@
+/**
+ * `deltadisk snapshots --repo <repo>`: list the backups in a repository.
+ */
+import type { Command } from 'commander';
+import { handler } from '../context.js';
+import { formatBytes } from '../parse-size.js';
+import { shortId, withRepo, withRepoOptions, type RepoOptions } from '../repo-context.js';
+
+export function registerSnapshots(program: Command): void {
+  withRepoOptions(program.command('snapshots').description('list the backups in a repository, oldest first'))
+    .option('--tag <tag>', 'only backups with this tag (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--host <name>', 'only backups of this host')
+    .action(
+      handler(async (ctx, o: RepoOptions & { tag: string[]; host?: string }) => {
+        const list = (await withRepo(o, false, 'snapshots', (repo) => repo.listBackups())).filter(
+          (b) => o.tag.every((t) => b.tags.includes(t)) && (o.host === undefined || b.host === o.host),
+        );
+        ctx.out.result(list.map((b) => ({ id: b.id, short_id: shortId(b.id), time: b.time, end: b.end, host: b.host, user: b.user, tags: b.tags, paths: b.paths, failed: b.failed, summary: b.summary })));
+        if (list.length === 0) {
+          ctx.out.line('no backups');
+          return;
+        }
+        ctx.out.line('ID        TIME                      HOST            TAGS          SIZE       PATHS');
+        for (const b of list) {
+          const size = formatBytes(b.summary.bytes ?? 0);
+          ctx.out.line(
+            `${shortId(b.id)}${b.failed ? '!' : ' '} ${b.time.replace('T', ' ').slice(0, 23).padEnd(25)} ${b.host.slice(0, 15).padEnd(15)} ${b.tags.join(',').slice(0, 13).padEnd(13)} ${size.padStart(10)}  ${b.paths.join(', ')}`,
+          );
+        }
+        ctx.out.line(`${list.length} backup${list.length === 1 ? '' : 's'}${list.some((b) => b.failed) ? ' (! failed a check: not used as a base for incremental backups)' : ''}`);
+      }),
+    );
+}

@@ -1,0 +1,80 @@
+/**
+ * Where a repository's files live: the storage-backend interface.
+ *
+ * The repository sees a few kinds of whole files, each written once under a name
+ * (content-addressed or random) and later possibly deleted, never modified in place.
+ * That is all an object store offers, so an S3-compatible backend can follow the
+ * local directory one. Contract for every implementation:
+ *  - `write` is atomic and durable when it resolves: after a crash the file is either
+ *    absent or complete. `create` refuses an existing name (ALREADY_EXISTS);
+ *    `replace` swaps it atomically.
+ *  - `remove` is durable when it resolves and reports whether the file existed.
+ *  - `stage` + `commit` split a write for throughput: `stage` hands the bytes over
+ *    without waiting for them to reach the disk, `commit` makes a batch of staged
+ *    files appear under their names, atomically and durably. A staged file that is
+ *    never committed is a temporary file (invisible to `list`, removed by prune).
+ *  - `list` never shows a file that is still being written.
+ *  - reads reject with NOT_FOUND for a missing file, TRUNCATED for a short one.
+ */
+import { HEX32, HEX64 } from '../format/framed.js';
+
+export type RepoFileKind = 'pack' | 'index' | 'snapshot' | 'lock' | 'plan' | 'verify' | 'damage';
+
+export const REPO_FILE_KINDS: readonly RepoFileKind[] = ['pack', 'index', 'snapshot', 'lock', 'plan', 'verify', 'damage'];
+
+export interface StoredFile {
+  readonly name: string;
+  readonly size: number;
+}
+
+/** A staged write (opaque to callers). */
+export interface StagedFile {
+  readonly kind: RepoFileKind;
+  readonly name: string;
+}
+
+export interface StorageBackend {
+  /** Human-readable location (a directory path, a URL). */
+  readonly location: string;
+  /** Creates the empty layout (no config yet). */
+  init(): Promise<void>;
+  /** The config file, or undefined when there is none. */
+  readConfig(maxBytes: number): Promise<Buffer | undefined>;
+  /** Writes the config; the commit point of `init`. @throws ALREADY_EXISTS */
+  createConfig(bytes: Uint8Array): Promise<void>;
+  list(kind: RepoFileKind): Promise<StoredFile[]>;
+  /** Leftover temporary files, as `<kind>/<name>` strings for `removeTemp`. */
+  listTemps(): Promise<string[]>;
+  removeTemp(name: string): Promise<void>;
+  /** A whole file of at most `maxBytes`. @throws NOT_FOUND, LIMIT_EXCEEDED */
+  read(kind: RepoFileKind, name: string, maxBytes: number): Promise<Buffer>;
+  readRange(kind: RepoFileKind, name: string, offset: number, length: number): Promise<Buffer>;
+  /** File size, or undefined when it does not exist. */
+  size(kind: RepoFileKind, name: string): Promise<number | undefined>;
+  write(kind: RepoFileKind, name: string, data: readonly Uint8Array[], mode: 'create' | 'replace'): Promise<void>;
+  /** Writes a file that appears (replacing any file of that name) only once committed. */
+  stage(kind: RepoFileKind, name: string, data: readonly Uint8Array[]): Promise<StagedFile>;
+  /** Makes staged files durable and visible under their names. */
+  commit(files: readonly StagedFile[]): Promise<void>;
+  /** Drops staged files. */
+  discard(files: readonly StagedFile[]): Promise<void>;
+  remove(kind: RepoFileKind, name: string): Promise<boolean>;
+  /** Releases cached handles. */
+  close(): Promise<void>;
+}
+
+/** Whether `name` is a valid name for a file of `kind`. */
+export function isValidRepoName(kind: RepoFileKind, name: string): boolean {
+  switch (kind) {
+    case 'pack':
+    case 'index':
+    case 'damage':
+      return HEX64.test(name);
+    case 'snapshot':
+    case 'lock':
+    case 'verify':
+      return HEX32.test(name);
+    case 'plan':
+      return name === 'prune';
+  }
+}

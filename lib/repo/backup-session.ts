@@ -1,0 +1,218 @@
+/**
+ * The state of one running backup: its id, the chunk writer, the entries gathered so
+ * far, counters, warnings, and the work to do once it is published (or abandoned).
+ * backup.ts walks the sources and drives it; chain-backup.ts adds disks to it.
+ */
+import { randomBytes } from 'node:crypto';
+import type { ErrorCode } from '../errors.js';
+import { DeltaDiskError, isDeltaDiskError } from '../errors.js';
+import type { ChainEntry, Entry } from '../format/manifest.js';
+import { MAX_ENTRIES, ZERO_HASH } from '../format/repo-limits.js';
+import type { FileSystem } from '../io/file-system.js';
+import type { ChunkIndex } from './chunk-index.js';
+import { PackWriter, sha256 } from './pack-writer.js';
+import type { Repository } from './repository.js';
+
+export interface BackupWarning {
+  readonly path: string;
+  readonly message: string;
+  readonly code: ErrorCode | undefined;
+}
+
+export interface BackupProgress {
+  readonly bytesTotal: number;
+  readonly bytesDone: number;
+  readonly bytesRead: number;
+  readonly bytesNew: number;
+  readonly entries: number;
+  readonly path: string;
+}
+
+export interface BackupOptions {
+  readonly tags?: readonly string[];
+  readonly host?: string;
+  readonly user?: string;
+  /** Read and chunk everything, count what would be added, write nothing. */
+  readonly dryRun?: boolean;
+  /** Which of a disk's own snapshots to back up besides its state at capture time (default 'none'). */
+  readonly chainSnapshots?: 'none' | 'all' | readonly string[];
+  /** Files to chunk as disk images (fixed, block-aligned chunks); default: by name (.raw, .img, -flat.vmdk …). */
+  readonly isImage?: (path: string, size: number) => boolean;
+  /** Compress chunks where it saves space (default true). */
+  readonly compress?: boolean;
+  /** The file system sources are read (and disks opened) through; default: the real one. */
+  readonly sourceFs?: FileSystem;
+  /** Paths a disk's base image may lie in, outside its directory. */
+  readonly allowPaths?: readonly string[];
+  readonly onProgress?: (p: BackupProgress) => void;
+  readonly onWarning?: (w: BackupWarning) => void;
+}
+
+export interface BackupSummary {
+  files: number;
+  dirs: number;
+  symlinks: number;
+  chains: number;
+  /** Special files (devices, FIFOs, sockets) skipped. */
+  skipped: number;
+  /** Logical bytes of the backup (file sizes, disk sizes). */
+  bytes: number;
+  /** Bytes actually read from the sources. */
+  bytesRead: number;
+  chunksNew: number;
+  /** Raw bytes of new chunks. */
+  bytesNew: number;
+  /** Bytes those took in packs (after compression). */
+  bytesStored: number;
+  packs: number;
+  indexFiles: number;
+  warnings: number;
+  durationMs: number;
+}
+
+export class BackupSession {
+  readonly id = randomBytes(16).toString('hex');
+  /** ISO time with microseconds: backups of one series sort in the order they ran. */
+  readonly started = preciseNow();
+  readonly repo: Repository;
+  readonly index: ChunkIndex;
+  readonly writer: PackWriter;
+  readonly options: BackupOptions;
+  readonly entries: Entry[] = [];
+  readonly warnings: BackupWarning[] = [];
+  readonly summary: BackupSummary = {
+    files: 0, dirs: 0, symlinks: 0, chains: 0, skipped: 0, bytes: 0, bytesRead: 0,
+    chunksNew: 0, bytesNew: 0, bytesStored: 0, packs: 0, indexFiles: 0, warnings: 0, durationMs: 0,
+  };
+  /** Run after the manifest is durable (failures there become warnings). */
+  readonly afterCommit: (() => Promise<void>)[] = [];
+  /** Run when the backup is abandoned. */
+  readonly onAbort: (() => Promise<void>)[] = [];
+  /** Run in every case, last (closing disks). */
+  readonly cleanup: (() => Promise<void>)[] = [];
+  /** Absolute paths not to descend into (the repository itself). */
+  readonly skipPaths = new Set<string>();
+  bytesTotal = 0;
+  #bytesDone = 0;
+  #lastProgress = 0;
+  #previousChains: Map<string, { backupId: string; entry: ChainEntry; time: string; end: string }> | undefined;
+
+  constructor(repo: Repository, index: ChunkIndex, options: BackupOptions) {
+    this.repo = repo;
+    this.index = index;
+    this.options = options;
+    this.writer = new PackWriter(repo.backend, index, {
+      packSize: repo.config.packSize,
+      compress: options.compress ?? true,
+      dryRun: options.dryRun ?? false,
+    });
+  }
+
+  get dryRun(): boolean {
+    return this.options.dryRun === true;
+  }
+
+  addEntry(e: Entry): void {
+    if (this.entries.length >= MAX_ENTRIES) {
+      throw new DeltaDiskError('LIMIT_EXCEEDED', `a backup holds at most ${MAX_ENTRIES} entries; back up fewer paths at a time`);
+    }
+    this.entries.push(e);
+  }
+
+  /** Stores a non-zero chunk (unless the repository has it) and returns its hash. */
+  async storeChunk(data: Buffer): Promise<Buffer> {
+    const hash = sha256(data);
+    if (await this.writer.add(hash, data)) {
+      this.summary.chunksNew++;
+      this.summary.bytesNew += data.length;
+    }
+    return hash;
+  }
+
+  /** The hash for a chunk: the reserved zero hash for zeros (never stored), else stored. */
+  async chunkHash(data: Buffer): Promise<Buffer> {
+    return isZero(data) ? ZERO_HASH : this.storeChunk(data);
+  }
+
+  warn(path: string, err: unknown): void {
+    const w: BackupWarning = {
+      path,
+      message: err instanceof Error ? err.message : String(err),
+      code: isDeltaDiskError(err) ? err.code : undefined,
+    };
+    this.warnings.push(w);
+    this.summary.warnings++;
+    this.options.onWarning?.(w);
+  }
+
+  /** Counts progress: `done` logical bytes dealt with, `read` of them actually read. */
+  progress(path: string, done: number, read: number): void {
+    this.#bytesDone += done;
+    this.summary.bytesRead += read;
+    const now = performance.now();
+    if (this.options.onProgress === undefined || (now - this.#lastProgress < 100 && done !== 0 && this.#bytesDone < this.bytesTotal)) return;
+    this.#lastProgress = now;
+    this.options.onProgress({
+      bytesTotal: Math.max(this.bytesTotal, this.#bytesDone),
+      bytesDone: this.#bytesDone,
+      bytesRead: this.summary.bytesRead,
+      bytesNew: this.summary.bytesNew,
+      entries: this.entries.length,
+      path,
+    });
+  }
+
+  /**
+   * The latest backup holding disk `diskId` that no check has marked failed: the base
+   * of an incremental backup of that disk.
+   */
+  async previousChain(diskId: string): Promise<{ backupId: string; entry: ChainEntry } | undefined> {
+    if (this.#previousChains === undefined) {
+      const failed = new Set((await this.repo.backend.list('verify')).map((f) => f.name));
+      const found = new Map<string, { backupId: string; entry: ChainEntry; time: string; end: string }>();
+      for (const id of await this.repo.backupIds()) {
+        if (failed.has(id)) continue;
+        const m = await this.repo.loadManifest(id).catch((err: unknown) => {
+          if (!isDeltaDiskError(err, 'BACKUP_NOT_FOUND')) this.warn(`backup ${id}`, err);
+          return undefined;
+        });
+        if (m === undefined) continue;
+        for (const e of m.entries) {
+          if (e.type !== 'chain') continue;
+          const cur = found.get(e.chain.diskId);
+          if (cur === undefined || cur.time < m.time || (cur.time === m.time && cur.end < m.end)) found.set(e.chain.diskId, { backupId: id, entry: e, time: m.time, end: m.end });
+        }
+      }
+      this.#previousChains = found;
+    }
+    return this.#previousChains.get(diskId);
+  }
+}
+
+const ZEROS = Buffer.alloc(1024 * 1024);
+
+export function isZero(data: Uint8Array): boolean {
+  const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  for (let at = 0; at < b.length; at += ZEROS.length) {
+    const n = Math.min(ZEROS.length, b.length - at);
+    if (!b.subarray(at, at + n).equals(ZEROS.subarray(0, n))) return false;
+  }
+  return true;
+}
+
+/** A failure reading a source file (as opposed to writing the repository): a warning, not an error. */
+export class SourceReadError extends Error {
+  override readonly cause: unknown;
+  constructor(cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause));
+    this.cause = cause;
+  }
+}
+
+/** The current time as ISO 8601 with microseconds (`…T06:40:00.123456Z`). */
+export function preciseNow(): string {
+  const ms = performance.timeOrigin + performance.now();
+  const whole = Math.floor(ms);
+  const micro = Math.min(999, Math.floor((ms - whole) * 1000));
+  return `${new Date(whole).toISOString().slice(0, -1)}${String(micro).padStart(3, '0')}Z`;
+}

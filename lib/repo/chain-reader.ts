@@ -1,0 +1,105 @@
+/**
+ * Reading one point in time of a disk into chunks, as little as possible.
+ *
+ * The disk is cut into fixed chunks aligned on its blocks. For each chunk, in order:
+ *  - unchanged since a base (a previous backup of the same point, or another point of
+ *    this backup) and its chunk still usable in the repository: reuse the base's hash
+ *    without reading;
+ *  - known to read as zeros from the disk's own map: the zero hash, without reading;
+ *  - otherwise read it (consecutive chunks in one request, a few requests in flight),
+ *    hash it, store it if new.
+ * Work proceeds a list page (16384 chunks) at a time, so memory does not grow with
+ * the disk.
+ */
+import type { DiskReader } from '../chain/disk-reader.js';
+import type { Content } from '../format/manifest.js';
+import { HASH_SIZE, LIST_BLOB_HASHES, ZERO_HASH } from '../format/repo-limits.js';
+import type { BackupSession } from './backup-session.js';
+import { ContentBuilder, contentPages } from './content-list.js';
+import { runsOf } from './read-ahead.js';
+
+const MAX_READ = 8 * 1024 * 1024;
+const READS_IN_FLIGHT = 3;
+
+export interface ChainReadPlan {
+  readonly chunkSize: number;
+  /** Chunks that may differ from `base` (1 = changed), when there is a base. */
+  readonly base?: { readonly content: Content; readonly changed: Uint8Array };
+  /** Chunks that read as zeros (1), from the disk's map. */
+  readonly knownZero: Uint8Array;
+}
+
+/** Chunks fully covered by extents that read as zeros. */
+export function knownZeroChunks(reader: DiskReader, chunkSize: number, hasBase: boolean): Uint8Array {
+  const n = Math.ceil(reader.virtualSize / chunkSize);
+  const kz = new Uint8Array(n).fill(1);
+  for (const e of reader.extents()) {
+    if (e.kind === 'zero' || (e.kind === 'base' && !hasBase)) continue;
+    kz.fill(0, Math.floor(e.start / chunkSize), Math.floor((e.start + e.length - 1) / chunkSize) + 1);
+  }
+  return kz;
+}
+
+/** Marks the chunks holding any of `blocks`. */
+export function changedChunks(blocks: readonly number[], blockSize: number, chunkSize: number, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (const b of blocks) {
+    const c = Math.floor((b * blockSize) / chunkSize);
+    if (c < n) out[c] = 1;
+  }
+  return out;
+}
+
+export async function readChainPoint(s: BackupSession, reader: DiskReader, plan: ChainReadPlan, label: string): Promise<Content> {
+  const cs = plan.chunkSize;
+  const size = reader.virtualSize;
+  const n = Math.ceil(size / cs);
+  const builder = new ContentBuilder(s.writer, cs);
+  const basePages = plan.base === undefined ? undefined : contentPages(s.repo, s.index, plan.base.content);
+  const lengthOf = (i: number): number => Math.min(cs, size - i * cs);
+  for (let first = 0; first < n; first += LIST_BLOB_HASHES) {
+    const count = Math.min(LIST_BLOB_HASHES, n - first);
+    const page = Buffer.alloc(count * HASH_SIZE);
+    const basePage = basePages === undefined ? undefined : (await basePages.next()).value;
+    const toRead: number[] = [];
+    for (let k = 0; k < count; k++) {
+      const i = first + k;
+      if (basePage instanceof Buffer && basePage.length === count * HASH_SIZE && plan.base!.changed[i] === 0) {
+        const h = basePage.subarray(k * HASH_SIZE, (k + 1) * HASH_SIZE);
+        if (h.equals(ZERO_HASH) || s.index.findUsable(h) >= 0) {
+          page.set(h, k * HASH_SIZE);
+          continue;
+        }
+      }
+      if (plan.knownZero[i] === 1) continue; // the page is zero-filled: the zero hash
+      toRead.push(i);
+    }
+    let read = 0;
+    const runs = runsOf(toRead, Math.max(1, Math.floor(MAX_READ / cs)));
+    const pending: Promise<Buffer>[] = [];
+    const start = (r: [number, number]): Promise<Buffer> => {
+      const off = r[0] * cs;
+      const p = reader.read(off, Math.min(r[1] * cs, size - off));
+      p.catch(() => undefined);
+      return p;
+    };
+    for (let r = 0; r < Math.min(READS_IN_FLIGHT, runs.length); r++) pending.push(start(runs[r]!));
+    for (let r = 0; r < runs.length; r++) {
+      const data = await pending.shift()!;
+      if (r + READS_IN_FLIGHT < runs.length) pending.push(start(runs[r + READS_IN_FLIGHT]!));
+      const [i0, len] = runs[r]!;
+      read += data.length;
+      for (let j = 0; j < len; j++) {
+        const i = i0 + j;
+        const chunk = data.subarray(j * cs, j * cs + lengthOf(i));
+        page.set(await s.chunkHash(chunk), (i - first) * HASH_SIZE);
+      }
+    }
+    let bytes = 0;
+    for (let k = 0; k < count; k++) bytes += lengthOf(first + k);
+    await builder.pushMany(page, bytes);
+    s.progress(label, bytes, read);
+  }
+  if (basePages !== undefined) await basePages.return(undefined);
+  return builder.finish();
+}

@@ -1,0 +1,291 @@
+/**
+ * The in-memory index: chunk hash → where its bytes are (pack, offset, lengths).
+ *
+ * Built from the index files (and extended by a running backup as it seals packs),
+ * it must scale to millions of chunks in bounded memory, so it is a struct of typed
+ * arrays (≈ 60 bytes a chunk) with an open-addressing table over the hashes instead
+ * of a Map of objects. Every entry of every pack is kept (prune and check account per
+ * pack), but a hash resolves to one preferred entry: one in a pack that is neither
+ * condemned by a prune plan nor marked bad by a verification, when there is one.
+ */
+import { DeltaDiskError } from '../errors.js';
+import { forEachPackEntry, type BlobKind, type Compression } from '../format/pack-header.js';
+import { HASH_SIZE } from '../format/repo-limits.js';
+
+export const PackFlag = {
+  /** Listed in a prune plan: about to be deleted. */
+  CONDEMNED: 1,
+  /** Holds a blob that failed verification. */
+  BAD: 2,
+  /** Being written by this process; not yet named. */
+  PENDING: 4,
+} as const;
+
+const AVOID = PackFlag.CONDEMNED | PackFlag.BAD;
+
+export class ChunkIndex {
+  // Packs.
+  readonly #packNames: string[] = [];
+  readonly #packSizes: number[] = [];
+  readonly #packFirst: number[] = [];
+  readonly #packCount: number[] = [];
+  #packFlags = new Uint8Array(64);
+  readonly #packIds = new Map<string, number>();
+  // Entries.
+  #cap = 0;
+  #n = 0;
+  #hash = new Uint8Array(0);
+  #pack = new Uint32Array(0);
+  #offset = new Uint32Array(0);
+  #stored = new Uint32Array(0);
+  #raw = new Uint32Array(0);
+  #meta = new Uint8Array(0);
+  #preferred = new Uint8Array(0);
+  // Open-addressing table: 0 empty, else entry id + 1.
+  #table = new Int32Array(1024);
+  #used = 0;
+
+  get entryCount(): number {
+    return this.#n;
+  }
+
+  get packCount(): number {
+    return this.#packNames.length;
+  }
+
+  /**
+   * Adds a pack from its header and trailer (as found in an index file or at the end
+   * of the pack). A pack already known is ignored.
+   * @returns the pack's id
+   * @throws REPO_CORRUPT when the tail is damaged
+   */
+  addPack(name: string, size: number, tail: Uint8Array, flags = 0, path?: string): number {
+    const known = this.#packIds.get(name);
+    if (known !== undefined) return known;
+    const p = this.#newPack(name, size, flags);
+    forEachPackEntry(tail, size, path, (e) => this.#addEntry(p, e.hash, e.offset, e.storedLength, e.rawLength, e.kind, e.compression));
+    this.#packCount[p] = this.#n - this.#packFirst[p]!;
+    return p;
+  }
+
+  /** Starts a pack this process is writing; its entries resolve at once. */
+  beginPack(): number {
+    return this.#newPack('', 0, PackFlag.PENDING);
+  }
+
+  addPendingEntry(pack: number, hash: Uint8Array, offset: number, storedLength: number, rawLength: number, kind: BlobKind, compression: Compression): number {
+    if (!(this.#packFlags[pack]! & PackFlag.PENDING) || this.#packFirst[pack]! + this.#packCount[pack]! !== this.#n) {
+      throw new DeltaDiskError('INVALID_ARGUMENT', 'entries can only be added to the last pending pack');
+    }
+    const id = this.#addEntry(pack, hash, offset, storedLength, rawLength, kind, compression);
+    this.#packCount[pack]!++;
+    return id;
+  }
+
+  /** Names a pending pack once its header is written. */
+  finishPack(pack: number, name: string, size: number): void {
+    this.#packNames[pack] = name;
+    this.#packSizes[pack] = size;
+    this.#packFlags[pack] = this.#packFlags[pack]! & ~PackFlag.PENDING;
+    this.#packIds.set(name, pack);
+  }
+
+  /** Drops the entries of the last pending pack (a pack that will not be written). */
+  abandonPack(pack: number): void {
+    if (pack !== this.#packNames.length - 1 || !(this.#packFlags[pack]! & PackFlag.PENDING)) return;
+    const first = this.#packFirst[pack]!;
+    for (let id = first; id < this.#n; id++) {
+      if (this.#preferred[id]) this.#unlink(id);
+    }
+    this.#n = first;
+    this.#packNames.pop();
+    this.#packSizes.pop();
+    this.#packFirst.pop();
+    this.#packCount.pop();
+  }
+
+  packId(name: string): number | undefined {
+    return this.#packIds.get(name);
+  }
+
+  /** The preferred entry for `hash`, or -1. */
+  find(hash: Uint8Array): number {
+    const slot = this.#slotOf(hash);
+    const v = this.#table[slot]!;
+    return v === 0 ? -1 : v - 1;
+  }
+
+  /** The preferred entry for `hash` if a backup may reuse it (its pack is neither condemned nor bad), or -1. */
+  findUsable(hash: Uint8Array): number {
+    const id = this.find(hash);
+    return id >= 0 && (this.#packFlags[this.#pack[id]!]! & AVOID) === 0 ? id : -1;
+  }
+
+  /** Every entry holding `hash`, preferred or not (a linear scan: for the rare damaged chunk). */
+  entriesWithHash(hash: Uint8Array): number[] {
+    const out: number[] = [];
+    for (let id = 0; id < this.#n; id++) if (this.#equalsAt(id, hash)) out.push(id);
+    return out;
+  }
+
+  hashOf(id: number): Buffer {
+    return Buffer.from(this.#hash.buffer, this.#hash.byteOffset + id * HASH_SIZE, HASH_SIZE);
+  }
+  packOf(id: number): number {
+    return this.#pack[id]!;
+  }
+  offsetOf(id: number): number {
+    return this.#offset[id]!;
+  }
+  storedLengthOf(id: number): number {
+    return this.#stored[id]!;
+  }
+  rawLengthOf(id: number): number {
+    return this.#raw[id]!;
+  }
+  kindOf(id: number): BlobKind {
+    return (this.#meta[id]! & 0x0f) as BlobKind;
+  }
+  compressionOf(id: number): Compression {
+    return (this.#meta[id]! >> 4) as Compression;
+  }
+  /** True when `id` is the entry its hash resolves to. */
+  isPreferred(id: number): boolean {
+    return this.#preferred[id] === 1;
+  }
+
+  packName(p: number): string {
+    return this.#packNames[p]!;
+  }
+  packSize(p: number): number {
+    return this.#packSizes[p]!;
+  }
+  packFlags(p: number): number {
+    return this.#packFlags[p]!;
+  }
+  /** Entry ids of pack `p`: [first, first + count). */
+  packEntries(p: number): { first: number; count: number } {
+    return { first: this.#packFirst[p]!, count: this.#packCount[p]! };
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  #newPack(name: string, size: number, flags: number): number {
+    const p = this.#packNames.length;
+    this.#packNames.push(name);
+    this.#packSizes.push(size);
+    this.#packFirst.push(this.#n);
+    this.#packCount.push(0);
+    if (p >= this.#packFlags.length) {
+      const grown = new Uint8Array(this.#packFlags.length * 2);
+      grown.set(this.#packFlags);
+      this.#packFlags = grown;
+    }
+    this.#packFlags[p] = flags;
+    if (name !== '') this.#packIds.set(name, p);
+    return p;
+  }
+
+  #addEntry(pack: number, hash: Uint8Array, offset: number, stored: number, raw: number, kind: BlobKind, compression: Compression): number {
+    if (this.#n === this.#cap) this.#grow();
+    const id = this.#n++;
+    this.#hash.set(hash, id * HASH_SIZE);
+    this.#pack[id] = pack;
+    this.#offset[id] = offset;
+    this.#stored[id] = stored;
+    this.#raw[id] = raw;
+    this.#meta[id] = kind | (compression << 4);
+    this.#preferred[id] = 0;
+    if ((this.#used + 1) * 2 > this.#table.length) this.#rehash(this.#table.length * 2);
+    const slot = this.#slotOf(hash);
+    const cur = this.#table[slot]!;
+    if (cur === 0) {
+      this.#table[slot] = id + 1;
+      this.#preferred[id] = 1;
+      this.#used++;
+    } else {
+      const other = cur - 1;
+      const otherAvoided = (this.#packFlags[this.#pack[other]!]! & AVOID) !== 0;
+      const thisAvoided = (this.#packFlags[pack]! & AVOID) !== 0;
+      if (otherAvoided && !thisAvoided) {
+        this.#table[slot] = id + 1;
+        this.#preferred[other] = 0;
+        this.#preferred[id] = 1;
+      }
+    }
+    return id;
+  }
+
+  /** Removes preferred entry `id` from the table, promoting another copy of the hash if there is one. */
+  #unlink(id: number): void {
+    const hash = this.hashOf(id);
+    this.#preferred[id] = 0;
+    let alt = -1;
+    for (let e = 0; e < this.#n; e++) {
+      if (e !== id && this.#equalsAt(e, hash) && (this.#pack[e]! !== this.#pack[id]!)) {
+        alt = e;
+        break;
+      }
+    }
+    const slot = this.#slotOf(hash);
+    if (alt >= 0) {
+      this.#table[slot] = alt + 1;
+      this.#preferred[alt] = 1;
+      return;
+    }
+    this.#table[slot] = 0;
+    this.#used--;
+    // Re-insert the cluster after the hole (linear probing deletion).
+    const mask = this.#table.length - 1;
+    for (let s = (slot + 1) & mask; this.#table[s] !== 0; s = (s + 1) & mask) {
+      const e = this.#table[s]! - 1;
+      this.#table[s] = 0;
+      this.#table[this.#slotOf(this.hashOf(e))] = e + 1;
+    }
+  }
+
+  #grow(): void {
+    const cap = Math.max(1024, this.#cap * 2);
+    const grow = <T extends Uint8Array | Uint32Array>(a: T, per: number, make: (n: number) => T): T => {
+      const b = make(cap * per);
+      b.set(a);
+      return b;
+    };
+    this.#hash = grow(this.#hash, HASH_SIZE, (n) => new Uint8Array(n));
+    this.#pack = grow(this.#pack, 1, (n) => new Uint32Array(n));
+    this.#offset = grow(this.#offset, 1, (n) => new Uint32Array(n));
+    this.#stored = grow(this.#stored, 1, (n) => new Uint32Array(n));
+    this.#raw = grow(this.#raw, 1, (n) => new Uint32Array(n));
+    this.#meta = grow(this.#meta, 1, (n) => new Uint8Array(n));
+    this.#preferred = grow(this.#preferred, 1, (n) => new Uint8Array(n));
+    this.#cap = cap;
+  }
+
+  #rehash(size: number): void {
+    this.#table = new Int32Array(size);
+    this.#used = 0;
+    for (let id = 0; id < this.#n; id++) {
+      if (this.#preferred[id] !== 1) continue;
+      this.#table[this.#slotOf(this.hashOf(id))] = id + 1;
+      this.#used++;
+    }
+  }
+
+  /** The slot holding `hash`, or the empty slot where it would go. */
+  #slotOf(hash: Uint8Array): number {
+    const mask = this.#table.length - 1;
+    let s = (hash[0]! | (hash[1]! << 8) | (hash[2]! << 16) | (hash[3]! << 24)) & mask;
+    for (;;) {
+      const v = this.#table[s]!;
+      if (v === 0 || this.#equalsAt(v - 1, hash)) return s;
+      s = (s + 1) & mask;
+    }
+  }
+
+  #equalsAt(id: number, hash: Uint8Array): boolean {
+    const h = this.#hash;
+    const at = id * HASH_SIZE;
+    for (let i = 0; i < HASH_SIZE; i++) if (h[at + i] !== hash[i]) return false;
+    return true;
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * Proof that a lock holder on this host is gone, without trusting pids or clocks.
+ *
+ * Each repository lock holder binds a Linux abstract Unix socket named after its
+ * lock token. The kernel releases the name the instant the process dies (SIGKILL
+ * included), so another process on the same host, boot and network namespace that
+ * finds the name unbound knows the holder is gone; a pid can be reused, a clock can
+ * jump, a socket name cannot outlive its owner. (The same idea as the chain's writer
+ * lock, lib/io/writer-lock.ts.) Where the holder cannot be probed (another host or
+ * namespace) the answer is 'unknown' and the caller falls back to the lock's age.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+
+function readTrimmed(p: string): string {
+  try {
+    return fs.readFileSync(p, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+export const HOST = os.hostname();
+export const BOOT_ID = readTrimmed('/proc/sys/kernel/random/boot_id') || 'unknown';
+export const NETNS = (() => {
+  try {
+    return fs.readlinkSync('/proc/self/ns/net');
+  } catch {
+    return 'unknown';
+  }
+})();
+const ABSTRACT = process.platform === 'linux';
+const PROBE_TIMEOUT_MS = 2000;
+
+function socketName(token: string): string {
+  return `\0deltadisk-repo-lock-${token}`;
+}
+
+/** Binds the liveness socket for `token`; undefined where abstract sockets do not exist. */
+export function holdLiveness(token: string): Promise<net.Server | undefined> {
+  if (!ABSTRACT) return Promise.resolve(undefined);
+  return new Promise((resolve, reject) => {
+    const server = net.createServer((sock) => {
+      sock.on('error', () => undefined);
+      sock.end(token);
+    });
+    server.once('error', reject);
+    server.listen({ path: socketName(token) }, () => {
+      server.unref();
+      resolve(server);
+    });
+  });
+}
+
+export function releaseLiveness(server: net.Server | undefined): Promise<void> {
+  return new Promise((resolve) => (server === undefined ? resolve() : server.close(() => resolve())));
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export interface HolderIdentity {
+  readonly host: string;
+  readonly pid: number;
+  readonly bootId: string;
+  readonly netns: string;
+  readonly token: string;
+}
+
+/** 'dead' only with proof; 'unknown' when the holder cannot be checked from here. */
+export async function probeHolder(h: HolderIdentity): Promise<'alive' | 'dead' | 'unknown'> {
+  if (h.host !== HOST) return 'unknown';
+  if (h.bootId !== BOOT_ID && h.bootId !== 'unknown' && BOOT_ID !== 'unknown') return 'dead';
+  if (!ABSTRACT) return pidAlive(h.pid) ? 'alive' : 'dead';
+  if (h.netns !== NETNS || NETNS === 'unknown') return 'unknown';
+  return new Promise((resolve) => {
+    const sock = net.createConnection({ path: socketName(h.token) });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve('alive');
+    }, PROBE_TIMEOUT_MS);
+    sock.on('connect', () => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve('alive');
+    });
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve(err.code === 'ECONNREFUSED' || err.code === 'ENOENT' ? 'dead' : 'alive');
+    });
+  });
+}

@@ -1,0 +1,361 @@
+/**
+ * The local-directory storage backend. Every operation goes through the pluggable
+ * FileSystem, so the fault and power-loss harnesses drive it like the real disk.
+ *
+ * Layout under the repository directory:
+ *
+ *     config             JSON, written last by init
+ *     packs/00 … ff/     pack files, by the first two hex digits of their name
+ *     index/  snapshots/  locks/  plans/  verify/  damaged/
+ *
+ * Writes follow DESIGN's crash rule 3: a temporary file in the target's directory
+ * (`<name>.tmp-<random>`), written, fdatasync'ed, then renamed (replace) or linked
+ * (create, which refuses an existing name), then the directory fsync'ed. Temporary
+ * files never show in `list`; prune removes those left by a crash.
+ */
+import path from 'node:path';
+import { DeltaDiskError, fromSystemError } from '../errors.js';
+import { TEMP_INFIX, tempNameFor } from '../io/atomic-replace.js';
+import type { FileHandle, FileSystem } from '../io/file-system.js';
+import { readExactly, readUpTo } from '../io/positional.js';
+import { isValidRepoName, REPO_FILE_KINDS, type RepoFileKind, type StagedFile, type StorageBackend, type StoredFile } from './backend.js';
+
+const DIRS: Record<RepoFileKind, string> = {
+  pack: 'packs',
+  index: 'index',
+  snapshot: 'snapshots',
+  lock: 'locks',
+  plan: 'plans',
+  verify: 'verify',
+  damage: 'damaged',
+};
+
+const HANDLE_CACHE = 64;
+const SYNC_CONCURRENCY = 4;
+
+interface LocalStaged extends StagedFile {
+  readonly tmp: string;
+  readonly target: string;
+}
+
+/** A read handle shared by concurrent reads; closed once evicted and idle. */
+interface CachedHandle {
+  readonly handle: Promise<FileHandle>;
+  refs: number;
+  evicted: boolean;
+}
+
+function closeCached(c: CachedHandle): void {
+  c.evicted = true;
+  if (c.refs === 0) void c.handle.then((x) => x.close()).catch(() => undefined);
+}
+
+function isErrno(err: unknown, code: string): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === code;
+}
+
+export class LocalBackend implements StorageBackend {
+  readonly location: string;
+  readonly #fs: FileSystem;
+  /** Read handles kept open, least recently used first. */
+  readonly #handles = new Map<string, CachedHandle>();
+
+  constructor(fs: FileSystem, root: string) {
+    this.#fs = fs;
+    this.location = path.resolve(root);
+  }
+
+  #dirOf(kind: RepoFileKind, name: string): string {
+    const dir = path.join(this.location, DIRS[kind]);
+    return kind === 'pack' ? path.join(dir, name.slice(0, 2)) : dir;
+  }
+
+  #pathOf(kind: RepoFileKind, name: string): string {
+    if (!isValidRepoName(kind, name)) {
+      throw new DeltaDiskError('INVALID_ARGUMENT', `${JSON.stringify(name)} is not a valid ${kind} name`);
+    }
+    return path.join(this.#dirOf(kind, name), name);
+  }
+
+  get #config(): string {
+    return path.join(this.location, 'config');
+  }
+
+  async init(): Promise<void> {
+    const fs = this.#fs;
+    const mk = async (p: string): Promise<void> => {
+      try {
+        await fs.mkdir(p, 0o755);
+      } catch (err) {
+        if (!isErrno(err, 'EEXIST')) throw fromSystemError(err, p, 'creating repository directory failed');
+      }
+    };
+    await mk(this.location);
+    for (const kind of REPO_FILE_KINDS) await mk(path.join(this.location, DIRS[kind]));
+    const packs = path.join(this.location, DIRS.pack);
+    for (let i = 0; i < 256; i++) await mk(path.join(packs, i.toString(16).padStart(2, '0')));
+    for (const kind of REPO_FILE_KINDS) await this.#sync(path.join(this.location, DIRS[kind]));
+    await this.#sync(packs);
+    await this.#sync(this.location);
+  }
+
+  async readConfig(maxBytes: number): Promise<Buffer | undefined> {
+    let handle: FileHandle;
+    try {
+      handle = await this.#fs.open(this.#config, 'read');
+    } catch (err) {
+      if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) return undefined;
+      throw fromSystemError(err, this.#config, 'reading repository config failed');
+    }
+    try {
+      const bytes = await readUpTo(handle, 0, maxBytes + 1);
+      if (bytes.length > maxBytes) throw new DeltaDiskError('LIMIT_EXCEEDED', `${this.#config} exceeds ${maxBytes} bytes`, { path: this.#config });
+      return bytes;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async createConfig(bytes: Uint8Array): Promise<void> {
+    await this.#writeFile(this.#config, [bytes], 'create');
+  }
+
+  async list(kind: RepoFileKind): Promise<StoredFile[]> {
+    const dirs = kind === 'pack' ? await this.#packDirs() : [path.join(this.location, DIRS[kind])];
+    const out: StoredFile[] = [];
+    for (const dir of dirs) {
+      for (const name of await this.#readdir(dir)) {
+        if (!isValidRepoName(kind, name)) continue;
+        if (kind === 'pack' && !dir.endsWith(name.slice(0, 2))) continue;
+        try {
+          const st = await this.#fs.lstat(path.join(dir, name));
+          if (st.isFile) out.push({ name, size: st.size });
+        } catch (err) {
+          if (!isErrno(err, 'ENOENT')) throw fromSystemError(err, path.join(dir, name), 'listing repository failed');
+        }
+      }
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async listTemps(): Promise<string[]> {
+    const out: string[] = [];
+    const dirs = [...(await this.#packDirs()), ...REPO_FILE_KINDS.filter((k) => k !== 'pack').map((k) => path.join(this.location, DIRS[k]))];
+    for (const dir of dirs) {
+      for (const name of await this.#readdir(dir)) {
+        if (name.includes(TEMP_INFIX)) out.push(path.relative(this.location, path.join(dir, name)));
+      }
+    }
+    return out.sort();
+  }
+
+  async removeTemp(name: string): Promise<void> {
+    const p = path.resolve(this.location, name);
+    const rel = path.relative(this.location, p);
+    if (rel.startsWith('..') || path.isAbsolute(rel) || !path.basename(p).includes(TEMP_INFIX)) {
+      throw new DeltaDiskError('INVALID_ARGUMENT', `${JSON.stringify(name)} is not a temporary file of this repository`);
+    }
+    await this.#unlink(p);
+  }
+
+  async read(kind: RepoFileKind, name: string, maxBytes: number): Promise<Buffer> {
+    const p = this.#pathOf(kind, name);
+    const handle = await this.#fs.open(p, 'read').catch((err: unknown) => {
+      throw fromSystemError(err, p, `reading ${kind} ${name} failed`);
+    });
+    try {
+      const st = await handle.stat();
+      if (st.size > maxBytes) throw new DeltaDiskError('LIMIT_EXCEEDED', `${p} is ${st.size} bytes, at most ${maxBytes} allowed`, { path: p });
+      return await readExactly(handle, 0, st.size);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async readRange(kind: RepoFileKind, name: string, offset: number, length: number): Promise<Buffer> {
+    const p = this.#pathOf(kind, name);
+    const c = this.#cachedHandle(p);
+    c.refs++;
+    try {
+      return await readExactly(await c.handle, offset, length);
+    } finally {
+      c.refs--;
+      if (c.evicted && c.refs === 0) closeCached(c);
+    }
+  }
+
+  async size(kind: RepoFileKind, name: string): Promise<number | undefined> {
+    const p = this.#pathOf(kind, name);
+    try {
+      return (await this.#fs.lstat(p)).size;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw fromSystemError(err, p, `reading ${kind} ${name} failed`);
+    }
+  }
+
+  async write(kind: RepoFileKind, name: string, data: readonly Uint8Array[], mode: 'create' | 'replace'): Promise<void> {
+    const p = this.#pathOf(kind, name);
+    await this.#writeFile(p, data, mode);
+    await this.#dropHandle(p);
+  }
+
+  async stage(kind: RepoFileKind, name: string, data: readonly Uint8Array[]): Promise<StagedFile> {
+    const target = this.#pathOf(kind, name);
+    const tmp = tempNameFor(target);
+    let created = false;
+    try {
+      const handle = await this.#fs.open(tmp, 'createExclusive');
+      created = true;
+      try {
+        await handle.write(data, 0);
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      if (created) await this.#fs.unlink(tmp).catch(() => undefined);
+      throw fromSystemError(err, target, 'writing repository file failed');
+    }
+    const staged: LocalStaged = { kind, name, tmp, target };
+    return staged;
+  }
+
+  async commit(files: readonly StagedFile[]): Promise<void> {
+    const list = files as readonly LocalStaged[];
+    // 1. Data durable (a few fsyncs at a time: the device works on them together).
+    for (let i = 0; i < list.length; i += SYNC_CONCURRENCY) {
+      await Promise.all(list.slice(i, i + SYNC_CONCURRENCY).map(async (f) => {
+        try {
+          const h = await this.#fs.open(f.tmp, 'read');
+          try {
+            await h.datasync();
+          } finally {
+            await h.close();
+          }
+        } catch (err) {
+          throw fromSystemError(err, f.target, 'syncing repository file failed');
+        }
+      }));
+    }
+    // 2. Then the names, and the directories holding them.
+    const dirs = new Set<string>();
+    for (const f of list) {
+      try {
+        await this.#fs.rename(f.tmp, f.target);
+      } catch (err) {
+        throw fromSystemError(err, f.target, 'publishing repository file failed');
+      }
+      await this.#dropHandle(f.target);
+      dirs.add(path.dirname(f.target));
+    }
+    for (const d of dirs) await this.#sync(d);
+  }
+
+  async discard(files: readonly StagedFile[]): Promise<void> {
+    for (const f of files as readonly LocalStaged[]) await this.#fs.unlink(f.tmp).catch(() => undefined);
+  }
+
+  async remove(kind: RepoFileKind, name: string): Promise<boolean> {
+    const p = this.#pathOf(kind, name);
+    await this.#dropHandle(p);
+    return this.#unlink(p);
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.#handles.values()];
+    this.#handles.clear();
+    for (const c of all) closeCached(c);
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  async #packDirs(): Promise<string[]> {
+    const root = path.join(this.location, DIRS.pack);
+    return (await this.#readdir(root)).filter((d) => /^[0-9a-f]{2}$/.test(d)).sort().map((d) => path.join(root, d));
+  }
+
+  async #readdir(dir: string): Promise<string[]> {
+    try {
+      return await this.#fs.readdir(dir);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw fromSystemError(err, dir, 'listing repository failed');
+    }
+  }
+
+  async #sync(dir: string): Promise<void> {
+    await this.#fs.syncDir(dir).catch((err: unknown) => {
+      throw fromSystemError(err, dir, 'syncing repository directory failed');
+    });
+  }
+
+  async #unlink(p: string): Promise<boolean> {
+    try {
+      await this.#fs.unlink(p);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return false;
+      throw fromSystemError(err, p, 'removing repository file failed');
+    }
+    await this.#sync(path.dirname(p));
+    return true;
+  }
+
+  async #writeFile(target: string, data: readonly Uint8Array[], mode: 'create' | 'replace'): Promise<void> {
+    const fs = this.#fs;
+    const tmp = tempNameFor(target);
+    let created = false;
+    try {
+      const handle = await fs.open(tmp, 'createExclusive');
+      created = true;
+      try {
+        await handle.write(data, 0);
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+      if (mode === 'replace') {
+        await fs.rename(tmp, target);
+        created = false;
+      } else {
+        // link() refuses an existing target, unlike rename().
+        await fs.link(tmp, target);
+        created = false;
+        // The file is in place: a temporary name left behind is a leak prune removes.
+        await fs.unlink(tmp).catch(() => undefined);
+      }
+      await fs.syncDir(path.dirname(target));
+    } catch (err) {
+      if (created) await fs.unlink(tmp).catch(() => undefined);
+      if (isErrno(err, 'EEXIST')) throw new DeltaDiskError('ALREADY_EXISTS', `${target} already exists`, { path: target, cause: err });
+      throw fromSystemError(err, target, 'writing repository file failed');
+    }
+  }
+
+  #cachedHandle(p: string): CachedHandle {
+    let c = this.#handles.get(p);
+    if (c !== undefined) {
+      this.#handles.delete(p);
+      this.#handles.set(p, c);
+      return c;
+    }
+    const handle = this.#fs.open(p, 'read').catch((err: unknown) => {
+      if (this.#handles.get(p) === c) this.#handles.delete(p);
+      throw fromSystemError(err, p, 'opening repository file failed');
+    });
+    c = { handle, refs: 0, evicted: false };
+    this.#handles.set(p, c);
+    if (this.#handles.size > HANDLE_CACHE) {
+      const [oldest, victim] = this.#handles.entries().next().value as [string, CachedHandle];
+      this.#handles.delete(oldest);
+      closeCached(victim);
+    }
+    return c;
+  }
+
+  async #dropHandle(p: string): Promise<void> {
+    const c = this.#handles.get(p);
+    if (c === undefined) return;
+    this.#handles.delete(p);
+    closeCached(c);
+  }
+}

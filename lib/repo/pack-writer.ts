@@ -1,0 +1,200 @@
+/**
+ * Writes new blobs into packs, and the index files that list those packs.
+ *
+ * Blobs are copied into the open pack's arena (a buffer of the pack size, reused
+ * from pack to pack); a full pack is sealed (header and trailer appended, named by
+ * their hash) and staged through the backend while the caller goes on. At most two
+ * packs are being staged, so memory is a fixed three arenas whatever the amount of
+ * data, no buffer of the caller is kept (it may reuse its read buffers at once), and
+ * nothing is left for the garbage collector. Staged packs are committed (fsync'ed, then renamed into place) a batch at a
+ * time, several packs behind, so the device writes back while we hash instead of
+ * stalling us on every fsync. Every blob is entered in the in-memory index the
+ * moment it is added, so a second copy in the same run is deduplicated too.
+ *
+ * `flush` is the barrier of the write order: it returns only once every pack is
+ * committed (durable under its name) and then writes the index files naming them,
+ * durably. Only after that may a manifest reference the blobs.
+ */
+import { createHash } from 'node:crypto';
+import { DeltaDiskError } from '../errors.js';
+import { encodeIndexFile, indexNameOf, type IndexedPack } from '../format/index-file.js';
+import { BlobKind, Compression, encodePackTail, packNameOf } from '../format/pack-header.js';
+import { INDEX_PACKS_PER_FILE, MAX_BLOB_SIZE, MAX_PACK_BLOBS } from '../format/repo-limits.js';
+import type { StagedFile, StorageBackend } from './backend.js';
+import type { ChunkIndex } from './chunk-index.js';
+import { compressChunk } from './compression.js';
+
+const MAX_IN_FLIGHT = 2;
+/** Staged packs left uncommitted before a batch is committed (4 × 16 MiB of dirty data). */
+const COMMIT_LAG = 4;
+const COMMIT_BATCH = 2;
+
+export interface PackWriterStats {
+  /** Blobs added (new to the repository). */
+  blobs: number;
+  /** Raw bytes of new blobs. */
+  rawBytes: number;
+  /** Bytes stored for them (after compression). */
+  storedBytes: number;
+  packs: number;
+  /** Bytes of pack files written (blobs, headers, trailers). */
+  packBytes: number;
+  indexFiles: number;
+}
+
+interface OpenPack {
+  readonly id: number;
+  /** Where the blobs are copied (empty in a dry run). */
+  readonly arena: Buffer;
+  readonly blobs: { hash: Buffer; storedLength: number; rawLength: number; kind: BlobKind; compression: Compression }[];
+  size: number;
+}
+
+export interface PackWriterOptions {
+  readonly packSize: number;
+  /** Compress blobs where it saves space (default true). */
+  readonly compress?: boolean;
+  /** Account for everything, write nothing. */
+  readonly dryRun?: boolean;
+}
+
+export function sha256(data: Uint8Array): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+export class PackWriter {
+  readonly stats: PackWriterStats = { blobs: 0, rawBytes: 0, storedBytes: 0, packs: 0, packBytes: 0, indexFiles: 0 };
+  readonly #backend: StorageBackend;
+  readonly #index: ChunkIndex;
+  readonly #options: PackWriterOptions;
+  #open: OpenPack | undefined;
+  readonly #inFlight: Promise<void>[] = [];
+  readonly #staged: StagedFile[] = [];
+  #committing: Promise<void> | undefined;
+  readonly #written: IndexedPack[] = [];
+  #failed: unknown;
+  readonly #arenas: Buffer[] = [];
+  readonly #arenaSize: number;
+
+  constructor(backend: StorageBackend, index: ChunkIndex, options: PackWriterOptions) {
+    this.#backend = backend;
+    this.#index = index;
+    this.#options = options;
+    this.#arenaSize = Math.max(options.packSize, MAX_BLOB_SIZE);
+  }
+
+  get index(): ChunkIndex {
+    return this.#index;
+  }
+
+  /** Packs written so far (their index files are written by `flush`). */
+  get writtenPacks(): readonly IndexedPack[] {
+    return this.#written;
+  }
+
+  /**
+   * Stores `data` under `hash` unless a usable copy exists already.
+   * @returns true when the blob is new
+   */
+  async add(hash: Buffer, data: Buffer, kind: BlobKind = BlobKind.DATA): Promise<boolean> {
+    this.#assertHealthy();
+    if (this.#index.findUsable(hash) >= 0) return false;
+    if (data.length === 0 || data.length > MAX_BLOB_SIZE) throw new DeltaDiskError('INVALID_ARGUMENT', `a blob is 1 to ${MAX_BLOB_SIZE} bytes, not ${data.length}`);
+    const { stored, compression } = this.#options.compress === false ? { stored: data, compression: Compression.NONE } : await compressChunk(data);
+    // Another add of the same hash may have completed while compressing.
+    if (this.#index.findUsable(hash) >= 0) return false;
+    await this.#append(hash, stored, data.length, kind, compression);
+    return true;
+  }
+
+  /**
+   * Copies a stored blob as it is (no dedup check, no recompression): for prune,
+   * which rewrites the chunks still in use out of mostly unused packs.
+   */
+  async copy(hash: Buffer, stored: Buffer, rawLength: number, kind: BlobKind, compression: Compression): Promise<void> {
+    this.#assertHealthy();
+    await this.#append(hash, stored, rawLength, kind, compression);
+  }
+
+  async #append(hash: Buffer, stored: Buffer, rawLength: number, kind: BlobKind, compression: Compression): Promise<void> {
+    if (this.#open !== undefined && this.#open.size + stored.length > this.#arenaSize) await this.#seal();
+    const pack = this.#open ?? (this.#open = { id: this.#index.beginPack(), arena: this.#options.dryRun ? Buffer.alloc(0) : this.#arena(), blobs: [], size: 0 });
+    this.#index.addPendingEntry(pack.id, hash, pack.size, stored.length, rawLength, kind, compression);
+    pack.blobs.push({ hash: Buffer.from(hash), storedLength: stored.length, rawLength, kind, compression });
+    if (!this.#options.dryRun) stored.copy(pack.arena, pack.size);
+    pack.size += stored.length;
+    this.stats.blobs++;
+    this.stats.rawBytes += rawLength;
+    this.stats.storedBytes += stored.length;
+    if (pack.size >= this.#options.packSize || pack.blobs.length >= MAX_PACK_BLOBS) await this.#seal();
+  }
+
+  #arena(): Buffer {
+    return this.#arenas.pop() ?? Buffer.allocUnsafe(this.#arenaSize);
+  }
+
+  /**
+   * Seals the open pack, waits until every pack is durable, then writes (durably)
+   * index files naming the packs written since the last flush.
+   */
+  async flush(): Promise<void> {
+    this.#assertHealthy();
+    await this.#seal();
+    await Promise.all(this.#inFlight.splice(0));
+    await this.#committing;
+    this.#assertHealthy();
+    if (!this.#options.dryRun) await this.#backend.commit(this.#staged.splice(0));
+    const packs = this.#written.splice(0);
+    for (let i = 0; i < packs.length; i += INDEX_PACKS_PER_FILE) {
+      const bytes = encodeIndexFile(packs.slice(i, i + INDEX_PACKS_PER_FILE));
+      if (!this.#options.dryRun) await this.#backend.write('index', indexNameOf(bytes), [bytes], 'replace');
+      this.stats.indexFiles++;
+    }
+  }
+
+  /** Gives up: waits for packs in flight (they become unreferenced leftovers) and drops the open one. */
+  async abort(): Promise<void> {
+    if (this.#open !== undefined) this.#index.abandonPack(this.#open.id);
+    this.#open = undefined;
+    await Promise.allSettled(this.#inFlight.splice(0));
+    await this.#committing?.catch(() => undefined);
+    await this.#backend.discard(this.#staged.splice(0)).catch(() => undefined);
+  }
+
+  async #seal(): Promise<void> {
+    const pack = this.#open;
+    if (pack === undefined) return;
+    this.#open = undefined;
+    const tail = encodePackTail(pack.blobs);
+    const name = packNameOf(tail);
+    const size = pack.size + tail.length;
+    this.#index.finishPack(pack.id, name, size);
+    this.#written.push({ name, size, tail });
+    this.stats.packs++;
+    this.stats.packBytes += size;
+    if (this.#options.dryRun) return;
+    const put = this.#backend.stage('pack', name, [pack.arena.subarray(0, pack.size), tail]).then(
+      (staged) => {
+        this.#staged.push(staged);
+        this.#arenas.push(pack.arena);
+      },
+      (err: unknown) => {
+        this.#failed ??= err;
+      },
+    );
+    this.#inFlight.push(put);
+    while (this.#inFlight.length >= MAX_IN_FLIGHT) await this.#inFlight.shift();
+    if (this.#staged.length > COMMIT_LAG) {
+      await this.#committing;
+      const batch = this.#staged.splice(0, COMMIT_BATCH);
+      this.#committing = this.#backend.commit(batch).catch((err: unknown) => {
+        this.#failed ??= err;
+      });
+    }
+    this.#assertHealthy();
+  }
+
+  #assertHealthy(): void {
+    if (this.#failed !== undefined) throw this.#failed;
+  }
+}

@@ -1,0 +1,286 @@
+/**
+ * `prune`: reclaiming the space of data no backup references, safely while backups
+ * run and across crashes.
+ *
+ * Plan (under the maintenance lock, which excludes other prunes and forgets but not
+ * backups): mark every blob the backups reference; packs holding none are condemned;
+ * packs mostly unused are repacked (their used blobs copied, verified, into new packs
+ * and an index file, durable) and condemned; packs in no index (left by crashed
+ * backups) and leftover temporary files are condemned too. The plan is written
+ * durably (`plans/prune`); from then on no backup reuses a chunk that lives only in
+ * a condemned pack (repository.ts flags them), it stores the chunk again instead.
+ *
+ * Finish: wait until every lock present once the plan was durable is gone (those
+ * holders may have loaded the index before the plan existed; later ones read it),
+ * then read every backup again and spare any condemned pack a backup still needs
+ * (one that finished meanwhile may have reused a chunk from it). Then write one
+ * consolidated set of index files without the condemned packs, delete the old index
+ * files, delete the condemned packs and temporaries, and remove the plan. Every step
+ * can be repeated: a crash leaves the plan, and the next prune finishes it first.
+ */
+import { randomBytes } from 'node:crypto';
+import { DeltaDiskError, isDeltaDiskError } from '../errors.js';
+import { decodeIndexFile, encodeIndexFile, indexNameOf, type IndexedPack } from '../format/index-file.js';
+import type { Manifest } from '../format/manifest.js';
+import { encodePrunePlan, type PrunePlan } from '../format/prune-plan.js';
+import { INDEX_PACKS_PER_FILE, MAX_INDEX_FILE } from '../format/repo-limits.js';
+import type { ChunkIndex } from './chunk-index.js';
+import { forEachReferencedBlob } from './content-list.js';
+import { PackWriter } from './pack-writer.js';
+import { listLocks } from './repo-lock.js';
+import type { Repository } from './repository.js';
+
+export interface PruneOptions {
+  readonly dryRun?: boolean;
+  /** Repack a pack once at least this fraction of its bytes is unused (default 0.2). */
+  readonly repackThreshold?: number;
+  /** How long to wait for operations that started before the plan (default 1 hour). */
+  readonly maxWaitMs?: number;
+  readonly pollMs?: number;
+  readonly onNote?: (message: string) => void;
+  /** Called before each step (tests use it to stop at a chosen point). */
+  readonly onStep?: (step: string) => Promise<void> | void;
+}
+
+export interface PruneResult {
+  readonly dryRun: boolean;
+  /** False when deletion was deferred (operations that started earlier still run): run prune again. */
+  completed: boolean;
+  packsDeleted: number;
+  bytesDeleted: number;
+  packsRepacked: number;
+  /** Bytes of new packs written by repacking. */
+  bytesRepacked: number;
+  /** Packs spared at the last check because a backup finished meanwhile needs them. */
+  packsSpared: number;
+  indexFilesWritten: number;
+  indexFilesDeleted: number;
+  tempsDeleted: number;
+  /** Bytes of packs before and after. */
+  bytesBefore: number;
+  bytesAfter: number;
+}
+
+async function loadManifests(repo: Repository): Promise<Manifest[]> {
+  const out: Manifest[] = [];
+  for (const id of await repo.backupIds()) {
+    try {
+      out.push(await repo.loadManifest(id));
+    } catch (err) {
+      if (isDeltaDiskError(err, 'BACKUP_NOT_FOUND')) continue;
+      if (isDeltaDiskError(err)) throw new DeltaDiskError('REPO_CORRUPT', `backup ${id} cannot be read (${err.message}); prune deletes nothing until \`deltadisk check\` is clean`);
+      throw err;
+    }
+  }
+  return out;
+}
+
+/** Marks the entry each referenced blob resolves to; fails when one is missing. */
+async function markUsed(repo: Repository, index: ChunkIndex, manifests: readonly Manifest[]): Promise<Uint8Array> {
+  const used = new Uint8Array(index.entryCount);
+  try {
+    await forEachReferencedBlob(repo, index, manifests, (h, what) => {
+      const id = index.find(h);
+      if (id < 0) throw new DeltaDiskError('REPO_CORRUPT', `${what}: chunk ${h.toString('hex').slice(0, 16)}… is missing`);
+      used[id] = 1;
+    });
+  } catch (err) {
+    if (isDeltaDiskError(err, 'REPO_CORRUPT') || isDeltaDiskError(err, 'NOT_FOUND')) {
+      throw new DeltaDiskError('REPO_CORRUPT', `the repository is damaged (${err.message}); prune deletes nothing until \`deltadisk check\` is clean`);
+    }
+    throw err;
+  }
+  return used;
+}
+
+function emptyResult(dryRun: boolean): PruneResult {
+  return { dryRun, completed: true, packsDeleted: 0, bytesDeleted: 0, packsRepacked: 0, bytesRepacked: 0, packsSpared: 0, indexFilesWritten: 0, indexFilesDeleted: 0, tempsDeleted: 0, bytesBefore: 0, bytesAfter: 0 };
+}
+
+export async function prune(repo: Repository, options: PruneOptions = {}): Promise<PruneResult> {
+  const dryRun = options.dryRun === true;
+  if (!dryRun) repo.assertLocked('maintenance', 'exclusive');
+  const threshold = options.repackThreshold ?? 0.2;
+  if (!(threshold > 0 && threshold <= 1)) throw new DeltaDiskError('INVALID_ARGUMENT', 'repackThreshold is a fraction in (0, 1]');
+  const result = emptyResult(dryRun);
+  const listPacks = async (): Promise<Map<string, number>> => new Map((await repo.backend.list('pack')).map((f) => [f.name, f.size]));
+  result.bytesBefore = [...(await listPacks()).values()].reduce((a, b) => a + b, 0);
+  const step = async (s: string): Promise<void> => {
+    await options.onStep?.(s);
+  };
+
+  const pending = await repo.readPlan();
+  if (pending !== undefined && !dryRun) {
+    options.onNote?.(`finishing the prune planned ${pending.created}`);
+    await finish(repo, pending, options, result, step);
+    if (!result.completed) return result;
+  }
+
+  // Plan. Readers go the other way from writers: backups, then the index, then the
+  // packs (a pack an index names was durable before the index was written).
+  await step('plan');
+  const manifests = await loadManifests(repo);
+  const index = await repo.loadIndex();
+  const sizes = await listPacks();
+  const used = await markUsed(repo, index, manifests);
+  const condemned: string[] = [];
+  const writer = new PackWriter(repo.backend, index, { packSize: repo.config.packSize, dryRun });
+  const copied = new Set<string>();
+  const existing = index.packCount; // the repacked packs are added after these
+  for (let p = 0; p < existing; p++) {
+    const name = index.packName(p);
+    const { first, count } = index.packEntries(p);
+    let total = 0;
+    let inUse = 0;
+    for (let id = first; id < first + count; id++) {
+      total += index.storedLengthOf(id);
+      if (used[id] === 1) inUse += index.storedLengthOf(id);
+    }
+    if (!sizes.has(name)) {
+      if (inUse > 0) throw new DeltaDiskError('REPO_CORRUPT', `pack ${name} is missing but backups need it; prune deletes nothing until \`deltadisk check\` is clean`);
+      condemned.push(name); // an index entry pointing nowhere: dropped from the index
+      continue;
+    }
+    if (inUse === 0) {
+      condemned.push(name);
+      continue;
+    }
+    if ((total - inUse) / total < threshold) continue;
+    // Repack: copy the used blobs (verified first) into new packs. A pack with a
+    // damaged blob still in use stays as it is: check reports it.
+    const blobs: { id: number; stored: Buffer }[] = [];
+    let damaged = false;
+    for (let id = first; id < first + count && !damaged; id++) {
+      if (used[id] !== 1 || copied.has(index.hashOf(id).toString('hex'))) continue;
+      const stored = await repo.backend.readRange('pack', name, index.offsetOf(id), index.storedLengthOf(id));
+      try {
+        await repo.decodeBlob(index, id, stored);
+        blobs.push({ id, stored });
+      } catch (err) {
+        if (!isDeltaDiskError(err, 'REPO_CORRUPT')) throw err;
+        options.onNote?.(`not repacking pack ${name}: ${err.message}`);
+        damaged = true;
+      }
+    }
+    if (damaged) continue;
+    for (const { id, stored } of blobs) {
+      copied.add(index.hashOf(id).toString('hex'));
+      await writer.copy(Buffer.from(index.hashOf(id)), stored, index.rawLengthOf(id), index.kindOf(id), index.compressionOf(id));
+    }
+    condemned.push(name);
+    result.packsRepacked++;
+  }
+  for (const name of sizes.keys()) if (index.packId(name) === undefined) condemned.push(name);
+  const temps = await repo.backend.listTemps();
+  if (condemned.length === 0 && temps.length === 0) {
+    result.bytesAfter = result.bytesBefore;
+    return result;
+  }
+  await step('repack');
+  await writer.flush();
+  result.bytesRepacked = writer.stats.packBytes;
+  result.indexFilesWritten += writer.stats.indexFiles;
+  const plan: PrunePlan = { id: randomBytes(16).toString('hex'), created: new Date().toISOString(), condemned, temps };
+  if (dryRun) {
+    for (const n of condemned) {
+      if (sizes.has(n)) {
+        result.packsDeleted++;
+        result.bytesDeleted += sizes.get(n)!;
+      }
+    }
+    result.tempsDeleted = temps.length;
+    result.bytesAfter = result.bytesBefore - result.bytesDeleted + result.bytesRepacked;
+    return result;
+  }
+  await step('write-plan');
+  await repo.lock!.assertValid();
+  await repo.backend.write('plan', 'prune', [encodePrunePlan(plan)], 'replace');
+  await finish(repo, plan, options, result, step);
+  return result;
+}
+
+async function finish(
+  repo: Repository,
+  plan: PrunePlan,
+  options: PruneOptions,
+  result: PruneResult,
+  step: (s: string) => Promise<void>,
+): Promise<void> {
+  // 1. Wait for every operation that may have loaded the index before the plan existed.
+  await step('wait');
+  const own = repo.lock?.token;
+  const waiting = (await listLocks(repo.backend)).filter((l) => l.name !== own && (l.state === 'live' || l.state === 'invalid')).map((l) => l.name);
+  const deadline = Date.now() + (options.maxWaitMs ?? 3_600_000);
+  let noted = false;
+  for (;;) {
+    const now = new Map((await listLocks(repo.backend)).map((l) => [l.name, l.state]));
+    const still = waiting.filter((n) => now.get(n) === 'live' || now.get(n) === 'invalid');
+    if (still.length === 0) break;
+    if (Date.now() >= deadline) {
+      options.onNote?.(`${still.length} operation(s) that started before this prune still run; deletion deferred: run prune again later`);
+      result.completed = false;
+      return;
+    }
+    if (!noted) options.onNote?.(`waiting for ${still.length} operation(s) that started before this prune`);
+    noted = true;
+    await new Promise((r) => setTimeout(r, options.pollMs ?? 1000));
+  }
+
+  // 2. Spare what a backup finished meanwhile needs.
+  await step('recheck');
+  const manifests = await loadManifests(repo);
+  const index = await repo.loadIndex();
+  const condemned = new Set(plan.condemned);
+  const used = await markUsed(repo, index, manifests);
+  for (let id = 0; id < index.entryCount; id++) {
+    const name = index.packName(index.packOf(id));
+    if (used[id] === 1 && condemned.delete(name)) result.packsSpared++;
+  }
+
+  // 3. One consolidated index without the condemned packs, durable before the old goes.
+  await step('write-index');
+  const oldFiles = (await repo.backend.list('index')).map((f) => f.name);
+  const keep = new Map<string, IndexedPack>();
+  for (const name of oldFiles) {
+    let packs: IndexedPack[];
+    try {
+      packs = decodeIndexFile(await repo.backend.read('index', name, MAX_INDEX_FILE), name);
+    } catch (err) {
+      if (isDeltaDiskError(err, 'NOT_FOUND')) continue;
+      throw new DeltaDiskError('REPO_CORRUPT', `index file ${name} cannot be read (${(err as Error).message}); prune deletes nothing until \`deltadisk check\` is clean`);
+    }
+    for (const p of packs) if (!condemned.has(p.name)) keep.set(p.name, p);
+  }
+  const list = [...keep.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  const written = new Set<string>();
+  for (let i = 0; i < list.length; i += INDEX_PACKS_PER_FILE) {
+    const bytes = encodeIndexFile(list.slice(i, i + INDEX_PACKS_PER_FILE));
+    const name = indexNameOf(bytes);
+    await repo.backend.write('index', name, [bytes], 'replace');
+    written.add(name);
+    result.indexFilesWritten++;
+  }
+
+  // 4. Delete: old index files, then the packs no index names any more, then temporaries.
+  const sizes = new Map((await repo.backend.list('pack')).map((f) => [f.name, f.size]));
+  await step('delete');
+  await repo.lock!.assertValid();
+  for (const name of oldFiles) {
+    if (!written.has(name) && (await repo.backend.remove('index', name))) result.indexFilesDeleted++;
+  }
+  for (const name of condemned) {
+    await step('delete-pack');
+    if (await repo.backend.remove('pack', name)) {
+      result.packsDeleted++;
+      result.bytesDeleted += sizes.get(name) ?? 0;
+    }
+    await repo.backend.remove('damage', name);
+  }
+  for (const t of plan.temps) {
+    await repo.backend.removeTemp(t).catch(() => undefined);
+    result.tempsDeleted++;
+  }
+  await step('remove-plan');
+  await repo.backend.remove('plan', 'prune');
+  result.bytesAfter = (await repo.backend.list('pack')).reduce((a, f) => a + f.size, 0);
+}

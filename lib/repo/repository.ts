@@ -1,0 +1,336 @@
+/**
+ * A backup repository: opening, locking, and reading what it holds.
+ *
+ * The write order is packs → index → manifest, each durable before the next
+ * (pack-writer.ts, backup.ts); readers go the other way: a manifest first, then the
+ * index, then the packs, so anything a manifest names was durable before the
+ * manifest was. Opening takes a lock (repo-lock.ts) unless told not to; everything
+ * read is bounded and verified (frames, names, hashes) before use.
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { DeltaDiskError, isDeltaDiskError } from '../errors.js';
+import { HEX32 } from '../format/framed.js';
+import { decodeIndexFile } from '../format/index-file.js';
+import { decodeManifest, type Manifest } from '../format/manifest.js';
+import { decodePrunePlan, type PrunePlan } from '../format/prune-plan.js';
+import { decodeRepoConfig, DEFAULT_FIXED_CHUNK, DEFAULT_PACK_SIZE, encodeRepoConfig, type RepoConfig } from '../format/repo-config.js';
+import { CDC_AVG, CDC_MAX, CDC_MIN, MAX_CONFIG_BYTES, MAX_INDEX_FILE, MAX_MANIFEST_BYTES, MAX_PLAN_BYTES, MAX_VERIFY_BYTES } from '../format/repo-limits.js';
+import type { LockKind } from '../format/repo-lock.js';
+import { decodeVerifyRecord, type VerifyRecord } from '../format/verify-record.js';
+import type { FileSystem } from '../io/file-system.js';
+import { nodeFileSystem } from '../io/node-file-system.js';
+import type { StorageBackend } from './backend.js';
+import { ChunkIndex, PackFlag } from './chunk-index.js';
+import { decompressChunk } from './compression.js';
+import { LocalBackend } from './local-backend.js';
+import { sha256 } from './pack-writer.js';
+import { RepoLock } from './repo-lock.js';
+
+export interface InitRepositoryOptions {
+  /** The file system; default: the real one. */
+  readonly fs?: FileSystem;
+  /** Chunk size for disk images (a power of two, 4 KiB … 8 MiB; default 1 MiB). */
+  readonly fixedChunkSize?: number;
+  /** Pack size target (default 16 MiB). */
+  readonly packSize?: number;
+  /** Content-defined chunk sizes (default 256 KiB / 1 MiB / 8 MiB). */
+  readonly cdc?: { readonly min: number; readonly avg: number; readonly max: number };
+}
+
+export interface OpenRepositoryOptions {
+  /** The file system; default: the real one. Fault and power-loss harnesses pass theirs. */
+  readonly fs?: FileSystem;
+  /** The lock to take (default 'shared'); false for none (read-only inspection). */
+  readonly lock?: LockKind | false;
+  /** What the lock is for, shown to whoever it blocks. */
+  readonly purpose?: string;
+  /** Keep trying to lock this long (ms). */
+  readonly retryLockMs?: number;
+}
+
+export interface BackupInfo {
+  readonly id: string;
+  readonly time: string;
+  readonly end: string;
+  readonly host: string;
+  readonly user: string;
+  readonly tags: readonly string[];
+  readonly paths: readonly string[];
+  readonly summary: Readonly<Record<string, number>>;
+  readonly entries: number;
+  /** A check found this backup damaged (verify/<id> exists). */
+  readonly failed: boolean;
+}
+
+export interface LoadIndexOptions {
+  /** Called for a damaged index file, which is then skipped; without it, loading fails. */
+  readonly onDamaged?: (name: string, err: DeltaDiskError) => void;
+}
+
+function byTime(a: { time: string; end: string; id: string }, b: { time: string; end: string; id: string }): number {
+  const cmp = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
+  return cmp(a.time, b.time) || cmp(a.end, b.end) || cmp(a.id, b.id);
+}
+
+export class Repository {
+  readonly location: string;
+  readonly config: RepoConfig;
+  readonly backend: StorageBackend;
+  readonly fs: FileSystem;
+  readonly lock: RepoLock | undefined;
+  #closed = false;
+
+  private constructor(location: string, config: RepoConfig, backend: StorageBackend, fs: FileSystem, lock: RepoLock | undefined) {
+    this.location = location;
+    this.config = config;
+    this.backend = backend;
+    this.fs = fs;
+    this.lock = lock;
+  }
+
+  /**
+   * Creates an empty repository at `location` (a new or empty directory).
+   * @throws ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND (parent directory)
+   */
+  static async init(location: string, options: InitRepositoryOptions = {}): Promise<RepoConfig> {
+    const fs = options.fs ?? nodeFileSystem;
+    const root = path.resolve(location);
+    const cdc = options.cdc ?? { min: CDC_MIN, avg: CDC_AVG, max: CDC_MAX };
+    const config: RepoConfig = {
+      id: randomBytes(16).toString('hex'),
+      created: new Date().toISOString(),
+      chunker: { gearSeed: randomBytes(16).toString('hex'), min: cdc.min, avg: cdc.avg, max: cdc.max },
+      fixedChunkSize: options.fixedChunkSize ?? DEFAULT_FIXED_CHUNK,
+      packSize: options.packSize ?? DEFAULT_PACK_SIZE,
+    };
+    // Validate by round trip: the same rules as every later open.
+    try {
+      decodeRepoConfig(encodeRepoConfig(config));
+    } catch (err) {
+      throw new DeltaDiskError('INVALID_ARGUMENT', `invalid repository parameters: ${(err as Error).message}`);
+    }
+    const parent = path.dirname(root);
+    if (!(await fs.stat(parent).then((s) => s.isDirectory, () => false))) {
+      throw new DeltaDiskError('NOT_FOUND', `directory ${parent} does not exist`, { path: parent });
+    }
+    const existing = await fs.lstat(root).catch(() => undefined);
+    if (existing !== undefined) {
+      if (!existing.isDirectory) throw new DeltaDiskError('ALREADY_EXISTS', `${root} exists and is not a directory`, { path: root });
+      if ((await fs.readdir(root)).length > 0) throw new DeltaDiskError('ALREADY_EXISTS', `${root} is not empty`, { path: root });
+    }
+    const backend = new LocalBackend(fs, root);
+    await backend.init();
+    await backend.createConfig(encodeRepoConfig(config));
+    await backend.close();
+    return config;
+  }
+
+  /**
+   * Opens the repository at `location` and takes the lock asked for.
+   * @throws REPO_NOT_FOUND, REPO_CORRUPT, UNSUPPORTED_VERSION, LOCKED, LOCK_INVALID
+   */
+  static async open(location: string, options: OpenRepositoryOptions = {}): Promise<Repository> {
+    const fs = options.fs ?? nodeFileSystem;
+    const root = path.resolve(location);
+    const backend = new LocalBackend(fs, root);
+    const bytes = await backend.readConfig(MAX_CONFIG_BYTES);
+    if (bytes === undefined) throw new DeltaDiskError('REPO_NOT_FOUND', `no backup repository at ${root}`, { path: root });
+    const config = decodeRepoConfig(bytes, path.join(root, 'config'));
+    const kind = options.lock ?? 'shared';
+    const lock = kind === false ? undefined : await RepoLock.acquire(backend, kind, options.purpose ?? kind, { retryMs: options.retryLockMs ?? 0 });
+    return new Repository(root, config, backend, fs, lock);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Releases the lock and cached handles; idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.lock?.release();
+    } finally {
+      await this.backend.close();
+    }
+  }
+
+  assertOpen(): void {
+    if (this.#closed) throw new DeltaDiskError('NOT_OPEN', `repository ${this.location} is closed`);
+  }
+
+  /** Fails unless the repository was opened with one of these locks. */
+  assertLocked(...kinds: LockKind[]): RepoLock {
+    this.assertOpen();
+    if (this.lock === undefined || !kinds.includes(this.lock.kind)) {
+      throw new DeltaDiskError('INVALID_ARGUMENT', `this operation needs the repository opened with a ${kinds.join(' or ')} lock`);
+    }
+    return this.lock;
+  }
+
+  // ---------------------------------------------------------------- manifests
+
+  async backupIds(): Promise<string[]> {
+    this.assertOpen();
+    return (await this.backend.list('snapshot')).map((f) => f.name);
+  }
+
+  /** @throws BACKUP_NOT_FOUND, REPO_CORRUPT */
+  async loadManifest(id: string): Promise<Manifest> {
+    this.assertOpen();
+    if (!HEX32.test(id)) throw new DeltaDiskError('BACKUP_NOT_FOUND', `no backup ${JSON.stringify(id)}`);
+    let bytes: Buffer;
+    try {
+      bytes = await this.backend.read('snapshot', id, MAX_MANIFEST_BYTES);
+    } catch (err) {
+      if (isDeltaDiskError(err, 'NOT_FOUND')) throw new DeltaDiskError('BACKUP_NOT_FOUND', `no backup ${id} in ${this.location}`);
+      throw err;
+    }
+    return decodeManifest(bytes, id, path.join(this.location, 'snapshots', id));
+  }
+
+  /**
+   * Every backup, oldest first. A manifest that cannot be read is reported through
+   * `onDamaged` (and skipped) when given; otherwise listing fails.
+   */
+  async listBackups(onDamaged?: (id: string, err: DeltaDiskError) => void): Promise<BackupInfo[]> {
+    const failed = new Set((await this.backend.list('verify')).map((f) => f.name));
+    const out: BackupInfo[] = [];
+    for (const id of await this.backupIds()) {
+      let m: Manifest;
+      try {
+        m = await this.loadManifest(id);
+      } catch (err) {
+        if (isDeltaDiskError(err, 'BACKUP_NOT_FOUND')) continue; // forgotten meanwhile
+        if (onDamaged !== undefined && isDeltaDiskError(err)) {
+          onDamaged(id, err);
+          continue;
+        }
+        throw err;
+      }
+      out.push({ id, time: m.time, end: m.end, host: m.host, user: m.user, tags: m.tags, paths: m.paths, summary: m.summary, entries: m.entries.length, failed: failed.has(id) });
+    }
+    return out.sort(byTime);
+  }
+
+  /**
+   * A backup id from what a user typed: `latest`, a full id, or a unique prefix of
+   * at least 4 hex digits.
+   * @throws BACKUP_NOT_FOUND, INVALID_ARGUMENT (ambiguous prefix)
+   */
+  async resolveBackup(spec: string): Promise<string> {
+    this.assertOpen();
+    if (spec === 'latest') {
+      const all = await this.listBackups();
+      const last = all[all.length - 1];
+      if (last === undefined) throw new DeltaDiskError('BACKUP_NOT_FOUND', `${this.location} holds no backups`);
+      return last.id;
+    }
+    if (!/^[0-9a-f]{4,32}$/.test(spec)) throw new DeltaDiskError('BACKUP_NOT_FOUND', `${JSON.stringify(spec)} is not a backup id`);
+    const matches = (await this.backupIds()).filter((id) => id.startsWith(spec));
+    if (matches.length === 0) throw new DeltaDiskError('BACKUP_NOT_FOUND', `no backup ${spec} in ${this.location}`);
+    if (matches.length > 1) throw new DeltaDiskError('INVALID_ARGUMENT', `backup id prefix ${spec} is ambiguous (${matches.length} backups)`);
+    return matches[0]!;
+  }
+
+  // ---------------------------------------------------------------- plan, verification records
+
+  async readPlan(): Promise<PrunePlan | undefined> {
+    this.assertOpen();
+    if ((await this.backend.size('plan', 'prune')) === undefined) return undefined;
+    try {
+      return decodePrunePlan(await this.backend.read('plan', 'prune', MAX_PLAN_BYTES), path.join(this.location, 'plans', 'prune'));
+    } catch (err) {
+      if (isDeltaDiskError(err, 'NOT_FOUND')) return undefined;
+      throw err;
+    }
+  }
+
+  async verifyRecords(): Promise<Map<string, VerifyRecord>> {
+    this.assertOpen();
+    const out = new Map<string, VerifyRecord>();
+    for (const f of await this.backend.list('verify')) {
+      try {
+        const r = decodeVerifyRecord(await this.backend.read('verify', f.name, MAX_VERIFY_BYTES), path.join(this.location, 'verify', f.name));
+        if (r.backup === f.name) out.set(f.name, r);
+      } catch (err) {
+        if (isDeltaDiskError(err, 'NOT_FOUND')) continue;
+        // An unreadable record still says "this backup failed": never trust it as a base.
+        out.set(f.name, { backup: f.name, time: '', problems: [(err as Error).message] });
+      }
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- index and blobs
+
+  /**
+   * Loads every index file into a fresh in-memory index. Packs condemned by a prune
+   * plan or with a damage record are flagged, so backups avoid them.
+   */
+  async loadIndex(options: LoadIndexOptions = {}): Promise<ChunkIndex> {
+    this.assertOpen();
+    // A prune replaces index files by writing the new ones before deleting the old:
+    // if a file we listed is gone, listing again finds its replacement.
+    for (let attempt = 0; ; attempt++) {
+      const index = await this.#loadIndexOnce(options, attempt < 4);
+      if (index !== undefined) return index;
+    }
+  }
+
+  async #loadIndexOnce(options: LoadIndexOptions, retry: boolean): Promise<ChunkIndex | undefined> {
+    const plan = await this.readPlan();
+    const condemned = new Set(plan?.condemned ?? []);
+    const bad = new Set((await this.backend.list('damage')).map((f) => f.name));
+    const index = new ChunkIndex();
+    for (const f of await this.backend.list('index')) {
+      const where = path.join(this.location, 'index', f.name);
+      let packs;
+      try {
+        packs = decodeIndexFile(await this.backend.read('index', f.name, MAX_INDEX_FILE), f.name, where);
+      } catch (err) {
+        if (isDeltaDiskError(err, 'NOT_FOUND')) {
+          if (retry) return undefined;
+          continue;
+        }
+        if (options.onDamaged !== undefined && isDeltaDiskError(err)) {
+          options.onDamaged(f.name, err);
+          continue;
+        }
+        throw err;
+      }
+      for (const p of packs) {
+        const flags = (condemned.has(p.name) ? PackFlag.CONDEMNED : 0) | (bad.has(p.name) ? PackFlag.BAD : 0);
+        index.addPack(p.name, p.size, p.tail, flags, where);
+      }
+    }
+    return index;
+  }
+
+  /**
+   * The raw content of blob `id` of `index`, verified against its hash.
+   * @throws REPO_CORRUPT (damaged data), NOT_FOUND (missing pack)
+   */
+  async readBlob(index: ChunkIndex, id: number): Promise<Buffer> {
+    const pack = index.packName(index.packOf(id));
+    const stored = await this.backend.readRange('pack', pack, index.offsetOf(id), index.storedLengthOf(id));
+    return this.decodeBlob(index, id, stored);
+  }
+
+  /** Decompresses and verifies the stored bytes of blob `id`. */
+  async decodeBlob(index: ChunkIndex, id: number, stored: Buffer): Promise<Buffer> {
+    const pack = index.packName(index.packOf(id));
+    const hash = index.hashOf(id);
+    const what = `blob ${hash.toString('hex').slice(0, 16)}… in pack ${pack.slice(0, 16)}…`;
+    const raw = await decompressChunk(stored, index.compressionOf(id), index.rawLengthOf(id), what);
+    if (!sha256(raw).equals(hash)) {
+      throw new DeltaDiskError('REPO_CORRUPT', `${what} is damaged: its content does not match its hash`, {
+        path: path.join(this.location, 'packs', pack.slice(0, 2), pack),
+        offset: index.offsetOf(id),
+      });
+    }
+    return raw;
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * Writing into the restore target without ever writing through something the
+ * restore did not create.
+ *
+ * Each file is written under a temporary name created exclusively (O_EXCL |
+ * O_NOFOLLOW, so neither an existing file nor a planted symlink is opened), its data
+ * verified chunk by chunk as it arrives, made durable, given its mode and time, and
+ * only then published under its name: by link() when it must not replace anything
+ * (which fails if the name exists), by rename() with --overwrite (which replaces the
+ * directory entry itself, never following a symlink that was there). A failure
+ * leaves at most a temporary file, removed on the way out.
+ */
+import path from 'node:path';
+import { DeltaDiskError, fromSystemError } from '../errors.js';
+import type { Content } from '../format/manifest.js';
+import { tempNameFor } from '../io/atomic-replace.js';
+import type { FileSystem } from '../io/file-system.js';
+import { readContent } from './blob-fetch.js';
+import type { ChunkIndex } from './chunk-index.js';
+import type { Repository } from './repository.js';
+import type { TreeOps } from './tree-ops.js';
+
+const WRITES_IN_FLIGHT = 4;
+/**
+ * Start an fdatasync after this many bytes written (without waiting for it): the
+ * device writes back while we go on, instead of all at once in the final fsync.
+ */
+const SYNC_BEHIND = 64 * 1024 * 1024;
+
+export interface TargetContext {
+  readonly fs: FileSystem;
+  readonly ops: TreeOps;
+  readonly repo: Repository;
+  readonly index: ChunkIndex;
+  readonly overwrite: boolean;
+  /** Directories whose entries changed and must be fsync'ed at the end. */
+  readonly touched: Set<string>;
+  onBytes(n: number): void;
+}
+
+/** Publishes `tmp` as `final`; removes `tmp` whatever happens. */
+export async function publish(t: TargetContext, tmp: string, final: string): Promise<void> {
+  try {
+    if (t.overwrite) {
+      await t.fs.rename(tmp, final);
+    } else {
+      await t.fs.link(tmp, final);
+      await t.fs.unlink(tmp);
+    }
+  } catch (err) {
+    await t.fs.unlink(tmp).catch(() => undefined);
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new DeltaDiskError('ALREADY_EXISTS', `${final} appeared during the restore; not replacing it (pass --overwrite)`, { path: final });
+    }
+    throw fromSystemError(err, final, 'publishing a restored file failed');
+  }
+  t.touched.add(path.dirname(final));
+}
+
+/** Writes `content` as the regular file `final` (sparse where it reads zeros). */
+export async function restoreFile(t: TargetContext, c: Content, final: string, mode: number, mtimeMs: number): Promise<void> {
+  const tmp = tempNameFor(final);
+  const handle = await t.fs.open(tmp, 'createExclusive').catch((err: unknown) => {
+    throw fromSystemError(err, final, 'creating a restored file failed');
+  });
+  try {
+    const writes: Promise<void>[] = [];
+    let unsynced = 0;
+    let syncing: Promise<void> | undefined;
+    for await (const piece of readContent(t.repo, t.index, c, final)) {
+      if (piece.data !== null) {
+        const w = handle.write([piece.data], piece.offset);
+        w.catch(() => undefined);
+        writes.push(w);
+        if (writes.length >= WRITES_IN_FLIGHT) await writes.shift();
+        unsynced += piece.length;
+        if (unsynced >= SYNC_BEHIND && syncing === undefined) {
+          unsynced = 0;
+          syncing = handle.datasync().finally(() => (syncing = undefined));
+          syncing.catch(() => undefined);
+        }
+      }
+      t.onBytes(piece.length);
+    }
+    await Promise.all(writes);
+    await syncing;
+    await handle.truncate(c.size);
+    await handle.datasync();
+    await handle.close();
+    await t.ops.chmod(tmp, mode & 0o777);
+    await t.ops.lutimes(tmp, mtimeMs, mtimeMs);
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await t.fs.unlink(tmp).catch(() => undefined);
+    throw fromSystemError(err, final, 'restoring a file failed');
+  }
+  await publish(t, tmp, final);
+}
+
+/** Creates the symbolic link `final` → `target` (never following anything). */
+export async function restoreSymlink(t: TargetContext, target: string, final: string, mtimeMs: number): Promise<void> {
+  const tmp = tempNameFor(final);
+  try {
+    await t.ops.symlink(target, tmp);
+    await t.ops.lutimes(tmp, mtimeMs, mtimeMs).catch(() => undefined);
+  } catch (err) {
+    await t.fs.unlink(tmp).catch(() => undefined);
+    throw fromSystemError(err, final, 'creating a symbolic link failed');
+  }
+  await publish(t, tmp, final);
+}
+
+/**
+ * Creates directory `p` unless it exists as a real directory; refuses a symlink or a
+ * file in its place.
+ */
+export async function ensureDirectory(fs: FileSystem, p: string): Promise<void> {
+  const st = await fs.lstat(p).catch(() => undefined);
+  if (st === undefined) {
+    try {
+      await fs.mkdir(p, 0o700);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, p, 'creating a directory failed');
+    }
+    return ensureDirectory(fs, p);
+  }
+  if (st.isSymbolicLink) throw new DeltaDiskError('UNSAFE_PATH', `${p} is a symbolic link in the target; not restoring through it`, { path: p });
+  if (!st.isDirectory) throw new DeltaDiskError('ALREADY_EXISTS', `${p} exists and is not a directory`, { path: p });
+}

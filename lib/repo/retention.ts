@@ -1,0 +1,97 @@
+/**
+ * Retention policies (`forget --keep-…`): which backups to keep, as a pure function.
+ *
+ * Semantics are restic's: backups are taken newest first (by time; equal times in
+ * the order given, the later counting as newer); `keepLast` n keeps the n
+ * newest; `keepDaily` n keeps, for each of the n most recent days that have backups,
+ * the newest backup of that day (`keepWeekly` by ISO week, `keepMonthly` by month);
+ * `keepTags` keeps every backup carrying one of the tags. A backup is kept if any rule
+ * keeps it. Days, weeks and months are in local time unless `utc`.
+ */
+import { DeltaDiskError } from '../errors.js';
+
+export interface RetentionPolicy {
+  readonly keepLast?: number | undefined;
+  readonly keepDaily?: number | undefined;
+  readonly keepWeekly?: number | undefined;
+  readonly keepMonthly?: number | undefined;
+  readonly keepTags?: readonly string[] | undefined;
+}
+
+export interface RetentionItem {
+  readonly id: string;
+  /** ISO time. */
+  readonly time: string;
+  readonly tags: readonly string[];
+}
+
+export interface RetentionDecision {
+  /** Kept backups with why, newest first. */
+  readonly keep: { readonly id: string; readonly reasons: string[] }[];
+  /** Backups to forget, newest first. */
+  readonly remove: string[];
+}
+
+function parts(ms: number, utc: boolean): { y: number; m: number; d: number; dow: number } {
+  const t = new Date(ms);
+  return utc
+    ? { y: t.getUTCFullYear(), m: t.getUTCMonth() + 1, d: t.getUTCDate(), dow: t.getUTCDay() }
+    : { y: t.getFullYear(), m: t.getMonth() + 1, d: t.getDate(), dow: t.getDay() };
+}
+
+/** ISO 8601 week of a calendar day: `YYYY-Www` (weeks start on Monday; week 1 holds January 4th). */
+export function isoWeek(y: number, m: number, d: number): string {
+  const day = Date.UTC(y, m - 1, d);
+  const dow = (new Date(day).getUTCDay() + 6) % 7; // Monday = 0
+  const thursday = day + (3 - dow) * 86_400_000;
+  const ty = new Date(thursday).getUTCFullYear();
+  const week = 1 + Math.floor((thursday - Date.UTC(ty, 0, 1)) / (7 * 86_400_000));
+  return `${ty}-W${String(week).padStart(2, '0')}`;
+}
+
+export function bucketOf(rule: 'daily' | 'weekly' | 'monthly', ms: number, utc: boolean): string {
+  const p = parts(ms, utc);
+  if (rule === 'monthly') return `${p.y}-${p.m}`;
+  if (rule === 'weekly') return isoWeek(p.y, p.m, p.d);
+  return `${p.y}-${p.m}-${p.d}`;
+}
+
+export function hasPolicy(p: RetentionPolicy): boolean {
+  return (p.keepLast ?? 0) > 0 || (p.keepDaily ?? 0) > 0 || (p.keepWeekly ?? 0) > 0 || (p.keepMonthly ?? 0) > 0 || (p.keepTags ?? []).length > 0;
+}
+
+export function applyRetention(items: readonly RetentionItem[], policy: RetentionPolicy, utc = false): RetentionDecision {
+  for (const k of ['keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly'] as const) {
+    const v = policy[k];
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new DeltaDiskError('INVALID_ARGUMENT', `${k} must be a whole number ≥ 0`);
+  }
+  if (!hasPolicy(policy)) throw new DeltaDiskError('INVALID_ARGUMENT', 'no keep rule given: nothing would be kept; give at least one --keep-… option');
+  const sorted = [...items]
+    .map((i, order) => ({ ...i, ms: Date.parse(i.time), order }))
+    .sort((a, b) => b.ms - a.ms || (a.time < b.time ? 1 : a.time > b.time ? -1 : b.order - a.order));
+  const reasons = new Map<string, string[]>(sorted.map((i) => [i.id, []]));
+  sorted.slice(0, policy.keepLast ?? 0).forEach((i) => reasons.get(i.id)!.push('last'));
+  const rules: ['daily' | 'weekly' | 'monthly', number][] = [
+    ['daily', policy.keepDaily ?? 0],
+    ['weekly', policy.keepWeekly ?? 0],
+    ['monthly', policy.keepMonthly ?? 0],
+  ];
+  for (const [rule, n] of rules) {
+    let last: string | undefined;
+    let kept = 0;
+    for (const i of sorted) {
+      if (kept >= n) break;
+      const b = bucketOf(rule, Number.isNaN(i.ms) ? 0 : i.ms, utc);
+      if (b === last) continue;
+      last = b;
+      kept++;
+      reasons.get(i.id)!.push(`${rule} ${b}`);
+    }
+  }
+  const tags = new Set(policy.keepTags ?? []);
+  if (tags.size > 0) for (const i of sorted) if (i.tags.some((t) => tags.has(t))) reasons.get(i.id)!.push('tagged');
+  return {
+    keep: sorted.filter((i) => reasons.get(i.id)!.length > 0).map((i) => ({ id: i.id, reasons: reasons.get(i.id)! })),
+    remove: sorted.filter((i) => reasons.get(i.id)!.length === 0).map((i) => i.id),
+  };
+}

@@ -1,0 +1,112 @@
+/**
+ * Repository locks: which kinds exclude which, a SIGKILLed holder proven gone, stale
+ * locks of holders we cannot check, unreadable lock files, and a holder whose lock
+ * was removed stopping before it publishes anything.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { backup, breakRepoLocks, listLocks, Repository } from '../../lib/index.js';
+import { encodeRepoLock } from '../../lib/format/repo-lock.js';
+import { writeTree } from '../helpers/repo.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+const DIST = path.resolve(import.meta.dirname, '../../dist/lib/index.js');
+let dir: string;
+let cleanup: () => void;
+let repoDir: string;
+
+beforeEach(async () => {
+  ({ dir, cleanup } = tempDir('deltadisk-lock-'));
+  repoDir = path.join(dir, 'repo');
+  await Repository.init(repoDir);
+});
+afterEach(() => cleanup());
+
+function foreignLock(refreshedMsAgo: number, token = 'ab'.repeat(16)): void {
+  const t = new Date(Date.now() - refreshedMsAgo).toISOString();
+  fs.writeFileSync(path.join(repoDir, 'locks', token), encodeRepoLock({ kind: 'exclusive', purpose: 'prune', host: 'elsewhere.example', pid: 42, bootId: 'x', netns: 'y', created: t, refreshed: t, token }));
+}
+
+describe('repository locks', () => {
+  it('lets shared locks coexist, and excludes what must be excluded', async () => {
+    const a = await Repository.open(repoDir, { lock: 'shared' });
+    const b = await Repository.open(repoDir, { lock: 'shared' });
+    const m = await Repository.open(repoDir, { lock: 'maintenance', purpose: 'prune' });
+    await expect(Repository.open(repoDir, { lock: 'maintenance' })).rejects.toMatchObject({ code: 'LOCKED', holder: { kind: 'maintenance', purpose: 'prune', pid: process.pid } });
+    await expect(Repository.open(repoDir, { lock: 'exclusive' })).rejects.toMatchObject({ code: 'LOCKED' });
+    await m.close();
+    await expect(Repository.open(repoDir, { lock: 'exclusive' })).rejects.toMatchObject({ code: 'LOCKED' });
+    await a.close();
+    await b.close();
+    const x = await Repository.open(repoDir, { lock: 'exclusive' });
+    await expect(Repository.open(repoDir, { lock: 'shared' })).rejects.toMatchObject({ code: 'LOCKED' });
+    await x.close();
+    expect(fs.readdirSync(path.join(repoDir, 'locks'))).toEqual([]);
+  });
+
+  it('proves a SIGKILLed holder gone and takes over its lock', async () => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', `
+      import { Repository } from ${JSON.stringify(DIST)};
+      await Repository.open(${JSON.stringify(repoDir)}, { lock: 'exclusive', purpose: 'doomed' });
+      console.log('locked');
+      setInterval(() => {}, 1000);
+    `]);
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && resolve());
+      child.on('exit', () => reject(new Error('child exited early')));
+    });
+    await expect(Repository.open(repoDir, { lock: 'shared' })).rejects.toMatchObject({ code: 'LOCKED', holder: { purpose: 'doomed' } });
+    child.kill('SIGKILL');
+    await new Promise((r) => child.on('exit', r));
+    expect(fs.readdirSync(path.join(repoDir, 'locks'))).toHaveLength(1);
+    expect((await listLocks((await Repository.open(repoDir, { lock: false })).backend))[0]!.state).toBe('dead');
+    const r = await Repository.open(repoDir, { lock: 'exclusive' });
+    await r.close();
+    expect(fs.readdirSync(path.join(repoDir, 'locks'))).toEqual([]);
+  });
+
+  it('honours a recent lock of another host, ignores a stale one, and unlock removes only the stale', async () => {
+    foreignLock(60_000);
+    await expect(Repository.open(repoDir, { lock: 'shared' })).rejects.toMatchObject({ code: 'LOCKED' });
+    const plain = await Repository.open(repoDir, { lock: false });
+    expect(await breakRepoLocks(plain.backend, false)).toEqual([]);
+    foreignLock(31 * 60_000, 'cd'.repeat(16));
+    fs.unlinkSync(path.join(repoDir, 'locks', 'ab'.repeat(16)));
+    const r = await Repository.open(repoDir, { lock: 'exclusive' });
+    await r.close();
+    expect((await breakRepoLocks(plain.backend, false)).map((l) => l.state)).toEqual(['stale']);
+    foreignLock(0);
+    expect((await breakRepoLocks(plain.backend, true)).map((l) => l.state)).toEqual(['live']);
+    await plain.close();
+  });
+
+  it('blocks on an unreadable lock file until unlock removes it', async () => {
+    fs.writeFileSync(path.join(repoDir, 'locks', 'ef'.repeat(16)), '{ not json');
+    await expect(Repository.open(repoDir, { lock: 'shared' })).rejects.toMatchObject({ code: 'LOCK_INVALID' });
+    const plain = await Repository.open(repoDir, { lock: false });
+    expect((await breakRepoLocks(plain.backend, false)).map((l) => l.state)).toEqual(['invalid']);
+    await plain.close();
+    await (await Repository.open(repoDir, { lock: 'shared' })).close();
+  });
+
+  it('waits for a lock with retryLockMs', async () => {
+    const x = await Repository.open(repoDir, { lock: 'exclusive' });
+    setTimeout(() => void x.close(), 300);
+    const r = await Repository.open(repoDir, { lock: 'shared', retryLockMs: 5000 });
+    await r.close();
+  });
+
+  it('stops a backup whose lock was removed before it publishes', async () => {
+    writeTree(path.join(dir, 'src'), { f: 'data' });
+    const repo = await Repository.open(repoDir, { lock: 'shared', purpose: 'backup' });
+    try {
+      for (const f of fs.readdirSync(path.join(repoDir, 'locks'))) fs.unlinkSync(path.join(repoDir, 'locks', f));
+      await expect(backup(repo, [path.join(dir, 'src')])).rejects.toMatchObject({ code: 'LOCK_LOST' });
+      expect(fs.readdirSync(path.join(repoDir, 'snapshots'))).toEqual([]);
+    } finally {
+      await repo.close();
+    }
+  });
+});

@@ -1,0 +1,178 @@
+/**
+ * `prune`: reclaims exactly the data no backup references; never deletes a chunk a
+ * backup that was running when it planned (or one started since) needs; and can be
+ * stopped at any step and finished by the next run.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { backup, checkRepository, forget, NodeFileSystem, prune, Repository, repositoryStats, restore, type FileHandle, type OpenMode } from '../../lib/index.js';
+import { randomData, snapshotTree, withRepo, writeTree } from '../helpers/repo.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+let dir: string;
+let cleanup: () => void;
+let repoDir: string;
+
+beforeEach(async () => {
+  ({ dir, cleanup } = tempDir('deltadisk-prune-'));
+  repoDir = path.join(dir, 'repo');
+  await Repository.init(repoDir, { packSize: 1 << 20, cdc: { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 } });
+});
+afterEach(() => cleanup());
+
+const src = (): string => path.join(dir, 'src');
+const run = <T>(lock: 'shared' | 'maintenance', fn: (r: Repository) => Promise<T>): Promise<T> => withRepo(repoDir, lock, fn);
+
+async function cleanCheck(): Promise<void> {
+  const r = await run('shared', (repo) => checkRepository(repo, { readData: true }));
+  expect(r.errors).toEqual([]);
+  expect(r.leaks).toEqual([]);
+}
+
+async function restoresAs(id: string, tree: Record<string, string>): Promise<void> {
+  const out = path.join(dir, `out-${id}-${Math.random()}`);
+  await run('shared', (repo) => restore(repo, id, { target: out, verify: true }));
+  expect(snapshotTree(path.join(out, 'src'))).toEqual(tree);
+}
+
+/** Reads through the real file system, holding reads of one file until released. */
+class GateFs extends NodeFileSystem {
+  #open: Promise<void>;
+  release!: () => void;
+  reached!: Promise<void>;
+  #reachedResolve!: () => void;
+  constructor(readonly gated: string) {
+    super();
+    this.#open = new Promise((r) => (this.release = r));
+    this.reached = new Promise((r) => (this.#reachedResolve = r));
+  }
+  override async open(p: string, mode: OpenMode): Promise<FileHandle> {
+    const h = await super.open(p, mode);
+    if (p !== this.gated) return h;
+    const read = h.read.bind(h);
+    h.read = async (...args) => {
+      this.#reachedResolve();
+      await this.#open;
+      return read(...args);
+    };
+    return h;
+  }
+}
+
+describe('prune', () => {
+  it('reclaims exactly the data of forgotten backups, repacking what is partly used', async () => {
+    const shared = randomData(700_000);
+    writeTree(src(), { keep: shared, gone: randomData(900_000) });
+    const a = await run('shared', (repo) => backup(repo, [src()]));
+    fs.unlinkSync(path.join(src(), 'gone'));
+    writeTree(src(), { fresh: randomData(300_000) });
+    const b = await run('shared', (repo) => backup(repo, [src()]));
+    const tree = snapshotTree(src());
+    const before = await run('shared', (repo) => repositoryStats(repo));
+    await run('maintenance', (repo) => forget(repo, { keepLast: 1 }));
+    const r = await run('maintenance', (repo) => prune(repo, { repackThreshold: 1e-9 }));
+    expect(r.completed).toBe(true);
+    expect(r.packsDeleted).toBeGreaterThan(0);
+    const after = await run('shared', (repo) => repositoryStats(repo));
+    expect(after.unreferencedBytes).toBe(0);
+    expect(after.uniqueBytes).toBe(before.uniqueBytes - 900_000);
+    expect(after.packBytes! - after.storedBytes).toBeLessThan(after.packs! * 2048); // only headers beyond the data
+    expect(fs.readdirSync(path.join(repoDir, 'plans'))).toEqual([]);
+    await cleanCheck();
+    await restoresAs(b.id, tree);
+    await expect(run('shared', (repo) => repo.loadManifest(a.id))).rejects.toMatchObject({ code: 'BACKUP_NOT_FOUND' });
+    // Nothing left to do: a second prune changes nothing.
+    const again = await run('maintenance', (repo) => prune(repo, { repackThreshold: 1e-9 }));
+    expect(again).toMatchObject({ packsDeleted: 0, packsRepacked: 0, bytesAfter: again.bytesBefore });
+  });
+
+  it('reports in a dry run what it would delete, and deletes nothing', async () => {
+    writeTree(src(), { f: randomData(500_000) });
+    await run('shared', (repo) => backup(repo, [src()]));
+    await run('maintenance', (repo) => forget(repo, { keepLast: 1, keepTags: ['none'] }));
+    fs.unlinkSync(path.join(repoDir, 'snapshots', fs.readdirSync(path.join(repoDir, 'snapshots'))[0]!));
+    const packs = fs.readdirSync(path.join(repoDir, 'packs')).flatMap((s) => fs.readdirSync(path.join(repoDir, 'packs', s)));
+    const r = await withRepo(repoDir, false, (repo) => prune(repo, { dryRun: true }));
+    expect(r.packsDeleted).toBe(packs.length);
+    expect(fs.readdirSync(path.join(repoDir, 'packs')).flatMap((s) => fs.readdirSync(path.join(repoDir, 'packs', s)))).toEqual(packs);
+  });
+
+  it('waits for operations that started before its plan, and backups started after it store condemned chunks again', async () => {
+    const data = randomData(800_000);
+    writeTree(src(), { f: data });
+    const old = await run('shared', (repo) => backup(repo, [src()]));
+    await run('maintenance', (repo) => forget(repo, { keepLast: 1, keepTags: ['x'] }));
+    fs.unlinkSync(path.join(repoDir, 'snapshots', old.id));
+    const holder = await Repository.open(repoDir, { lock: 'shared', purpose: 'a restore that started earlier' });
+    const deferred = await run('maintenance', (repo) => prune(repo, { maxWaitMs: 300, pollMs: 50 }));
+    expect(deferred.completed).toBe(false);
+    expect(fs.readdirSync(path.join(repoDir, 'plans'))).toEqual(['prune']);
+    // A backup started now must not reuse the condemned chunks: it stores them again.
+    const fresh = await run('shared', (repo) => backup(repo, [src()]));
+    expect(fresh.summary.bytesNew).toBe(800_000);
+    await holder.close();
+    const done = await run('maintenance', (repo) => prune(repo, { pollMs: 50 }));
+    expect(done.completed).toBe(true);
+    expect(done.packsDeleted).toBeGreaterThan(0);
+    expect(fs.readdirSync(path.join(repoDir, 'plans'))).toEqual([]);
+    await cleanCheck();
+    await restoresAs(fresh.id, snapshotTree(src()));
+  });
+
+  it('spares condemned packs that a backup running during the plan reused', async () => {
+    const data = randomData(800_000);
+    writeTree(src(), { f: data });
+    const old = await run('shared', (repo) => backup(repo, [src()]));
+    fs.unlinkSync(path.join(repoDir, 'snapshots', old.id));
+    // A backup of the same data starts, loads the index (the old chunks are there) and stalls reading.
+    const gate = new GateFs(path.join(src(), 'f'));
+    const repo = await Repository.open(repoDir, { lock: 'shared', purpose: 'backup' });
+    const running = backup(repo, [src()], { sourceFs: gate });
+    await gate.reached;
+    const deferred = await run('maintenance', (r) => prune(r, { maxWaitMs: 200, pollMs: 50 }));
+    expect(deferred.completed).toBe(false);
+    gate.release();
+    const b = await running;
+    await repo.close();
+    expect(b.summary.chunksNew).toBe(0); // it deduplicated against the condemned packs
+    const done = await run('maintenance', (r) => prune(r, { pollMs: 50 }));
+    expect(done.completed).toBe(true);
+    expect(done.packsSpared).toBeGreaterThan(0);
+    await cleanCheck();
+    await restoresAs(b.id, snapshotTree(src()));
+  });
+
+  for (const step of ['repack', 'write-plan', 'wait', 'recheck', 'write-index', 'delete', 'delete-pack', 'remove-plan']) {
+    it(`finishes on the next run after stopping at ${step}`, async () => {
+      writeTree(src(), { a: randomData(400_000), b: randomData(400_000) });
+      await run('shared', (repo) => backup(repo, [src()]));
+      fs.unlinkSync(path.join(src(), 'a'));
+      const kept = await run('shared', (repo) => backup(repo, [src()]));
+      await run('maintenance', (repo) => forget(repo, { keepLast: 1 }));
+      const tree = snapshotTree(src());
+      let hit = false;
+      await expect(
+        run('maintenance', (repo) =>
+          prune(repo, {
+            repackThreshold: 1e-9,
+            onStep: (s) => {
+              if (s === step && !hit) {
+                hit = true;
+                throw new Error(`stopped at ${s}`);
+              }
+            },
+          }),
+        ),
+      ).rejects.toThrow(`stopped at ${step}`);
+      // Stopped midway: every backup still restores; the repository is clean or has leaks only.
+      const mid = await run('shared', (repo) => checkRepository(repo, { readData: true }));
+      expect(mid.errors).toEqual([]);
+      await restoresAs(kept.id, tree);
+      const r = await run('maintenance', (repo) => prune(repo, { repackThreshold: 1e-9 }));
+      expect(r.completed).toBe(true);
+      await cleanCheck();
+      await restoresAs(kept.id, tree);
+    });
+  }
+});

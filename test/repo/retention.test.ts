@@ -1,0 +1,95 @@
+/**
+ * Retention policies: the pure function against a plainly written reference, plus
+ * properties (the newest backup survives; raising a limit never drops a kept backup).
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { applyRetention, type RetentionItem, type RetentionPolicy } from '../../lib/index.js';
+import { isoWeek } from '../../lib/repo/retention.js';
+import { propertyRuns } from '../helpers/temp-dir.js';
+
+const DAY = 86_400_000;
+const T0 = Date.UTC(2026, 0, 1);
+
+/** The reference: for each rule, walk newest first and keep the first of each new bucket. */
+function reference(items: readonly RetentionItem[], p: RetentionPolicy): Set<string> {
+  const sorted = items.map((i, order) => ({ ...i, order })).sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || b.order - a.order);
+  const keep = new Set<string>(sorted.slice(0, p.keepLast ?? 0).map((i) => i.id));
+  const bucket = {
+    daily: (t: Date) => t.toISOString().slice(0, 10),
+    weekly: (t: Date) => isoWeek(t.getUTCFullYear(), t.getUTCMonth() + 1, t.getUTCDate()),
+    monthly: (t: Date) => t.toISOString().slice(0, 7),
+  };
+  for (const [rule, n] of [['daily', p.keepDaily], ['weekly', p.keepWeekly], ['monthly', p.keepMonthly]] as const) {
+    const seen: string[] = [];
+    for (const i of sorted) {
+      const b = bucket[rule](new Date(i.time));
+      if (seen.includes(b)) continue;
+      if (seen.length >= (n ?? 0)) break;
+      seen.push(b);
+      keep.add(i.id);
+    }
+  }
+  for (const i of sorted) if (i.tags.some((t) => (p.keepTags ?? []).includes(t))) keep.add(i.id);
+  return keep;
+}
+
+const items = fc.array(
+  fc.record({ t: fc.integer({ min: 0, max: 800 * DAY }), tag: fc.constantFrom('', 'keep', 'x') }),
+  { maxLength: 60 },
+).map((list) => list.map((x, i) => ({ id: `b${String(i).padStart(3, '0')}`, time: new Date(T0 + x.t).toISOString(), tags: x.tag === '' ? [] : [x.tag] })));
+
+const policy = fc.record({
+  keepLast: fc.option(fc.nat(5), { nil: undefined }),
+  keepDaily: fc.option(fc.nat(10), { nil: undefined }),
+  keepWeekly: fc.option(fc.nat(6), { nil: undefined }),
+  keepMonthly: fc.option(fc.nat(12), { nil: undefined }),
+  keepTags: fc.constantFrom([], ['keep']),
+}).filter((p) => (p.keepLast ?? 0) + (p.keepDaily ?? 0) + (p.keepWeekly ?? 0) + (p.keepMonthly ?? 0) + p.keepTags.length > 0);
+
+describe('retention policy', () => {
+  it('keeps exactly what the reference keeps', () => {
+    fc.assert(
+      fc.property(items, policy, (list, p) => {
+        const d = applyRetention(list, p, true);
+        expect(new Set(d.keep.map((k) => k.id))).toEqual(reference(list, p));
+        expect(d.keep.length + d.remove.length).toBe(list.length);
+      }),
+      { numRuns: propertyRuns(300) },
+    );
+  });
+
+  it('always keeps the newest backup, and a larger limit never removes a kept one', () => {
+    fc.assert(
+      fc.property(items.filter((l) => l.length > 0), policy, fc.constantFrom('keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly'), (list, p, rule) => {
+        const d = applyRetention(list, p, true);
+        const newest = list.map((i, order) => ({ ...i, order })).sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || b.order - a.order)[0]!;
+        const ruleCount = (p.keepLast ?? 0) + (p.keepDaily ?? 0) + (p.keepWeekly ?? 0) + (p.keepMonthly ?? 0);
+        if (ruleCount > 0) expect(d.keep.map((k) => k.id)).toContain(newest.id);
+        const more = applyRetention(list, { ...p, [rule]: (p[rule] ?? 0) + 1 }, true);
+        const kept = new Set(more.keep.map((k) => k.id));
+        for (const k of d.keep) expect(kept.has(k.id)).toBe(true);
+      }),
+      { numRuns: propertyRuns(200) },
+    );
+  });
+
+  it('follows the calendar: days, ISO weeks across a year end, months', () => {
+    const at = (iso: string, id: string): RetentionItem => ({ id, time: iso, tags: [] });
+    const list = [
+      at('2026-12-31T23:00:00Z', 'thu'), // ISO week 2026-W53
+      at('2027-01-01T10:00:00Z', 'fri'), // same ISO week, next year
+      at('2027-01-01T09:00:00Z', 'fri-early'),
+      at('2027-01-04T10:00:00Z', 'mon'), // 2027-W01
+    ];
+    expect(applyRetention(list, { keepDaily: 2 }, true).keep.map((k) => k.id)).toEqual(['mon', 'fri']);
+    expect(applyRetention(list, { keepWeekly: 2 }, true).keep.map((k) => k.id)).toEqual(['mon', 'fri']);
+    expect(applyRetention(list, { keepMonthly: 2 }, true).keep.map((k) => k.id)).toEqual(['mon', 'thu']);
+    expect(isoWeek(2026, 12, 31)).toBe('2026-W53');
+    expect(isoWeek(2021, 1, 3)).toBe('2020-W53');
+  });
+
+  it('refuses an empty policy', () => {
+    expect(() => applyRetention([], {}, true)).toThrow(/no keep rule/);
+  });
+});
