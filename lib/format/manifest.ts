@@ -5,8 +5,9 @@
  * `snapshots/<id>`, where `id` is 32 random hex digits chosen when the backup starts
  * (so a disk's anchor snapshot can be named after it). The payload is a msgpack map:
  *
- *     id, time, end, host, user, tags, paths, entries, summary
+ *     id, time, end, host, user, tags, paths, entries, summary, vm?
  *
+ * `vm` is present in backups of a VM directory (vm-record.ts).
  * Each entry is one file system object, in depth-first order, parents first:
  *
  *     { path, type, mode, mtime, size?, content?, target?, chain? }
@@ -45,6 +46,7 @@ import {
   MAX_TEXT,
   MIN_FIXED_CHUNK,
 } from './repo-limits.js';
+import { decodeVmRecord, encodeVmRecord, MAX_HOOK_OUTPUT, type VmRecord } from './vm-record.js';
 
 export const MANIFEST_MAGIC = Buffer.from('DDSN\r\n\x1a\n', 'latin1');
 
@@ -135,6 +137,8 @@ export interface Manifest {
   readonly entries: readonly Entry[];
   /** Counters (files, bytes read, bytes added …), for `snapshots` and `stats`. */
   readonly summary: Readonly<Record<string, number>>;
+  /** Present in backups made by `vm backup`: how the VM was captured (vm-record.ts). */
+  readonly vm?: VmRecord;
 }
 
 function encodeContent(c: Content): Record<string, unknown> {
@@ -186,6 +190,7 @@ export function encodeManifest(m: Manifest): Buffer {
     paths: m.paths,
     entries: m.entries.map(encodeEntry),
     summary: m.summary,
+    ...(m.vm === undefined ? {} : { vm: encodeVmRecord(m.vm) }),
   });
   if (out.length > MAX_MANIFEST_BYTES) {
     throw new DeltaDiskError('LIMIT_EXCEEDED', `manifest of ${out.length} bytes exceeds ${MAX_MANIFEST_BYTES}; split the backup`);
@@ -283,7 +288,7 @@ function decodeEntry(v: unknown, path?: string): Entry {
  */
 export function decodeManifest(bytes: Uint8Array, id?: string, path?: string): Manifest {
   const v = decodeFramed(bytes, MANIFEST_MAGIC, 'manifest', MAX_MANIFEST_BYTES, {
-    maxStrLength: 4 * MAX_TEXT,
+    maxStrLength: Math.max(4 * MAX_TEXT, 4 * MAX_HOOK_OUTPUT),
     maxBinLength: INLINE_HASHES * HASH_SIZE,
     maxArrayLength: Math.max(MAX_ENTRIES, MAX_LISTS),
     maxMapLength: 64,
@@ -307,5 +312,6 @@ export function decodeManifest(bytes: Uint8Array, id?: string, path?: string): M
     paths: f.strings('paths', MAX_ENTRIES, MAX_PATH_BYTES),
     entries: f.array('entries', MAX_ENTRIES).map((e) => decodeEntry(e, path)),
     summary,
+    ...(f.has('vm') ? { vm: decodeVmRecord(f.fields('vm'), (v, what) => new Fields(v, what, path)) } : {}),
   };
 }

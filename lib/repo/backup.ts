@@ -56,12 +56,6 @@ function invalid(message: string): never {
 export async function backup(repo: Repository, sources: readonly string[], options: BackupOptions = {}): Promise<BackupResult> {
   repo.assertLocked('shared', 'exclusive');
   if (!Array.isArray(sources) || sources.length === 0) invalid('give at least one path to back up');
-  const tags = options.tags ?? [];
-  if (tags.length > MAX_TAGS || tags.some((t) => typeof t !== 'string' || t.length === 0 || t.length > MAX_TAG_LENGTH || /[\x00-\x1f,]/.test(t))) {
-    invalid(`tags are 1 to ${MAX_TAG_LENGTH} printable characters without commas, at most ${MAX_TAGS}`);
-  }
-  const cs = options.chainSnapshots ?? 'none';
-  if (cs !== 'none' && cs !== 'all' && !Array.isArray(cs)) invalid('chainSnapshots is none, all, or a list of names');
   const fs = options.sourceFs ?? nodeFileSystem;
   const abs = sources.map((s) => path.resolve(s));
   const names = new Set<string>();
@@ -75,18 +69,44 @@ export async function backup(repo: Repository, sources: readonly string[], optio
       throw fromSystemError(err, a, 'cannot back up');
     }));
   }
+  return runBackup(repo, abs, options, async (session) => {
+    // Never back up the repository into itself (a source holding it).
+    session.skipPaths.add(repo.location);
+    session.skipPaths.add(await fs.realpath(repo.location).catch(() => repo.location));
+    session.bytesTotal = await estimateSize(fs, abs, stats);
+    for (let i = 0; i < abs.length; i++) await walk(session, fs, abs[i]!, path.basename(abs[i]!), stats[i]!);
+    return {};
+  });
+}
 
+/**
+ * One backup from start to publish: opens a session on `repo` (shared lock held),
+ * lets `fill` add entries to it, then publishes the manifest (with `fill`'s extra
+ * fields) and runs the session's after-commit work; if anything fails before the
+ * manifest exists, the packs written are abandoned and the session's abort work
+ * runs. `vm backup` uses it to add a captured VM instead of walking paths.
+ * @throws INVALID_ARGUMENT (options), and whatever `fill` or publishing throws
+ */
+export async function runBackup(
+  repo: Repository,
+  paths: readonly string[],
+  options: BackupOptions,
+  fill: (session: BackupSession) => Promise<Pick<Manifest, 'vm'>>,
+): Promise<BackupResult> {
+  repo.assertLocked('shared', 'exclusive');
+  const tags = options.tags ?? [];
+  if (tags.length > MAX_TAGS || tags.some((t) => typeof t !== 'string' || t.length === 0 || t.length > MAX_TAG_LENGTH || /[\x00-\x1f,]/.test(t))) {
+    invalid(`tags are 1 to ${MAX_TAG_LENGTH} printable characters without commas, at most ${MAX_TAGS}`);
+  }
+  const cs = options.chainSnapshots ?? 'none';
+  if (cs !== 'none' && cs !== 'all' && !Array.isArray(cs)) invalid('chainSnapshots is none, all, or a list of names');
   const index = await repo.loadIndex();
   const session = new BackupSession(repo, index, options);
-  // Never back up the repository into itself (a source holding it).
-  session.skipPaths.add(repo.location);
-  session.skipPaths.add(await fs.realpath(repo.location).catch(() => repo.location));
   const t0 = performance.now();
   let committed = false;
   try {
-    session.bytesTotal = await estimateSize(fs, abs, stats);
-    for (let i = 0; i < abs.length; i++) await walk(session, fs, abs[i]!, path.basename(abs[i]!), stats[i]!);
-    const manifest = await publish(session, abs, tags, t0);
+    const extra = await fill(session);
+    const manifest = await publish(session, paths, tags, t0, extra);
     committed = true;
     for (const fn of session.afterCommit) await fn().catch((err: unknown) => session.warn('after the backup', err));
     return { id: session.id, dryRun: session.dryRun, manifest, summary: session.summary, warnings: session.warnings };
@@ -99,7 +119,7 @@ export async function backup(repo: Repository, sources: readonly string[], optio
   }
 }
 
-async function publish(s: BackupSession, abs: readonly string[], tags: readonly string[], t0: number): Promise<Manifest> {
+async function publish(s: BackupSession, abs: readonly string[], tags: readonly string[], t0: number, extra: Pick<Manifest, 'vm'>): Promise<Manifest> {
   await s.writer.flush();
   const w = s.writer.stats;
   Object.assign(s.summary, { bytesStored: w.storedBytes, packs: w.packs, indexFiles: w.indexFiles, durationMs: Math.round(performance.now() - t0) });
@@ -113,6 +133,7 @@ async function publish(s: BackupSession, abs: readonly string[], tags: readonly 
     paths: abs,
     entries: s.entries,
     summary: { ...s.summary },
+    ...(extra.vm === undefined ? {} : { vm: extra.vm }),
   };
   const bytes = encodeManifest(manifest);
   if (!s.dryRun) {
@@ -209,6 +230,15 @@ async function walk(s: BackupSession, fs: FileSystem, abs: string, entryPath: st
     }
     return;
   }
+  await backupFile(s, fs, abs, entryPath, st);
+}
+
+/**
+ * Adds one regular file as entry `entryPath`: chunked in fixed, block-aligned
+ * chunks when it is a disk image (by `isImage`), content-defined otherwise. A file
+ * that cannot be read is a warning; repository failures are thrown.
+ */
+export async function backupFile(s: BackupSession, fs: FileSystem, abs: string, entryPath: string, st: FileStat): Promise<void> {
   const image = (s.options.isImage ?? ((p: string) => isImageName(p)))(abs, st.size);
   let handle;
   try {

@@ -27,6 +27,8 @@ import { changedChunks, knownZeroChunks, readChainPoint } from './chain-reader.j
 import { contentPages } from './content-list.js';
 
 export const ANCHOR_PREFIX = 'deltadisk-backup-';
+/** Snapshots deltadisk takes for its own use (backup anchors, VM capture points): never backed up as the disk's own. */
+const INTERNAL_PREFIXES = [ANCHOR_PREFIX, 'deltadisk-capture-'];
 
 /** True when `p` starts like a chain descriptor. */
 export async function looksLikeChain(fs: FileSystem, p: string): Promise<boolean> {
@@ -60,7 +62,7 @@ function anchorDescription(repoId: string): string {
 }
 
 function selectSnapshots(all: readonly SnapshotInfo[], wanted: 'none' | 'all' | readonly string[]): SnapshotInfo[] {
-  const user = all.filter((x) => !x.name.startsWith(ANCHOR_PREFIX));
+  const user = all.filter((x) => !INTERNAL_PREFIXES.some((p) => x.name.startsWith(p)));
   if (wanted === 'none') return [];
   if (wanted === 'all') return user;
   for (const name of wanted) {
@@ -93,9 +95,19 @@ async function allUsable(s: BackupSession, c: Content): Promise<boolean> {
   }
 }
 
-export async function backupChain(s: BackupSession, abs: string, entryPath: string, st: FileStat): Promise<void> {
+/**
+ * Where a chain backup takes its capture point: by default it takes its own anchor
+ * snapshot (and deletes the older ones of this repository once published); a caller
+ * that captured the disk already (`vm backup`, all disks of a VM at one instant)
+ * names that snapshot instead and owns it: the disk is then only read.
+ */
+export interface ChainCapturePoint {
+  readonly snapshot: string;
+}
+
+export async function backupChain(s: BackupSession, abs: string, entryPath: string, st: FileStat, given?: ChainCapturePoint): Promise<void> {
   const openOptions: OpenDiskOptions = {
-    readOnly: s.dryRun,
+    readOnly: s.dryRun || given !== undefined,
     ...(s.options.allowPaths === undefined ? {} : { allowPaths: s.options.allowPaths }),
     ...(s.options.sourceFs === undefined ? {} : { fs: s.options.sourceFs }),
   };
@@ -114,7 +126,12 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
 
   let anchor: SnapshotInfo | undefined;
   let capture: DiskReader;
-  if (s.dryRun) {
+  if (given !== undefined) {
+    anchor = disk.snapshots().find((x) => x.name === given.snapshot);
+    if (anchor === undefined) throw new DeltaDiskError('SNAPSHOT_NOT_FOUND', `${abs} has no snapshot ${given.snapshot} to back up`, { path: abs });
+    capture = await disk.openSnapshot(given.snapshot);
+    readers.push(capture);
+  } else if (s.dryRun) {
     capture = disk.currentReader();
   } else {
     anchor = await disk.snapshot(anchorName, anchorDescription(repoId));
@@ -131,7 +148,7 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
     const pc = prev.entry.chain.capture;
     const present = all.some((x) => x.name === pc.name && x.id === pc.id);
     if (present && prev.entry.chain.virtualSize === disk.virtualSize && pc.content.chunkSize === cs && pc.content.count === n) {
-      const blocks = await disk.changedBlocks(pc.name, anchorName);
+      const blocks = await disk.changedBlocks(pc.name, anchor.name);
       base = { backupId: prev.backupId, content: pc.content, changed: changedChunks(blocks, disk.blockSize, cs, n) };
     }
   }
@@ -162,7 +179,7 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
         // The capture's chunk lists must be durable before they can be read back.
         if (!flushed) await s.writer.flush();
         flushed = true;
-        relative = { content: captureContent, changed: changedChunks(await disk.changedBlocks(snap.name, anchorName), disk.blockSize, cs, n) };
+        relative = { content: captureContent, changed: changedChunks(await disk.changedBlocks(snap.name, anchor!.name), disk.blockSize, cs, n) };
       }
       content = await readChainPoint(s, reader, { chunkSize: cs, knownZero: knownZeroChunks(reader, cs, hasBase), ...(relative === undefined ? {} : { base: relative }) }, label);
     }
@@ -201,7 +218,7 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
     },
   });
 
-  if (anchor !== undefined) {
+  if (anchor !== undefined && given === undefined) {
     s.afterCommit.push(async () => {
       for (const x of disk.snapshots()) {
         if (x.name !== anchorName && x.name.startsWith(ANCHOR_PREFIX) && x.description === anchorDescription(repoId)) await disk.deleteSnapshot(x.name);

@@ -133,6 +133,8 @@ export interface CaptureOptions {
   readonly hooks?: HookSpec;
   /** The backup id: names the capture snapshots and directory, and is told to the hooks. Default: generated. */
   readonly id?: string;
+  /** The capture snapshots' description; default `capture <id> of <vmx>`. */
+  readonly snapshotDescription?: string;
   /** Told to the hooks as DELTADISK_OPERATION; default `backup`. */
   readonly operation?: string;
   /** Where clones go; default `<vmDir>/.deltadisk-capture-<id>` (same file system, so reflinks work). */

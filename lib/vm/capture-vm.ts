@@ -12,7 +12,9 @@
  * is undone (snapshots deleted after the thaw, never inside the window).
  *
  * Chain disks opened here are closed right after the window, so the writer lock is
- * held only for milliseconds; reading a capture snapshot later needs no lock.
+ * held only for milliseconds; reading a capture snapshot later needs no lock. A
+ * disk served by `deltadisk serve` is snapshotted through its control channel
+ * (capture-target.ts), between two NBD requests.
  */
 import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
@@ -20,6 +22,7 @@ import path from 'node:path';
 import { Disk } from '../chain/disk.js';
 import { DeltaDiskError, fromSystemError, isDeltaDiskError } from '../errors.js';
 import { CAPTURE_SNAPSHOT_PREFIX } from './chain-disk-probe.js';
+import { reachChainDisk, withChainDisk, type CaptureTarget } from './capture-target.js';
 import type { Capture, CapturedChainDisk, CapturedFile, CapturedItem, CaptureOptions, ReleaseReport } from './capture-types.js';
 import { FileCloner } from './file-clone.js';
 import { hasHooks, planHooks } from './hooks/hook-plan.js';
@@ -38,8 +41,7 @@ export function newCaptureId(): string {
 interface OpenedDisk {
   readonly node: string;
   readonly file: VmFile;
-  readonly disk: Disk;
-  readonly ours: boolean;
+  readonly disk: CaptureTarget;
 }
 
 function checkAborted(signal: AbortSignal | undefined): void {
@@ -78,10 +80,9 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
     for (const disk of inventory.disks) {
       if (disk.format !== 'chain' || !disk.included || disk.path === null) continue;
       const file = inventory.files.find((f) => f.path === disk.path)!;
-      const injected = options.disks?.get(disk.path);
-      const d = injected ?? (await openForCapture(disk.path, allowPaths, inventory.dir));
-      opened.push({ node: disk.node, file, disk: d, ours: injected === undefined });
-      if (d.snapshots().some((s) => s.name === snapshotName)) {
+      const d = await reachChainDisk(disk.path, { allowPaths: [inventory.dir, ...allowPaths], given: options.disks?.get(disk.path) });
+      opened.push({ node: disk.node, file, disk: d });
+      if ((await d.snapshots()).some((x) => x.name === snapshotName)) {
         throw new DeltaDiskError('SNAPSHOT_EXISTS', `${disk.fileName} already has a snapshot ${snapshotName}: capture ids must be unique`, { path: disk.path });
       }
     }
@@ -114,7 +115,8 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
       checkAborted(options.signal);
       // All disks at once: nothing else writes them (we hold their locks, or the
       // caller paused its writes), so overlapping their fsyncs only shortens the window.
-      const results = await Promise.allSettled(opened.map((d) => d.disk.snapshot(snapshotName, `capture ${id} of ${inventory.vmx}`)));
+      const description = options.snapshotDescription ?? `capture ${id} of ${inventory.vmx}`;
+      const results = await Promise.allSettled(opened.map((d) => d.disk.snapshot(snapshotName, description)));
       results.forEach((r, i) => {
         if (r.status === 'fulfilled') {
           taken.push({ d: opened[i]!, name: snapshotName });
@@ -135,7 +137,7 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
     } finally {
       await session.thaw();
     }
-    for (const d of opened) if (d.ours) await d.disk.close();
+    for (const d of opened) await d.disk.close();
     items.push(...inPlaceItems);
     const warnings: string[] = [];
     if (hasHooks(options.hooks ?? {}) && !session.quiesced) warnings.push(`not quiesced: ${session.failure ?? 'unknown'}; the capture is crash-consistent`);
@@ -147,41 +149,17 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
     }
     return makeCapture({ id, inventory, captureDir, capturedAt, windowMs, items, warnings, session, allowPaths, disks: options.disks });
   } catch (err) {
-    for (const d of opened) {
-      if (d.ours) await d.disk.close().catch(() => undefined);
-    }
-    await undoSnapshots(taken, allowPaths, inventory.dir);
+    for (const d of opened) await d.disk.close().catch(() => undefined);
+    await undoSnapshots(taken, allowPaths, inventory.dir, options.disks);
     if (madeDir) await fsp.rm(captureDir, { recursive: true, force: true }).catch(() => undefined);
     throw err;
   }
 }
 
-async function openForCapture(p: string, allowPaths: readonly string[], vmDir: string): Promise<Disk> {
-  try {
-    return await Disk.open(p, { allowPaths: [vmDir, ...allowPaths] });
-  } catch (err) {
-    if (isDeltaDiskError(err, 'LOCKED')) {
-      throw new DeltaDiskError('LOCKED', `${err.message}; a running VM's chain disks can be captured only by the process that holds them (captureVm's \`disks\` option) or with the VM stopped`, {
-        path: p,
-        holder: err.holder,
-        cause: err,
-      });
-    }
-    throw err;
-  }
-}
-
-async function undoSnapshots(taken: { d: OpenedDisk; name: string }[], allowPaths: readonly string[], vmDir: string): Promise<void> {
+async function undoSnapshots(taken: { d: OpenedDisk; name: string }[], allowPaths: readonly string[], vmDir: string, given: ReadonlyMap<string, Disk> | undefined): Promise<void> {
   for (const { d, name } of taken) {
     try {
-      if (d.ours) {
-        const disk = await Disk.open(d.file.path, { allowPaths: [vmDir, ...allowPaths] });
-        try {
-          await disk.deleteSnapshot(name);
-        } finally {
-          await disk.close();
-        }
-      } else await d.disk.deleteSnapshot(name);
+      await withChainDisk(d.file.path, { allowPaths: [vmDir, ...allowPaths], given: given?.get(d.file.path) }, (t) => t.deleteSnapshot(name));
     } catch {
       // Left for `vm inspect` to report (CAPTURE_SNAPSHOT) and a later release to remove.
     }
@@ -282,13 +260,9 @@ function makeCapture(a: MakeArgs): Capture {
       if (o.deleteSnapshots === true) {
         for (const item of chainItems) {
           try {
-            const injected = a.disks?.get(item.source);
-            const disk = injected ?? (await Disk.open(item.source, opts));
-            try {
-              if (disk.snapshots().some((s) => s.name === item.snapshot.name)) await disk.deleteSnapshot(item.snapshot.name);
-            } finally {
-              if (injected === undefined) await disk.close();
-            }
+            await withChainDisk(item.source, { allowPaths: opts.allowPaths, given: a.disks?.get(item.source) }, async (t) => {
+              if ((await t.snapshots()).some((x) => x.name === item.snapshot.name)) await t.deleteSnapshot(item.snapshot.name);
+            });
             report.deletedSnapshots.push(`${item.name}:${item.snapshot.name}`);
           } catch (err) {
             report.failures.push({ disk: item.name, snapshot: item.snapshot.name, error: err instanceof Error ? err.message : String(err) });

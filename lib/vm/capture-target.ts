@@ -1,0 +1,92 @@
+/**
+ * A chain disk as a capture reaches it, whoever holds it:
+ *
+ *  - `open`: nobody does; the capture opens it (taking the writer lock for the
+ *    milliseconds of the window) and closes it after;
+ *  - `given`: this process holds it (a hypervisor embedding deltadisk hands it in);
+ *  - `served`: `deltadisk serve` holds it; snapshots are taken and deleted through
+ *    the disk's control channel, between two NBD requests, atomically with respect
+ *    to writes in flight (the running export carries on in its new active layer).
+ *
+ * Reading a capture snapshot afterwards needs none of this: snapshot layers are
+ * sealed, so a read-only open reads them whoever writes the disk.
+ */
+import { Disk } from '../chain/disk.js';
+import { DeltaDiskError, isDeltaDiskError } from '../errors.js';
+import { findControl, type ControlClient } from '../nbd/control-client.js';
+
+export interface CaptureTarget {
+  readonly path: string;
+  readonly via: 'open' | 'given' | 'served';
+  readonly virtualSize: number;
+  readonly blockSize: number;
+  /** The serving process's pid (`served` only). */
+  readonly servedBy?: number;
+  snapshots(): Promise<{ readonly name: string; readonly description: string }[]>;
+  /** Makes acknowledged writes durable (a served disk's snapshot does this itself). */
+  flush(): Promise<void>;
+  snapshot(name: string, description: string): Promise<{ id: string; name: string; created: string }>;
+  deleteSnapshot(name: string): Promise<void>;
+  /** Closes what the target opened (never a given disk). Idempotent. */
+  close(): Promise<void>;
+}
+
+function localTarget(path: string, disk: Disk, via: 'open' | 'given'): CaptureTarget {
+  return {
+    path,
+    via,
+    virtualSize: disk.virtualSize,
+    blockSize: disk.blockSize,
+    snapshots: () => Promise.resolve(disk.snapshots()),
+    flush: () => disk.flush(),
+    snapshot: (name, description) => disk.snapshot(name, description),
+    deleteSnapshot: (name) => disk.deleteSnapshot(name),
+    close: () => (via === 'open' ? disk.close() : Promise.resolve()),
+  };
+}
+
+function servedTarget(path: string, control: ControlClient): CaptureTarget {
+  return {
+    path,
+    via: 'served',
+    virtualSize: control.hello.virtualSize,
+    blockSize: control.hello.blockSize,
+    servedBy: control.hello.pid,
+    snapshots: () => control.list(),
+    flush: () => Promise.resolve(),
+    snapshot: async (name, description) => (await control.snapshot(name, description)).snapshot,
+    deleteSnapshot: (name) => control.deleteSnapshot(name),
+    close: () => control.close(),
+  };
+}
+
+/**
+ * Reaches the chain disk at `path`: the given handle, else an open of our own, else
+ * (when another process holds the writer lock) the serving process's control channel.
+ * @throws LOCKED (held by a process that does not serve it), and Disk.open's errors
+ */
+export async function reachChainDisk(path: string, o: { readonly allowPaths: readonly string[]; readonly given?: Disk | undefined }): Promise<CaptureTarget> {
+  if (o.given !== undefined) return localTarget(path, o.given, 'given');
+  try {
+    return localTarget(path, await Disk.open(path, { allowPaths: o.allowPaths }), 'open');
+  } catch (err) {
+    if (!isDeltaDiskError(err, 'LOCKED')) throw err;
+    const control = await findControl(path).catch(() => undefined);
+    if (control !== undefined) return servedTarget(path, control);
+    throw new DeltaDiskError('LOCKED', `${err.message}; a running VM's chain disks can be captured only when served by \`deltadisk serve\` (its control channel), by the process that holds them (captureVm's \`disks\` option), or with the VM stopped`, {
+      path,
+      holder: err.holder,
+      cause: err,
+    });
+  }
+}
+
+/** Runs `fn` on the disk at `path` reached as reachChainDisk does, closing what it opened. */
+export async function withChainDisk<T>(path: string, o: { readonly allowPaths: readonly string[]; readonly given?: Disk | undefined }, fn: (t: CaptureTarget) => Promise<T>): Promise<T> {
+  const t = await reachChainDisk(path, o);
+  try {
+    return await fn(t);
+  } finally {
+    await t.close().catch(() => undefined);
+  }
+}
