@@ -81,6 +81,9 @@ export { parseVmx, type VmxConfig, type VmxDisk } from './vm/vmx-file.js';
 export { encodeVmsd, parseVmsd, type Vmsd, type VmsdSnapshot } from './vm/vmsd-file.js';
 export { parseVmdkDescriptor, type VmdkDescriptor, type VmdkExtent } from './vm/vmdk-descriptor.js';
 export { decodeSparseExtentHeader, type SparseExtentHeader } from './vm/sparse-extent-header.js';
+export { backupVm, captureDescription, type VmBackupOptions, type VmBackupResult } from './vm/vm-backup.js';
+export { restoreVm, type VmRestoreOptions, type VmRestoreResult } from './vm/vm-restore.js';
+export type { VmConsistency, VmDiskRecord, VmHookRecord, VmRecord } from './format/vm-record.js';
 
 // Backup repository (lib/repo)
 export { Repository } from './repo/repository.js';

@@ -15,6 +15,7 @@ interface ForgetCliOptions extends RepoOptions {
   keepDaily?: number;
   keepWeekly?: number;
   keepMonthly?: number;
+  keepQuiesced?: number;
   keepTag: string[];
   tag: string[];
   dryRun?: boolean;
@@ -28,6 +29,7 @@ async function run(ctx: Context, o: ForgetCliOptions): Promise<number | void> {
     ...(o.keepDaily === undefined ? {} : { keepDaily: o.keepDaily }),
     ...(o.keepWeekly === undefined ? {} : { keepWeekly: o.keepWeekly }),
     ...(o.keepMonthly === undefined ? {} : { keepMonthly: o.keepMonthly }),
+    ...(o.keepQuiesced === undefined ? {} : { keepQuiesced: o.keepQuiesced }),
     keepTags: o.keepTag,
     tags: o.tag,
     utc: o.utc === true,
@@ -61,6 +63,7 @@ export function registerForget(program: Command): void {
     .option('--keep-daily <n>', 'keep the newest backup of each of the last n days with backups', parseCount)
     .option('--keep-weekly <n>', 'keep the newest backup of each of the last n ISO weeks with backups', parseCount)
     .option('--keep-monthly <n>', 'keep the newest backup of each of the last n months with backups', parseCount)
+    .option('--keep-quiesced <n>', 'keep the n newest quiesced VM backups (all freeze hooks succeeded)', parseCount)
     .option('--keep-tag <tag>', 'keep every backup with this tag (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--tag <tag>', 'consider only backups with this tag (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--utc', 'count days, weeks and months in UTC instead of local time')

@@ -15,16 +15,18 @@ export function registerSnapshots(program: Command): void {
         const list = (await withRepo(o, false, 'snapshots', (repo) => repo.listBackups())).filter(
           (b) => o.tag.every((t) => b.tags.includes(t)) && (o.host === undefined || b.host === o.host),
         );
-        ctx.out.result(list.map((b) => ({ id: b.id, short_id: shortId(b.id), time: b.time, end: b.end, host: b.host, user: b.user, tags: b.tags, paths: b.paths, failed: b.failed, summary: b.summary })));
+        ctx.out.result(list.map((b) => ({ id: b.id, short_id: shortId(b.id), time: b.time, end: b.end, host: b.host, user: b.user, tags: b.tags, paths: b.paths, failed: b.failed, summary: b.summary, vm: b.vm })));
         if (list.length === 0) {
           ctx.out.line('no backups');
           return;
         }
-        ctx.out.line('ID        TIME                      HOST            TAGS          SIZE       PATHS');
+        const vms = list.some((b) => b.vm !== null);
+        ctx.out.line(`ID        TIME                      HOST            TAGS          SIZE      ${vms ? ' CONSISTENCY       FREEZE  ' : ''} PATHS`);
         for (const b of list) {
           const size = formatBytes(b.summary.bytes ?? 0);
+          const vm = !vms ? '' : b.vm === null ? `${'-'.padEnd(17)} ${'-'.padStart(7)}   ` : `${b.vm.consistency.padEnd(17)} ${`${b.vm.freezeWindowMs.toFixed(1)}ms`.padStart(9)} `;
           ctx.out.line(
-            `${shortId(b.id)}${b.failed ? '!' : ' '} ${b.time.replace('T', ' ').slice(0, 23).padEnd(25)} ${b.host.slice(0, 15).padEnd(15)} ${b.tags.join(',').slice(0, 13).padEnd(13)} ${size.padStart(10)}  ${b.paths.join(', ')}`,
+            `${shortId(b.id)}${b.failed ? '!' : ' '} ${b.time.replace('T', ' ').slice(0, 23).padEnd(25)} ${b.host.slice(0, 15).padEnd(15)} ${b.tags.join(',').slice(0, 13).padEnd(13)} ${size.padStart(10)} ${vm} ${b.paths.join(', ')}`,
           );
         }
         ctx.out.line(`${list.length} backup${list.length === 1 ? '' : 's'}${list.some((b) => b.failed) ? ' (! failed a check: not used as a base for incremental backups)' : ''}`);

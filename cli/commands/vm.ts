@@ -2,7 +2,7 @@
  * `deltadisk vm …`: VM directories. `inspect` reads (safe on a running VM);
  * `snapshot create|list|revert|delete` manage VM-level snapshots of chain disks.
  * Problems found by `inspect` are output, not failures: it exits non-zero only when
- * it cannot run. `vm backup` / `vm restore` join this group with the repository.
+ * it cannot run. `vm backup` / `vm restore` (vm-backup.ts) work with a repository.
  */
 import type { Command } from 'commander';
 import { createVmSnapshot, deleteVmSnapshot, findVmSnapshot, inspectVm, revertVmSnapshot, type VmSnapshotNode } from '../../lib/index.js';
@@ -12,6 +12,7 @@ import { ExitCode } from '../exit-codes.js';
 import { addHookOptions, describeOutcome, hookLogger, hookSpecFrom, type HookCliOptions } from '../hook-options.js';
 import { withTerminationSignals } from '../signals.js';
 import { renderInventory, renderSnapshotTree } from '../vm-render.js';
+import { registerVmBackup } from './vm-backup.js';
 
 interface InspectOptions {
   logs: boolean;
@@ -33,6 +34,8 @@ export function registerVm(program: Command): void {
         for (const line of renderInventory(inv)) ctx.out.line(line);
       }),
     );
+
+  registerVmBackup(vm);
 
   const snap = vm.command('snapshot').description('VM-level snapshots: every chain disk at one instant, with the configuration');
 

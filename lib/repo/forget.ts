@@ -41,7 +41,7 @@ export async function forget(repo: Repository, options: ForgetOptions): Promise<
   const out: ForgetGroup[] = [];
   const removed: string[] = [];
   for (const list of groups.values()) {
-    const decision = applyRetention(list, options, options.utc ?? false);
+    const decision = applyRetention(list.map((b) => ({ ...b, quiesced: b.vm?.consistency === 'quiesced' })), options, options.utc ?? false);
     const timeOf = new Map(list.map((b) => [b.id, b.time]));
     out.push({
       host: list[0]!.host,

@@ -7,6 +7,7 @@
  * manifest was. Opening takes a lock (repo-lock.ts) unless told not to; everything
  * read is bounded and verified (frames, names, hashes) before use.
  */
+import type { VmConsistency } from '../format/vm-record.js';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { DeltaDiskError, isDeltaDiskError } from '../errors.js';
@@ -61,6 +62,8 @@ export interface BackupInfo {
   readonly entries: number;
   /** A check found this backup damaged (verify/<id> exists). */
   readonly failed: boolean;
+  /** For backups of a VM directory: the VM and how consistent its capture is. */
+  readonly vm: { readonly name: string | null; readonly consistency: VmConsistency; readonly freezeWindowMs: number; readonly hooks: number } | null;
 }
 
 export interface LoadIndexOptions {
@@ -210,7 +213,8 @@ export class Repository {
         }
         throw err;
       }
-      out.push({ id, time: m.time, end: m.end, host: m.host, user: m.user, tags: m.tags, paths: m.paths, summary: m.summary, entries: m.entries.length, failed: failed.has(id) });
+      const vm = m.vm === undefined ? null : { name: m.vm.name, consistency: m.vm.consistency, freezeWindowMs: m.vm.freezeWindowMs, hooks: m.vm.quiesce.hooks.length };
+      out.push({ id, time: m.time, end: m.end, host: m.host, user: m.user, tags: m.tags, paths: m.paths, summary: m.summary, entries: m.entries.length, failed: failed.has(id), vm });
     }
     return out.sort(byTime);
   }

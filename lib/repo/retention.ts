@@ -5,7 +5,9 @@
  * the order given, the later counting as newer); `keepLast` n keeps the n
  * newest; `keepDaily` n keeps, for each of the n most recent days that have backups,
  * the newest backup of that day (`keepWeekly` by ISO week, `keepMonthly` by month);
- * `keepTags` keeps every backup carrying one of the tags. A backup is kept if any rule
+ * `keepTags` keeps every backup carrying one of the tags; `keepQuiesced` n keeps the
+ * n newest quiesced VM backups (so a run of crash-consistent ones never pushes the
+ * last application-consistent points out). A backup is kept if any rule
  * keeps it. Days, weeks and months are in local time unless `utc`.
  */
 import { DeltaDiskError } from '../errors.js';
@@ -16,6 +18,8 @@ export interface RetentionPolicy {
   readonly keepWeekly?: number | undefined;
   readonly keepMonthly?: number | undefined;
   readonly keepTags?: readonly string[] | undefined;
+  /** Keep the n newest quiesced backups (VM backups whose freeze hooks all succeeded). */
+  readonly keepQuiesced?: number | undefined;
 }
 
 export interface RetentionItem {
@@ -23,6 +27,8 @@ export interface RetentionItem {
   /** ISO time. */
   readonly time: string;
   readonly tags: readonly string[];
+  /** A VM backup taken with every freeze hook succeeding. */
+  readonly quiesced?: boolean;
 }
 
 export interface RetentionDecision {
@@ -57,11 +63,11 @@ export function bucketOf(rule: 'daily' | 'weekly' | 'monthly', ms: number, utc: 
 }
 
 export function hasPolicy(p: RetentionPolicy): boolean {
-  return (p.keepLast ?? 0) > 0 || (p.keepDaily ?? 0) > 0 || (p.keepWeekly ?? 0) > 0 || (p.keepMonthly ?? 0) > 0 || (p.keepTags ?? []).length > 0;
+  return (p.keepLast ?? 0) > 0 || (p.keepDaily ?? 0) > 0 || (p.keepWeekly ?? 0) > 0 || (p.keepMonthly ?? 0) > 0 || (p.keepTags ?? []).length > 0 || (p.keepQuiesced ?? 0) > 0;
 }
 
 export function applyRetention(items: readonly RetentionItem[], policy: RetentionPolicy, utc = false): RetentionDecision {
-  for (const k of ['keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly'] as const) {
+  for (const k of ['keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepQuiesced'] as const) {
     const v = policy[k];
     if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new DeltaDiskError('INVALID_ARGUMENT', `${k} must be a whole number ≥ 0`);
   }
@@ -71,6 +77,10 @@ export function applyRetention(items: readonly RetentionItem[], policy: Retentio
     .sort((a, b) => b.ms - a.ms || (a.time < b.time ? 1 : a.time > b.time ? -1 : b.order - a.order));
   const reasons = new Map<string, string[]>(sorted.map((i) => [i.id, []]));
   sorted.slice(0, policy.keepLast ?? 0).forEach((i) => reasons.get(i.id)!.push('last'));
+  sorted
+    .filter((i) => i.quiesced === true)
+    .slice(0, policy.keepQuiesced ?? 0)
+    .forEach((i) => reasons.get(i.id)!.push('quiesced'));
   const rules: ['daily' | 'weekly' | 'monthly', number][] = [
     ['daily', policy.keepDaily ?? 0],
     ['weekly', policy.keepWeekly ?? 0],

@@ -31,13 +31,15 @@ function reference(items: readonly RetentionItem[], p: RetentionPolicy): Set<str
     }
   }
   for (const i of sorted) if (i.tags.some((t) => (p.keepTags ?? []).includes(t))) keep.add(i.id);
+  let quiesced = 0;
+  for (const i of sorted) if (i.quiesced === true && quiesced++ < (p.keepQuiesced ?? 0)) keep.add(i.id);
   return keep;
 }
 
 const items = fc.array(
-  fc.record({ t: fc.integer({ min: 0, max: 800 * DAY }), tag: fc.constantFrom('', 'keep', 'x') }),
+  fc.record({ t: fc.integer({ min: 0, max: 800 * DAY }), tag: fc.constantFrom('', 'keep', 'x'), quiesced: fc.boolean() }),
   { maxLength: 60 },
-).map((list) => list.map((x, i) => ({ id: `b${String(i).padStart(3, '0')}`, time: new Date(T0 + x.t).toISOString(), tags: x.tag === '' ? [] : [x.tag] })));
+).map((list) => list.map((x, i) => ({ id: `b${String(i).padStart(3, '0')}`, time: new Date(T0 + x.t).toISOString(), tags: x.tag === '' ? [] : [x.tag], quiesced: x.quiesced })));
 
 const policy = fc.record({
   keepLast: fc.option(fc.nat(5), { nil: undefined }),
@@ -45,7 +47,8 @@ const policy = fc.record({
   keepWeekly: fc.option(fc.nat(6), { nil: undefined }),
   keepMonthly: fc.option(fc.nat(12), { nil: undefined }),
   keepTags: fc.constantFrom([], ['keep']),
-}).filter((p) => (p.keepLast ?? 0) + (p.keepDaily ?? 0) + (p.keepWeekly ?? 0) + (p.keepMonthly ?? 0) + p.keepTags.length > 0);
+  keepQuiesced: fc.option(fc.nat(4), { nil: undefined }),
+}).filter((p) => (p.keepLast ?? 0) + (p.keepDaily ?? 0) + (p.keepWeekly ?? 0) + (p.keepMonthly ?? 0) + p.keepTags.length + (p.keepQuiesced ?? 0) > 0);
 
 describe('retention policy', () => {
   it('keeps exactly what the reference keeps', () => {
@@ -87,6 +90,14 @@ describe('retention policy', () => {
     expect(applyRetention(list, { keepMonthly: 2 }, true).keep.map((k) => k.id)).toEqual(['mon', 'thu']);
     expect(isoWeek(2026, 12, 31)).toBe('2026-W53');
     expect(isoWeek(2021, 1, 3)).toBe('2020-W53');
+  });
+
+  it('keeps the n newest quiesced backups however many crash-consistent ones came after', () => {
+    const at = (h: number, id: string, quiesced: boolean): RetentionItem => ({ id, time: new Date(T0 + h * 3_600_000).toISOString(), tags: [], quiesced });
+    const list = [at(1, 'q1', true), at(2, 'q2', true), at(3, 'c3', false), at(4, 'c4', false), at(5, 'c5', false)];
+    const d = applyRetention(list, { keepLast: 1, keepQuiesced: 1 }, true);
+    expect(d.keep).toEqual([{ id: 'c5', reasons: ['last'] }, { id: 'q2', reasons: ['quiesced'] }]);
+    expect(d.remove).toEqual(['c4', 'c3', 'q1']);
   });
 
   it('refuses an empty policy', () => {
