@@ -31,6 +31,20 @@ export interface OpenDiskOptions extends DiskOptions {
   readonly readOnly?: boolean;
 }
 
+/**
+ * A snapshot's identity when it is recreated elsewhere (a restore rebuilding a disk
+ * from a backup): the same id and time, so what names it (a VM's snapshot tree, the
+ * next incremental backup) still finds it. Taking a snapshot normally sets neither.
+ */
+export interface SnapshotIdentity {
+  /** A UUID, unique in the disk. */
+  readonly id?: string;
+  /** ISO 8601 time. */
+  readonly created?: string;
+}
+
+export const SNAPSHOT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 export interface SnapshotInfo {
   readonly id: string;
   readonly name: string;

@@ -58,8 +58,10 @@ import type {
   DiskInfo,
   OpenDiskOptions,
   RevertOptions,
+  SnapshotIdentity,
   SnapshotInfo,
 } from './disk-types.js';
+import { SNAPSHOT_ID } from './disk-types.js';
 import { describeDisk } from './disk-info.js';
 import { removeLeftoverFiles } from './leftover-files.js';
 import { Tree } from './tree.js';
@@ -79,6 +81,7 @@ export type {
   LayerInfo,
   OpenDiskOptions,
   RevertOptions,
+  SnapshotIdentity,
   SnapshotInfo,
 } from './disk-types.js';
 
@@ -453,30 +456,37 @@ export class Disk {
    * Takes a snapshot of the current state. O(1) in the size of the disk.
    * @throws SNAPSHOT_EXISTS, INVALID_ARGUMENT, LIMIT_EXCEEDED, READ_ONLY, …
    */
-  async snapshot(name: string, description = ''): Promise<SnapshotInfo> {
+  async snapshot(name: string, description = '', identity: SnapshotIdentity = {}): Promise<SnapshotInfo> {
     this.#assertWritable();
     if (!isValidSnapshotName(name)) invalid(`snapshot name ${JSON.stringify(name)} must be 1 to 255 printable characters`);
     if (typeof description !== 'string' || description.length > MAX_DESCRIPTION_LENGTH) {
       invalid(`a description must be a string of at most ${MAX_DESCRIPTION_LENGTH} characters`);
+    }
+    if (identity.id !== undefined && !SNAPSHOT_ID.test(identity.id)) invalid(`snapshot id ${JSON.stringify(identity.id)} must be a UUID`);
+    if (identity.created !== undefined && (typeof identity.created !== 'string' || Number.isNaN(Date.parse(identity.created)) || identity.created.length > 64)) {
+      invalid(`snapshot time ${JSON.stringify(identity.created)} must be an ISO 8601 time`);
     }
     return this.#exclusive(() =>
       this.#guard(async () => {
         if (this.#tree.snapshotNamed(name) !== undefined) {
           throw new DeltaDiskError('SNAPSHOT_EXISTS', `a snapshot named ${JSON.stringify(name)} exists already`);
         }
-        await this.#snapshot(name, description);
+        if (identity.id !== undefined && this.#d.snapshots.some((x) => x.id === identity.id)) {
+          throw new DeltaDiskError('SNAPSHOT_EXISTS', `a snapshot with id ${identity.id} exists already`);
+        }
+        await this.#snapshot(name, description, identity);
         return this.snapshots().find((s) => s.name === name)!;
       }),
     );
   }
 
-  async #snapshot(name: string, description: string): Promise<void> {
+  async #snapshot(name: string, description: string, identity: SnapshotIdentity = {}): Promise<void> {
     const d = this.#d;
     if (d.snapshots.length >= MAX_SNAPSHOTS) throw new DeltaDiskError('LIMIT_EXCEEDED', `a disk holds at most ${MAX_SNAPSHOTS} snapshots`);
     if (d.layers.length >= MAX_LAYERS) throw new DeltaDiskError('LIMIT_EXCEEDED', `a disk holds at most ${MAX_LAYERS} layers; consolidate first`);
     if (this.#view.depth >= MAX_DEPTH) throw new DeltaDiskError('LIMIT_EXCEEDED', `the chain is ${MAX_DEPTH} layers deep; consolidate first`);
     const active = this.#view.top!;
-    const snap: SnapshotEntry = { id: randomUUID(), name, description, created: new Date().toISOString(), layer: active.id };
+    const snap: SnapshotEntry = { id: identity.id ?? randomUUID(), name, description, created: identity.created ?? new Date().toISOString(), layer: active.id };
     // 1. The active layer's data durable and indexed, its header sealed with the tag.
     await active.sync();
     await active.seal({ id: snap.id, name, created: snap.created });

@@ -10,6 +10,7 @@
  * stays the current state. Only when the chain is complete and closed are its files
  * moved into place, the descriptor last (its appearance is the commit point).
  */
+import { SNAPSHOT_ID } from '../chain/disk-types.js';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Disk } from '../chain/disk.js';
@@ -126,7 +127,11 @@ export async function restoreChain(t: TargetContext, e: ChainEntry, final: strin
         await writeDifference(t, disk, p.content, base?.content, `${final} (${p === chain.capture ? 'current state' : `snapshot ${p.name}`})`);
         written = true;
         if (p !== chain.capture) {
-          await disk.snapshot(p.name, p.description);
+          // Same id and time as in the source disk: a VM's snapshot tree names disk snapshots by id.
+          await disk.snapshot(p.name, p.description, {
+            ...(SNAPSHOT_ID.test(p.id) ? { id: p.id } : {}),
+            ...(Number.isNaN(Date.parse(p.created)) ? {} : { created: p.created }),
+          });
           sitsOn = p.id;
         } else {
           sitsOn = undefined;

@@ -11,7 +11,9 @@
  * still exists), files from their clones (deduplicated against the repository).
  *
  * The manifest's entries are the VM directory's files at the top level (a restore
- * into a directory gives back the VM directory), and its `vm` record says how the
+ * into a directory gives back the VM directory), chain disks with their own
+ * snapshots (which the VM's snapshot tree names; each read relative to the capture,
+ * or reused from the previous backup, since snapshots never change), and its `vm` record says how the
  * capture went: consistency reached, freeze window, every hook's outcome and output.
  *
  * Capture snapshots between backups: a chain disk keeps exactly one per repository
@@ -37,7 +39,7 @@ import { captureVm } from './capture-vm.js';
 import { CAPTURE_SNAPSHOT_PREFIX } from './chain-disk-probe.js';
 
 export interface VmBackupOptions
-  extends Pick<BackupOptions, 'tags' | 'host' | 'user' | 'dryRun' | 'compress' | 'onProgress' | 'onWarning'>,
+  extends Pick<BackupOptions, 'tags' | 'host' | 'user' | 'dryRun' | 'compress' | 'onProgress' | 'onWarning' | 'chainSnapshots'>,
     Pick<CaptureOptions, 'allowPaths' | 'hooks' | 'clone' | 'includeLogs' | 'includeUnknown' | 'acceptProblems' | 'disks' | 'signal' | 'onLog' | 'killGraceMs'> {}
 
 export interface VmBackupResult extends BackupResult {
@@ -186,6 +188,8 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
     ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
     ...(options.onWarning === undefined ? {} : { onWarning: options.onWarning }),
     ...(options.allowPaths === undefined ? {} : { allowPaths: options.allowPaths }),
+    // The disks' own snapshots go too: the VM's snapshot tree (.vmsd) names them.
+    chainSnapshots: options.chainSnapshots ?? 'all',
   };
   let result: BackupResult;
   try {

@@ -423,3 +423,18 @@ describe('extents', () => {
     expect(ext.reduce((n, e) => n + e.length, 0)).toBe(SIZE + 7);
   });
 });
+
+describe('snapshot identity (a restore recreating snapshots)', () => {
+  it('takes the id and time given, keeps them across reopen, and refuses bad or duplicate ids', async () => {
+    const disk = await track(Disk.create(file, { size: SIZE, blockSize: BS }));
+    const id = '0f8e4b2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b';
+    const s = await disk.snapshot('kept', 'from a backup', { id, created: '2025-01-02T03:04:05.678Z' });
+    expect(s).toMatchObject({ id, name: 'kept', created: '2025-01-02T03:04:05.678Z' });
+    expect(await codeOf(disk.snapshot('other', '', { id }))).toBe('SNAPSHOT_EXISTS');
+    expect(await codeOf(disk.snapshot('bad', '', { id: '../x' }))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(disk.snapshot('bad', '', { created: 'yesterday' }))).toBe('INVALID_ARGUMENT');
+    await disk.close();
+    const again = await track(Disk.open(file, { readOnly: true }));
+    expect(again.snapshots().map((x) => [x.id, x.created])).toEqual([[id, '2025-01-02T03:04:05.678Z']]);
+  });
+});

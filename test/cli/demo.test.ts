@@ -20,12 +20,18 @@ describe('deltadisk demo', () => {
     const demoDir = path.join(dir, 'demo');
     const r = await ok(['demo', '--dir', demoDir]);
     const out = r.stdout;
-    for (const step of ['1. created', '2. wrote', '3. snapshot', '4. "upgraded"', '5. reverted', '6. read snapshot', '7. deleted snapshot', '8. exported']) {
+    for (const step of ['1. created VM', '2. the guest', '3. VM snapshot', '4. backup', '5. the guest updated', '6. backup', '7. restored backup', '8. restored only', '9. reverted']) {
       expect(out).toContain(step);
     }
     expect(out).not.toContain('MISMATCH');
-    expect(out).toContain('(identical to step 3)');
-    expect(fs.readdirSync(demoDir)).toEqual(expect.arrayContaining(['disk.chain', 'disk.raw']));
-    await ok(['info', path.join(demoDir, 'disk.chain')]);
+    expect(out).toMatch(/^4\. backup [0-9a-f]{8}: quiesced, freeze window \d+\.\d ms$/m);
+    expect(out).toMatch(/hook 10-database freeze: ok in \d+ ms, said "database: freeze"/);
+    expect(out).toMatch(/^6\. backup [0-9a-f]{8}: quiesced, .*read 1\.\d+ MiB \(\d\.\d % of the first\)/m);
+    expect(out).toMatch(/system\.chain =, data\.chain =, nvram =, vmx = the VM at capture; 2 disks found, 0 problems/);
+    expect(out).toMatch(/^all 6 checks passed/m);
+    expect(fs.readdirSync(path.join(demoDir, 'restored', 'web')).sort()).toEqual(expect.arrayContaining(['data.chain', 'system.chain', 'web.vmx', 'web.vmsd', 'web.nvram']));
+    await ok(['vm', 'inspect', path.join(demoDir, 'restored', 'web')]);
+    const list = await ok(['--json', 'snapshots', '--repo', path.join(demoDir, 'repo')]);
+    expect((JSON.parse(list.stdout) as { vm: { consistency: string } }[]).map((b) => b.vm.consistency)).toEqual(['quiesced', 'quiesced']);
   });
 });
