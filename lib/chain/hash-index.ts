@@ -17,12 +17,6 @@ function prefix(hash: Uint8Array): number {
   return hash[0]! * 2 ** 40 + hash[1]! * 2 ** 32 + hash[2]! * 2 ** 24 + ((hash[3]! << 16) | (hash[4]! << 8) | hash[5]!);
 }
 
-function same(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 const SLOT_FACTOR = 2 ** 32;
 
 export class HashIndex {
@@ -51,14 +45,19 @@ export class HashIndex {
   find(hash: Uint8Array): HashHit | undefined {
     const cur = this.#map.get(prefix(hash));
     if (cur === undefined) return undefined;
-    const candidates = typeof cur === 'number' ? [cur] : cur;
-    for (const packed of candidates) {
-      const slot = Math.floor(packed / SLOT_FACTOR);
-      const row = packed - slot * SLOT_FACTOR;
-      const table = this.#tables[slot];
-      if (table !== undefined && same(table.hash(row), hash)) return { slot, row };
+    if (typeof cur === 'number') return this.#check(cur, hash);
+    for (const packed of cur) {
+      const hit = this.#check(packed, hash);
+      if (hit !== undefined) return hit;
     }
     return undefined;
+  }
+
+  #check(packed: number, hash: Uint8Array): HashHit | undefined {
+    const slot = Math.floor(packed / SLOT_FACTOR);
+    const row = packed - slot * SLOT_FACTOR;
+    const table = this.#tables[slot];
+    return table !== undefined && table.hashEquals(row, hash) ? { slot, row } : undefined;
   }
 
   /** Forgets every entry of slots at or above `slot` (the path was cut back). */

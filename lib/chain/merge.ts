@@ -350,6 +350,18 @@ async function keepReferenced(
   const bs = d.blockSize;
   const maxRunBlocks = Math.max(1, Math.floor(MAX_RECORD_PAYLOAD / bs));
   const removedSlot = view.depth;
+  // References into the removed layer first: usually there are none, and then the
+  // target's hashes (a whole layer of them) need not be looked at.
+  const wanted: { layer: LayerFile; row: number }[] = [];
+  for (const entry of referrers) {
+    const layer = await ctx.layers.get(d, entry.id);
+    for (let r = 0; r < layer.records.count; r++) {
+      if (layer.records.kind(r) !== RecordKind.REF) continue;
+      const hit = view.hashes!.find(layer.records.hash(r));
+      if (hit !== undefined && hit.slot === removedSlot) wanted.push({ layer, row: r });
+    }
+  }
+  if (wanted.length === 0) return;
   const held = new Set<string>();
   for (let r = 0; r < target.records.count; r++) {
     const k = target.records.kind(r);
@@ -357,23 +369,18 @@ async function keepReferenced(
   }
   let blobs: Buffer[] = [];
   let blobHashes: Uint8Array[] = [];
-  for (const entry of referrers) {
-    const layer = await ctx.layers.get(d, entry.id);
-    for (let r = 0; r < layer.records.count; r++) {
-      if (layer.records.kind(r) !== RecordKind.REF) continue;
-      const h = layer.records.hash(r);
-      const key = Buffer.from(h).toString('hex');
-      if (held.has(key)) continue;
-      const hit = view.hashes!.find(h);
-      if (hit === undefined || hit.slot !== removedSlot) continue;
-      held.add(key);
-      blobs.push(await removed.readRow(hit.row));
-      blobHashes.push(Uint8Array.from(h));
-      if (blobs.length >= maxRunBlocks) {
-        await target.append([{ kind: RecordKind.BLOB, data: blobs, hashes: blobHashes }]);
-        blobs = [];
-        blobHashes = [];
-      }
+  for (const { layer, row } of wanted) {
+    const h = layer.records.hash(row);
+    const key = Buffer.from(h).toString('hex');
+    if (held.has(key)) continue;
+    const hit = view.hashes!.find(h)!;
+    held.add(key);
+    blobs.push(await removed.readRow(hit.row));
+    blobHashes.push(Uint8Array.from(h));
+    if (blobs.length >= maxRunBlocks) {
+      await target.append([{ kind: RecordKind.BLOB, data: blobs, hashes: blobHashes }]);
+      blobs = [];
+      blobHashes = [];
     }
   }
   if (blobs.length > 0) await target.append([{ kind: RecordKind.BLOB, data: blobs, hashes: blobHashes }]);

@@ -75,6 +75,15 @@ export class RecordTable {
     return this.#hashes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE);
   }
 
+  /** True when row `i` holds exactly `hash` (no view allocated: hot in dedup lookups). */
+  hashEquals(i: number, hash: Uint8Array): boolean {
+    if (hash.length !== HASH_SIZE) return false;
+    const h = this.#hashes;
+    const at = i * HASH_SIZE;
+    for (let k = 0; k < HASH_SIZE; k++) if (h[at + k] !== hash[k]) return false;
+    return true;
+  }
+
   hasHash(i: number): boolean {
     const h = this.hash(i);
     for (let k = 0; k < HASH_SIZE; k++) if (h[k] !== 0) return true;
