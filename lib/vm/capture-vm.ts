@@ -28,6 +28,7 @@ import { FileCloner } from './file-clone.js';
 import { hasHooks, planHooks } from './hooks/hook-plan.js';
 import { QuiesceSession } from './hooks/quiesce-session.js';
 import { CAPTURE_DIR_PREFIX } from './leftover-files.js';
+import { claimCaptureDir, removeDeadCaptureDirs, type CaptureClaim } from './capture-owner.js';
 import { inspectVm } from './vm-inventory.js';
 import type { VmFile } from './vm-inventory-types.js';
 import { parseVmx } from './vmx-file.js';
@@ -76,6 +77,7 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
   const opened: OpenedDisk[] = [];
   const taken: { d: OpenedDisk; name: string }[] = [];
   let madeDir = false;
+  let claim: CaptureClaim | undefined;
   try {
     for (const disk of inventory.disks) {
       if (disk.format !== 'chain' || !disk.included || disk.path === null) continue;
@@ -88,10 +90,12 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
     }
     // Data written so far made durable now, outside the window: the snapshots inside it then sync almost nothing.
     for (const d of opened) await d.disk.flush();
+    await removeDeadCaptureDirs(inventory.dir);
     await fsp.mkdir(captureDir, { mode: 0o700 }).catch((err: unknown) => {
       throw isDeltaDiskError(err) ? err : (err as NodeJS.ErrnoException).code === 'EEXIST' ? new DeltaDiskError('ALREADY_EXISTS', `${captureDir} exists`, { path: captureDir }) : fromSystemError(err, captureDir, 'creating the capture directory failed');
     });
     madeDir = true;
+    claim = await claimCaptureDir(captureDir);
     const plain = inventory.files.filter((f) => f.chainDisk !== true);
     const inPlaceItems: CapturedFile[] = [];
     for (const f of plain.filter((x) => inPlace && x.immutable)) {
@@ -147,11 +151,12 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
     if (inventory.looksRunning && !session.quiesced && items.some((i) => i.type === 'file' && i.kind.startsWith('disk'))) {
       warnings.push('the VM looks running and was not quiesced: its VMDK files were captured one after another, not at one instant');
     }
-    return makeCapture({ id, inventory, captureDir, capturedAt, windowMs, items, warnings, session, allowPaths, disks: options.disks });
+    return makeCapture({ id, inventory, captureDir, capturedAt, windowMs, items, warnings, session, allowPaths, disks: options.disks, claim: claim! });
   } catch (err) {
     for (const d of opened) await d.disk.close().catch(() => undefined);
     await undoSnapshots(taken, allowPaths, inventory.dir, options.disks);
     if (madeDir) await fsp.rm(captureDir, { recursive: true, force: true }).catch(() => undefined);
+    await claim?.release();
     throw err;
   }
 }
@@ -207,6 +212,7 @@ interface MakeArgs {
   session: QuiesceSession;
   allowPaths: readonly string[];
   disks: ReadonlyMap<string, Disk> | undefined;
+  claim: CaptureClaim;
 }
 
 function makeCapture(a: MakeArgs): Capture {
@@ -254,6 +260,7 @@ function makeCapture(a: MakeArgs): Capture {
       };
       if (!released) {
         await fsp.rm(a.captureDir, { recursive: true, force: true });
+        await a.claim.release();
         report.removedCaptureDir = true;
         released = true;
       }

@@ -135,6 +135,32 @@ describe('deltadisk vm backup / vm restore', () => {
     await d.close();
   });
 
+  it('SIGKILL mid-backup leaves nothing the next backup does not clean up: capture directory, capture snapshots, packs', async () => {
+    const { root, dir, repo } = await setup([4 * MiB]);
+    await ok(['vm', 'backup', dir, '--repo', repo]);
+    // Killed while a thaw hook runs: the capture snapshot and directory exist, no manifest yet.
+    const h = hooks(root, { a: '[ "$1" = thaw ] && sleep 60; exit 0' });
+    const child = spawn(process.execPath, [CLI, 'vm', 'backup', dir, '--repo', repo, '--hooks-dir', h.dir], { stdio: 'ignore' });
+    await waitFor(() => h.events().includes('a thaw'));
+    child.kill('SIGKILL');
+    await new Promise((res) => child.on('exit', res));
+    expect(fs.readdirSync(dir).filter((f) => f.startsWith('.deltadisk-capture-'))).toHaveLength(1);
+    const captures = async (): Promise<string[]> => {
+      const d = await Disk.open(path.join(dir, 'system.chain'), { readOnly: true });
+      const names = d.snapshots().map((x) => x.name);
+      await d.close();
+      return names;
+    };
+    expect(await captures()).toHaveLength(2);
+    const again = await ok(['--json', 'vm', 'backup', dir, '--repo', repo]);
+    const id = jsonLines(again.stdout).find((l) => l.message_type === 'summary')!.backup_id as string;
+    expect(fs.readdirSync(dir).filter((f) => f.startsWith('.deltadisk-capture-'))).toEqual([]);
+    expect(await captures()).toEqual([`deltadisk-capture-${id}`]);
+    const check = await runCli(['check', '--repo', repo, '--read-data']);
+    expect([0, 3], check.stdout + check.stderr).toContain(check.code);
+    expect((await ok(['--json', 'snapshots', '--repo', repo])).stdout.match(/"id"/g)).toHaveLength(2);
+  });
+
   it('backs up a VM whose disk `deltadisk serve` holds, through its control channel, while the export keeps serving', async () => {
     const { root, dir, repo } = await setup([8 * MiB]);
     const before = await read(path.join(dir, 'system.chain'));
