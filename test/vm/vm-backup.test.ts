@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { makeChainVm, makeFlatVm, makeTwoDiskChainVm } from '../../fixtures/make-fixtures.js';
+import { makeChainVm, makeFlatVm, makeTrickyVm, makeTwoDiskChainVm, TRICKY_NAME } from '../../fixtures/make-fixtures.js';
 import { Disk } from '../../lib/chain/disk.js';
 import { serveDisk } from '../../lib/nbd/serve-disk.js';
 import { backup } from '../../lib/repo/backup.js';
@@ -224,6 +224,31 @@ describe('backupVm and restoreVm', () => {
     } finally {
       await served.close();
       await disk.close();
+    }
+  });
+
+  it('the tricky VM: refused while it has problems; with them accepted, what is there is backed up, locks and swap left out, the outside disk renamed in', async () => {
+    const root = fresh();
+    const repoDir = await newRepo(root);
+    const { dir, outsideDir } = makeTrickyVm(path.join(root, 'fx'));
+    expect(await withRepo(repoDir, 'shared', async (repo) => codeOf(backupVm(repo, dir)))).toBe('VM_INVALID');
+    expect(await withRepo(repoDir, false, (repo) => repo.backupIds())).toEqual([]);
+    const b = await withRepo(repoDir, 'shared', (repo) => backupVm(repo, dir, { acceptProblems: true, allowPaths: [outsideDir] }));
+    const names = b.manifest.entries.map((e) => e.path);
+    expect(names).toContain(`${TRICKY_NAME}.vmx`);
+    expect(names.some((n) => /\.lck$|\.vswp$|\.vmem$/.test(n))).toBe(false);
+    expect(b.vm.outside.length).toBeGreaterThan(0);
+    for (const o of b.vm.outside) {
+      expect(o.entry).toMatch(/^outside-/);
+      expect(o.path.startsWith(fs.realpathSync(outsideDir))).toBe(true);
+      expect(names).toContain(o.entry);
+    }
+    const target = path.join(root, 'r');
+    await withRepo(repoDir, false, (repo) => restoreVm(repo, b.id, { target }));
+    for (const e of b.manifest.entries) {
+      if (e.type !== 'file') continue;
+      const original = b.vm.outside.find((o) => o.entry === e.path)?.path ?? path.join(dir, e.path);
+      expect(fs.readFileSync(path.join(target, e.path)).equals(fs.readFileSync(original)), e.path).toBe(true);
     }
   });
 
