@@ -187,7 +187,7 @@ export function sysFor(env: WorkloadEnv, source: SourcePlace = memorySource()): 
 
 export interface RepoWorkloadOptions {
   /** The sources' place for each system set up or reopened (default: in memory). */
-  readonly source?: () => SourcePlace;
+  readonly source?: (() => SourcePlace) | undefined;
   /** The checker (repo-checker.ts installs it; kept apart to keep this module about workloads). */
   readonly verify: Workload<RepoSys, RepoModel>['verify'];
 }

@@ -15,6 +15,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { exhaustiveCases, explore, exploreRerunCrashes, randomCases, recordWorkload, type CrashCase, type Recording } from '../harness/crash-explorer.js';
 import { Figures, formatFailures } from '../harness/figures.js';
+import { lyingFs } from '../harness/lying-fs.js';
 import { checkedRepoWorkload } from '../harness/repo-checker.js';
 import { randomRepoSpec, REPO_WORKLOAD_SPECS, type RepoStep } from '../harness/repo-workloads.js';
 import { Rng, seedFromEnv, sizeFromEnv } from '../harness/rng.js';
@@ -68,4 +69,23 @@ describe('backup repository under simulated power loss', () => {
     const mine = figures.failures.slice(before);
     expect(mine, formatFailures(mine)).toEqual([]);
   });
+});
+
+describe('the repository checker', () => {
+  for (const what of ['datasync', 'syncDir'] as const) {
+    it(`fails a repository whose every ${what} is ignored`, async () => {
+      const self = new Figures('self-test');
+      const w = checkedRepoWorkload(REPO_WORKLOAD_SPECS[0]!, { check: { finish: false } });
+      const rec = await recordWorkload(w, { wrap: (fs) => lyingFs(fs, what) });
+      // Stops at the first state it fails.
+      const untilFound = function* (): Generator<CrashCase> {
+        for (const c of exhaustiveCases(rec)) {
+          if (self.failures.length > 0) return;
+          yield c;
+        }
+      };
+      await explore(w, rec, untilFound(), self, { kind: 'exhaustive' });
+      expect(self.failures.length).toBeGreaterThan(0);
+    });
+  }
 });
