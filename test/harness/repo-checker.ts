@@ -17,8 +17,8 @@
  *  6. a prune then completes, and check with read-data reports neither errors nor
  *     leaks: nothing a surviving backup needs was deleted, nothing left behind.
  *
- * 5 and 6 write to the state they check; they are skipped (`finish: false`) by
- * callers that check one state several ways.
+ * 5 and 6 write to the state they check and cost the most; callers may run them
+ * for every n-th state only (`finishEvery`) or not at all (`finish: false`).
  */
 import path from 'node:path';
 import { isDeltaDiskError } from '../../lib/errors.js';
@@ -126,15 +126,8 @@ async function checkClean(repo: Repository, what: string, leaksAllowed: boolean)
   return report.leaks.length;
 }
 
-const finishCounter = {
-  n: 0,
-  next(every: number): boolean {
-    return this.n++ % every === 0;
-  },
-};
-
 /** Checks the repository found in `env` against `history` (see the file comment). */
-export async function verifyRepo(env: WorkloadEnv, history: History<RepoModel>, source: () => SourcePlace | undefined, o: RepoCheckOptions = {}): Promise<VerifyResult> {
+export async function verifyRepo(env: WorkloadEnv, history: History<RepoModel>, source: () => SourcePlace | undefined, finish = true): Promise<VerifyResult> {
   const sets = history.candidates.map((m) => new Set(m.backups));
   const allowed = new Set(sets.flatMap((s) => [...s]));
   const required = [...sets[0]!].filter((t) => sets.every((s) => s.has(t)));
@@ -158,7 +151,7 @@ export async function verifyRepo(env: WorkloadEnv, history: History<RepoModel>, 
       return checkClean(repo, 'after the interruption', true);
     }),
   );
-  if (o.finish === false || (o.finishEvery !== undefined && o.finishEvery > 1 && !finishCounter.next(o.finishEvery))) return { leaks, checked: true, notes };
+  if (!finish) return { leaks, checked: true, notes };
   const step = history.inFlightStep as RepoStep | undefined;
   notes.push(step === undefined ? 'was followed by a prune, then checked without leaks' : 'ran the interrupted step again and a prune, then checked without leaks');
   if (step !== undefined) {
@@ -196,9 +189,11 @@ export async function verifyRepo(env: WorkloadEnv, history: History<RepoModel>, 
 /** A repository workload with the checker installed. */
 export function checkedRepoWorkload(spec: RepoWorkloadSpec, o: { readonly source?: () => SourcePlace; readonly check?: RepoCheckOptions } = {}): RepoWorkload {
   const source = o.source;
+  const every = o.check?.finish === false ? 0 : (o.check?.finishEvery ?? 1);
+  let n = 0;
   return repoWorkload(spec, {
     source,
-    verify: (env, history) => verifyRepo(env, history, () => source?.(), o.check),
+    verify: (env, history) => verifyRepo(env, history, () => source?.(), every > 0 && n++ % every === 0),
   });
 }
 

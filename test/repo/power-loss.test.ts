@@ -9,7 +9,7 @@
  * the interrupted step again and a prune leave it clean without leaks. Interrupted
  * forgets and prunes are also crashed again while they run a second time.
  *
- * Size: DELTADISK_CRASH_STATES random states per workload (default 200; every fifth
+ * Size: DELTADISK_CRASH_STATES random states per workload (default 200; every eighth
  * random state is also finished and pruned). DELTADISK_SEED replays a run.
  */
 import { afterAll, describe, expect, it } from 'vitest';
@@ -48,7 +48,7 @@ describe('backup repository under simulated power loss', () => {
       figures.add('recorded operations', rec.end);
       const before = figures.failures.length;
       await explore(w, rec, exhaustiveCases(rec), figures, { kind: 'exhaustive' });
-      const sampled = checkedRepoWorkload(spec, { check: { finishEvery: 5 } });
+      const sampled = checkedRepoWorkload(spec, { check: { finishEvery: 8 } });
       await explore(sampled, rec, randomCases(rec, new Rng(SEED ^ (k * 0x9e3779b1)), RANDOM_STATES), figures, { kind: 'random' });
       await exploreRerunCrashes(w, rec, maintenancePoints(rec, spec.steps, 6), figures, 6);
       const mine = figures.failures.slice(before);
@@ -61,7 +61,7 @@ describe('backup repository under simulated power loss', () => {
     const before = figures.failures.length;
     for (let i = 0; i < 2; i++) {
       const spec = randomRepoSpec((rng.next() * 2 ** 32) >>> 0, 6);
-      const w = checkedRepoWorkload(spec, { check: { finishEvery: 5 } });
+      const w = checkedRepoWorkload(spec, { check: { finishEvery: 8 } });
       const rec = await recordWorkload(w);
       figures.add('recorded operations', rec.end);
       await explore(w, rec, randomCases(rec, rng.fork(), Math.ceil(RANDOM_STATES / 2)), figures, { kind: 'random sequences' });
