@@ -292,3 +292,18 @@ export class FaultFS implements FileSystem, TreeOps {
     return this.#tree.lutimes(p, atimeMs, mtimeMs);
   }
 }
+
+/** A file system that SIGKILLs this process just before its `at`-th call (the SIGKILL children). */
+export class KillingFS extends FaultFS {
+  readonly #at: number;
+
+  constructor(inner: FileSystem, at: number) {
+    super(inner);
+    this.#at = at;
+  }
+
+  override check(op: FaultOp, p: string): void {
+    super.check(op, p);
+    if (this.calls === this.#at) process.kill(process.pid, 'SIGKILL');
+  }
+}
