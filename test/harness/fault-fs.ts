@@ -12,7 +12,8 @@
  *    `dead` one fails every call of any kind after it (the device, or the process,
  *    died there). Unarmed, it only counts, which is how a sweep learns how many
  *    calls a workload makes;
- *  - with path rules (`fail`), calls of a kind on matching paths fail, every time or
+ *  - with path rules (`fail`), calls of a kind on matching paths (a rename or link:
+ *    its new name) fail, every time or
  *    the first `times` times (a failed fsync of one file, a rename of another).
  * With `trace`, every call is logged as "kind path", in order.
  */
@@ -250,7 +251,7 @@ export class FaultFS implements FileSystem, TreeOps {
   }
 
   rename(from: string, to: string): Promise<void> {
-    return this.call('rename', from, () => this.inner.rename(from, to));
+    return this.call('rename', to, () => this.inner.rename(from, to));
   }
 
   unlink(p: string): Promise<void> {
