@@ -54,6 +54,13 @@ function isErrno(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === code;
 }
 
+/** Closes a handle that was only read from: nothing is lost if that fails, but the error is typed like any other. */
+async function closeRead(handle: FileHandle, p: string): Promise<void> {
+  await handle.close().catch((err: unknown) => {
+    throw fromSystemError(err, p, 'closing repository file failed');
+  });
+}
+
 export class LocalBackend implements StorageBackend {
   readonly location: string;
   readonly #fs: FileSystem;
@@ -112,7 +119,7 @@ export class LocalBackend implements StorageBackend {
       if (bytes.length > maxBytes) throw new DeltaDiskError('LIMIT_EXCEEDED', `${this.#config} exceeds ${maxBytes} bytes`, { path: this.#config });
       return bytes;
     } finally {
-      await handle.close();
+      await closeRead(handle, this.#config);
     }
   }
 
@@ -168,7 +175,7 @@ export class LocalBackend implements StorageBackend {
       if (st.size > maxBytes) throw new DeltaDiskError('LIMIT_EXCEEDED', `${p} is ${st.size} bytes, at most ${maxBytes} allowed`, { path: p });
       return await readExactly(handle, 0, st.size);
     } finally {
-      await handle.close();
+      await closeRead(handle, p);
     }
   }
 

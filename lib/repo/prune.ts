@@ -61,6 +61,11 @@ export interface PruneResult {
   bytesAfter: number;
 }
 
+/** Damage to content (as opposed to a failing device, a lost lock …): what makes prune call the repository damaged. */
+function isDamage(err: unknown): boolean {
+  return isDeltaDiskError(err, 'REPO_CORRUPT') || isDeltaDiskError(err, 'UNSUPPORTED_VERSION') || isDeltaDiskError(err, 'LIMIT_EXCEEDED');
+}
+
 async function loadManifests(repo: Repository): Promise<Manifest[]> {
   const out: Manifest[] = [];
   for (const id of await repo.backupIds()) {
@@ -68,7 +73,7 @@ async function loadManifests(repo: Repository): Promise<Manifest[]> {
       out.push(await repo.loadManifest(id));
     } catch (err) {
       if (isDeltaDiskError(err, 'BACKUP_NOT_FOUND')) continue;
-      if (isDeltaDiskError(err)) throw new DeltaDiskError('REPO_CORRUPT', `backup ${id} cannot be read (${err.message}); prune deletes nothing until \`deltadisk check\` is clean`);
+      if (isDamage(err)) throw new DeltaDiskError('REPO_CORRUPT', `backup ${id} cannot be read (${(err as Error).message}); prune deletes nothing until \`deltadisk check\` is clean`);
       throw err;
     }
   }
@@ -247,6 +252,7 @@ async function finish(
       packs = decodeIndexFile(await repo.backend.read('index', name, MAX_INDEX_FILE), name);
     } catch (err) {
       if (isDeltaDiskError(err, 'NOT_FOUND')) continue;
+      if (!isDamage(err)) throw err;
       throw new DeltaDiskError('REPO_CORRUPT', `index file ${name} cannot be read (${(err as Error).message}); prune deletes nothing until \`deltadisk check\` is clean`);
     }
     for (const p of packs) if (!condemned.has(p.name)) keep.set(p.name, p);

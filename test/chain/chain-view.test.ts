@@ -16,7 +16,7 @@ import { isDeltaDiskError } from '../../lib/errors.js';
 import { MAX_IO_LENGTH } from '../../lib/format/limits.js';
 import { RecordKind } from '../../lib/format/record.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
-import { FailingFileSystem } from '../helpers/failing-fs.js';
+import { FaultFS } from '../harness/fault-fs.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const BS = 4096;
@@ -26,13 +26,13 @@ const DISK = '00000000-1111-4222-8333-444444444444';
 
 let dir: string;
 let cleanup: () => void;
-let ffs: FailingFileSystem;
+let ffs: FaultFS;
 const layers: LayerFile[] = [];
 const bases: BaseImage[] = [];
 
 beforeEach(() => {
   ({ dir, cleanup } = tempDir('deltadisk-view-'));
-  ffs = new FailingFileSystem(nodeFileSystem);
+  ffs = new FaultFS(nodeFileSystem, { trace: true });
 });
 afterEach(async () => {
   for (const l of layers.splice(0)) await l.release();
@@ -66,9 +66,9 @@ const blocks = (n: number, fill: number) => Array.from({ length: n }, (_, i) => 
 
 /** Counts preads made during `fn`, per file name. */
 async function preads<T>(fn: () => Promise<T>): Promise<{ result: T; reads: string[] }> {
-  const start = ffs.calls.length;
+  const start = ffs.trace!.length;
   const result = await fn();
-  const reads = ffs.calls.slice(start).filter((c) => c.startsWith('read ')).map((c) => path.basename(c.slice(5)));
+  const reads = ffs.trace!.slice(start).filter((c) => c.startsWith('read ')).map((c) => path.basename(c.slice(5)));
   return { result, reads };
 }
 

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Disk } from '../../lib/index.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
 import { codeOf, pattern } from '../helpers/disk.js';
-import { FailingFileSystem } from '../helpers/failing-fs.js';
+import { FaultFS } from '../harness/fault-fs.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const BS = 4096;
@@ -28,7 +28,7 @@ afterEach(() => cleanup());
 describe('a failed fsync', () => {
   for (const code of ['EIO', 'ENOSPC'] as const) {
     it(`(${code}) breaks the disk until it is reopened; acknowledged data survives`, async () => {
-      const ffs = new FailingFileSystem(nodeFileSystem);
+      const ffs = new FaultFS(nodeFileSystem, { trace: true });
       const d = await Disk.create(file, { size: SIZE, blockSize: BS, fs: ffs, lock: true });
       await d.write(0, pattern(BS, 1));
       await d.flush(); // acknowledged
@@ -56,7 +56,7 @@ describe('a failed fsync', () => {
   }
 
   it('a failed descriptor replacement during a snapshot breaks the disk; the snapshot did not happen', async () => {
-    const ffs = new FailingFileSystem(nodeFileSystem);
+    const ffs = new FaultFS(nodeFileSystem, { trace: true });
     const d = await Disk.create(file, { size: SIZE, blockSize: BS, fs: ffs, lock: true });
     await d.write(0, pattern(BS, 1));
     ffs.fail({ op: 'rename', path: (p) => p === file, times: 1 });

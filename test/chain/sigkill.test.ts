@@ -12,7 +12,6 @@
  *
  * Size: DELTADISK_SIGKILL_RUNS kills of each kind (default 15).
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,7 +22,8 @@ import { buildHarness } from '../harness/child-build.js';
 import { DESCRIPTOR, randomChainWorkload } from '../harness/chain-workloads.js';
 import { Figures, formatFailures } from '../harness/figures.js';
 import { Rng, seedFromEnv, sizeFromEnv } from '../harness/rng.js';
-import { historyOf, Violation } from '../harness/workload.js';
+import { runChild, type ChildResult } from '../harness/sigkill-runner.js';
+import { historyOf } from '../harness/workload.js';
 
 const RUNS = sizeFromEnv('DELTADISK_SIGKILL_RUNS', 15);
 const STEPS = 60;
@@ -41,51 +41,9 @@ afterAll(() => {
   figures.publish();
 });
 
-interface ChildResult {
-  readonly acked: number;
-  readonly done: boolean;
-  /** File-system calls made when each step was acknowledged (kill-at-call mode). */
-  readonly callsAtAck: readonly number[];
-  readonly signal: NodeJS.Signals | null;
-}
-
-/** Runs the child; kills it `killAfterMs` after it is ready (undefined: let it run). */
-function runChild(descriptor: string, seed: number, killAfterMs: number | undefined, killAtCall?: number): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const args = [child, descriptor, String(seed), String(STEPS), ...(killAtCall === undefined ? [] : [String(killAtCall)])];
-    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let buffered = '';
-    let stderr = '';
-    let acked = 0;
-    let done = false;
-    const callsAtAck: number[] = [];
-    let error: string | undefined;
-    const hardStop = setTimeout(() => p.kill('SIGKILL'), 30_000);
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.stdout.on('data', (d: Buffer) => {
-      buffered += d.toString();
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        const msg = JSON.parse(line) as { ready?: boolean; ack?: number; done?: boolean; calls?: number; error?: string };
-        if (msg.ack !== undefined && msg.calls !== undefined) callsAtAck.push(msg.calls);
-        if (msg.ready && killAfterMs !== undefined) setTimeout(() => p.kill('SIGKILL'), killAfterMs);
-        if (msg.ack !== undefined) {
-          if (msg.ack !== acked) error = `acknowledgement ${msg.ack} out of order`;
-          acked++;
-        }
-        if (msg.done) done = true;
-        if (msg.error !== undefined) error = msg.error;
-      }
-    });
-    p.on('error', reject);
-    p.on('close', (_code, signal) => {
-      clearTimeout(hardStop);
-      if (error !== undefined) reject(new Violation(`the child failed on its own: ${error}\n${stderr}`));
-      else resolve({ acked, done, callsAtAck, signal });
-    });
-  });
+/** Runs the chain child on `descriptor`; see sigkill-runner.ts. */
+function runChainChild(descriptor: string, seed: number, killAfterMs: number | undefined, killAtCall?: number): Promise<ChildResult> {
+  return runChild(child, [descriptor, String(seed), String(STEPS), ...(killAtCall === undefined ? [] : [String(killAtCall)])], killAfterMs);
 }
 
 async function killedRun(seed: number, kill: { readonly afterMs: number } | { readonly atCall: number; readonly inside: string }): Promise<void> {
@@ -95,7 +53,7 @@ async function killedRun(seed: number, kill: { readonly afterMs: number } | { re
   const where = `seed ${seed}, ${'afterMs' in kill ? `killed ${kill.afterMs} ms after start` : `killed before call ${kill.atCall} (inside ${kill.inside})`}`;
   try {
     await w.release(await w.setup({ fs: nodeFileSystem, dir }));
-    const r = await runChild(descriptor, seed, 'afterMs' in kill ? kill.afterMs : undefined, 'atCall' in kill ? kill.atCall : undefined);
+    const r = await runChainChild(descriptor, seed, 'afterMs' in kill ? kill.afterMs : undefined, 'atCall' in kill ? kill.atCall : undefined);
     if (r.signal === 'SIGKILL') figures.add(`children killed (${'afterMs' in kill ? 'at a random moment' : 'inside the Nth call'})`);
     else figures.add('children that finished before the kill');
     figures.add('acknowledged operations before the kill', r.acked);
@@ -130,7 +88,7 @@ describe('chain under SIGKILL', () => {
     const w = randomChainWorkload(seed, STEPS);
     const dir = fs.mkdtempSync(path.join(root, 'count-'));
     await w.release(await w.setup({ fs: nodeFileSystem, dir }));
-    const full = await runChild(path.join(dir, DESCRIPTOR), seed, undefined, Number.MAX_SAFE_INTEGER);
+    const full = await runChainChild(path.join(dir, DESCRIPTOR), seed, undefined, Number.MAX_SAFE_INTEGER);
     expect(full.done).toBe(true);
     const spans = w.steps.map((s, i) => ({ label: s.label, from: (full.callsAtAck[i - 1] ?? 0) + 1, to: full.callsAtAck[i]! }));
     const multiFile = spans.filter((s) => /^(snapshot|revert|deleteSnapshot|consolidate)/.test(s.label) && s.to >= s.from);

@@ -4,7 +4,7 @@
  * pending operations all kept, all dropped, or kept up to each prefix), and seeded
  * random points with random keep/drop/tear choices in 512 B or 4 KiB sectors.
  *
- * Works for any Workload: the chain's today, the repository's when it lands.
+ * Works for any Workload: the chain's (test/chain) and the repository's (test/repo).
  */
 import type { FileSystem } from '../../lib/io/file-system.js';
 import { DeltaDiskError } from '../../lib/errors.js';
@@ -12,7 +12,7 @@ import { CrashFS, describePolicy, type CrashPolicy } from './crash-fs.js';
 import { FaultFS } from './fault-fs.js';
 import type { Figures } from './figures.js';
 import { Rng } from './rng.js';
-import { historyOf, Violation, withTimeout, type History, type Workload } from './workload.js';
+import { historyOf, Violation, withTimeout, type History, type Step, type Workload } from './workload.js';
 
 export interface Recording {
   readonly fs: CrashFS;
@@ -125,7 +125,7 @@ export async function explore<S, M>(w: Workload<S, M>, rec: Recording, cases: It
     try {
       const r = await withTimeout(w.verify({ fs, dir: rec.dir }, history), o.timeoutMs ?? 10_000, 'verify');
       if (r.leaks > 0) figures.add('crash states with leftover files (leaks)');
-      if (r.checked) figures.add('crash states checked by Disk.check');
+      if (r.checked) figures.add("crash states checked by the library's own check");
       for (const note of r.notes ?? []) figures.add(`crash states where recovery ${note}`);
     } catch (err) {
       const message = err instanceof Violation ? err.message : `unexpected ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
@@ -217,6 +217,51 @@ export async function exploreRecoveryFaults<S, M>(w: Workload<S, M>, rec: Record
         await withTimeout(w.verify({ fs, dir: rec.dir }, history), 10_000, 'verify after a failed recovery');
       } catch (err) {
         figures.fail(where, err instanceof Violation ? err.message : `unexpected ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      }
+    }
+  }
+}
+
+/**
+ * Crashes while the interrupted step runs again ("re-running finishes it"): for each
+ * case with a step in flight, the state after the crash is reopened and the step
+ * run again on a recording file system; that run must succeed, and is itself cut
+ * at up to `points` of its operations (spread evenly, the last included), with
+ * pending operations all kept and all dropped. The state after the second crash
+ * must satisfy the same history (the checker may finish the step once more).
+ */
+export async function exploreRerunCrashes<S, M>(w: Workload<S, M>, rec: Recording, cases: Iterable<CrashCase>, figures: Figures, points = 8): Promise<void> {
+  for (const c of cases) {
+    const history = historyAt(w, rec, c.point);
+    const step = history.inFlightStep;
+    if (step === undefined) continue;
+    const { fs: first } = rec.fs.crashState(c.point, c.policy);
+    const where = `${w.name}: crash after ${describePolicy(c.policy)} at point ${c.point}/${rec.end} (last op ${rec.fs.describeOp(c.point - 1)}), "${step.label}" run again`;
+    try {
+      const sys = await w.reopen({ fs: first, dir: rec.dir });
+      try {
+        await withTimeout((step as Step<S, M>).run(sys), 10_000, `running "${step.label}" again`);
+      } finally {
+        await w.release(sys);
+      }
+    } catch (err) {
+      figures.fail(where, `running it again failed: ${err instanceof Error ? err.message : String(err)}`);
+      continue;
+    }
+    const ops = first.length;
+    figures.add('interrupted steps run again, crashed while they ran');
+    const chosen = new Set<number>();
+    for (let i = 1; i <= points; i++) chosen.add(Math.round((i * ops) / points));
+    for (const q of [...chosen].sort((a, b) => a - b)) {
+      for (const policy of [{ kind: 'keep-all' }, { kind: 'drop-all' }] as const) {
+        const { fs } = first.crashState(q, policy);
+        figures.add('crash states explored (while the interrupted step ran again)');
+        figures.add('crash states explored');
+        try {
+          await withTimeout(w.verify({ fs, dir: rec.dir }, history), 20_000, 'verify');
+        } catch (err) {
+          figures.fail(`${where}, crashed again after ${describePolicy(policy)} at ${q}/${ops} (last op ${first.describeOp(q - 1)})`, err instanceof Violation ? err.message : `unexpected ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+        }
       }
     }
   }

@@ -10,6 +10,7 @@ import { chainWorkloads } from './chain-workloads.js';
 import { CrashFS } from './crash-fs.js';
 import { exhaustiveCases, explore, randomCases, recordWorkload } from './crash-explorer.js';
 import { Figures } from './figures.js';
+import { lyingFs } from './lying-fs.js';
 import { Rng } from './rng.js';
 
 const DIR = '/d';
@@ -125,33 +126,6 @@ describe('CrashFS', () => {
     expect(await fs.readdir(DIR)).toEqual(['b']);
   });
 });
-
-/** A device that acknowledges flushes without doing them: every `what` is a no-op. */
-function lyingFs(inner: CrashFS, what: 'datasync' | 'syncDir'): FileSystem {
-  const lyingHandle = (h: FileHandle): FileHandle => ({
-    path: h.path,
-    read: (...a) => h.read(...a),
-    readv: (...a) => h.readv(...a),
-    write: (...a) => h.write(...a),
-    datasync: async () => undefined,
-    truncate: (n) => h.truncate(n),
-    stat: () => h.stat(),
-    close: () => h.close(),
-  });
-  return {
-    open: async (p, mode) => (what === 'datasync' ? lyingHandle(await inner.open(p, mode)) : inner.open(p, mode)),
-    stat: (p) => inner.stat(p),
-    lstat: (p) => inner.lstat(p),
-    readdir: (p) => inner.readdir(p),
-    mkdir: (p) => inner.mkdir(p),
-    rename: (a, b) => inner.rename(a, b),
-    unlink: (p) => inner.unlink(p),
-    rmdir: (p) => inner.rmdir(p),
-    link: (a, b) => inner.link(a, b),
-    syncDir: async (p) => (what === 'syncDir' ? undefined : inner.syncDir(p)),
-    realpath: (p) => inner.realpath(p),
-  };
-}
 
 describe('the crash checker fails a chain that skips durability', () => {
   for (const what of ['datasync', 'syncDir'] as const) {

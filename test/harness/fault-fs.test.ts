@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { MemoryFileSystem } from '../../lib/io/memory-file-system.js';
-import { FaultFS } from './fault-fs.js';
+import { FaultFS, MUTATING_OPS } from './fault-fs.js';
 
 async function fixture(): Promise<{ ffs: FaultFS; mem: MemoryFileSystem }> {
   const mem = new MemoryFileSystem();
@@ -45,5 +45,31 @@ describe('FaultFS', () => {
     ffs.arm({ at: 1, ops: ['close'], errno: 'EIO', persistent: false });
     await expect(h.close()).rejects.toMatchObject({ code: 'EIO' });
     await expect(h.write([Buffer.from('b')], 0)).rejects.toMatchObject({ code: 'EBADF' });
+  });
+
+  it('fails by path rule a given number of times, traces calls, counts creating opens as create', async () => {
+    const { ffs: plain, mem } = await fixture();
+    const ffs = new FaultFS(plain.inner, { trace: true }).fail({ op: 'datasync', path: (p) => p.endsWith('/b'), code: 'ENOSPC', times: 1 });
+    const a = await ffs.open('/d/a', 'createExclusive');
+    const b = await ffs.open('/d/b', 'createExclusive');
+    await a.datasync();
+    await expect(b.datasync()).rejects.toMatchObject({ code: 'ENOSPC' });
+    await b.datasync();
+    await ffs.rename('/d/a', '/d/c');
+    expect(ffs.trace).toEqual(['create /d/a', 'create /d/b', 'datasync /d/a', 'datasync /d/b', 'datasync /d/b', 'rename /d/c']);
+    expect(ffs.callsOf(['create'])).toBe(2);
+    expect(await mem.readdir('/d')).toEqual(['b', 'c']);
+  });
+
+  it('dies at the Nth mutating call: it and every later call of any kind fail', async () => {
+    const { ffs } = await fixture();
+    ffs.arm({ at: 2, ops: MUTATING_OPS, errno: 'EIO', persistent: true, dead: true });
+    const h = await ffs.open('/d/f', 'createExclusive');
+    await ffs.stat('/d/f'); // not mutating: not counted
+    expect(ffs.crashed).toBe(false);
+    await expect(h.write([Buffer.from('a')], 0)).rejects.toMatchObject({ code: 'EIO' });
+    expect(ffs.crashed).toBe(true);
+    await expect(ffs.stat('/d/f')).rejects.toMatchObject({ code: 'EIO' });
+    await expect(h.read(Buffer.alloc(1), 0, 1, 0)).rejects.toMatchObject({ code: 'EIO' });
   });
 });

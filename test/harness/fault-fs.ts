@@ -1,18 +1,28 @@
 /**
- * FaultFS: wraps a FileSystem and makes the Nth call fail (after SQLite's
- * `sqlite3_io_error_pending` / `_persist` and QEMU's blkdebug).
+ * FaultFS: wraps a FileSystem and makes chosen calls fail (after SQLite's
+ * `sqlite3_io_error_pending` / `_persist` and QEMU's blkdebug). The one fault
+ * injector of the test suite: the harness's sweeps and single-behaviour tests alike.
  *
- * Every call, on the file system or on a handle it opened, is counted by kind. When
- * armed with a rule, the `at`-th call matching the rule's kinds (1-based, counted
- * from when the rule was armed) rejects with an errno error (EIO or ENOSPC) instead
- * of reaching the inner file system; a *persistent* rule keeps failing every
- * matching call after it, a *transient* one fails that call only. Unarmed, it only
- * counts, which is how a sweep learns how many calls a workload makes.
+ * Every call, on the file system or on a handle it opened, is counted by kind (an
+ * open that creates counts as `create`, other opens as `open`). Two ways to fail:
+ *  - armed with a counted rule (`arm`), the `at`-th call matching the rule's kinds
+ *    (1-based, counted from when the rule was armed) rejects with an errno error
+ *    instead of reaching the inner file system; a *persistent* rule keeps failing
+ *    every matching call after it, a *transient* one fails that call only, and a
+ *    `dead` one fails every call of any kind after it (the device, or the process,
+ *    died there). Unarmed, it only counts, which is how a sweep learns how many
+ *    calls a workload makes;
+ *  - with path rules (`fail`), calls of a kind on matching paths (a rename or link:
+ *    its new name) fail, every time or
+ *    the first `times` times (a failed fsync of one file, a rename of another).
+ * With `trace`, every call is logged as "kind path", in order.
  */
 import type { FileHandle, FileStat, FileSystem, OpenMode } from '../../lib/io/file-system.js';
+import { treeOpsOf, type TreeOps } from '../../lib/repo/tree-ops.js';
 
 export const FAULT_OPS = [
   'open',
+  'create',
   'stat',
   'lstat',
   'readdir',
@@ -32,6 +42,9 @@ export const FAULT_OPS = [
 ] as const;
 export type FaultOp = (typeof FAULT_OPS)[number];
 
+/** The calls that change what is stored (what a power cut can interrupt). */
+export const MUTATING_OPS: readonly FaultOp[] = ['create', 'write', 'datasync', 'truncate', 'mkdir', 'rename', 'unlink', 'rmdir', 'link', 'syncDir'];
+
 export interface FaultRule {
   /** 1-based index, among calls matching `ops`, of the first call to fail. */
   readonly at: number;
@@ -39,6 +52,17 @@ export interface FaultRule {
   readonly ops: readonly FaultOp[] | 'any';
   readonly errno: 'EIO' | 'ENOSPC';
   readonly persistent: boolean;
+  /** From the failed call on, every call of any kind fails (a crash: nothing more reaches the disk). */
+  readonly dead?: boolean;
+}
+
+/** Fails calls of one kind on the paths `path` accepts (default all), `times` times (default: always). */
+export interface PathRule {
+  readonly op: FaultOp;
+  readonly path?: (p: string) => boolean;
+  /** The errno (default EIO). */
+  readonly code?: string;
+  times?: number;
 }
 
 export interface InjectedFault {
@@ -48,7 +72,7 @@ export interface InjectedFault {
 }
 
 export function describeRule(r: FaultRule): string {
-  return `${r.errno} ${r.persistent ? 'persistent' : 'transient'} at call ${r.at} of ${r.ops === 'any' ? 'any kind' : r.ops.join('|')}`;
+  return `${r.errno} ${r.dead ? 'then dead' : r.persistent ? 'persistent' : 'transient'} at call ${r.at} of ${r.ops === 'any' ? 'any kind' : r.ops.join('|')}`;
 }
 
 function fault(code: string, op: FaultOp, p: string): NodeJS.ErrnoException {
@@ -109,16 +133,39 @@ class FaultHandle implements FileHandle {
   }
 }
 
-export class FaultFS implements FileSystem {
+export interface FaultFSOptions {
+  /** Log every call in `trace`. */
+  readonly trace?: boolean;
+}
+
+export class FaultFS implements FileSystem, TreeOps {
   readonly inner: FileSystem;
   #rule: FaultRule | undefined;
   #matched = 0;
   #calls = 0;
+  #dead = false;
   readonly #byOp = new Map<FaultOp, number>();
+  readonly #pathRules: PathRule[] = [];
   readonly injected: InjectedFault[] = [];
+  /** Every call as "kind path", when constructed with `trace`. */
+  readonly trace: string[] | undefined;
+  readonly #tree: TreeOps;
 
-  constructor(inner: FileSystem) {
+  constructor(inner: FileSystem, options: FaultFSOptions = {}) {
     this.inner = inner;
+    this.trace = options.trace === true ? [] : undefined;
+    this.#tree = treeOpsOf(inner);
+  }
+
+  /** Adds a path rule (see the file comment). */
+  fail(rule: PathRule): this {
+    this.#pathRules.push(rule);
+    return this;
+  }
+
+  /** True once a `dead` rule fired: every call fails from then on. */
+  get crashed(): boolean {
+    return this.#dead;
   }
 
   /** Calls of any kind since construction or `resetCounts`. */
@@ -153,13 +200,28 @@ export class FaultFS implements FileSystem {
   check(op: FaultOp, p: string): void {
     this.#calls++;
     this.#byOp.set(op, (this.#byOp.get(op) ?? 0) + 1);
+    this.trace?.push(`${op} ${p}`);
+    if (this.#dead) throw this.#inject(op, p, 'EIO');
+    for (const pr of this.#pathRules) {
+      if (pr.op !== op || (pr.path !== undefined && !pr.path(p))) continue;
+      if (pr.times !== undefined) {
+        if (pr.times <= 0) continue;
+        pr.times--;
+      }
+      throw this.#inject(op, p, pr.code ?? 'EIO');
+    }
     const r = this.#rule;
     if (r === undefined || (r.ops !== 'any' && !r.ops.includes(op))) return;
     this.#matched++;
     if (this.#matched === r.at || (r.persistent && this.#matched > r.at)) {
-      this.injected.push({ op, path: p, errno: r.errno });
-      throw fault(r.errno, op, p);
+      if (r.dead === true) this.#dead = true;
+      throw this.#inject(op, p, r.errno);
     }
+  }
+
+  #inject(op: FaultOp, p: string, code: string): NodeJS.ErrnoException {
+    this.injected.push({ op, path: p, errno: code });
+    return fault(code, op, p);
   }
 
   async call<T>(op: FaultOp, p: string, fn: () => Promise<T>): Promise<T> {
@@ -168,7 +230,7 @@ export class FaultFS implements FileSystem {
   }
 
   async open(p: string, mode: OpenMode): Promise<FileHandle> {
-    const inner = await this.call('open', p, () => this.inner.open(p, mode));
+    const inner = await this.call(mode === 'createExclusive' ? 'create' : 'open', p, () => this.inner.open(p, mode));
     return new FaultHandle(this, inner);
   }
 
@@ -189,7 +251,7 @@ export class FaultFS implements FileSystem {
   }
 
   rename(from: string, to: string): Promise<void> {
-    return this.call('rename', from, () => this.inner.rename(from, to));
+    return this.call('rename', to, () => this.inner.rename(from, to));
   }
 
   unlink(p: string): Promise<void> {
@@ -210,5 +272,39 @@ export class FaultFS implements FileSystem {
 
   realpath(p: string): Promise<string> {
     return this.call('realpath', p, () => this.inner.realpath(p));
+  }
+
+  // Symbolic links, modes and times (lib/repo/tree-ops.ts): those of the inner file
+  // system, never counted or failed (they carry no data a crash could lose).
+
+  readlink(p: string): Promise<string> {
+    return this.#tree.readlink(p);
+  }
+
+  symlink(target: string, p: string): Promise<void> {
+    return this.#tree.symlink(target, p);
+  }
+
+  chmod(p: string, mode: number): Promise<void> {
+    return this.#tree.chmod(p, mode);
+  }
+
+  lutimes(p: string, atimeMs: number, mtimeMs: number): Promise<void> {
+    return this.#tree.lutimes(p, atimeMs, mtimeMs);
+  }
+}
+
+/** A file system that SIGKILLs this process just before its `at`-th call (the SIGKILL children). */
+export class KillingFS extends FaultFS {
+  readonly #at: number;
+
+  constructor(inner: FileSystem, at: number) {
+    super(inner);
+    this.#at = at;
+  }
+
+  override check(op: FaultOp, p: string): void {
+    super.check(op, p);
+    if (this.calls === this.#at) process.kill(process.pid, 'SIGKILL');
   }
 }

@@ -80,11 +80,21 @@ export function printTotals(dir: string): void {
   }
   if (files.length === 0) return;
   const byArea: string[] = [];
+  // Per system (the first word of an area: chain, repository …): what was explored and what broke.
+  const bySystem = new Map<string, { states: number; faults: number; kills: number; violations: number }>();
   let violations = 0;
   for (const f of files.sort()) {
     const { area, counts } = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { area: string; counts: Record<string, number> };
     violations += counts.violations ?? 0;
     byArea.push(`  ${area}\n${Object.entries(counts).map(([k, v]) => `    ${k.padEnd(46)} ${v}`).join('\n')}`);
+    const system = area.split(' ')[0]!;
+    const t = bySystem.get(system) ?? { states: 0, faults: 0, kills: 0, violations: 0 };
+    t.states += counts['crash states explored'] ?? 0;
+    t.faults += (counts['fault points injected'] ?? 0) + (counts['fault points injected (during recovery)'] ?? 0);
+    t.kills += Object.entries(counts).filter(([k]) => k.startsWith('children killed')).reduce((a, [, v]) => a + v, 0);
+    t.violations += counts.violations ?? 0;
+    bySystem.set(system, t);
   }
-  console.log(`\n[deltadisk figures] totals of this run\n${byArea.join('\n')}\n  violations in all areas: ${violations}\n`);
+  const summary = [...bySystem].map(([s, t]) => `  ${s.padEnd(12)} crash states ${t.states}, fault points ${t.faults}, processes killed ${t.kills}, violations ${t.violations}`);
+  console.log(`\n[deltadisk figures] totals of this run\n${byArea.join('\n')}\n  by system:\n${summary.join('\n')}\n  violations in all areas: ${violations}\n`);
 }

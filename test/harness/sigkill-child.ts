@@ -14,28 +14,12 @@
 import fs from 'node:fs';
 import { Disk } from '../../lib/chain/disk.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
-import type { FileSystem } from '../../lib/io/file-system.js';
 import { randomChainWorkload } from './chain-workloads.js';
 import type { ChainSys } from './chain-steps.js';
-import { FaultFS } from './fault-fs.js';
+import { FaultFS, KillingFS } from './fault-fs.js';
 
 function say(o: Record<string, unknown>): void {
   fs.writeSync(1, `${JSON.stringify(o)}\n`);
-}
-
-/** A file system that kills this process just before its Nth call. */
-class KillingFS extends FaultFS {
-  readonly #at: number;
-
-  constructor(inner: FileSystem, at: number) {
-    super(inner);
-    this.#at = at;
-  }
-
-  override check(op: Parameters<FaultFS['check']>[0], p: string): void {
-    super.check(op, p);
-    if (this.calls === this.#at) process.kill(process.pid, 'SIGKILL');
-  }
 }
 
 async function main(): Promise<void> {

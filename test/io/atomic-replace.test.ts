@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isDeltaDiskError } from '../../lib/errors.js';
 import { atomicReplace, createDurable, TEMP_INFIX, tempNameFor } from '../../lib/io/atomic-replace.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
-import { FailingFileSystem, type Op } from '../helpers/failing-fs.js';
+import { FaultFS, type FaultOp as Op } from '../harness/fault-fs.js';
 import { codeOf } from '../helpers/errors.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -55,10 +55,10 @@ describe('atomicReplace', () => {
     expect(fs.readFileSync(victim, 'utf8')).toBe('precious');
   });
 
-  for (const op of ['open', 'write', 'datasync', 'rename'] as Op[]) {
+  for (const op of ['create', 'write', 'datasync', 'rename'] as Op[]) {
     it(`a failed ${op} leaves the old content and no temporary file`, async () => {
       fs.writeFileSync(target, 'old content');
-      const ffs = new FailingFileSystem(nodeFileSystem).fail({ op });
+      const ffs = new FaultFS(nodeFileSystem, { trace: true }).fail({ op });
       const code = await codeOf(atomicReplace(ffs, target, Buffer.from('new content')));
       expect(code).toBe('IO_ERROR');
       expect(fs.readFileSync(target, 'utf8')).toBe('old content');
@@ -68,21 +68,21 @@ describe('atomicReplace', () => {
 
   it('a failed directory fsync is reported, after the new content is in place', async () => {
     fs.writeFileSync(target, 'old');
-    const ffs = new FailingFileSystem(nodeFileSystem).fail({ op: 'syncDir' });
+    const ffs = new FaultFS(nodeFileSystem, { trace: true }).fail({ op: 'syncDir' });
     expect(await codeOf(atomicReplace(ffs, target, Buffer.from('new')))).toBe('IO_ERROR');
     expect(fs.readFileSync(target, 'utf8')).toBe('new');
     expect(names()).toEqual(['disk.chain']);
   });
 
   it('orders the steps: write, fsync the file, rename, fsync the directory', async () => {
-    const ffs = new FailingFileSystem(nodeFileSystem);
+    const ffs = new FaultFS(nodeFileSystem, { trace: true });
     await atomicReplace(ffs, target, Buffer.from('x'));
-    const ops = ffs.calls.map((c) => c.split(' ')[0]);
-    expect(ops).toEqual(['open', 'write', 'datasync', 'close', 'rename', 'syncDir']);
+    const ops = ffs.trace!.map((c) => c.split(' ')[0]);
+    expect(ops).toEqual(['create', 'write', 'datasync', 'close', 'rename', 'syncDir']);
   });
 
   it('a full device is NO_SPACE, with the target named', async () => {
-    const ffs = new FailingFileSystem(nodeFileSystem).fail({ op: 'write', code: 'ENOSPC' });
+    const ffs = new FaultFS(nodeFileSystem, { trace: true }).fail({ op: 'write', code: 'ENOSPC' });
     try {
       await atomicReplace(ffs, target, Buffer.from('x'));
       expect.unreachable();
@@ -138,7 +138,7 @@ describe('createDurable', () => {
 
   for (const op of ['write', 'datasync', 'link'] as Op[]) {
     it(`a failed ${op} creates nothing and leaves no temporary file`, async () => {
-      const ffs = new FailingFileSystem(nodeFileSystem).fail({ op });
+      const ffs = new FaultFS(nodeFileSystem, { trace: true }).fail({ op });
       expect(await codeOf(createDurable(ffs, target, Buffer.from('x')))).toBe('IO_ERROR');
       expect(names()).toEqual([]);
     });

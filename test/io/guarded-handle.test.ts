@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isDeltaDiskError } from '../../lib/errors.js';
 import { GuardedHandle } from '../../lib/io/guarded-handle.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
-import { FailingFileSystem, type Op } from '../helpers/failing-fs.js';
+import { FaultFS, type FaultOp as Op } from '../harness/fault-fs.js';
 import { codeOf } from '../helpers/errors.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -25,7 +25,7 @@ afterEach(() => cleanup());
 async function guarded(failOp: Op, code = 'EIO', times = 1) {
   const file = path.join(dir, 'f');
   fs.writeFileSync(file, 'abcdef');
-  const ffs = new FailingFileSystem(nodeFileSystem).fail({ op: failOp, code, times });
+  const ffs = new FaultFS(nodeFileSystem, { trace: true }).fail({ op: failOp, code, times });
   const h = new GuardedHandle(await ffs.open(file, 'readWrite'));
   return { h, file };
 }

@@ -10,7 +10,7 @@ import { isDeltaDiskError } from '../../lib/errors.js';
 import type { FileHandle } from '../../lib/io/file-system.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
 import { readExactly, readInto, readUpTo } from '../../lib/io/positional.js';
-import { FailingFileSystem } from '../helpers/failing-fs.js';
+import { FaultFS } from '../harness/fault-fs.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 let dir: string;
@@ -71,7 +71,7 @@ describe('positional reads', () => {
   });
 
   it('an OS failure is IO_ERROR with the errno error as cause', async () => {
-    const ffs = new FailingFileSystem(nodeFileSystem).fail({ op: 'read', code: 'EIO' });
+    const ffs = new FaultFS(nodeFileSystem, { trace: true }).fail({ op: 'read', code: 'EIO' });
     const h = await ffs.open(file, 'read');
     const err = await readExactly(h, 0, 10).catch((e: unknown) => e);
     expect(isDeltaDiskError(err, 'IO_ERROR')).toBe(true);

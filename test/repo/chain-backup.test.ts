@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { backup, checkRepository, Disk, prune, Repository, restore, type ChainEntry } from '../../lib/index.js';
-import { FaultyFileSystem } from '../helpers/faulty-fs.js';
+import { nodeFileSystem } from '../../lib/io/node-file-system.js';
+import { FaultFS } from '../harness/fault-fs.js';
 import { withRepo } from '../helpers/repo.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -170,7 +171,7 @@ describe('chain backup', () => {
       await x.write(2 * MiB, randomBytes(MiB));
       await x.flush();
     });
-    const failing = new FaultyFileSystem((op, p) => op === 'open:createExclusive' && p.includes(`${path.sep}packs${path.sep}`));
+    const failing = new FaultFS(nodeFileSystem).fail({ op: 'create', path: (p) => p.includes(`${path.sep}packs${path.sep}`) });
     const repo = await Repository.open(repoDir, { fs: failing, lock: 'shared' });
     try {
       await expect(backup(repo, [diskPath])).rejects.toMatchObject({ code: 'IO_ERROR' });

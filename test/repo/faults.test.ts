@@ -8,29 +8,23 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { backup, checkRepository, DeltaDiskError, forget, prune, Repository, restore, type FileSystem } from '../../lib/index.js';
-import { FaultyFileSystem, injected } from '../helpers/faulty-fs.js';
+import { nodeFileSystem } from '../../lib/io/node-file-system.js';
+import { FaultFS, type FaultOp } from '../harness/fault-fs.js';
 import { randomData, snapshotTree, writeTree } from '../helpers/repo.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
-const MUTATING = new Set(['open:createExclusive', 'write', 'datasync', 'rename', 'link', 'syncDir', 'unlink']);
+const MUTATING: readonly FaultOp[] = ['create', 'write', 'datasync', 'rename', 'link', 'syncDir', 'unlink'];
 let dir: string;
 let cleanup: () => void;
 
 beforeEach(() => ({ dir, cleanup } = tempDir('deltadisk-faults-')));
-afterEach(() => {
-  injected.code = 'EIO';
-  cleanup();
-});
+afterEach(() => cleanup());
 
-/** A file system failing the `n`th mutating call under `root` (0: none); counts them. */
-function failing(root: string, n: number): { fs: FaultyFileSystem; count: () => number } {
-  let k = 0;
-  const fs = new FaultyFileSystem((op, p) => {
-    if (!MUTATING.has(op) || !p.startsWith(root)) return false;
-    k++;
-    return k === n;
-  });
-  return { fs, count: () => k };
+/** A file system failing the `n`th mutating call (0: none) with `errno`; counts them. (Only the repository goes through it.) */
+function failing(n: number, errno: 'EIO' | 'ENOSPC' = 'EIO'): { fs: FaultFS; count: () => number } {
+  const fs = new FaultFS(nodeFileSystem);
+  if (n > 0) fs.arm({ at: n, ops: MUTATING, errno, persistent: false });
+  return { fs, count: () => fs.callsOf(MUTATING) };
 }
 
 async function run<T>(repoDir: string, fsys: FileSystem, lock: 'shared' | 'maintenance', fn: (r: Repository) => Promise<T>): Promise<T> {
@@ -47,12 +41,12 @@ async function run<T>(repoDir: string, fsys: FileSystem, lock: 'shared' | 'maint
  * (a backup whose last fsync failed after its manifest was in place) to `other`.
  */
 async function assertHealthy(repoDir: string, expected: Map<string, Record<string, string>>, other?: Record<string, string>): Promise<void> {
-  const report = await run(repoDir, new FaultyFileSystem(() => false), 'shared', (r) => checkRepository(r, { readData: true, record: false }));
+  const report = await run(repoDir, nodeFileSystem, 'shared', (r) => checkRepository(r, { readData: true, record: false }));
   expect(report.errors).toEqual([]);
   const ids = fs.readdirSync(path.join(repoDir, 'snapshots')).filter((n) => /^[0-9a-f]{32}$/.test(n));
   for (const id of ids) {
     const out = path.join(dir, `out-${id}-${Math.random()}`);
-    await run(repoDir, new FaultyFileSystem(() => false), 'shared', (r) => restore(r, id, { target: out }));
+    await run(repoDir, nodeFileSystem, 'shared', (r) => restore(r, id, { target: out }));
     expect(snapshotTree(path.join(out, 'src'))).toEqual(expected.get(id) ?? other);
   }
 }
@@ -63,21 +57,20 @@ describe('injected I/O failures', () => {
     const src = path.join(dir, 'src');
     writeTree(src, { a: randomData(300_000), b: randomData(100_000) });
     await Repository.init(base, { packSize: 1 << 20 });
-    const first = await run(base, new FaultyFileSystem(() => false), 'shared', (r) => backup(r, [src]));
+    const first = await run(base, nodeFileSystem, 'shared', (r) => backup(r, [src]));
     const expected = new Map([[first.id, snapshotTree(src)]]);
     writeTree(src, { b: randomData(700_000), c: 'new' });
     const after = snapshotTree(src);
     const probe = path.join(dir, 'probe');
     fs.cpSync(base, probe, { recursive: true });
-    const probeFs = failing(probe, 0);
+    const probeFs = failing(0);
     await run(probe, probeFs.fs, 'shared', (r) => backup(r, [src]));
     const calls = probeFs.count();
     expect(calls).toBeGreaterThan(10);
     for (let n = 1; n <= calls; n++) {
-      injected.code = n % 5 === 0 ? 'ENOSPC' : 'EIO';
       const repoDir = path.join(dir, `r${n}`);
       fs.cpSync(base, repoDir, { recursive: true });
-      const f = failing(repoDir, n);
+      const f = failing(n, n % 5 === 0 ? 'ENOSPC' : 'EIO');
       let id: string | undefined;
       try {
         id = (await run(repoDir, f.fs, 'shared', (r) => backup(r, [src]))).id;
@@ -97,14 +90,14 @@ describe('injected I/O failures', () => {
     const src = path.join(dir, 'src');
     await Repository.init(base, { packSize: 1 << 20 });
     writeTree(src, { a: randomData(400_000), b: randomData(400_000) });
-    await run(base, new FaultyFileSystem(() => false), 'shared', (r) => backup(r, [src]));
+    await run(base, nodeFileSystem, 'shared', (r) => backup(r, [src]));
     fs.unlinkSync(path.join(src, 'a'));
-    const kept = await run(base, new FaultyFileSystem(() => false), 'shared', (r) => backup(r, [src]));
-    await run(base, new FaultyFileSystem(() => false), 'maintenance', (r) => forget(r, { keepLast: 1 }));
+    const kept = await run(base, nodeFileSystem, 'shared', (r) => backup(r, [src]));
+    await run(base, nodeFileSystem, 'maintenance', (r) => forget(r, { keepLast: 1 }));
     const expected = new Map([[kept.id, snapshotTree(src)]]);
     const probe = path.join(dir, 'probe');
     fs.cpSync(base, probe, { recursive: true });
-    const probeFs = failing(probe, 0);
+    const probeFs = failing(0);
     await run(probe, probeFs.fs, 'maintenance', (r) => prune(r, { repackThreshold: 0.01 }));
     const calls = probeFs.count();
     expect(calls).toBeGreaterThan(10);
@@ -112,14 +105,14 @@ describe('injected I/O failures', () => {
       const repoDir = path.join(dir, `p${n}`);
       fs.cpSync(base, repoDir, { recursive: true });
       try {
-        await run(repoDir, failing(repoDir, n).fs, 'maintenance', (r) => prune(r, { repackThreshold: 0.01 }));
+        await run(repoDir, failing(n).fs, 'maintenance', (r) => prune(r, { repackThreshold: 0.01 }));
       } catch (err) {
         expect(err, `call ${n}`).toBeInstanceOf(DeltaDiskError);
       }
       await assertHealthy(repoDir, expected);
-      const again = await run(repoDir, new FaultyFileSystem(() => false), 'maintenance', (r) => prune(r, { repackThreshold: 0.01 }));
+      const again = await run(repoDir, nodeFileSystem, 'maintenance', (r) => prune(r, { repackThreshold: 0.01 }));
       expect(again.completed).toBe(true);
-      const report = await run(repoDir, new FaultyFileSystem(() => false), 'shared', (r) => checkRepository(r, { readData: true }));
+      const report = await run(repoDir, nodeFileSystem, 'shared', (r) => checkRepository(r, { readData: true }));
       expect(report.errors).toEqual([]);
       expect(report.leaks.filter((l) => l.kind !== 'temp-file')).toEqual([]);
       fs.rmSync(repoDir, { recursive: true, force: true });

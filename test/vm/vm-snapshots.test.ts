@@ -7,7 +7,8 @@ import { inspectVm } from '../../lib/vm/vm-inventory.js';
 import { createVmSnapshot, deleteVmSnapshot, revertVmSnapshot } from '../../lib/vm/vm-snapshots.js';
 import { parseVmsd } from '../../lib/vm/vmsd-file.js';
 import { makeChainVm, makeFlatVm } from '../../fixtures/make-fixtures.js';
-import { CrashFileSystem } from '../helpers/crash-file-system.js';
+import { nodeFileSystem } from '../../lib/io/node-file-system.js';
+import { FaultFS, MUTATING_OPS } from '../harness/fault-fs.js';
 import { propertyRuns, tempDir } from '../helpers/temp-dir.js';
 
 const t = tempDir('dd-vmsnap-');
@@ -125,7 +126,7 @@ describe('VM snapshots of chain disks', () => {
    * always including the first and last); after each crash checks the invariant and
    * that recovery converges.
    */
-  async function crashEverywhere(prepare: (dir: string) => Promise<void>, op: (dir: string, fs: CrashFileSystem) => Promise<unknown>, after: (dir: string, crashed: boolean) => Promise<void>): Promise<number> {
+  async function crashEverywhere(prepare: (dir: string) => Promise<void>, op: (dir: string, fs: FaultFS) => Promise<unknown>, after: (dir: string, crashed: boolean) => Promise<void>): Promise<number> {
     const template = await smallVm();
     await prepare(template);
     const copy = (): string => {
@@ -133,16 +134,18 @@ describe('VM snapshots of chain disks', () => {
       fs.cpSync(template, dir, { recursive: true });
       return dir;
     };
-    const counter = new CrashFileSystem(Infinity);
+    const counter = new FaultFS(nodeFileSystem);
     const probe = copy();
     await op(probe, counter);
     await after(probe, false);
-    const total = counter.steps;
+    const total = counter.callsOf(MUTATING_OPS);
     const budget = propertyRuns(14);
     const steps = total <= budget ? Array.from({ length: total }, (_, i) => i + 1) : [...new Set(Array.from({ length: budget }, (_, i) => 1 + Math.round((i * (total - 1)) / (budget - 1))))];
     for (const step of steps) {
       const dir = copy();
-      const cfs = new CrashFileSystem(step);
+      // Power lost at this mutating call: it and every later call fail.
+      const cfs = new FaultFS(nodeFileSystem);
+      cfs.arm({ at: step, ops: MUTATING_OPS, errno: 'EIO', persistent: true, dead: true });
       try {
         await op(dir, cfs);
       } catch (err) {
