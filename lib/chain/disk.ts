@@ -61,7 +61,7 @@ import type {
   SnapshotInfo,
 } from './disk-types.js';
 import { describeDisk } from './disk-info.js';
-import { removeLeftoverFiles } from './leftover-files.js';
+import { removeInterruptedCreate, removeLeftoverFiles } from './leftover-files.js';
 import { Tree } from './tree.js';
 import { planBatch, type PendingWrite } from './write-plan.js';
 import { WriteQueue } from './write-queue.js';
@@ -122,8 +122,10 @@ export class Disk {
 
   /**
    * Creates a disk: a descriptor at `descriptorPath` (conventionally `<name>.chain`)
-   * and its first, empty layer beside it.
-   * @throws INVALID_ARGUMENT, ALREADY_EXISTS, NOT_FOUND (base), UNSAFE_PATH, LOCKED
+   * and its first, empty layer beside it. The leftover of a create interrupted before
+   * its descriptor (an empty first delta, temporary descriptors) is removed first.
+   * @throws INVALID_ARGUMENT, ALREADY_EXISTS (also for deltas of a lost descriptor),
+   *   NOT_FOUND (base), UNSAFE_PATH, LOCKED
    */
   static async create(descriptorPath: string, options: CreateDiskOptions = {}): Promise<Disk> {
     const fs = options.fs ?? nodeFileSystem;
@@ -144,6 +146,8 @@ export class Disk {
     let base: BaseImage = zeroBase;
     const created: string[] = [];
     try {
+      // A create cut short earlier left its first delta without a descriptor.
+      await removeInterruptedCreate(fs, paths);
       let baseRef: Descriptor['base'] = null;
       let virtualSize = options.size ?? 0;
       if (options.base !== undefined) {
