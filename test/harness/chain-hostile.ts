@@ -22,7 +22,7 @@ import { decodeDeltaHeader, DELTA_MAGIC, type DeltaHeader } from '../../lib/form
 import { decodeDescriptor } from '../../lib/format/descriptor.js';
 import { HEADER_SLOT_SIZE, LOG_START } from '../../lib/format/limits.js';
 import { decodeOpState } from '../../lib/format/op-state.js';
-import { decodeRecordHeader, layerTag, RECORD_HEADER_SIZE } from '../../lib/format/record.js';
+import { decodeRecordHeader, layerTag, RECORD_HEADER_SIZE, RecordKind } from '../../lib/format/record.js';
 import { MemoryFileSystem } from '../../lib/io/memory-file-system.js';
 import type { Observed } from './chain-model.js';
 import { observe } from './chain-checker.js';
@@ -239,7 +239,7 @@ export async function mergeFixture(phase: 'before copy' | 'after switch'): Promi
     const d = decodeDescriptor(Buffer.from(files.get(DESCRIPTOR)!).toString('utf8'));
     const switched = !d.layers.some((l) => l.id === state.removed.id);
     const survivor = parseDelta(state.survivors[0]!.file, files.get(state.survivors[0]!.file)!);
-    const copied = survivor.records.some((r) => r.at >= survivor.header.logEnd);
+    const copied = survivor.records.some((r) => r.at >= survivor.header.logEnd && r.kind !== RecordKind.PAD);
     if (phase === 'after switch' ? switched && copied : !switched && !copied) return finish(`crash state of a merge, ${phase}`, files);
   }
   throw new Error(`no crash point of a merge ${phase}`);
