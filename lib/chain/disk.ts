@@ -105,6 +105,8 @@ export class Disk {
   #view!: ChainView;
   #closed = false;
   #broken: DeltaDiskError | undefined;
+  /** Reads check block CRCs (OpenDiskOptions.verifyReads). */
+  #verifyReads = false;
 
   private constructor(fs: FileSystem, paths: DiskPaths, d: Descriptor, base: BaseImage, layers: LayerSet, readOnly: boolean, lock: WriterLock | undefined) {
     this.#fs = fs;
@@ -195,6 +197,7 @@ export class Disk {
       const layers = new LayerSet(fs, paths, true);
       layers.add(layer);
       const disk = new Disk(fs, paths, d, base, layers, false, lock);
+      disk.#verifyReads = options.verifyReads ?? false;
       disk.#rebuildView(await layers.getAll(d, [layerId]));
       return disk;
     } catch (err) {
@@ -244,6 +247,7 @@ export class Disk {
         for (const id of layersWithPendingParent(d, op)) layers.waiveParentCheck(id);
       }
       const disk = new Disk(fs, paths, d, base, layers, readOnly, lock);
+      disk.#verifyReads = options.verifyReads ?? false;
       if (!readOnly) {
         if (op !== undefined) await runMerge(disk.#context(), op);
         for (const l of disk.#tree.path(disk.#d.active)) await reconcileHeader(disk.#layers, disk.#d, l.id);
@@ -318,7 +322,8 @@ export class Disk {
 
   /**
    * Reads `length` bytes at `offset` of the current state.
-   * @throws NOT_OPEN, INVALID_ARGUMENT, OUT_OF_RANGE, LIMIT_EXCEEDED, IO_ERROR, TRUNCATED
+   * @throws NOT_OPEN, INVALID_ARGUMENT, OUT_OF_RANGE, LIMIT_EXCEEDED, IO_ERROR, TRUNCATED,
+   *   CHECKSUM_MISMATCH (with `verifyReads`)
    */
   read(offset: number, length: number): Promise<Buffer> {
     try {
@@ -327,7 +332,7 @@ export class Disk {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#view.read(offset, length);
+    return this.#view.read(offset, length, this.#verifyReads);
   }
 
   /**
@@ -340,7 +345,7 @@ export class Disk {
     this.#assertOpen();
     if (!Buffer.isBuffer(target)) invalid('target must be a Buffer');
     this.#view.assertRange(offset, target.length);
-    await this.#view.readInto(target, offset);
+    await this.#view.readInto(target, offset, this.#verifyReads);
   }
 
   /**
@@ -419,13 +424,13 @@ export class Disk {
       for (const row of added) {
         const pb = plan.blocks[b++]!;
         if (pb.kind === RecordKind.DATA) {
-          view.setData(pb.block, slot, active.dataOffset(row));
+          view.setData(pb.block, slot, row);
           if (pb.hash !== undefined) view.hashes?.add(slot, row, pb.hash);
         } else if (pb.kind === RecordKind.ZERO) {
           view.setZero(pb.block, slot);
         } else {
           const hit = view.hashes!.find(pb.hash)!;
-          view.setData(pb.block, hit.slot, view.layers[hit.slot - 1]!.dataOffset(hit.row));
+          view.setData(pb.block, hit.slot, hit.row);
         }
       }
       first = r;
@@ -661,7 +666,7 @@ export class Disk {
     const view = ChainView.build(this.#base, layers, this.virtualSize, this.blockSize, { indexHashes: false });
     for (const l of layers) l.retain();
     this.#base.retain();
-    return new DiskReader(view, snap.name, async () => {
+    return new DiskReader(view, snap.name, this.#verifyReads, async () => {
       for (const l of layers) await l.release();
       await this.#base.release();
     });
@@ -676,6 +681,7 @@ export class Disk {
         return this.#view;
       },
       undefined,
+      this.#verifyReads,
       async () => undefined,
     );
   }

@@ -677,9 +677,27 @@ export class LayerFile {
 
   // ---------------------------------------------------------------- reading
 
-  /** Reads the data of DATA/BLOB row `row` (a whole block). */
+  /** Reads the data of DATA/BLOB row `row` (a whole block), verified. */
   async readRow(row: number): Promise<Buffer> {
-    return readExactly(this.#handle, this.records.offset(row), this.blockSize);
+    const data = await readExactly(this.#handle, this.records.offset(row), this.blockSize);
+    this.verifyRow(row, data);
+    return data;
+  }
+
+  /**
+   * Checks `data`, read for DATA/BLOB row `row`, against the block CRC on record.
+   * @throws CHECKSUM_MISMATCH naming the file, offset and block.
+   */
+  verifyRow(row: number, data: Uint8Array): void {
+    if (crc32(data) === this.records.crc(row)) return;
+    const offset = this.records.offset(row);
+    const block = this.records.kind(row) === RecordKind.BLOB ? undefined : this.records.block(row);
+    throw new DeltaDiskError('CHECKSUM_MISMATCH', `${this.path}: ${block === undefined ? 'stored content' : `block ${block}`} at offset ${offset} fails its checksum`, {
+      path: this.path,
+      offset,
+      block,
+      layer: this.id,
+    });
   }
 
   #corrupt(message: string, offset?: number): never {

@@ -355,7 +355,7 @@ export function* randomMetadataFlips(fx: ChainFixture, o: VariantOptions): Gener
   }
 }
 
-/** Indexed block data flipped: reads do not verify block CRCs (see the regression test). */
+/** Indexed block data flipped: reads without verifyReads do not check block CRCs (see the regression test). */
 export function* indexedDataFlips(fx: ChainFixture, n: number, rng: Rng): Generator<Variant> {
   const regions = fx.deltas.flatMap((d) =>
     d.records.filter((r) => r.kind === RecordKind.DATA && r.end <= d.header.logEnd).map((r) => ({ file: d.file, from: r.at + RECORD_HEADER_SIZE, to: r.end })),

@@ -33,7 +33,7 @@ import { attempt, type AllocationWatch } from './hostile.js';
 import { Rng } from './rng.js';
 import { Violation } from './workload.js';
 
-const DIR = '/hostile/vm';
+export const DIR = '/hostile/vm';
 const BS = 4096;
 export const SIZE = 16 * BS + 1000;
 
@@ -87,8 +87,11 @@ export interface Variant {
   make(files: ReadonlyMap<string, Uint8Array>): Files;
 }
 
-/** The gap test/regressions/block-reads-skip-crc.test.ts documents. */
-export const BLOCK_CRC_GAP = 'block data is served without checking its CRC';
+/**
+ * Reads verify block CRCs only with `verifyReads` (docs/DESIGN.md; copies and
+ * `check --read-data` always do): test/regressions/block-reads-skip-crc.test.ts.
+ */
+export const BLOCK_CRC_GAP = 'block data read without verifyReads is not checked against its CRC';
 
 export function digest(o: Observed): string {
   const h = createHash('sha256').update(o.current);
@@ -96,7 +99,8 @@ export function digest(o: Observed): string {
   return h.digest('hex');
 }
 
-async function load(files: ReadonlyMap<string, Uint8Array>): Promise<MemoryFileSystem> {
+/** The files on a fresh in-memory file system, in DIR. */
+export async function load(files: ReadonlyMap<string, Uint8Array>): Promise<MemoryFileSystem> {
   const mem = new MemoryFileSystem();
   await mem.mkdirp(DIR);
   for (const [name, bytes] of files) {
@@ -249,7 +253,7 @@ export async function mergeFixture(phase: 'before copy' | 'after switch'): Promi
  * Opens the variant read-only and writable, reading everything each time.
  * @returns how each open ended; throws a Violation for any other ending.
  */
-export async function runVariant(fx: ChainFixture, v: Variant, o: { timeoutMs?: number; watch?: AllocationWatch } = {}): Promise<string[]> {
+export async function runVariant(fx: ChainFixture, v: Variant, o: { timeoutMs?: number; watch?: AllocationWatch; verifyReads?: boolean } = {}): Promise<string[]> {
   const timeoutMs = o.timeoutMs ?? 5000;
   const files = v.make(fx.files);
   const endings: string[] = [];
@@ -263,7 +267,7 @@ export async function runVariant(fx: ChainFixture, v: Variant, o: { timeoutMs?: 
     o.watch?.start();
     const e = await attempt(
       async () => {
-        const disk = await Disk.open(path.join(DIR, DESCRIPTOR), { fs: mem, lock: false, readOnly });
+        const disk = await Disk.open(path.join(DIR, DESCRIPTOR), { fs: mem, lock: false, readOnly, verifyReads: o.verifyReads ?? false });
         try {
           seen = await observe(disk);
         } finally {
