@@ -574,13 +574,17 @@ export class LayerFile {
       await this.#writeSegments();
       return;
     }
-    if (paddingAt(this.#logEnd) > 0) {
-      const n = paddingAt(this.#logEnd);
-      await this.#handle.write(encodePadRecord(n, this.#nextSeq, this.#tag), this.#logEnd);
-      this.#advance(n);
-    }
+    await this.#pad();
     await this.#handle.datasync();
     this.#endExposed = true;
+  }
+
+  /** Appends a PAD record taking the log end to the next LOG_ALIGN boundary (not synced). */
+  async #pad(): Promise<void> {
+    const n = paddingAt(this.#logEnd);
+    if (n === 0) return;
+    await this.#handle.write(encodePadRecord(n, this.#nextSeq, this.#tag), this.#logEnd);
+    this.#advance(n);
   }
 
   /** Moves the log end past `bytes` just written as one record holding no rows. */
@@ -597,10 +601,8 @@ export class LayerFile {
    */
   async #padExposedEnd(): Promise<void> {
     if (!this.#endExposed || this.#logEnd % LOG_ALIGN === 0) return;
-    const n = paddingAt(this.#logEnd);
-    await this.#handle.write(encodePadRecord(n, this.#nextSeq, this.#tag), this.#logEnd);
+    await this.#pad();
     await this.#handle.datasync();
-    this.#advance(n);
   }
 
   /**

@@ -263,6 +263,47 @@ describe('LayerFile recovery of a torn tail', () => {
   });
 });
 
+describe('LayerFile padding (no write touches a sector of acknowledged records)', () => {
+  it('sync ends the log on a 4 KiB boundary with a PAD record, which reopening reads as part of the log', async () => {
+    const l = await create();
+    await l.append([{ kind: RecordKind.ZERO, block: 3, count: 1 }]);
+    const before = l.logEnd;
+    await l.sync();
+    expect(before % 4096).not.toBe(0);
+    expect(l.logEnd).toBe(before + paddingAt(before));
+    expect(l.logEnd % 4096).toBe(0);
+    expect(fileSize(l)).toBe(l.logEnd);
+    const pad = decodeRecordHeader(fs.readFileSync(path.join(dir, l.file)), before, layerTag(l.id))!;
+    expect(pad).toMatchObject({ kind: RecordKind.PAD, seq: l.nextSeq - 1, count: 1, block: 0, payloadLength: l.logEnd - before - RECORD_HEADER_SIZE });
+    const r = await reopen(l, false);
+    expect(r.logEnd).toBe(l.logEnd);
+    expect(await contents(r)).toEqual(new Map([[3, 'zero']]));
+  });
+
+  it('a gap shorter than a record header pads to the boundary after next', () => {
+    expect(paddingAt(8192)).toBe(0);
+    expect(paddingAt(8192 + 4096 - RECORD_HEADER_SIZE)).toBe(RECORD_HEADER_SIZE);
+    expect(paddingAt(8192 + 4096 - RECORD_HEADER_SIZE + 1)).toBe(RECORD_HEADER_SIZE - 1 + 4096);
+    expect(paddingAt(8193)).toBe(4095);
+  });
+
+  it('a log found ending off a boundary (padding lost, or an older file) is padded before anything is appended', async () => {
+    const l = await create();
+    await l.append([{ kind: RecordKind.DATA, block: 0, data: [block(1)] }]);
+    const end = l.logEnd;
+    await l.sync();
+    await l.release();
+    fs.truncateSync(path.join(dir, l.file), end); // as if the PAD had never been written
+    const rw = await reopen(l, true);
+    expect(rw.logEnd).toBe(end);
+    await rw.append([{ kind: RecordKind.DATA, block: 1, data: [block(2)] }]);
+    // The new record starts on the next boundary, not in the sector holding block 0's end.
+    expect(rw.dataOffset(rw.map.num(1)) - RECORD_HEADER_SIZE).toBe(end + paddingAt(end));
+    await rw.close();
+    expect(await contents(await reopen(l, false))).toEqual(new Map([[0, 'data:1'], [1, 'data:2']]));
+  });
+});
+
 describe('LayerFile map segments', () => {
   const zeros = (from: number, count: number) => ({ kind: RecordKind.ZERO, block: from, count }) as const;
 
