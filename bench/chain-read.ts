@@ -4,7 +4,9 @@
  *    against the same content at depth 1 (target ≥ 0.9 x) and a plain fs read of a
  *    1 GiB raw file (target ≥ 0.5 x);
  *  - random 4 KiB reads at queue depth 1 through the API, against random 4 KiB
- *    reads of the raw file (target ≥ 0.7 x).
+ *    reads of the raw file (target ≥ 0.7 x);
+ *  - both again with `verifyReads` (every block checked against its CRC; a 4 KiB
+ *    read then reads its whole 64 KiB block), against the same without it.
  * Sizes: BENCH_SCALE (default 1 = 1 GiB), BENCH_LAYERS (50), BENCH_RANDOM_READS (100000).
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -124,6 +126,19 @@ async function main(): Promise<void> {
     fs.closeSync(rawFd);
     const iops = (ms: number): number => RANDOM_READS / (ms / 1000);
     ok = report({ name: `random 4 KiB reads QD1, depth ${info.depth}`, value: iops(chainRand.ms), unit: 'IOPS', baseline: { name: 'raw file (fs)', value: iops(rawRand.ms) }, target: { ratio: 0.7 } }) && ok;
+
+    // The price of verifying every block read (no target: it is an option).
+    const verifying = await Disk.open(path.join(dir, 'deep.chain'), { readOnly: true, verifyReads: true });
+    if ((await readAllDisk(verifying)) !== expected) fail('the deep chain, verifying, does not read like the reference file');
+    const d50v = await best(2, async () => {
+      for (let pos = 0; pos < SIZE; pos += CHUNK) await verifying.read(pos, CHUNK);
+    });
+    const randV = await best(1, async () => {
+      for (const off of offsets) await verifying.read(off, 4096);
+    });
+    await verifying.close();
+    report({ name: `sequential read, depth ${info.depth}, verifyReads`, value: mibps(SIZE, d50v.ms), unit: 'MiB/s', baseline: { name: 'without', value: mibps(SIZE, d50.ms) } });
+    report({ name: `random 4 KiB reads QD1, depth ${info.depth}, verifyReads`, value: iops(randV.ms), unit: 'IOPS', baseline: { name: 'without', value: iops(chainRand.ms) } });
 
     await deepDisk.close();
     await flatDisk.close();

@@ -9,7 +9,7 @@
  *
  * Tag 0 means "absent". What tags and numbers mean is the user's business: a layer
  * maps block → (record kind, record index), the merged view block → (layer slot,
- * file offset of the data).
+ * record index in that layer).
  */
 const PAGE_BITS = 9;
 const PAGE_SIZE = 1 << PAGE_BITS;

@@ -2,10 +2,18 @@
  * A point in time of a disk: a base plus a path of layers, merged into one map.
  *
  * Building the view walks each layer's map once, bottom to top, and records for
- * every block present in any layer where its bytes are (layer slot, file offset),
- * that it reads as zeros, or nothing (it comes from the base). A read then costs
- * one table lookup per block however deep the chain, and the extent reads of one
- * request are issued concurrently. Memory is that of the blocks present.
+ * every block present in any layer where its bytes are (layer slot, record row:
+ * the row gives the file offset and the block's CRC), that it reads as zeros, or
+ * nothing (it comes from the base). A read then costs one table lookup per block
+ * however deep the chain, and the extent reads of one request are issued
+ * concurrently. Memory is that of the blocks present.
+ *
+ * A read may verify every block it takes from a layer against its CRC (a partly
+ * requested block is then read whole): damaged data ends in CHECKSUM_MISMATCH.
+ * Whole-block reads for copies (`readBlock`: completing a partial write,
+ * compaction) always verify, so damage is never copied under a fresh CRC; other
+ * reads verify when asked (it costs a CRC per block, and a whole block per partly
+ * read one: see docs/DESIGN.md).
  *
  * REF records (dedup) are resolved here, once: the hash index of the path tells
  * which stored copy a reference reads.
@@ -26,6 +34,15 @@ let scratchBuffer = Buffer.allocUnsafe(MAX_BRIDGE);
 function scratch(n: number): Buffer {
   if (scratchBuffer.length < n) scratchBuffer = Buffer.allocUnsafe(n);
   return scratchBuffer.subarray(0, n);
+}
+
+/** The extents of one request (see `ChainView.readInto`). */
+interface Extents {
+  readonly tags: number[];
+  readonly filePos: number[];
+  readonly outPos: number[];
+  readonly lens: number[];
+  readonly own: (Buffer | undefined)[];
 }
 
 /** Tag of a block that reads as zeros. Tags 1 … MAX_DEPTH are layer slots; 0 is the base. */
@@ -102,7 +119,7 @@ export class ChainView {
     }
     layer.map.forEach((block, kind, row) => {
       if (kind === RecordKind.DATA) {
-        this.merged.set(block, slot, table.offset(row));
+        this.merged.set(block, slot, row);
       } else if (kind === RecordKind.ZERO) {
         this.merged.set(block, ZERO_TAG, 0);
         this.#zeroDepth.set(block, slot, 0);
@@ -115,7 +132,7 @@ export class ChainView {
             layer: layer.id,
           });
         }
-        this.merged.set(block, hit.slot, this.layers[hit.slot - 1]!.records.offset(hit.row));
+        this.merged.set(block, hit.slot, hit.row);
       }
     });
   }
@@ -141,9 +158,9 @@ export class ChainView {
     return this.#transient;
   }
 
-  /** Records that `block` now reads the data at `offset` of the layer in `slot`. */
-  setData(block: number, slot: number, offset: number): void {
-    this.merged.set(block, slot, offset);
+  /** Records that `block` now reads the data of row `row` of the layer in `slot`. */
+  setData(block: number, slot: number, row: number): void {
+    this.merged.set(block, slot, row);
   }
 
   setZero(block: number, slot: number): void {
@@ -163,7 +180,7 @@ export class ChainView {
     if (tag === 0) return { kind: 'base' };
     if (tag === ZERO_TAG) return { kind: 'zero', depth: this.layers.length - this.#zeroDepth.tag(block) };
     const layer = this.layers[tag - 1]!;
-    return { kind: 'data', depth: this.layers.length - tag, layer: layer.id, offset: this.merged.num(block) };
+    return { kind: 'data', depth: this.layers.length - tag, layer: layer.id, offset: layer.records.offset(this.merged.num(block)) };
   }
 
   assertRange(offset: number, length: number): void {
@@ -178,62 +195,110 @@ export class ChainView {
     }
   }
 
-  /** Reads `length` bytes at `offset` (validated by the caller). */
-  read(offset: number, length: number): Promise<Buffer> {
+  /** Reads `length` bytes at `offset` (validated by the caller), verified when `verify`. */
+  read(offset: number, length: number, verify = false): Promise<Buffer> {
     const out = Buffer.allocUnsafe(length);
-    return this.readInto(out, offset).then(() => out);
+    return this.readInto(out, offset, verify).then(() => out);
   }
 
   /**
-   * Fills `out` with the bytes at `offset`.
+   * Fills `out` with the bytes at `offset`; with `verify`, every layer block is
+   * checked against its CRC (CHECKSUM_MISMATCH).
    *
    * The request is cut into extents (runs of blocks from one place, contiguous in
    * it). Extents of the same file separated by a small gap are read with one readv
    * whose gap bytes land in a scratch buffer: a syscall costs more than copying
    * ~128 KiB from the page cache. The reads of different files run concurrently.
+   * Verifying, a layer block the request covers only in part is read whole (its CRC
+   * covers the whole block) into a buffer of its own, in the same readv as its
+   * neighbours, and the part copied out once verified.
    */
-  readInto(out: Buffer, offset: number): Promise<void> {
+  readInto(out: Buffer, offset: number, verify = false): Promise<void> {
     const length = out.length;
     if (length === 0) return Promise.resolve();
     const bs = this.blockSize;
     const end = offset + length;
-    // Extents, in request order: tag (0 base, ZERO_TAG, slot), file position, position in out, length.
-    const tags: number[] = [];
-    const filePos: number[] = [];
-    const outPos: number[] = [];
-    const lens: number[] = [];
+    // Extents, in request order: tag (0 base, ZERO_TAG, slot), file position, and
+    // where the bytes go: out[outPos, outPos + len), or a whole-block buffer of its own.
+    const x: Extents = { tags: [], filePos: [], outPos: [], lens: [], own: [] };
+    // Layer blocks to verify once read: slot, row, position in out (-1: partial, in own[ownAt]).
+    const checks: number[] = [];
     let pos = offset;
     while (pos < end) {
       const block = Math.floor(pos / bs);
       const within = pos - block * bs;
       const len = Math.min(bs - within, end - pos);
       const tag = this.merged.tag(block);
-      const fp = tag === 0 ? pos : tag === ZERO_TAG ? 0 : this.merged.num(block) + within;
-      const last = tags.length - 1;
-      if (last >= 0 && tags[last] === tag && (tag === ZERO_TAG || filePos[last]! + lens[last]! === fp)) {
-        lens[last]! += len;
+      let fp: number;
+      if (tag === 0) fp = pos;
+      else if (tag === ZERO_TAG) fp = 0;
+      else if (!verify) fp = this.layers[tag - 1]!.records.offset(this.merged.num(block)) + within;
+      else {
+        const row = this.merged.num(block);
+        fp = this.layers[tag - 1]!.records.offset(row);
+        if (len < bs) {
+          checks.push(tag, row, pos - offset, x.tags.length, within, len);
+          x.tags.push(tag);
+          x.filePos.push(fp);
+          x.outPos.push(-1);
+          x.lens.push(bs);
+          x.own.push(Buffer.allocUnsafe(bs));
+          pos += len;
+          continue;
+        }
+        checks.push(tag, row, pos - offset, -1, 0, bs);
+      }
+      const last = x.tags.length - 1;
+      if (last >= 0 && x.tags[last] === tag && x.own[last] === undefined && (tag === ZERO_TAG || x.filePos[last]! + x.lens[last]! === fp)) {
+        x.lens[last]! += len;
       } else {
-        tags.push(tag);
-        filePos.push(fp);
-        outPos.push(pos - offset);
-        lens.push(len);
+        x.tags.push(tag);
+        x.filePos.push(fp);
+        x.outPos.push(pos - offset);
+        x.lens.push(len);
+        x.own.push(undefined);
       }
       pos += len;
     }
-    if (tags.length === 1) {
-      const tag = tags[0]!;
-      if (tag === ZERO_TAG) {
-        out.fill(0);
-        return Promise.resolve();
+    const jobs = this.#readExtents(out, x);
+    const done = jobs.length === 1 ? jobs[0]! : Promise.all(jobs);
+    if (checks.length === 0) return done.then(() => undefined);
+    return done.then(() => {
+      for (let i = 0; i < checks.length; i += 6) {
+        const layer = this.layers[checks[i]! - 1]!;
+        const at = checks[i + 2]!;
+        const ownAt = checks[i + 3]!;
+        if (ownAt < 0) {
+          layer.verifyRow(checks[i + 1]!, out.subarray(at, at + bs));
+        } else {
+          const whole = x.own[ownAt]!;
+          layer.verifyRow(checks[i + 1]!, whole);
+          whole.copy(out, at, checks[i + 4]!, checks[i + 4]! + checks[i + 5]!);
+        }
       }
-      return tag === 0 ? this.base.read(out, filePos[0]!) : readInto(this.layers[tag - 1]!.handle, out, filePos[0]!);
+    });
+  }
+
+  /** Issues the reads of the extents (zeros are filled at once); returns them. */
+  #readExtents(out: Buffer, x: Extents): Promise<void>[] {
+    const target = (i: number): Buffer => x.own[i] ?? out.subarray(x.outPos[i]!, x.outPos[i]! + x.lens[i]!);
+    const read = (tag: number, iov: Buffer[], at: number): Promise<void> => {
+      if (iov.length > 1) return readvInto(tag === 0 ? this.base.handle! : this.layers[tag - 1]!.handle, iov, at);
+      return tag === 0 ? this.base.read(iov[0]!, at) : readInto(this.layers[tag - 1]!.handle, iov[0]!, at);
+    };
+    if (x.tags.length === 1) {
+      if (x.tags[0] === ZERO_TAG) {
+        out.fill(0);
+        return [];
+      }
+      return [read(x.tags[0]!, [target(0)], x.filePos[0]!)];
     }
     // Group the extents of each file, in file order, and bridge small gaps.
     const byFile = new Map<number, number[]>();
-    for (let i = 0; i < tags.length; i++) {
-      const tag = tags[i]!;
+    for (let i = 0; i < x.tags.length; i++) {
+      const tag = x.tags[i]!;
       if (tag === ZERO_TAG) {
-        out.fill(0, outPos[i]!, outPos[i]! + lens[i]!);
+        target(i).fill(0);
         continue;
       }
       let list = byFile.get(tag);
@@ -242,39 +307,34 @@ export class ChainView {
     }
     const jobs: Promise<void>[] = [];
     for (const [tag, list] of byFile) {
-      if (tag !== 0) list.sort((a, b) => filePos[a]! - filePos[b]!);
+      if (tag !== 0) list.sort((a, b) => x.filePos[a]! - x.filePos[b]!);
       let k = 0;
       while (k < list.length) {
         const first = list[k]!;
-        const iov: Uint8Array[] = [out.subarray(outPos[first]!, outPos[first]! + lens[first]!)];
-        let cursor = filePos[first]! + lens[first]!;
+        const iov: Buffer[] = [target(first)];
+        let cursor = x.filePos[first]! + x.lens[first]!;
         let j = k + 1;
         while (j < list.length) {
           const e = list[j]!;
-          const gap = filePos[e]! - cursor;
-          if (gap < 0 || gap > MAX_BRIDGE || (tag === 0 && filePos[e]! + lens[e]! > this.base.size)) break;
+          const gap = x.filePos[e]! - cursor;
+          if (gap < 0 || gap > MAX_BRIDGE || (tag === 0 && x.filePos[e]! + x.lens[e]! > this.base.size)) break;
           if (gap > 0) iov.push(scratch(gap));
-          iov.push(out.subarray(outPos[e]!, outPos[e]! + lens[e]!));
-          cursor = filePos[e]! + lens[e]!;
+          iov.push(target(e));
+          cursor = x.filePos[e]! + x.lens[e]!;
           j++;
         }
-        const at = filePos[first]!;
-        if (iov.length === 1) {
-          jobs.push(tag === 0 ? this.base.read(iov[0]!, at) : readInto(this.layers[tag - 1]!.handle, iov[0]!, at));
-        } else {
-          jobs.push(readvInto(tag === 0 ? this.base.handle! : this.layers[tag - 1]!.handle, iov, at));
-        }
+        jobs.push(read(tag, iov, x.filePos[first]!));
         k = j;
       }
     }
-    return Promise.all(jobs).then(() => undefined);
+    return jobs;
   }
 
-  /** Reads whole block `block` into `out` (blockSize bytes); zero beyond the virtual size. */
+  /** Reads whole block `block` into `out` (blockSize bytes), verified; zero beyond the virtual size. */
   async readBlock(block: number, out: Buffer): Promise<void> {
     const start = block * this.blockSize;
     const inside = Math.min(this.blockSize, this.virtualSize - start);
-    await this.readInto(out.subarray(0, inside), start);
+    await this.readInto(out.subarray(0, inside), start, true);
     if (inside < this.blockSize) out.fill(0, inside);
   }
 }

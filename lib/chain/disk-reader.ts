@@ -27,13 +27,18 @@ export class DiskReader {
   /** Snapshot name, or undefined for the current state. */
   readonly snapshot: string | undefined;
   readonly #getView: () => ChainView;
+  readonly #verify: boolean;
   readonly #onClose: () => Promise<void>;
   #closed = false;
 
-  /** @param view the view, or a function returning the view of the moment (the current state). */
-  constructor(view: ChainView | (() => ChainView), snapshot: string | undefined, onClose: () => Promise<void>) {
+  /**
+   * @param view the view, or a function returning the view of the moment (the current state).
+   * @param verify check block CRCs on every read (the disk's `verifyReads`).
+   */
+  constructor(view: ChainView | (() => ChainView), snapshot: string | undefined, verify: boolean, onClose: () => Promise<void>) {
     this.#getView = typeof view === 'function' ? view : () => view;
     this.snapshot = snapshot;
+    this.#verify = verify;
     this.#onClose = onClose;
   }
 
@@ -49,11 +54,11 @@ export class DiskReader {
     return this.#view.blockSize;
   }
 
-  /** @throws NOT_OPEN, INVALID_ARGUMENT, OUT_OF_RANGE, LIMIT_EXCEEDED, IO_ERROR */
+  /** @throws NOT_OPEN, INVALID_ARGUMENT, OUT_OF_RANGE, LIMIT_EXCEEDED, IO_ERROR, CHECKSUM_MISMATCH (verifying) */
   async read(offset: number, length: number): Promise<Buffer> {
     this.#assertOpen();
     this.#view.assertRange(offset, length);
-    return this.#view.read(offset, length);
+    return this.#view.read(offset, length, this.#verify);
   }
 
   /** Fills `target` with the bytes at `offset` (a `read` into the caller's buffer). */
@@ -61,7 +66,7 @@ export class DiskReader {
     this.#assertOpen();
     if (!Buffer.isBuffer(target)) throw new DeltaDiskError('INVALID_ARGUMENT', 'target must be a Buffer');
     this.#view.assertRange(offset, target.length);
-    await this.#view.readInto(target, offset);
+    await this.#view.readInto(target, offset, this.#verify);
   }
 
   /** Where block `block` is served from. */

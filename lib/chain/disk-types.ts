@@ -14,6 +14,14 @@ export interface DiskOptions {
   readonly allowPaths?: readonly string[];
   /** Take the cross-process writer lock; default: true on the real file system, false on others. */
   readonly lock?: boolean;
+  /**
+   * Check every block read from a delta against its CRC, so damaged data ends in
+   * CHECKSUM_MISMATCH instead of being returned; default false. Costs one CRC-32 per
+   * block and, for a block read only in part, reading it whole (docs/DESIGN.md has
+   * figures). Copies (partial writes, merges, compaction) and `check({ readData })`
+   * verify regardless.
+   */
+  readonly verifyReads?: boolean;
 }
 
 export interface CreateDiskOptions extends DiskOptions {

@@ -19,7 +19,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { DeltaDiskError, fromSystemError } from '../errors.js';
+import { DeltaDiskError, fromSystemError, isDeltaDiskError } from '../errors.js';
 import type { Descriptor, SnapshotEntry } from '../format/descriptor.js';
 import { isValidSnapshotName } from '../format/descriptor.js';
 import {
@@ -63,7 +63,7 @@ import type {
 } from './disk-types.js';
 import { SNAPSHOT_ID } from './disk-types.js';
 import { describeDisk } from './disk-info.js';
-import { removeLeftoverFiles } from './leftover-files.js';
+import { removeInterruptedCreate, removeLeftoverFiles } from './leftover-files.js';
 import { Tree } from './tree.js';
 import { planBatch, type PendingWrite } from './write-plan.js';
 import { WriteQueue } from './write-queue.js';
@@ -108,6 +108,8 @@ export class Disk {
   #view!: ChainView;
   #closed = false;
   #broken: DeltaDiskError | undefined;
+  /** Reads check block CRCs (OpenDiskOptions.verifyReads). */
+  #verifyReads = false;
 
   private constructor(fs: FileSystem, paths: DiskPaths, d: Descriptor, base: BaseImage, layers: LayerSet, readOnly: boolean, lock: WriterLock | undefined) {
     this.#fs = fs;
@@ -125,8 +127,10 @@ export class Disk {
 
   /**
    * Creates a disk: a descriptor at `descriptorPath` (conventionally `<name>.chain`)
-   * and its first, empty layer beside it.
-   * @throws INVALID_ARGUMENT, ALREADY_EXISTS, NOT_FOUND (base), UNSAFE_PATH, LOCKED
+   * and its first, empty layer beside it. The leftover of a create interrupted before
+   * its descriptor (an empty first delta, temporary descriptors) is removed first.
+   * @throws INVALID_ARGUMENT, ALREADY_EXISTS (also for deltas of a lost descriptor),
+   *   NOT_FOUND (base), UNSAFE_PATH, LOCKED
    */
   static async create(descriptorPath: string, options: CreateDiskOptions = {}): Promise<Disk> {
     const fs = options.fs ?? nodeFileSystem;
@@ -147,6 +151,8 @@ export class Disk {
     let base: BaseImage = zeroBase;
     const created: string[] = [];
     try {
+      // A create cut short earlier left its first delta without a descriptor.
+      await removeInterruptedCreate(fs, paths);
       let baseRef: Descriptor['base'] = null;
       let virtualSize = options.size ?? 0;
       if (options.base !== undefined) {
@@ -194,6 +200,7 @@ export class Disk {
       const layers = new LayerSet(fs, paths, true);
       layers.add(layer);
       const disk = new Disk(fs, paths, d, base, layers, false, lock);
+      disk.#verifyReads = options.verifyReads ?? false;
       disk.#rebuildView(await layers.getAll(d, [layerId]));
       return disk;
     } catch (err) {
@@ -243,6 +250,7 @@ export class Disk {
         for (const id of layersWithPendingParent(d, op)) layers.waiveParentCheck(id);
       }
       const disk = new Disk(fs, paths, d, base, layers, readOnly, lock);
+      disk.#verifyReads = options.verifyReads ?? false;
       if (!readOnly) {
         if (op !== undefined) await runMerge(disk.#context(), op);
         for (const l of disk.#tree.path(disk.#d.active)) await reconcileHeader(disk.#layers, disk.#d, l.id);
@@ -317,7 +325,8 @@ export class Disk {
 
   /**
    * Reads `length` bytes at `offset` of the current state.
-   * @throws NOT_OPEN, INVALID_ARGUMENT, OUT_OF_RANGE, LIMIT_EXCEEDED, IO_ERROR, TRUNCATED
+   * @throws NOT_OPEN, INVALID_ARGUMENT, OUT_OF_RANGE, LIMIT_EXCEEDED, IO_ERROR, TRUNCATED,
+   *   CHECKSUM_MISMATCH (with `verifyReads`)
    */
   read(offset: number, length: number): Promise<Buffer> {
     try {
@@ -326,7 +335,7 @@ export class Disk {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#view.read(offset, length);
+    return this.#view.read(offset, length, this.#verifyReads);
   }
 
   /**
@@ -339,7 +348,7 @@ export class Disk {
     this.#assertOpen();
     if (!Buffer.isBuffer(target)) invalid('target must be a Buffer');
     this.#view.assertRange(offset, target.length);
-    await this.#view.readInto(target, offset);
+    await this.#view.readInto(target, offset, this.#verifyReads);
   }
 
   /**
@@ -383,7 +392,14 @@ export class Disk {
         const active = this.#view.top!;
         await active.sync();
         if (active.garbageBytes >= AUTO_COMPACT_BYTES && active.garbageBytes >= 0.5 * (active.logEnd - LOG_START)) {
-          await compactLayer(this.#context(), active.id, { dedup: false });
+          try {
+            await compactLayer(this.#context(), active.id, { dedup: false });
+          } catch (err) {
+            // The writes are durable already; a damaged block only keeps the layer
+            // uncompacted (compaction never copies damage), for `check` to report.
+            if (!isDeltaDiskError(err, 'CHECKSUM_MISMATCH')) throw err;
+            return;
+          }
           this.#rebuildView(await this.#pathLayers(this.#d.active));
         }
       }),
@@ -418,13 +434,13 @@ export class Disk {
       for (const row of added) {
         const pb = plan.blocks[b++]!;
         if (pb.kind === RecordKind.DATA) {
-          view.setData(pb.block, slot, active.dataOffset(row));
+          view.setData(pb.block, slot, row);
           if (pb.hash !== undefined) view.hashes?.add(slot, row, pb.hash);
         } else if (pb.kind === RecordKind.ZERO) {
           view.setZero(pb.block, slot);
         } else {
           const hit = view.hashes!.find(pb.hash)!;
-          view.setData(pb.block, hit.slot, view.layers[hit.slot - 1]!.dataOffset(hit.row));
+          view.setData(pb.block, hit.slot, hit.row);
         }
       }
       first = r;
@@ -667,7 +683,7 @@ export class Disk {
     const view = ChainView.build(this.#base, layers, this.virtualSize, this.blockSize, { indexHashes: false });
     for (const l of layers) l.retain();
     this.#base.retain();
-    return new DiskReader(view, snap.name, async () => {
+    return new DiskReader(view, snap.name, this.#verifyReads, async () => {
       for (const l of layers) await l.release();
       await this.#base.release();
     });
@@ -682,6 +698,7 @@ export class Disk {
         return this.#view;
       },
       undefined,
+      this.#verifyReads,
       async () => undefined,
     );
   }

@@ -14,6 +14,11 @@
  *  - `sync()` makes every appended record durable (one fdatasync). Every few thousand
  *    records a map segment is appended, synced, and only then the header pointing at
  *    it is written (to the other slot) and synced.
+ *  - No write ever touches a 4 KiB sector (LOG_ALIGN) holding records that may have
+ *    been acknowledged, so even a torn write that garbles whole sectors loses none:
+ *    `sync()` and every map segment end the log on a boundary with a PAD record, and
+ *    a log found ending elsewhere (a crash before the padding, an older file) is
+ *    padded and synced before anything is appended to it.
  *  - A failed write or fsync breaks the handle (GuardedHandle): the layer refuses
  *    further changes until the disk is reopened.
  */
@@ -22,12 +27,14 @@ import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
 import { decodeDeltaHeader, encodeDeltaHeader, type DeltaHeader, type SnapshotTag } from '../format/delta-header.js';
-import { HEADER_SLOT_SIZE, LOG_START, MAX_RECORD_PAYLOAD, MAX_SEGMENT_ENTRIES } from '../format/limits.js';
+import { HEADER_SLOT_SIZE, LOG_ALIGN, LOG_START, MAX_RECORD_PAYLOAD, MAX_SEGMENT_ENTRIES } from '../format/limits.js';
 import { decodeMapSegment, encodeMapSegment, HASH_SIZE, type MapSegment } from '../format/map-segment.js';
 import {
   decodeRecordHeader,
+  encodePadRecord,
   encodeRecordHeader,
   layerTag,
+  paddingAt,
   RECORD_HEADER_SIZE,
   RecordKind,
   type RecordHeader,
@@ -94,6 +101,11 @@ export class LayerFile {
   #tailBytes = 0;
   /** Bytes of block data whose rows no block points at any more. */
   #garbageBytes = 0;
+  /**
+   * True while the bytes just before the log end may be acknowledged (after opening,
+   * `sync()` or a map segment): the next write there must start on a fresh sector.
+   */
+  #endExposed = true;
   #refs = 1;
   #closed = false;
 
@@ -132,6 +144,11 @@ export class LayerFile {
   /** Offset at which the next record will be appended (= bytes of log in use). */
   get logEnd(): number {
     return this.#logEnd;
+  }
+
+  /** Sequence number the next record will carry. */
+  get nextSeq(): number {
+    return this.#nextSeq;
   }
 
   get garbageBytes(): number {
@@ -395,6 +412,7 @@ export class LayerFile {
       case RecordKind.REF:
         return rh.payloadLength === rh.count * HASH_SIZE && rh.block + rh.count <= this.#maxBlocks;
       case RecordKind.MAPSEG:
+      case RecordKind.PAD:
         return rh.count === 1 && rh.block === 0;
     }
   }
@@ -447,6 +465,7 @@ export class LayerFile {
         }
         // A MAPSEG in the tail was written but never made current by a header; the
         // rows it lists are scanned here anyway, and the next segment re-lists them.
+        // A PAD holds nothing.
       }
       pos += RECORD_HEADER_SIZE + rh.payloadLength;
       seq++;
@@ -487,6 +506,7 @@ export class LayerFile {
       await this.#handle.datasync();
       await this.#writeSegments();
     }
+    await this.#padExposedEnd();
     const bs = this.blockSize;
     const headers = Buffer.allocUnsafe(runs.length * RECORD_HEADER_SIZE);
     const iov: Uint8Array[] = [];
@@ -538,19 +558,51 @@ export class LayerFile {
     this.#tailBytes += pos - this.#logEnd;
     this.#logEnd = pos;
     this.#nextSeq = seq;
+    this.#endExposed = false;
     return pending.map((p) => this.#addRow(p.kind, p.block, p.offset, p.crc, p.hash));
   }
 
   /**
-   * Makes every appended record durable; indexes the tail when it has grown long.
+   * Makes every appended record durable, the log padded to a LOG_ALIGN boundary;
+   * indexes the tail when it has grown long (the segment is padded instead).
    */
   async sync(): Promise<void> {
     this.#assertWritable();
-    await this.#handle.datasync();
     const tailRows = this.records.count - this.#indexedRows;
     if (tailRows >= SEGMENT_EVERY_ROWS || this.#tailBytes >= SEGMENT_EVERY_BYTES) {
+      await this.#handle.datasync();
       await this.#writeSegments();
+      return;
     }
+    await this.#pad();
+    await this.#handle.datasync();
+    this.#endExposed = true;
+  }
+
+  /** Appends a PAD record taking the log end to the next LOG_ALIGN boundary (not synced). */
+  async #pad(): Promise<void> {
+    const n = paddingAt(this.#logEnd);
+    if (n === 0) return;
+    await this.#handle.write(encodePadRecord(n, this.#nextSeq, this.#tag), this.#logEnd);
+    this.#advance(n);
+  }
+
+  /** Moves the log end past `bytes` just written as one record holding no rows. */
+  #advance(bytes: number): void {
+    this.#logEnd += bytes;
+    this.#nextSeq++;
+    this.#tailBytes += bytes;
+  }
+
+  /**
+   * Before writing at a log end that may hold acknowledged records in its last
+   * sector (only after opening a log that does not end on a boundary), pads it to
+   * the boundary durably, so a torn write cannot reach those records.
+   */
+  async #padExposedEnd(): Promise<void> {
+    if (!this.#endExposed || this.#logEnd % LOG_ALIGN === 0) return;
+    await this.#pad();
+    await this.#handle.datasync();
   }
 
   /**
@@ -561,33 +613,44 @@ export class LayerFile {
   async #writeSegments(patch: Partial<Pick<DeltaHeader, 'sealed' | 'snapshot' | 'parentId' | 'parentFile'>> = {}): Promise<void> {
     const from = this.#indexedRows;
     const total = this.records.count;
-    let lastSegment = this.#header.lastSegment;
-    if (total > from) {
-      const segAt = this.#logEnd;
-      const payload = encodeMapSegment({
-        prev: lastSegment,
-        full: false,
-        first: this.#header.logEnd,
-        end: segAt,
-        firstSeq: lastSegment === 0 ? 1 : this.#seqAfterSegment(lastSegment),
-        ...this.records.columns(from, total),
-      });
-      const hdr = Buffer.allocUnsafe(RECORD_HEADER_SIZE);
-      encodeRecordHeader(hdr, 0, RecordKind.MAPSEG, this.#nextSeq, 0, 1, payload.length, crc32(payload), this.#tag);
-      // A header that cannot be encoded (LIMIT_EXCEEDED) must fail before the segment
-      // is written: a segment no header points at would hide its rows from the next one.
-      const end = segAt + RECORD_HEADER_SIZE + payload.length;
-      encodeDeltaHeader({ ...this.#header, ...patch, generation: this.#header.generation + 1, logEnd: end, nextSeq: this.#nextSeq + 1, lastSegment: segAt });
-      await this.#handle.write([hdr, payload], segAt);
-      await this.#handle.datasync();
-      this.#segmentSeqs.set(segAt, this.#nextSeq);
-      this.#nextSeq++;
-      this.#logEnd = segAt + RECORD_HEADER_SIZE + payload.length;
-      this.#indexedRows = total;
-      this.#tailBytes = 0;
-      lastSegment = segAt;
+    if (total === from) {
+      // Nothing to index: the header keeps its segment, log end and sequence number
+      // (the tail may hold PAD records, which need no listing).
+      await this.#writeHeader(patch);
+      return;
     }
-    await this.#writeHeader({ ...patch, logEnd: this.#logEnd, nextSeq: this.#nextSeq, lastSegment });
+    await this.#padExposedEnd();
+    const lastSegment = this.#header.lastSegment;
+    const segAt = this.#logEnd;
+    const payload = encodeMapSegment({
+      prev: lastSegment,
+      full: false,
+      first: this.#header.logEnd,
+      end: segAt,
+      firstSeq: lastSegment === 0 ? 1 : this.#seqAfterSegment(lastSegment),
+      ...this.records.columns(from, total),
+    });
+    const hdr = Buffer.allocUnsafe(RECORD_HEADER_SIZE);
+    encodeRecordHeader(hdr, 0, RecordKind.MAPSEG, this.#nextSeq, 0, 1, payload.length, crc32(payload), this.#tag);
+    // A header that cannot be encoded (LIMIT_EXCEEDED) must fail before the segment
+    // is written: a segment no header points at would hide its rows from the next one.
+    const end = segAt + RECORD_HEADER_SIZE + payload.length;
+    const seq = this.#nextSeq;
+    encodeDeltaHeader({ ...this.#header, ...patch, generation: this.#header.generation + 1, logEnd: end, nextSeq: seq + 1, lastSegment: segAt });
+    // The padding goes with the segment: the header about to point at it makes the
+    // segment's last sector one that no later write may touch.
+    const pad = paddingAt(end);
+    await this.#handle.write([hdr, payload, ...(pad > 0 ? encodePadRecord(pad, seq + 1, this.#tag) : [])], segAt);
+    await this.#handle.datasync();
+    this.#segmentSeqs.set(segAt, seq);
+    this.#nextSeq = seq + 1;
+    this.#logEnd = end;
+    this.#indexedRows = total;
+    this.#tailBytes = 0;
+    if (pad > 0) this.#advance(pad);
+    this.#endExposed = true;
+    // The header's log end is the segment's end; the PAD after it is scanned as tail.
+    await this.#writeHeader({ ...patch, logEnd: end, nextSeq: seq + 1, lastSegment: segAt });
   }
 
   async #writeHeader(patch: Partial<DeltaHeader>): Promise<void> {
@@ -616,9 +679,27 @@ export class LayerFile {
 
   // ---------------------------------------------------------------- reading
 
-  /** Reads the data of DATA/BLOB row `row` (a whole block). */
+  /** Reads the data of DATA/BLOB row `row` (a whole block), verified. */
   async readRow(row: number): Promise<Buffer> {
-    return readExactly(this.#handle, this.records.offset(row), this.blockSize);
+    const data = await readExactly(this.#handle, this.records.offset(row), this.blockSize);
+    this.verifyRow(row, data);
+    return data;
+  }
+
+  /**
+   * Checks `data`, read for DATA/BLOB row `row`, against the block CRC on record.
+   * @throws CHECKSUM_MISMATCH naming the file, offset and block.
+   */
+  verifyRow(row: number, data: Uint8Array): void {
+    if (crc32(data) === this.records.crc(row)) return;
+    const offset = this.records.offset(row);
+    const block = this.records.kind(row) === RecordKind.BLOB ? undefined : this.records.block(row);
+    throw new DeltaDiskError('CHECKSUM_MISMATCH', `${this.path}: ${block === undefined ? 'stored content' : `block ${block}`} at offset ${offset} fails its checksum`, {
+      path: this.path,
+      offset,
+      block,
+      layer: this.id,
+    });
   }
 
   #corrupt(message: string, offset?: number): never {

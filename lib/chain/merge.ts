@@ -18,7 +18,7 @@
  * ones the record names (STATE_MISMATCH otherwise). Data of the removed layer that
  * deduplicated blocks elsewhere still refer to is carried over as BLOB records.
  */
-import { DeltaDiskError, fromSystemError } from '../errors.js';
+import { DeltaDiskError, fromSystemError, isDeltaDiskError } from '../errors.js';
 import type { Descriptor } from '../format/descriptor.js';
 import { MAX_RECORD_PAYLOAD } from '../format/limits.js';
 import type { MergeState } from '../format/op-state.js';
@@ -141,27 +141,11 @@ export async function runMerge(ctx: MergeContext, initial: MergeState): Promise<
     // would skip them all and drop the removed layer's data.
     if (state.progress > Math.ceil(d.virtualSize / d.blockSize)) mismatch(`its progress mark ${state.progress} lies past the last block`);
     await writeOpState(ctx.fs, ctx.paths.opState, state);
-    const view = await viewUpTo(ctx, tree, state.removed.id);
-    if (state.direction === 'stream') {
-      for (const s of state.survivors) {
-        const survivor = await ctx.layers.get(d, s.id);
-        const n = await copyBlocks(ctx, view, removed, survivor, (b) => !survivor.map.has(b), async () => undefined);
-        copied.blocks += n.blocks;
-        copied.bytes += n.bytes;
-        await keepReferenced(ctx, tree, view, removed, survivor, [tree.layer(s.id), ...tree.descendants(s.id)]);
-        await survivor.sync();
-      }
-    } else {
-      const survivor = await ctx.layers.get(d, state.survivors[0]!.id);
-      const n = await copyBlocks(ctx, view, removed, survivor, (b) => b >= state.progress, async (next) => {
-        await survivor.sync();
-        state = { ...state, progress: next };
-        await writeOpState(ctx.fs, ctx.paths.opState, state);
-      });
-      copied.blocks += n.blocks;
-      copied.bytes += n.bytes;
-      await keepReferenced(ctx, tree, view, removed, survivor, tree.descendants(state.removed.id));
-      await survivor.sync();
+    try {
+      state = await copyPhase(ctx, tree, state, removed, copied);
+    } catch (err) {
+      if (isDeltaDiskError(err, 'CHECKSUM_MISMATCH')) await abandon(ctx, state);
+      throw err;
     }
     await ctx.commitDescriptor(switched(d, state));
   } else if (!state.survivors.every((s) => tree.has(s.id))) {
@@ -244,6 +228,55 @@ async function viewUpTo(ctx: MergeContext, tree: Tree, top: string): Promise<Cha
 }
 
 /**
+ * The copy phase of a merge: appends to the survivors only, so the disk reads the
+ * same throughout. Returns the state with its last progress mark.
+ */
+async function copyPhase(ctx: MergeContext, tree: Tree, initial: MergeState, removed: LayerFile, copied: { blocks: number; bytes: number }): Promise<MergeState> {
+  let state = initial;
+  const d = ctx.descriptor();
+  const view = await viewUpTo(ctx, tree, state.removed.id);
+  if (state.direction === 'stream') {
+    for (const s of state.survivors) {
+      const survivor = await ctx.layers.get(d, s.id);
+      const n = await copyBlocks(ctx, view, removed, survivor, (b) => !survivor.map.has(b), async () => undefined);
+      copied.blocks += n.blocks;
+      copied.bytes += n.bytes;
+      await keepReferenced(ctx, tree, view, removed, survivor, [tree.layer(s.id), ...tree.descendants(s.id)]);
+      await survivor.sync();
+    }
+  } else {
+    const survivor = await ctx.layers.get(d, state.survivors[0]!.id);
+    const n = await copyBlocks(ctx, view, removed, survivor, (b) => b >= state.progress, async (next) => {
+      await survivor.sync();
+      state = { ...state, progress: next };
+      await writeOpState(ctx.fs, ctx.paths.opState, state);
+    });
+    copied.blocks += n.blocks;
+    copied.bytes += n.bytes;
+    await keepReferenced(ctx, tree, view, removed, survivor, tree.descendants(state.removed.id));
+    await survivor.sync();
+  }
+  return state;
+}
+
+/**
+ * Gives up a merge whose copy met damaged data (copying it would launder the damage
+ * under a fresh CRC). Before the descriptor switch nothing names the copies, and
+ * those appended to a survivor hold what the disk already reads there, so removing
+ * the state record leaves a valid disk: the layer stays, unmerged, and the damage
+ * stays for `check` to report.
+ */
+async function abandon(ctx: MergeContext, state: MergeState): Promise<void> {
+  const d = ctx.descriptor();
+  for (const s of state.survivors) {
+    const survivor = await ctx.layers.get(d, s.id).catch(() => undefined);
+    if (survivor !== undefined && !survivor.broken) await survivor.sync().catch(() => undefined);
+  }
+  await removeOpState(ctx.fs, ctx.paths.opState).catch(() => undefined);
+  ctx.layers.clearWaivers();
+}
+
+/**
  * Appends to `target` the blocks of `removed` (the top of `view`) that `want`
  * accepts, in block order, as runs; content that lives only in `removed` is copied
  * as data, references to content below are copied as references. Calls `mark`
@@ -303,7 +336,7 @@ async function copyBlocks(
       copiedBlocks += 1;
       continue;
     }
-    const offsets: number[] = [];
+    const rows: number[] = [];
     const hashes: (Uint8Array | undefined)[] = [];
     let n = 0;
     while (i + n < blocks.length && n < maxRunBlocks) {
@@ -311,11 +344,11 @@ async function copyBlocks(
       if (b !== first + n || !ownData(b)) break;
       const k = removed.map.tag(b);
       if (k !== RecordKind.DATA && k !== RecordKind.REF) break;
-      offsets.push(view.merged.num(b));
+      rows.push(view.merged.num(b));
       hashes.push(dataHash(removed, removed.map.num(b)));
       n++;
     }
-    const data = await readOffsets(removed, offsets, bs);
+    const data = await readRows(removed, rows, bs);
     const known = hashes.every((h) => h !== undefined) ? (hashes as Uint8Array[]) : undefined;
     await pushRun({ kind: RecordKind.DATA, block: first, data, hashes: known }, n);
     i += n;
@@ -390,16 +423,24 @@ function dataHash(layer: LayerFile, row: number): Uint8Array | undefined {
   return layer.records.hasHash(row) ? Uint8Array.from(layer.records.hash(row)) : undefined;
 }
 
-/** Reads whole blocks at the given offsets, coalescing contiguous ones into one read. */
-async function readOffsets(layer: LayerFile, offsets: readonly number[], bs: number): Promise<Buffer[]> {
+/**
+ * Reads the blocks of the given rows, coalescing contiguous ones into one read, each
+ * verified: damaged data must fail the merge, not be copied under a fresh CRC.
+ */
+async function readRows(layer: LayerFile, rows: readonly number[], bs: number): Promise<Buffer[]> {
   const out: Buffer[] = [];
+  const at = (k: number): number => layer.dataOffset(rows[k]!);
   let i = 0;
-  while (i < offsets.length) {
+  while (i < rows.length) {
     let n = 1;
-    while (i + n < offsets.length && offsets[i + n] === offsets[i]! + n * bs) n++;
+    while (i + n < rows.length && at(i + n) === at(i) + n * bs) n++;
     const buf = Buffer.allocUnsafe(n * bs);
-    await readInto(layer.handle, buf, offsets[i]!);
-    for (let k = 0; k < n; k++) out.push(buf.subarray(k * bs, (k + 1) * bs));
+    await readInto(layer.handle, buf, at(i));
+    for (let k = 0; k < n; k++) {
+      const data = buf.subarray(k * bs, (k + 1) * bs);
+      layer.verifyRow(rows[i + k]!, data);
+      out.push(data);
+    }
     i += n;
   }
   return out;

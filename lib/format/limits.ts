@@ -27,6 +27,13 @@ export const MAX_DESCRIPTION_LENGTH = 4096;
 export const HEADER_SLOT_SIZE = 4096;
 export const LOG_START = 2 * HEADER_SLOT_SIZE;
 
+/**
+ * The log is padded to a multiple of this at the end of every flush and after every
+ * map segment, so no later write touches a sector holding acknowledged records
+ * (4 KiB covers drives with 512 B and with 4 KiB sectors).
+ */
+export const LOG_ALIGN = 4096;
+
 /** A map segment lists at most this many records. */
 export const MAX_SEGMENT_ENTRIES = 65536;
 /** Largest record payload: a block, or a map segment at its cap. */

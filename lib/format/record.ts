@@ -11,9 +11,9 @@
  *     6   2  reserved (0)
  *     8   8  sequence number, u64 LE: 1, 2, 3 … within the layer, no gaps
  *     16  8  first block index, u64 LE (0 for BLOB and MAPSEG)
- *     24  4  count: blocks in the run (1 for MAPSEG)
+ *     24  4  count: blocks in the run (1 for MAPSEG and PAD)
  *     28  4  payload length, u32 LE: DATA and BLOB count × block size,
- *            REF count × 32 (the SHA-256 of each block), ZERO 0
+ *            REF count × 32 (the SHA-256 of each block), ZERO 0, PAD any
  *     32  4  CRC-32 of the payload
  *     36  4  layer tag: the first 4 bytes of the layer id, so a record copied in
  *            from another delta is never mistaken for one of ours
@@ -24,10 +24,14 @@
  * accepted only if it carries exactly the next number, its header CRC holds and its
  * payload CRC holds. The first record that fails any of these ends the log; bytes
  * beyond it are a torn tail and are discarded (truncated on the next writable open).
+ *
+ * PAD records (zeros) end every flush and every map segment on a LOG_ALIGN boundary:
+ * a torn write can garble whole sectors around the bytes it wrote, and must never
+ * reach a sector holding records already acknowledged.
  */
 import { crc32 } from 'node:zlib';
 import { DeltaDiskError } from '../errors.js';
-import { MAX_RECORD_PAYLOAD } from './limits.js';
+import { LOG_ALIGN, MAX_RECORD_PAYLOAD } from './limits.js';
 
 export const RECORD_HEADER_SIZE = 48;
 const RECORD_MAGIC = 0x43524444; // "DDRC" little-endian
@@ -43,11 +47,33 @@ export const RecordKind = {
   BLOB: 4,
   /** A map segment: the list of the records before it (see map-segment.ts). */
   MAPSEG: 5,
+  /** Padding to the next LOG_ALIGN boundary; payload zeros, no blocks. */
+  PAD: 6,
 } as const;
 export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
 
 export function isRecordKind(k: number): k is RecordKind {
-  return k >= 1 && k <= 5;
+  return k >= 1 && k <= 6;
+}
+
+/**
+ * Length (header included) of the PAD record that takes a log ending at `pos` to
+ * the next LOG_ALIGN boundary, or one boundary further when the gap is shorter
+ * than a record header; 0 when `pos` is on a boundary.
+ */
+export function paddingAt(pos: number): number {
+  const gap = (LOG_ALIGN - (pos % LOG_ALIGN)) % LOG_ALIGN;
+  return gap === 0 ? 0 : gap < RECORD_HEADER_SIZE ? gap + LOG_ALIGN : gap;
+}
+
+const ZEROS = Buffer.alloc(LOG_ALIGN + RECORD_HEADER_SIZE);
+
+/** The buffers of a PAD record of `length` bytes (from `paddingAt`), to write at the log end. */
+export function encodePadRecord(length: number, seq: number, tag: number): Buffer[] {
+  const payload = ZEROS.subarray(0, length - RECORD_HEADER_SIZE);
+  const header = Buffer.allocUnsafe(RECORD_HEADER_SIZE);
+  encodeRecordHeader(header, 0, RecordKind.PAD, seq, 0, 1, payload.length, crc32(payload), tag);
+  return [header, payload];
 }
 
 export interface RecordHeader {

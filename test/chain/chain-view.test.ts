@@ -91,6 +91,31 @@ describe('ChainView reads', () => {
     expect(result.equals(Buffer.concat(blocks(4, 0x20)).subarray(BS - 10, 3 * BS + 10))).toBe(true);
   });
 
+  it('verifying, an unaligned read still reads its blocks with one call, each checked against its CRC', async () => {
+    const l = await layer(1);
+    await l.append([{ kind: RecordKind.DATA, block: 0, data: blocks(4, 0x20) }]);
+    await l.sync();
+    const view = ChainView.build(zeroBase, [l], SIZE, BS, { indexHashes: false });
+    const { result, reads } = await preads(() => view.read(BS - 10, 2 * BS + 20, true));
+    expect(reads).toHaveLength(1);
+    expect(result.equals(Buffer.concat(blocks(4, 0x20)).subarray(BS - 10, 3 * BS + 10))).toBe(true);
+    // One byte of block 2 damaged on disk: every verified read touching block 2 fails.
+    const p = path.join(dir, l.file);
+    const fd = fs.openSync(p, 'r+');
+    fs.writeSync(fd, Buffer.from([0x99]), 0, 1, l.dataOffset(l.map.num(2)) + 4000);
+    fs.closeSync(fd);
+    for (const [offset, length] of [[2 * BS, BS], [2 * BS + 10, 10], [BS - 10, 2 * BS + 20], [0, 4 * BS]]) {
+      const err = await view.read(offset!, length!, true).catch((e: unknown) => e);
+      expect(err, `${offset}+${length}`).toMatchObject({ code: 'CHECKSUM_MISMATCH', block: 2, offset: l.dataOffset(l.map.num(2)) });
+    }
+    // Reads not touching it, and unverified reads, go on.
+    expect((await view.read(0, 2 * BS, true)).equals(Buffer.concat(blocks(2, 0x20)))).toBe(true);
+    expect((await view.read(3 * BS + 5, 5, true)).equals(Buffer.alloc(5, 0x23))).toBe(true);
+    expect((await view.read(2 * BS + 4000, 1))[0]).toBe(0x99);
+    // Whole-block reads for copies always verify.
+    await expect(view.readBlock(2, Buffer.alloc(BS))).rejects.toMatchObject({ code: 'CHECKSUM_MISMATCH' });
+  });
+
   it('extents of one file a small gap apart are one readv; other files read together', async () => {
     const l1 = await layer(1);
     const l2 = await layer(2);

@@ -3,14 +3,17 @@
  * test/harness/chain-workloads.ts is recorded once on a CrashFS, then every crash
  * point is checked exhaustively (pending operations all kept, all dropped, and kept
  * up to each prefix), plus random crash states (random point, random keep / drop /
- * tear per pending operation, 512 B or 4 KiB sectors). Every recovery that writes
+ * tear per pending operation, 512 B or 4 KiB sectors), with torn garbage confined
+ * to the bytes written (powersafe overwrite) and, half as many, spread over the
+ * whole sectors touched (SQLite's test6.c model). Every recovery that writes
  * (resuming a merge, cutting a torn tail, removing leftovers, indexing the tail on
  * close) after an all-kept or all-dropped crash is crashed in turn at each of its
  * operations, and (every fourth such point, DELTADISK_RECOVERY_FAULT_STRIDE) fails
  * with EIO at each of its calls.
  *
- * Size: DELTADISK_CRASH_STATES random states per workload (default 200; tens of
- * thousands for a long run). DELTADISK_SEED replays a run (the seed is printed).
+ * Size: DELTADISK_CRASH_STATES random states per workload (default 200, plus half as
+ * many whole-sector ones; tens of thousands for a long run). DELTADISK_SEED replays a
+ * run (the seed is printed).
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { chainWorkloads, manySmallWritesWorkload, randomChainWorkload } from '../harness/chain-workloads.js';
@@ -43,6 +46,7 @@ describe('chain under simulated power loss', () => {
       await exploreRecoveryCrashes(w, rec, [...exhaustiveCases(rec)].filter((c) => c.policy.kind !== 'prefix'), figures);
       await exploreRecoveryFaults(w, rec, [...exhaustiveCases(rec)].filter((c) => c.policy.kind === 'keep-all'), figures, RECOVERY_FAULT_STRIDE);
       await explore(w, rec, randomCases(rec, new Rng(SEED ^ hash(w.name)), RANDOM_STATES), figures, { kind: 'random' });
+      await explore(w, rec, randomCases(rec, new Rng(SEED ^ hash(w.name) ^ 0x5ec7), Math.ceil(RANDOM_STATES / 2), 'sector'), figures, { kind: 'random, whole-sector tears' });
       const mine = figures.failures.slice(before);
       expect(mine, formatFailures(mine)).toEqual([]);
     });
@@ -62,6 +66,7 @@ describe('chain under simulated power loss', () => {
     const tail = [...exhaustiveCases(rec)].filter((c) => c.point >= flush.start && c.policy.kind !== 'prefix');
     await explore(w, rec, tail, figures, { kind: 'exhaustive' });
     await explore(w, rec, randomCases(rec, new Rng(SEED ^ 4200), Math.ceil(RANDOM_STATES / 10)), figures, { kind: 'random' });
+    await explore(w, rec, randomCases(rec, new Rng(SEED ^ 4201), Math.ceil(RANDOM_STATES / 20), 'sector'), figures, { kind: 'random, whole-sector tears' });
     const mine = figures.failures.slice(before);
     expect(mine, formatFailures(mine)).toEqual([]);
   });
@@ -74,6 +79,7 @@ describe('chain under simulated power loss', () => {
       const rec = await recordWorkload(w);
       figures.add('recorded operations', rec.end);
       await explore(w, rec, randomCases(rec, rng.fork(), Math.ceil(RANDOM_STATES / 2)), figures, { kind: 'random sequences' });
+      await explore(w, rec, randomCases(rec, rng.fork(), Math.ceil(RANDOM_STATES / 4), 'sector'), figures, { kind: 'random sequences, whole-sector tears' });
     }
     const mine = figures.failures.slice(before);
     expect(mine, formatFailures(mine)).toEqual([]);

@@ -101,7 +101,8 @@ const classes: [string, (fx: ChainFixture) => Iterable<Variant>][] = [
   ['random metadata flips', (fx) => randomMetadataFlips(fx, options())],
   ['descriptor fields and shapes', descriptorMutations],
   ['operation state record fields', opStateMutations],
-  // Documented gap (test/regressions/block-reads-skip-crc.test.ts): counted, not failed.
+  // Reads without verifyReads do not check block CRCs, by decision (docs/DESIGN.md;
+  // test/regressions/block-reads-skip-crc.test.ts covers verifyReads): counted, not failed.
   ['flips in indexed block data', (fx) => indexedDataFlips(fx, 20, new Rng(SEED))],
 ];
 

@@ -13,7 +13,7 @@ import { isDeltaDiskError } from '../../lib/errors.js';
 import { decodeDeltaHeader } from '../../lib/format/delta-header.js';
 import { HEADER_SLOT_SIZE, LOG_START, MAX_SEGMENT_ENTRIES } from '../../lib/format/limits.js';
 import { decodeMapSegment } from '../../lib/format/map-segment.js';
-import { decodeRecordHeader, encodeRecordHeader, layerTag, RECORD_HEADER_SIZE, RecordKind } from '../../lib/format/record.js';
+import { decodeRecordHeader, encodeRecordHeader, layerTag, paddingAt, RECORD_HEADER_SIZE, RecordKind } from '../../lib/format/record.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -183,21 +183,21 @@ describe('LayerFile recovery of a torn tail', () => {
   const torn: [string, (l: LayerFile) => Buffer][] = [
     ['half a record header', () => randomBytes(30)],
     ['zeros (a preallocated tail)', () => Buffer.alloc(3 * BS)],
-    ['a record whose payload is cut off', (l) => handRecord(layerTag(l.id), RecordKind.DATA, 3, 2, [block(3)]).subarray(0, RECORD_HEADER_SIZE + 100)],
+    ['a record whose payload is cut off', (l) => handRecord(layerTag(l.id), RecordKind.DATA, l.nextSeq, 2, [block(3)]).subarray(0, RECORD_HEADER_SIZE + 100)],
     ['a record whose payload CRC fails', (l) => {
-      const r = handRecord(layerTag(l.id), RecordKind.DATA, 3, 2, [block(3)]);
+      const r = handRecord(layerTag(l.id), RecordKind.DATA, l.nextSeq, 2, [block(3)]);
       r[RECORD_HEADER_SIZE + 7] = 0xee;
       return r;
     }],
     ['a record with a damaged header', (l) => {
-      const r = handRecord(layerTag(l.id), RecordKind.DATA, 3, 2, [block(3)]);
+      const r = handRecord(layerTag(l.id), RecordKind.DATA, l.nextSeq, 2, [block(3)]);
       r[16] = 5; // block index, under the header CRC
       return r;
     }],
-    ['a record out of sequence (a stale copy of an earlier one)', (l) => handRecord(layerTag(l.id), RecordKind.DATA, 2, 2, [block(3)])],
-    ['a record with a gap in the sequence', (l) => handRecord(layerTag(l.id), RecordKind.DATA, 4, 2, [block(3)])],
-    ['a record naming blocks past the end of the disk', (l) => handRecord(layerTag(l.id), RecordKind.ZERO, 3, BLOCKS - 1, [], 2)],
-    ['a DATA record whose length does not match its count', (l) => handRecord(layerTag(l.id), RecordKind.DATA, 3, 2, [block(3)], 2)],
+    ['a record out of sequence (a stale copy of an earlier one)', (l) => handRecord(layerTag(l.id), RecordKind.DATA, l.nextSeq - 1, 2, [block(3)])],
+    ['a record with a gap in the sequence', (l) => handRecord(layerTag(l.id), RecordKind.DATA, l.nextSeq + 1, 2, [block(3)])],
+    ['a record naming blocks past the end of the disk', (l) => handRecord(layerTag(l.id), RecordKind.ZERO, l.nextSeq, BLOCKS - 1, [], 2)],
+    ['a DATA record whose length does not match its count', (l) => handRecord(layerTag(l.id), RecordKind.DATA, l.nextSeq, 2, [block(3)], 2)],
   ];
 
   for (const [what, tail] of torn) {
@@ -206,7 +206,7 @@ describe('LayerFile recovery of a torn tail', () => {
       const extra = tail(l);
       append(l, extra);
       // A later, perfectly valid record after the damage must not rejoin the log either.
-      append(l, handRecord(layerTag(l.id), RecordKind.DATA, 4, 7, [block(7)]));
+      append(l, handRecord(layerTag(l.id), RecordKind.DATA, l.nextSeq + 1, 7, [block(7)]));
       const ro = await reopen(l, false);
       expect(await contents(ro)).toEqual(expected);
       expect(fileSize(l)).toBe(end + extra.length + RECORD_HEADER_SIZE + BS); // read-only: untouched
@@ -222,24 +222,23 @@ describe('LayerFile recovery of a torn tail', () => {
 
   it('a valid hand-written record with the next sequence number is accepted (the scan is not just "drop the tail")', async () => {
     const { l } = await twoRecords();
-    append(l, handRecord(layerTag(l.id), RecordKind.DATA, 3, 2, [block(3)]));
+    append(l, handRecord(layerTag(l.id), RecordKind.DATA, l.nextSeq, 2, [block(3)]));
     expect(await contents(await reopen(l, false))).toEqual(new Map([...expected, [2, 'data:3']]));
   });
 
   it('a record copied from another layer (wrong tag) ends the log', async () => {
     const { l } = await twoRecords();
-    // Another layer with three records; its third has exactly the sequence number l expects next.
+    // Another layer whose last record has exactly the sequence number l expects next.
     const other = await create('d-000002.delta');
-    await other.append([{ kind: RecordKind.ZERO, block: 50, count: 1 }]);
-    await other.append([{ kind: RecordKind.ZERO, block: 51, count: 1 }]);
+    while (other.nextSeq < l.nextSeq) await other.append([{ kind: RecordKind.ZERO, block: 50 + other.nextSeq, count: 1 }]);
     const at = other.logEnd;
     await other.append([{ kind: RecordKind.DATA, block: 2, data: [block(0x66)] }]);
     await other.sync();
     const foreign = fs.readFileSync(path.join(dir, other.file)).subarray(at, at + RECORD_HEADER_SIZE + BS);
     const parsed = decodeRecordHeader(foreign, 0, layerTag(other.id))!;
-    expect(parsed).toMatchObject({ seq: 3, block: 2, kind: RecordKind.DATA });
+    expect(parsed).toMatchObject({ seq: l.nextSeq, block: 2, kind: RecordKind.DATA });
     append(l, foreign);
-    append(l, handRecord(layerTag(l.id), RecordKind.DATA, 4, 7, [block(7)]));
+    append(l, handRecord(layerTag(l.id), RecordKind.DATA, l.nextSeq + 1, 7, [block(7)]));
     const r = await reopen(l, true);
     expect(await contents(r)).toEqual(expected);
     expect(fileSize(l)).toBe(r.logEnd);
@@ -264,6 +263,47 @@ describe('LayerFile recovery of a torn tail', () => {
   });
 });
 
+describe('LayerFile padding (no write touches a sector of acknowledged records)', () => {
+  it('sync ends the log on a 4 KiB boundary with a PAD record, which reopening reads as part of the log', async () => {
+    const l = await create();
+    await l.append([{ kind: RecordKind.ZERO, block: 3, count: 1 }]);
+    const before = l.logEnd;
+    await l.sync();
+    expect(before % 4096).not.toBe(0);
+    expect(l.logEnd).toBe(before + paddingAt(before));
+    expect(l.logEnd % 4096).toBe(0);
+    expect(fileSize(l)).toBe(l.logEnd);
+    const pad = decodeRecordHeader(fs.readFileSync(path.join(dir, l.file)), before, layerTag(l.id))!;
+    expect(pad).toMatchObject({ kind: RecordKind.PAD, seq: l.nextSeq - 1, count: 1, block: 0, payloadLength: l.logEnd - before - RECORD_HEADER_SIZE });
+    const r = await reopen(l, false);
+    expect(r.logEnd).toBe(l.logEnd);
+    expect(await contents(r)).toEqual(new Map([[3, 'zero']]));
+  });
+
+  it('a gap shorter than a record header pads to the boundary after next', () => {
+    expect(paddingAt(8192)).toBe(0);
+    expect(paddingAt(8192 + 4096 - RECORD_HEADER_SIZE)).toBe(RECORD_HEADER_SIZE);
+    expect(paddingAt(8192 + 4096 - RECORD_HEADER_SIZE + 1)).toBe(RECORD_HEADER_SIZE - 1 + 4096);
+    expect(paddingAt(8193)).toBe(4095);
+  });
+
+  it('a log found ending off a boundary (padding lost, or an older file) is padded before anything is appended', async () => {
+    const l = await create();
+    await l.append([{ kind: RecordKind.DATA, block: 0, data: [block(1)] }]);
+    const end = l.logEnd;
+    await l.sync();
+    await l.release();
+    fs.truncateSync(path.join(dir, l.file), end); // as if the PAD had never been written
+    const rw = await reopen(l, true);
+    expect(rw.logEnd).toBe(end);
+    await rw.append([{ kind: RecordKind.DATA, block: 1, data: [block(2)] }]);
+    // The new record starts on the next boundary, not in the sector holding block 0's end.
+    expect(rw.dataOffset(rw.map.num(1)) - RECORD_HEADER_SIZE).toBe(end + paddingAt(end));
+    await rw.close();
+    expect(await contents(await reopen(l, false))).toEqual(new Map([[0, 'data:1'], [1, 'data:2']]));
+  });
+});
+
 describe('LayerFile map segments', () => {
   const zeros = (from: number, count: number) => ({ kind: RecordKind.ZERO, block: from, count }) as const;
 
@@ -275,8 +315,10 @@ describe('LayerFile map segments', () => {
     await l.append([zeros(4095, 1)]);
     await l.sync();
     expect(l.header.lastSegment).toBeGreaterThan(0);
-    expect(l.header.logEnd).toBe(l.logEnd);
-    expect(l.header.logEnd).toBe(fileSize(l));
+    // The header ends the log at the segment; a PAD record takes the file to a 4 KiB boundary.
+    expect(l.logEnd - l.header.logEnd).toBe(paddingAt(l.header.logEnd));
+    expect(l.logEnd % 4096).toBe(0);
+    expect(l.logEnd).toBe(fileSize(l));
     // Reopening reads the segment, not the records (nothing left to scan).
     const r = await reopen(l, false);
     expect(r.map.size).toBe(4096);
@@ -388,7 +430,7 @@ describe('LayerFile identity checks on open', () => {
     const l = await create();
     await l.append([{ kind: RecordKind.DATA, block: 0, data: [block(1)] }]);
     await l.close();
-    fs.truncateSync(path.join(dir, l.file), l.logEnd - 1);
+    fs.truncateSync(path.join(dir, l.file), l.header.logEnd - 1);
     await expect(LayerFile.open(nodeFileSystem, dir, l.file, l.identity, undefined, { writable: false })).rejects.toMatchObject({
       code: 'TRUNCATED',
     });

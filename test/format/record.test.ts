@@ -9,9 +9,11 @@ import { isDeltaDiskError } from '../../lib/errors.js';
 import { MAX_RECORD_PAYLOAD } from '../../lib/format/limits.js';
 import {
   decodeRecordHeader,
+  encodePadRecord,
   encodeRecordHeader,
   isRecordKind,
   layerTag,
+  paddingAt,
   RECORD_HEADER_SIZE,
   RecordKind,
   type RecordKind as Kind,
@@ -154,7 +156,7 @@ describe('record header validation: anything not intact ends the log', () => {
 
   it('an unknown kind', () => {
     expect(decode(header({ kind: 0 }))).toBeUndefined();
-    expect(decode(header({ kind: 6 }))).toBeUndefined();
+    expect(decode(header({ kind: 7 }))).toBeUndefined();
     expect(decode(header({ kind: 255 }))).toBeUndefined();
   });
 
@@ -187,8 +189,20 @@ describe('record header validation: anything not intact ends the log', () => {
 });
 
 describe('record kinds and layer tags', () => {
-  it('knows exactly the five kinds', () => {
-    expect([0, 1, 2, 3, 4, 5, 6].map(isRecordKind)).toEqual([false, true, true, true, true, true, false]);
+  it('knows exactly the six kinds', () => {
+    expect([0, 1, 2, 3, 4, 5, 6, 7].map(isRecordKind)).toEqual([false, true, true, true, true, true, true, false]);
+  });
+
+  it('a PAD record fills the gap to the next 4 KiB boundary, and decodes as one', () => {
+    for (const pos of [8192 + 48, 8192 + 4000, 8192 + 4096 - 47, 8192 + 4095]) {
+      const n = paddingAt(pos);
+      expect((pos + n) % 4096, String(pos)).toBe(0);
+      expect(n).toBeGreaterThanOrEqual(RECORD_HEADER_SIZE);
+      const bytes = Buffer.concat(encodePadRecord(n, 9, 0x1234abcd));
+      expect(bytes.length).toBe(n);
+      expect(decodeRecordHeader(bytes, 0, 0x1234abcd)).toMatchObject({ kind: RecordKind.PAD, seq: 9, block: 0, count: 1, payloadLength: n - RECORD_HEADER_SIZE });
+      expect(bytes.subarray(RECORD_HEADER_SIZE).every((b) => b === 0)).toBe(true);
+    }
   });
 
   it('a tag is the first 4 bytes of the layer id', () => {

@@ -22,7 +22,7 @@ import { decodeDeltaHeader, DELTA_MAGIC, type DeltaHeader } from '../../lib/form
 import { decodeDescriptor } from '../../lib/format/descriptor.js';
 import { HEADER_SLOT_SIZE, LOG_START } from '../../lib/format/limits.js';
 import { decodeOpState } from '../../lib/format/op-state.js';
-import { decodeRecordHeader, layerTag, RECORD_HEADER_SIZE } from '../../lib/format/record.js';
+import { decodeRecordHeader, layerTag, RECORD_HEADER_SIZE, RecordKind } from '../../lib/format/record.js';
 import { MemoryFileSystem } from '../../lib/io/memory-file-system.js';
 import type { Observed } from './chain-model.js';
 import { observe } from './chain-checker.js';
@@ -33,7 +33,7 @@ import { attempt, type AllocationWatch } from './hostile.js';
 import { Rng } from './rng.js';
 import { Violation } from './workload.js';
 
-const DIR = '/hostile/vm';
+export const DIR = '/hostile/vm';
 const BS = 4096;
 export const SIZE = 16 * BS + 1000;
 
@@ -87,8 +87,11 @@ export interface Variant {
   make(files: ReadonlyMap<string, Uint8Array>): Files;
 }
 
-/** The gap test/regressions/block-reads-skip-crc.test.ts documents. */
-export const BLOCK_CRC_GAP = 'block data is served without checking its CRC';
+/**
+ * Reads verify block CRCs only with `verifyReads` (docs/DESIGN.md; copies and
+ * `check --read-data` always do): test/regressions/block-reads-skip-crc.test.ts.
+ */
+export const BLOCK_CRC_GAP = 'block data read without verifyReads is not checked against its CRC';
 
 export function digest(o: Observed): string {
   const h = createHash('sha256').update(o.current);
@@ -96,7 +99,8 @@ export function digest(o: Observed): string {
   return h.digest('hex');
 }
 
-async function load(files: ReadonlyMap<string, Uint8Array>): Promise<MemoryFileSystem> {
+/** The files on a fresh in-memory file system, in DIR. */
+export async function load(files: ReadonlyMap<string, Uint8Array>): Promise<MemoryFileSystem> {
   const mem = new MemoryFileSystem();
   await mem.mkdirp(DIR);
   for (const [name, bytes] of files) {
@@ -239,7 +243,7 @@ export async function mergeFixture(phase: 'before copy' | 'after switch'): Promi
     const d = decodeDescriptor(Buffer.from(files.get(DESCRIPTOR)!).toString('utf8'));
     const switched = !d.layers.some((l) => l.id === state.removed.id);
     const survivor = parseDelta(state.survivors[0]!.file, files.get(state.survivors[0]!.file)!);
-    const copied = survivor.records.some((r) => r.at >= survivor.header.logEnd);
+    const copied = survivor.records.some((r) => r.at >= survivor.header.logEnd && r.kind !== RecordKind.PAD);
     if (phase === 'after switch' ? switched && copied : !switched && !copied) return finish(`crash state of a merge, ${phase}`, files);
   }
   throw new Error(`no crash point of a merge ${phase}`);
@@ -249,7 +253,7 @@ export async function mergeFixture(phase: 'before copy' | 'after switch'): Promi
  * Opens the variant read-only and writable, reading everything each time.
  * @returns how each open ended; throws a Violation for any other ending.
  */
-export async function runVariant(fx: ChainFixture, v: Variant, o: { timeoutMs?: number; watch?: AllocationWatch } = {}): Promise<string[]> {
+export async function runVariant(fx: ChainFixture, v: Variant, o: { timeoutMs?: number; watch?: AllocationWatch; verifyReads?: boolean } = {}): Promise<string[]> {
   const timeoutMs = o.timeoutMs ?? 5000;
   const files = v.make(fx.files);
   const endings: string[] = [];
@@ -263,7 +267,7 @@ export async function runVariant(fx: ChainFixture, v: Variant, o: { timeoutMs?: 
     o.watch?.start();
     const e = await attempt(
       async () => {
-        const disk = await Disk.open(path.join(DIR, DESCRIPTOR), { fs: mem, lock: false, readOnly });
+        const disk = await Disk.open(path.join(DIR, DESCRIPTOR), { fs: mem, lock: false, readOnly, verifyReads: o.verifyReads ?? false });
         try {
           seen = await observe(disk);
         } finally {
