@@ -108,6 +108,8 @@ export interface ChainCapturePoint {
 export async function backupChain(s: BackupSession, abs: string, entryPath: string, st: FileStat, given?: ChainCapturePoint): Promise<void> {
   const openOptions: OpenDiskOptions = {
     readOnly: s.dryRun || given !== undefined,
+    // A backup keeps what it reads: a block that fails its CRC must stop it, not be stored.
+    verifyReads: true,
     ...(s.options.allowPaths === undefined ? {} : { allowPaths: s.options.allowPaths }),
     ...(s.options.sourceFs === undefined ? {} : { fs: s.options.sourceFs }),
   };

@@ -252,6 +252,25 @@ describe('backupVm and restoreVm', () => {
     }
   });
 
+  it('a block that fails its CRC stops the backup instead of being stored', async () => {
+    const root = fresh();
+    const dir = await makeChainVm(root, { sizes: [4 * MiB], writtenBlocks: 0 });
+    const repoDir = await newRepo(root);
+    const d = await Disk.open(path.join(dir, 'system.chain'));
+    const marker = Buffer.alloc(64 * 1024, 0x3c);
+    await d.write(MiB, marker);
+    await d.close();
+    const delta = path.join(dir, 'system-000001.delta');
+    const bytes = fs.readFileSync(delta);
+    const at = bytes.indexOf(marker);
+    expect(at).toBeGreaterThan(0);
+    bytes[at + 1000] ^= 0x01; // bit rot inside the stored block
+    fs.writeFileSync(delta, bytes);
+    expect(await withRepo(repoDir, 'shared', async (repo) => codeOf(backupVm(repo, dir)))).toBe('CHECKSUM_MISMATCH');
+    expect(await withRepo(repoDir, false, (repo) => repo.backupIds())).toEqual([]);
+    expect(await captureNames(path.join(dir, 'system.chain'))).toEqual([]);
+  });
+
   it('restoreVm refuses a backup that is not of a VM', async () => {
     const root = fresh();
     const repoDir = await newRepo(root);
