@@ -264,7 +264,7 @@ describe('backupVm and restoreVm', () => {
     const bytes = fs.readFileSync(delta);
     const at = bytes.indexOf(marker);
     expect(at).toBeGreaterThan(0);
-    bytes[at + 1000] ^= 0x01; // bit rot inside the stored block
+    bytes[at + 1000] = bytes[at + 1000]! ^ 0x01; // bit rot inside the stored block
     fs.writeFileSync(delta, bytes);
     expect(await withRepo(repoDir, 'shared', async (repo) => codeOf(backupVm(repo, dir)))).toBe('CHECKSUM_MISMATCH');
     expect(await withRepo(repoDir, false, (repo) => repo.backupIds())).toEqual([]);
