@@ -17,6 +17,7 @@ import type { Command } from 'commander';
 import { backupVm, createVmSnapshot, Disk, inspectVm, Repository, restoreVm, revertVmSnapshot, type VmBackupResult } from '../../lib/index.js';
 import { handler } from '../context.js';
 import { formatBytes } from '../parse-size.js';
+import { withRepo } from '../repo-context.js';
 
 const MiB = 1024 * 1024;
 
@@ -133,7 +134,7 @@ export function registerDemo(program: Command): void {
 
         // 7. Restore the latest backup to a new directory and verify it.
         const target = path.join(root, 'restored', 'web');
-        const restored = await withRepo(repoDir, false, (repo) => restoreVm(repo, second.id, { target, verify: true }));
+        const restored = await withRepo({ repo: repoDir }, false, 'demo', (repo) => restoreVm(repo, second.id, { target, verify: true }));
         const same = {
           system: (await diskDigest(path.join(target, 'system.chain'))) === atSecond.system,
           data: (await diskDigest(path.join(target, 'data.chain'))) === atSecond.data,
@@ -149,7 +150,7 @@ export function registerDemo(program: Command): void {
 
         // 8. The first backup still holds the database as it was before the update.
         const older = path.join(root, 'restored', 'data-before-update');
-        await withRepo(repoDir, false, (repo) => restoreVm(repo, first.id, { target: older, disks: ['scsi0:1'], flatten: true }));
+        await withRepo({ repo: repoDir }, false, 'demo', (repo) => restoreVm(repo, first.id, { target: older, disks: ['scsi0:1'], flatten: true }));
         const oldData = digest(fs.readFileSync(path.join(older, 'data.raw')));
         say(`8. restored only data.chain from backup ${first.id.slice(0, 8)}, flattened to data.raw: reads ${oldData}…` +
           `${check('first backup holds the data disk before the update', oldData === atFirst.data)}${oldData === atFirst.data ? ' (the database before the update)' : ''}`);
@@ -171,15 +172,6 @@ export function registerDemo(program: Command): void {
     );
 }
 
-async function withRepo<T>(dir: string, lock: 'shared' | false, fn: (repo: Repository) => Promise<T>): Promise<T> {
-  const repo = await Repository.open(dir, { lock, purpose: 'demo' });
-  try {
-    return await fn(repo);
-  } finally {
-    await repo.close();
-  }
-}
-
 function backupWith(repoDir: string, vmDir: string, hooksDir: string): Promise<VmBackupResult> {
-  return withRepo(repoDir, 'shared', (repo) => backupVm(repo, vmDir, { hooks: { hooksDir } }));
+  return withRepo({ repo: repoDir }, 'shared', 'demo', (repo) => backupVm(repo, vmDir, { hooks: { hooksDir } }));
 }

@@ -14,6 +14,18 @@ const FLAGS: Record<OpenMode, number> = {
   createExclusive: fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
 };
 
+/** The buffers still to transfer after `n` bytes went: whole ones dropped, a partial one cut (short readv/writev). */
+function afterTransfer(buffers: Uint8Array[], n: number): Uint8Array[] {
+  let i = 0;
+  while (i < buffers.length && n >= buffers[i]!.length) {
+    n -= buffers[i]!.length;
+    i++;
+  }
+  const rest = buffers.slice(i);
+  if (n > 0 && rest.length > 0) rest[0] = rest[0]!.subarray(n);
+  return rest;
+}
+
 function toStat(s: fs.Stats): FileStat {
   return {
     size: s.size,
@@ -98,16 +110,10 @@ class NodeFileHandle implements FileHandle {
     let done = 0;
     let pending = buffers.filter((b) => b.length > 0);
     while (pending.length > 0) {
-      let n = await fsReadv(this.#fd, pending.slice(0, MAX_IOV), position + done);
+      const n = await fsReadv(this.#fd, pending.slice(0, MAX_IOV), position + done);
       if (n === 0) break;
       done += n;
-      let i = 0;
-      while (i < pending.length && n >= pending[i]!.length) {
-        n -= pending[i]!.length;
-        i++;
-      }
-      pending = pending.slice(i);
-      if (n > 0 && pending.length > 0) pending[0] = pending[0]!.subarray(n);
+      pending = afterTransfer(pending, n);
     }
     return Math.min(done, total);
   }
@@ -130,16 +136,9 @@ class NodeFileHandle implements FileHandle {
     while (pending.length > 0) {
       if (this.#closed) throw closedError('writev', this.path);
       const batch = pending.slice(0, MAX_IOV);
-      let n = await fsWritev(this.#fd, batch, pos);
+      const n = await fsWritev(this.#fd, batch, pos);
       pos += n;
-      // Drop what was written; a short writev leaves a partial buffer at the front.
-      let i = 0;
-      while (i < pending.length && n >= pending[i]!.length) {
-        n -= pending[i]!.length;
-        i++;
-      }
-      pending = pending.slice(i);
-      if (n > 0 && pending.length > 0) pending[0] = pending[0]!.subarray(n);
+      pending = afterTransfer(pending, n);
     }
   }
 

@@ -53,21 +53,6 @@ export function captureDescription(repoId: string): string {
   return `deltadisk vm backup capture (repository ${repoId})`;
 }
 
-function toFileStat(st: import('node:fs').Stats, over: Partial<FileStat> = {}): FileStat {
-  return {
-    size: st.size,
-    mode: st.mode,
-    mtimeMs: st.mtimeMs,
-    ino: st.ino,
-    dev: st.dev,
-    nlink: st.nlink,
-    isFile: st.isFile(),
-    isDirectory: st.isDirectory(),
-    isSymbolicLink: st.isSymbolicLink(),
-    ...over,
-  };
-}
-
 /** Entry paths for the captured items: their names in the VM, outside files renamed into it. */
 function entryNames(items: readonly CapturedItem[]): Map<CapturedItem, string> {
   const out = new Map<CapturedItem, string>();
@@ -145,18 +130,18 @@ async function addItems(s: BackupSession, c: Capture, names: Map<CapturedItem, s
       s.summary.dirs++;
     }
     if (item.type === 'chain-disk') {
-      const st = toFileStat(await fsp.stat(item.source).catch((err: unknown) => {
+      const st = await nodeFileSystem.stat(item.source).catch((err: unknown) => {
         throw fromSystemError(err, item.source, `cannot back up ${item.name} of the VM`);
-      }));
+      });
       await backupChain(s, item.source, entry, st, { snapshot: item.snapshot.name });
       s.summary.chains++;
       continue;
     }
-    const source = await fsp.stat(item.source).catch(() => undefined);
-    const clone = await fsp.stat(item.path).catch((err: unknown) => {
+    const source = await nodeFileSystem.stat(item.source).catch(() => undefined);
+    const clone = await nodeFileSystem.stat(item.path).catch((err: unknown) => {
       throw fromSystemError(err, item.path, `cannot back up ${item.name} of the VM`);
     });
-    const st = toFileStat(clone, { mtimeMs: item.mtimeMs, ...(source === undefined ? {} : { mode: source.mode }) });
+    const st: FileStat = { ...clone, mtimeMs: item.mtimeMs, ...(source === undefined ? {} : { mode: source.mode }) };
     const before = s.warnings.length;
     await backupFile(s, nodeFileSystem, item.path, entry, st);
     if (s.warnings.length > before) {

@@ -12,6 +12,7 @@ import { Disk } from '../../lib/chain/disk.js';
 import { CLI, ok, runCli } from '../helpers/cli.js';
 import { startServe } from '../helpers/nbd-cli.js';
 import { jsonLines } from '../helpers/repo-cli.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const MiB = 2 ** 20;
@@ -46,13 +47,6 @@ async function read(p: string): Promise<Buffer> {
   }
 }
 
-async function waitFor(cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('deltadisk vm backup / vm restore', () => {
   it('backs up quiesced with hooks, lists consistency and freeze window, backs up incrementally, restores and verifies', async () => {

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Disk } from '../../lib/chain/disk.js';
 import { parseVmsd } from '../../lib/vm/vmsd-file.js';
 import { makeChainVm, makeTrickyVm } from '../../fixtures/make-fixtures.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const CLI = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
@@ -41,13 +42,6 @@ async function diskSnapshots(dir: string): Promise<string[]> {
   return out;
 }
 
-async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('deltadisk vm inspect', () => {
   it('prints findings and exits 0 even with problems; --json gives the inventory; a missing VM exits 10', () => {
@@ -122,7 +116,7 @@ describe('deltadisk vm snapshot', () => {
       const child = spawn(process.execPath, [CLI, 'vm', 'snapshot', 'create', dir, 'x', '--hooks-dir', h.dir], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      await waitFor(() => h.events().includes('b freeze'));
+      await waitFor(() => h.events().includes('b freeze'), 10_000);
       child.kill(sig);
       const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
       expect(code, stderr).toBe(130);
@@ -135,7 +129,7 @@ describe('deltadisk vm snapshot', () => {
       const { root, dir } = await chainVm();
       const h = hooks(root, { a: '', b: '[ "$1" = thaw ] && sleep 1; echo "b done $1" >> "$(dirname "$0")/../marker"; exit 0' });
       const child = spawn(process.execPath, [CLI, 'vm', 'snapshot', 'create', dir, 'x', '--hooks-dir', h.dir], { stdio: ['ignore', 'pipe', 'pipe'] });
-      await waitFor(() => h.events().includes('b thaw'));
+      await waitFor(() => h.events().includes('b thaw'), 10_000);
       child.kill(sig);
       await new Promise((r) => setTimeout(r, 100));
       child.kill(sig);
