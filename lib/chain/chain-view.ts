@@ -339,7 +339,8 @@ export class ChainView {
   }
 }
 
-function layerHasRefs(layer: LayerFile): boolean {
+/** True when the layer holds any REF (dedup reference) record. */
+export function layerHasRefs(layer: LayerFile): boolean {
   const t = layer.records;
   for (let row = 0; row < t.count; row++) if (t.kind(row) === RecordKind.REF) return true;
   return false;

@@ -1,9 +1,13 @@
 /**
  * Content hash → stored copy, over the layers of one path (dedup and REF resolution).
  *
- * Keys are the first 48 bits of the SHA-256, so the map holds plain numbers; a hit
- * is confirmed against the full 32 bytes kept in the layer's record table, so a
- * prefix collision can never make two different blocks share storage.
+ * An open-addressing table in typed arrays, keyed by the first 32 bits of the
+ * SHA-256 (uniform, so they index the table directly). A hit is confirmed against
+ * the full 32 bytes kept in the layer's record table, so a prefix collision can never
+ * make two different blocks share storage; colliding entries simply sit in later
+ * cells of the probe sequence. Nothing is allocated per entry: a writable disk builds
+ * this index over every stored block when it opens, and after each merge, so its
+ * cost is on the path of every open and snapshot deletion.
  */
 import type { RecordTable } from './record-table.js';
 
@@ -14,17 +18,23 @@ export interface HashHit {
 }
 
 function prefix(hash: Uint8Array): number {
-  return hash[0]! * 2 ** 40 + hash[1]! * 2 ** 32 + hash[2]! * 2 ** 24 + ((hash[3]! << 16) | (hash[4]! << 8) | hash[5]!);
+  return ((hash[0]! << 24) | (hash[1]! << 16) | (hash[2]! << 8) | hash[3]!) >>> 0;
 }
 
 const SLOT_FACTOR = 2 ** 32;
+const INITIAL_CELLS = 1024;
 
 export class HashIndex {
-  readonly #map = new Map<number, number | number[]>();
+  /** Key of each cell (meaningful where `#packed` is non-zero). */
+  #keys = new Uint32Array(INITIAL_CELLS);
+  /** slot × 2^32 + row of each cell; 0 = empty (slots start at 1). */
+  #packed = new Float64Array(INITIAL_CELLS);
+  #size = 0;
   readonly #tables: (RecordTable | undefined)[] = [];
 
+  /** Stored copies indexed. */
   get size(): number {
-    return this.#map.size;
+    return this.#size;
   }
 
   /** Registers the record table of the layer in `slot` (1-based). */
@@ -32,41 +42,58 @@ export class HashIndex {
     this.#tables[slot] = table;
   }
 
+  /** Indexes row `row` of the layer in `slot`, holding `hash`; the first copy of a content is kept. */
   add(slot: number, row: number, hash: Uint8Array): void {
     if (this.find(hash) !== undefined) return; // one copy is enough
-    const key = prefix(hash);
-    const packed = slot * SLOT_FACTOR + row;
-    const cur = this.#map.get(key);
-    if (cur === undefined) this.#map.set(key, packed);
-    else if (typeof cur === 'number') this.#map.set(key, [cur, packed]);
-    else cur.push(packed);
+    if ((this.#size + 1) * 2 > this.#packed.length) this.#grow();
+    this.#insert(prefix(hash), slot * SLOT_FACTOR + row);
+    this.#size++;
   }
 
   find(hash: Uint8Array): HashHit | undefined {
-    const cur = this.#map.get(prefix(hash));
-    if (cur === undefined) return undefined;
-    if (typeof cur === 'number') return this.#check(cur, hash);
-    for (const packed of cur) {
-      const hit = this.#check(packed, hash);
-      if (hit !== undefined) return hit;
+    const key = prefix(hash);
+    const mask = this.#packed.length - 1;
+    for (let i = key & mask; ; i = (i + 1) & mask) {
+      const packed = this.#packed[i]!;
+      if (packed === 0) return undefined;
+      if (this.#keys[i] === key) {
+        const slot = Math.floor(packed / SLOT_FACTOR);
+        const row = packed - slot * SLOT_FACTOR;
+        if (this.#tables[slot]?.hashEquals(row, hash) === true) return { slot, row };
+      }
     }
-    return undefined;
-  }
-
-  #check(packed: number, hash: Uint8Array): HashHit | undefined {
-    const slot = Math.floor(packed / SLOT_FACTOR);
-    const row = packed - slot * SLOT_FACTOR;
-    const table = this.#tables[slot];
-    return table !== undefined && table.hashEquals(row, hash) ? { slot, row } : undefined;
   }
 
   /** Forgets every entry of slots at or above `slot` (the path was cut back). */
   dropFrom(slot: number): void {
-    for (const [key, cur] of this.#map) {
-      const keep = (typeof cur === 'number' ? [cur] : cur).filter((p) => Math.floor(p / SLOT_FACTOR) < slot);
-      if (keep.length === 0) this.#map.delete(key);
-      else this.#map.set(key, keep.length === 1 ? keep[0]! : keep);
+    const keys = this.#keys;
+    const packed = this.#packed;
+    this.#keys = new Uint32Array(keys.length);
+    this.#packed = new Float64Array(packed.length);
+    this.#size = 0;
+    for (let i = 0; i < packed.length; i++) {
+      const p = packed[i]!;
+      if (p !== 0 && Math.floor(p / SLOT_FACTOR) < slot) {
+        this.#insert(keys[i]!, p);
+        this.#size++;
+      }
     }
     this.#tables.length = Math.min(this.#tables.length, slot);
+  }
+
+  #insert(key: number, packed: number): void {
+    const mask = this.#packed.length - 1;
+    let i = key & mask;
+    while (this.#packed[i] !== 0) i = (i + 1) & mask;
+    this.#keys[i] = key;
+    this.#packed[i] = packed;
+  }
+
+  #grow(): void {
+    const keys = this.#keys;
+    const packed = this.#packed;
+    this.#keys = new Uint32Array(keys.length * 2);
+    this.#packed = new Float64Array(packed.length * 2);
+    for (let i = 0; i < packed.length; i++) if (packed[i] !== 0) this.#insert(keys[i]!, packed[i]!);
   }
 }

@@ -19,12 +19,12 @@
  * deduplicated blocks elsewhere still refer to is carried over as BLOB records.
  */
 import { DeltaDiskError, fromSystemError, isDeltaDiskError } from '../errors.js';
-import type { Descriptor } from '../format/descriptor.js';
+import type { Descriptor, LayerEntry } from '../format/descriptor.js';
 import { MAX_RECORD_PAYLOAD } from '../format/limits.js';
 import type { MergeState } from '../format/op-state.js';
 import { RecordKind } from '../format/record.js';
 import type { ChainContext } from './chain-context.js';
-import { ChainView } from './chain-view.js';
+import { ChainView, layerHasRefs } from './chain-view.js';
 import { removeOpState, writeOpState } from './descriptor-file.js';
 import { MAX_APPEND_ROWS, type LayerFile, type Run } from './layer-file.js';
 import type { LayerSet } from './layer-set.js';
@@ -34,6 +34,8 @@ import { readInto } from '../io/positional.js';
 
 /** Write the progress mark after copying this many bytes. */
 const PROGRESS_EVERY_BYTES = 256 * 1024 * 1024;
+/** Data read ahead and appended at once (memory of a merge, whatever the layer's size). */
+const BATCH_BYTES = 32 * 1024 * 1024;
 
 export type MergeContext = ChainContext;
 
@@ -234,14 +236,23 @@ async function viewUpTo(ctx: MergeContext, tree: Tree, top: string): Promise<Cha
 async function copyPhase(ctx: MergeContext, tree: Tree, initial: MergeState, removed: LayerFile, copied: { blocks: number; bytes: number }): Promise<MergeState> {
   let state = initial;
   const d = ctx.descriptor();
-  const view = await viewUpTo(ctx, tree, state.removed.id);
+  const referrersOf = (id: string): LayerEntry[] => (state.direction === 'stream' ? [tree.layer(id), ...tree.descendants(id)] : tree.descendants(state.removed.id));
+  // Without references in the removed layer or above it, every block the removed
+  // layer holds is its own data and nothing above points into it: the view (a
+  // merged map and hash index of the whole path, tens of milliseconds for a large
+  // layer below) is not needed.
+  let refs = layerHasRefs(removed);
+  for (const s of state.survivors) {
+    for (const e of referrersOf(s.id)) refs ||= layerHasRefs(await ctx.layers.get(d, e.id));
+  }
+  const view = refs ? await viewUpTo(ctx, tree, state.removed.id) : undefined;
   if (state.direction === 'stream') {
     for (const s of state.survivors) {
       const survivor = await ctx.layers.get(d, s.id);
       const n = await copyBlocks(ctx, view, removed, survivor, (b) => !survivor.map.has(b), async () => undefined);
       copied.blocks += n.blocks;
       copied.bytes += n.bytes;
-      await keepReferenced(ctx, tree, view, removed, survivor, [tree.layer(s.id), ...tree.descendants(s.id)]);
+      if (view !== undefined) await keepReferenced(ctx, view, removed, survivor, referrersOf(s.id));
       await survivor.sync();
     }
   } else {
@@ -253,7 +264,7 @@ async function copyPhase(ctx: MergeContext, tree: Tree, initial: MergeState, rem
     });
     copied.blocks += n.blocks;
     copied.bytes += n.bytes;
-    await keepReferenced(ctx, tree, view, removed, survivor, tree.descendants(state.removed.id));
+    if (view !== undefined) await keepReferenced(ctx, view, removed, survivor, referrersOf(state.survivors[0]!.id));
     await survivor.sync();
   }
   return state;
@@ -281,43 +292,52 @@ async function abandon(ctx: MergeContext, state: MergeState): Promise<void> {
  * accepts, in block order, as runs; content that lives only in `removed` is copied
  * as data, references to content below are copied as references. Calls `mark`
  * with the next block index every PROGRESS_EVERY_BYTES of data (after which the
- * caller makes the copy durable and records progress).
+ * caller makes the copy durable and records progress). Without a view, `removed`
+ * holds no references: each of its DATA blocks is served by its own row.
  */
 async function copyBlocks(
   ctx: MergeContext,
-  view: ChainView,
+  view: ChainView | undefined,
   removed: LayerFile,
   target: LayerFile,
   want: (block: number) => boolean,
   mark: (next: number) => Promise<void>,
 ): Promise<{ blocks: number; bytes: number }> {
   const bs = ctx.descriptor().blockSize;
-  const removedSlot = view.depth;
-  const index = view.hashes!;
   const blocks: number[] = [];
   removed.map.forEach((block) => {
     if (want(block)) blocks.push(block);
   });
   const maxRunBlocks = Math.max(1, Math.floor(MAX_RECORD_PAYLOAD / bs));
-  let runs: Run[] = [];
+  // A batch of runs is appended with one write; the reads of its data runs are all
+  // in flight at once (scattered blocks cost a thread-pool round trip each, so one
+  // at a time they would take longer than the copy), bounded by BATCH_BYTES.
+  let runs: Promise<Run>[] = [];
   let rowsInBatch = 0;
+  let bytesInBatch = 0;
   let copiedBlocks = 0;
   let copiedBytes = 0;
   let sinceMark = 0;
   const flushBatch = async (): Promise<void> => {
     if (runs.length === 0) return;
-    await target.append(runs);
+    const ready = await Promise.all(runs);
     runs = [];
     rowsInBatch = 0;
+    bytesInBatch = 0;
+    await target.append(ready);
   };
-  const pushRun = async (run: Run, rows: number): Promise<void> => {
-    if (rowsInBatch + rows > MAX_APPEND_ROWS) await flushBatch();
-    runs.push(run);
+  const pushRun = async (run: Run | Promise<Run>, rows: number, bytes = 0): Promise<void> => {
+    const p = Promise.resolve(run);
+    p.catch(() => undefined); // awaited by flushBatch; an earlier failure must not leave it unhandled
+    if (rowsInBatch + rows > MAX_APPEND_ROWS || (bytesInBatch > 0 && bytesInBatch + bytes > BATCH_BYTES)) await flushBatch();
+    runs.push(p);
     rowsInBatch += rows;
+    bytesInBatch += bytes;
   };
   // Blocks served by the removed layer itself (DATA, or REF resolving into it) are
   // copied as data; consecutive ones are read with one read where contiguous.
-  const ownData = (b: number): boolean => view.merged.tag(b) === removedSlot;
+  const ownData = view === undefined ? (b: number): boolean => removed.map.tag(b) === RecordKind.DATA : (b: number): boolean => view.merged.tag(b) === view.depth;
+  const ownRow = view === undefined ? (b: number): number => removed.map.num(b) : (b: number): number => view.merged.num(b);
   let i = 0;
   while (i < blocks.length) {
     const first = blocks[i]!;
@@ -344,13 +364,12 @@ async function copyBlocks(
       if (b !== first + n || !ownData(b)) break;
       const k = removed.map.tag(b);
       if (k !== RecordKind.DATA && k !== RecordKind.REF) break;
-      rows.push(view.merged.num(b));
+      rows.push(ownRow(b));
       hashes.push(dataHash(removed, removed.map.num(b)));
       n++;
     }
-    const data = await readRows(removed, rows, bs);
     const known = hashes.every((h) => h !== undefined) ? (hashes as Uint8Array[]) : undefined;
-    await pushRun({ kind: RecordKind.DATA, block: first, data, hashes: known }, n);
+    await pushRun(readRows(removed, rows, bs).then((data) => ({ kind: RecordKind.DATA, block: first, data, hashes: known })), n, n * bs);
     i += n;
     copiedBlocks += n;
     copiedBytes += n * bs;
@@ -362,7 +381,6 @@ async function copyBlocks(
     }
   }
   await flushBatch();
-  void index;
   return { blocks: copiedBlocks, bytes: copiedBytes };
 }
 
@@ -372,13 +390,11 @@ async function copyBlocks(
  */
 async function keepReferenced(
   ctx: MergeContext,
-  tree: Tree,
   view: ChainView,
   removed: LayerFile,
   target: LayerFile,
   referrers: readonly { readonly id: string }[],
 ): Promise<void> {
-  void tree;
   const d = ctx.descriptor();
   const bs = d.blockSize;
   const maxRunBlocks = Math.max(1, Math.floor(MAX_RECORD_PAYLOAD / bs));

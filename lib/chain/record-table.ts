@@ -85,8 +85,9 @@ export class RecordTable {
   }
 
   hasHash(i: number): boolean {
-    const h = this.hash(i);
-    for (let k = 0; k < HASH_SIZE; k++) if (h[k] !== 0) return true;
+    const h = this.#hashes;
+    const at = i * HASH_SIZE;
+    for (let k = 0; k < HASH_SIZE; k++) if (h[at + k] !== 0) return true;
     return false;
   }
 

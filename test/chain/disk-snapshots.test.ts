@@ -260,6 +260,38 @@ describe('deleteSnapshot', () => {
     await expectStates(await reopen(d), {}, cur);
   });
 
+  it('merges copying more than one batch (32 MiB) of scattered blocks, in both directions', async () => {
+    // 48 MiB in the layer below, a few scattered blocks above: deleting the lower
+    // snapshot commits the small child down; then a large child above a small parent
+    // is streamed up. Either way the copy spans batches whose reads run concurrently.
+    const bs = 64 * 1024;
+    const size = 64 * 1024 * 1024;
+    const d = await track(Disk.create(file, { size, blockSize: bs, dedup: false }));
+    const big = Buffer.alloc(48 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i * 2654435761 >>> 0, i);
+    await d.write(0, big);
+    await d.snapshot('low');
+    const scattered = [3, 100, 101, 517, 768, 1000, 1023];
+    for (const b of scattered) await d.write(b * bs + 100, Buffer.alloc(300, b & 0xff));
+    await d.snapshot('high');
+    const want = await d.read(0, size);
+    await d.deleteSnapshot('low');
+    expect(d.descriptor.layers).toHaveLength(2);
+    expect((await d.read(0, size)).equals(want)).toBe(true);
+    const r = await track(d.openSnapshot('high'));
+    expect((await r.read(0, size)).equals(want)).toBe(true);
+    // Now a big child (40 MiB rewritten) over the merged layer, then the parent's snapshot goes.
+    await d.write(8 * 1024 * 1024, big.subarray(0, 40 * 1024 * 1024).reverse());
+    const after = await d.read(0, size);
+    await d.snapshot('top');
+    await d.deleteSnapshot('high');
+    expect((await d.read(0, size)).equals(after)).toBe(true);
+    const again = await reopen(d);
+    expect((await again.read(0, size)).equals(after)).toBe(true);
+    const top = await track(again.openSnapshot('top'));
+    expect((await top.read(0, size)).equals(after)).toBe(true);
+  });
+
   it('a leaf snapshot (a branch nobody continues): its layer file is removed', async () => {
     const { d, a, cur } = await branched();
     const files = deltaFiles(dir);

@@ -1,9 +1,10 @@
 /**
- * HashIndex: content → stored copy. Keys are 48-bit prefixes, so two different
+ * HashIndex: content → stored copy. Keys are 32-bit prefixes, so two different
  * hashes can share a key; a hit must be confirmed on the full hash, or dedup would
  * make two different blocks share storage.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { HashIndex } from '../../lib/chain/hash-index.js';
 import { RecordTable } from '../../lib/chain/record-table.js';
@@ -15,7 +16,7 @@ function tableWith(hashes: Uint8Array[]): RecordTable {
   return t;
 }
 
-/** Two different hashes sharing their first 48 bits. */
+/** Two different hashes sharing their first 48 bits (so their 32-bit keys too). */
 function collidingPair(): [Buffer, Buffer] {
   const a = createHash('sha256').update('a').digest();
   const b = Buffer.from(a);
@@ -35,7 +36,7 @@ describe('HashIndex', () => {
     expect(idx.find(randomBytes(32))).toBeUndefined();
   });
 
-  it('tells apart two hashes with the same 48-bit prefix', () => {
+  it('tells apart two hashes with the same prefix', () => {
     const [a, b] = collidingPair();
     expect(a.subarray(0, 6).equals(b.subarray(0, 6))).toBe(true);
     const idx = new HashIndex();
@@ -46,7 +47,7 @@ describe('HashIndex', () => {
     idx.add(1, 1, b);
     expect(idx.find(a)).toEqual({ slot: 1, row: 0 });
     expect(idx.find(b)).toEqual({ slot: 1, row: 1 });
-    expect(idx.size).toBe(1); // one key, two candidates
+    expect(idx.size).toBe(2); // two copies under one key
   });
 
   it('a third hash with the shared prefix is not found either', () => {
@@ -99,5 +100,49 @@ describe('HashIndex', () => {
     idx.setTable(512, t);
     idx.add(512, row, h);
     expect(idx.find(h)).toEqual({ slot: 512, row });
+  });
+
+  it('agrees with a plain map through growth, shared prefixes and cut-backs (model-based)', () => {
+    // Hashes drawn from a small set of 4-byte prefixes, so probe sequences collide often.
+    const hashArb = fc.tuple(fc.integer({ min: 0, max: 7 }), fc.uint8Array({ minLength: 28, maxLength: 28 })).map(([p, rest]) => {
+      const h = new Uint8Array(32);
+      h.set([0xab, 0xcd, 0xef, p]);
+      h.set(rest, 4);
+      return h;
+    });
+    const op = fc.oneof(
+      { weight: 8, arbitrary: fc.record({ kind: fc.constant('add' as const), slot: fc.integer({ min: 1, max: 4 }), hash: hashArb }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('drop' as const), slot: fc.integer({ min: 1, max: 4 }) }) },
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 3000 }), (ops) => {
+        const tables = [1, 2, 3, 4].map(() => new RecordTable());
+        const idx = new HashIndex();
+        tables.forEach((t, i) => idx.setTable(i + 1, t));
+        const model = new Map<string, { slot: number; row: number }>();
+        const seen: Uint8Array[] = [];
+        for (const o of ops) {
+          if (o.kind === 'add') {
+            const t = tables[o.slot - 1]!;
+            const row = t.push(RecordKind.DATA, 0, 0, 0, o.hash);
+            idx.add(o.slot, row, o.hash);
+            const key = Buffer.from(o.hash).toString('hex');
+            if (!model.has(key)) model.set(key, { slot: o.slot, row });
+            seen.push(o.hash);
+          } else {
+            idx.dropFrom(o.slot);
+            for (const [k, v] of model) if (v.slot >= o.slot) model.delete(k);
+            // The cut-off layers come back empty, as a new layer in that slot would.
+            for (let s = o.slot; s <= 4; s++) {
+              tables[s - 1] = new RecordTable();
+              idx.setTable(s, tables[s - 1]!);
+            }
+          }
+        }
+        expect(idx.size).toBe(model.size);
+        for (const h of seen) expect(idx.find(h)).toEqual(model.get(Buffer.from(h).toString('hex')));
+      }),
+      { numRuns: 60 },
+    );
   });
 });
