@@ -66,16 +66,29 @@ export class ChainView {
   /** Layers bottom to top; slot i + 1 is layers[i]. */
   readonly layers: LayerFile[];
   readonly merged = new BlockTable();
-  readonly hashes: HashIndex | undefined;
   /** Tag of each merged block's layer at which it was last set (for ZERO: the layer slot too). */
   readonly #zeroDepth = new BlockTable();
+  readonly #indexHashes: boolean;
+  /** The hash index of the layers so far, once built (see `hashes`). */
+  #index: HashIndex | undefined;
 
   private constructor(base: BaseImage, layers: LayerFile[], virtualSize: number, blockSize: number, indexHashes: boolean) {
     this.base = base;
     this.layers = layers;
     this.virtualSize = virtualSize;
     this.blockSize = blockSize;
-    this.hashes = indexHashes ? new HashIndex() : undefined;
+    this.#indexHashes = indexHashes;
+  }
+
+  /**
+   * The hash index of every stored block of the path (for writing with dedup), or
+   * undefined for a view built without one. Built on first use, then kept current
+   * as layers are pushed: a disk opened for writing but never written (a backup
+   * snapshotting it) does not pay for indexing every block it holds.
+   */
+  get hashes(): HashIndex | undefined {
+    if (!this.#indexHashes) return undefined;
+    return (this.#index ??= this.#buildIndex());
   }
 
   get blockCount(): number {
@@ -105,18 +118,12 @@ export class ChainView {
     this.layers.push(layer);
     const slot = this.layers.length;
     const table = layer.records;
-    // Once an on-demand index exists, every later layer must join it: a reference
-    // further up may point at content stored in a layer that holds no references.
-    const needsIndex = this.hashes !== undefined || this.#transient !== undefined || layerHasRefs(layer);
-    let index = this.hashes;
-    if (needsIndex && index === undefined) index = this.#transientIndex();
-    if (index !== undefined) {
-      index.setTable(slot, table);
-      for (let row = 0; row < table.count; row++) {
-        const k = table.kind(row);
-        if ((k === RecordKind.DATA || k === RecordKind.BLOB) && table.hasHash(row)) index.add(slot, row, table.hash(row));
-      }
-    }
+    // An index once built stays current. Without one, references are resolved with
+    // one built there and then (rare: only layers written with dedup hold them), over
+    // the layers so far: a reference may point at content stored in any layer below.
+    let index = this.#index;
+    if (index !== undefined) indexLayer(index, slot, layer);
+    else if (layerHasRefs(layer)) index = this.#index = this.#buildIndex();
     layer.map.forEach((block, kind, row) => {
       if (kind === RecordKind.DATA) {
         this.merged.set(block, slot, row);
@@ -137,25 +144,10 @@ export class ChainView {
     });
   }
 
-  /*
-   * Without a permanent index, references are resolved with one built on demand for
-   * the layers pushed so far (rare: only views over layers written with dedup).
-   */
-  #transient: HashIndex | undefined;
-  #transientIndex(): HashIndex {
-    if (this.#transient === undefined) {
-      const index = new HashIndex();
-      this.layers.slice(0, -1).forEach((layer, i) => {
-        const t = layer.records;
-        index.setTable(i + 1, t);
-        for (let row = 0; row < t.count; row++) {
-          const k = t.kind(row);
-          if ((k === RecordKind.DATA || k === RecordKind.BLOB) && t.hasHash(row)) index.add(i + 1, row, t.hash(row));
-        }
-      });
-      this.#transient = index;
-    }
-    return this.#transient;
+  #buildIndex(): HashIndex {
+    const index = new HashIndex();
+    this.layers.forEach((layer, i) => indexLayer(index, i + 1, layer));
+    return index;
   }
 
   /** Records that `block` now reads the data of row `row` of the layer in `slot`. */
@@ -336,6 +328,17 @@ export class ChainView {
     const inside = Math.min(this.blockSize, this.virtualSize - start);
     await this.readInto(out.subarray(0, inside), start, true);
     if (inside < this.blockSize) out.fill(0, inside);
+  }
+}
+
+/** Adds the hashed DATA and BLOB rows of the layer in `slot` to `index`. */
+function indexLayer(index: HashIndex, slot: number, layer: LayerFile): void {
+  const t = layer.records;
+  index.setTable(slot, t);
+  index.reserve(t.count);
+  for (let row = 0; row < t.count; row++) {
+    const k = t.kind(row);
+    if ((k === RecordKind.DATA || k === RecordKind.BLOB) && t.hasHash(row)) index.add(slot, row, t.hash(row));
   }
 }
 

@@ -42,10 +42,17 @@ export class HashIndex {
     this.#tables[slot] = table;
   }
 
+  /** Makes room for `more` entries at once (a layer's rows), instead of doubling step by step. */
+  reserve(more: number): void {
+    let cells = this.#packed.length;
+    while ((this.#size + more) * 2 > cells) cells *= 2;
+    if (cells > this.#packed.length) this.#resize(cells);
+  }
+
   /** Indexes row `row` of the layer in `slot`, holding `hash`; the first copy of a content is kept. */
   add(slot: number, row: number, hash: Uint8Array): void {
     if (this.find(hash) !== undefined) return; // one copy is enough
-    if ((this.#size + 1) * 2 > this.#packed.length) this.#grow();
+    if ((this.#size + 1) * 2 > this.#packed.length) this.#resize(this.#packed.length * 2);
     this.#insert(prefix(hash), slot * SLOT_FACTOR + row);
     this.#size++;
   }
@@ -89,11 +96,11 @@ export class HashIndex {
     this.#packed[i] = packed;
   }
 
-  #grow(): void {
+  #resize(cells: number): void {
     const keys = this.#keys;
     const packed = this.#packed;
-    this.#keys = new Uint32Array(keys.length * 2);
-    this.#packed = new Float64Array(packed.length * 2);
+    this.#keys = new Uint32Array(cells);
+    this.#packed = new Float64Array(cells);
     for (let i = 0; i < packed.length; i++) if (packed[i] !== 0) this.#insert(keys[i]!, packed[i]!);
   }
 }

@@ -68,6 +68,22 @@ export class ChunkIndex {
     return p;
   }
 
+  /**
+   * Makes room for `entries` more entries at once (the index loader knows the total
+   * from the pack trailers), instead of growing and rehashing step by step.
+   */
+  reserve(entries: number): void {
+    const want = this.#n + entries;
+    if (want > this.#cap) {
+      let cap = Math.max(1024, this.#cap);
+      while (cap < want) cap *= 2;
+      this.#grow(cap);
+    }
+    let size = this.#table.length;
+    while ((this.#used + entries) * 2 > size) size *= 2;
+    if (size > this.#table.length) this.#rehash(size);
+  }
+
   /** Starts a pack this process is writing; its entries resolve at once. */
   beginPack(): number {
     return this.#newPack('', 0, PackFlag.PENDING);
@@ -187,7 +203,7 @@ export class ChunkIndex {
   }
 
   #addEntry(pack: number, hash: Uint8Array, offset: number, stored: number, raw: number, kind: BlobKind, compression: Compression): number {
-    if (this.#n === this.#cap) this.#grow();
+    if (this.#n === this.#cap) this.#grow(Math.max(1024, this.#cap * 2));
     const id = this.#n++;
     this.#hash.set(hash, id * HASH_SIZE);
     this.#pack[id] = pack;
@@ -244,8 +260,7 @@ export class ChunkIndex {
     }
   }
 
-  #grow(): void {
-    const cap = Math.max(1024, this.#cap * 2);
+  #grow(cap: number): void {
     const grow = <T extends Uint8Array | Uint32Array>(a: T, per: number, make: (n: number) => T): T => {
       const b = make(cap * per);
       b.set(a);
@@ -264,9 +279,16 @@ export class ChunkIndex {
   #rehash(size: number): void {
     this.#table = new Int32Array(size);
     this.#used = 0;
+    // Preferred entries hold distinct hashes: each goes to the first empty slot of
+    // its probe sequence, no comparison needed (and no view allocated per entry).
+    const mask = size - 1;
+    const h = this.#hash;
     for (let id = 0; id < this.#n; id++) {
       if (this.#preferred[id] !== 1) continue;
-      this.#table[this.#slotOf(this.hashOf(id))] = id + 1;
+      const at = id * HASH_SIZE;
+      let slot = (h[at]! | (h[at + 1]! << 8) | (h[at + 2]! << 16) | (h[at + 3]! << 24)) & mask;
+      while (this.#table[slot] !== 0) slot = (slot + 1) & mask;
+      this.#table[slot] = id + 1;
       this.#used++;
     }
   }

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { DeltaDiskError, isDeltaDiskError } from '../errors.js';
 import { HEX32 } from '../format/framed.js';
 import { decodeIndexFile } from '../format/index-file.js';
+import { PACK_ENTRY_SIZE } from '../format/pack-header.js';
 import { decodeManifest, type Manifest } from '../format/manifest.js';
 import { decodePrunePlan, type PrunePlan } from '../format/prune-plan.js';
 import { decodeRepoConfig, DEFAULT_FIXED_CHUNK, DEFAULT_PACK_SIZE, encodeRepoConfig, type RepoConfig } from '../format/repo-config.js';
@@ -27,6 +28,9 @@ import { decompressChunk } from './compression.js';
 import { LocalBackend } from './local-backend.js';
 import { sha256 } from './pack-writer.js';
 import { RepoLock } from './repo-lock.js';
+
+/** Index entries reserved up front at most (≈ 60 MiB of index; 64 GiB of 64 KiB chunks). */
+const RESERVE_ENTRIES_MAX = 1 << 20;
 
 export interface InitRepositoryOptions {
   /** The file system; default: the real one. */
@@ -289,7 +293,13 @@ export class Repository {
     const condemned = new Set(plan?.condemned ?? []);
     const bad = new Set((await this.backend.list('damage')).map((f) => f.name));
     const index = new ChunkIndex();
-    for (const f of await this.backend.list('index')) {
+    const listed = await this.backend.list('index');
+    // Every entry takes PACK_ENTRY_SIZE bytes of its index file: the files' sizes
+    // bound the entry count, so the index is sized once instead of rehashed as it
+    // grows. Capped (sizes come from disk): past the cap it grows by doubling.
+    const bytes = listed.reduce((n, f) => n + Math.min(f.size, MAX_INDEX_FILE), 0);
+    index.reserve(Math.min(RESERVE_ENTRIES_MAX, Math.floor(bytes / PACK_ENTRY_SIZE)));
+    for (const f of listed) {
       const where = path.join(this.location, 'index', f.name);
       let packs;
       try {
