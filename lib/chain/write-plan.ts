@@ -9,18 +9,9 @@
  */
 import { MAX_RECORD_PAYLOAD } from '../format/limits.js';
 import { RecordKind } from '../format/record.js';
+import { hashBlocks } from './block-hasher.js';
 import type { ChainView } from './chain-view.js';
-import { MAX_APPEND_ROWS, sha256, type Run } from './layer-file.js';
-
-/**
- * SHA-256 of each non-null block, on this thread. Measured (bench/chain-write, 64 KiB
- * blocks, SHA-NI): hashing here beats handing blocks to the thread pool
- * (webcrypto.subtle), whose copies and contention with the file writes on the same
- * pool cost more than the second core gains (ratio to dedup off 0.59–0.70 vs 0.43–0.55).
- */
-function hashAll(blocks: readonly (Uint8Array | null)[]): (Buffer | undefined)[] {
-  return blocks.map((b) => (b === null ? undefined : sha256(b)));
-}
+import { MAX_APPEND_ROWS, type Run } from './layer-file.js';
 
 /** What became of one block, in the order the runs list them. */
 export type PlannedBlock =
@@ -121,7 +112,7 @@ export async function planBatch(view: ChainView, writes: readonly PendingWrite[]
     const c = final.get(b)!;
     return c !== null && isAllZero(c) ? null : c;
   });
-  const hashes = dedup ? hashAll(contents) : [];
+  const hashes = dedup ? await hashBlocks(contents) : [];
   const runs: Run[] = [];
   const blocks: PlannedBlock[] = [];
   const batchHashes = new Set<string>();
