@@ -67,6 +67,7 @@ export interface BackupSummary {
   packs: number;
   indexFiles: number;
   warnings: number;
+  /** The whole run, index loading to closing (the manifest holds the time to its commit). */
   durationMs: number;
 }
 

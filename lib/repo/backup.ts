@@ -100,16 +100,19 @@ export async function runBackup(
   }
   const cs = options.chainSnapshots ?? 'none';
   if (cs !== 'none' && cs !== 'all' && !Array.isArray(cs)) invalid('chainSnapshots is none, all, or a list of names');
+  // The manifest records the time to its commit point; the summary returned covers
+  // the whole run: loading the index before, and the work after the commit
+  // (removing the previous capture snapshots, closing disks).
+  const t0 = performance.now();
   const index = await repo.loadIndex();
   const session = new BackupSession(repo, index, options);
-  const t0 = performance.now();
   let committed = false;
+  let manifest: Manifest;
   try {
     const extra = await fill(session);
-    const manifest = await publish(session, paths, tags, t0, extra);
+    manifest = await publish(session, paths, tags, t0, extra);
     committed = true;
     for (const fn of session.afterCommit) await fn().catch((err: unknown) => session.warn('after the backup', err));
-    return { id: session.id, dryRun: session.dryRun, manifest, summary: session.summary, warnings: session.warnings };
   } finally {
     if (!committed) {
       await session.writer.abort();
@@ -117,6 +120,8 @@ export async function runBackup(
     }
     for (const fn of session.cleanup) await fn().catch(() => undefined);
   }
+  session.summary.durationMs = Math.round(performance.now() - t0);
+  return { id: session.id, dryRun: session.dryRun, manifest, summary: session.summary, warnings: session.warnings };
 }
 
 async function publish(s: BackupSession, abs: readonly string[], tags: readonly string[], t0: number, extra: Pick<Manifest, 'vm'>): Promise<Manifest> {

@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import { Disk } from '../chain/disk.js';
+import { Tree } from '../chain/tree.js';
 import { isDeltaDiskError } from '../errors.js';
 import { lockPathFor, readLockFile } from '../io/writer-lock.js';
 import type { VmFindings } from './vm-findings.js';
@@ -30,14 +31,20 @@ export async function probeChainDisk(f: VmFindings, node: string, p: string): Pr
     return undefined;
   }
   try {
-    const info = await disk.info();
+    // The descriptor and the files' sizes are all a backup needs: `disk.info()` would
+    // also account every layer's space record by record (tens of ms per disk).
+    const d = disk.descriptor;
     const dir = path.dirname(p);
     await f.addFile(p, 'chain-descriptor', { disk: node, chainDisk: true });
-    for (const l of info.layers) {
-      await f.addFile(path.join(dir, l.file), 'chain-delta', { disk: node, chainDisk: true, immutable: !l.active, size: l.fileBytes });
+    let allocatedBytes = 0;
+    for (const l of d.layers) {
+      const file = path.join(dir, l.file);
+      const size = (await f.fs.stat(file)).size;
+      allocatedBytes += size;
+      await f.addFile(file, 'chain-delta', { disk: node, chainDisk: true, immutable: l.id !== d.active, size });
     }
-    if (info.base !== null) {
-      const base = await f.fs.realpath(path.resolve(dir, info.base.file));
+    if (d.base !== null) {
+      const base = await f.fs.realpath(path.resolve(dir, d.base.file));
       const allowed = isInside(f.vmDir, base) || f.allowPaths.some((a) => isInside(path.resolve(a), base));
       if (allowed) await f.addFile(base, 'chain-base', { disk: node, chainDisk: true, immutable: true });
       else f.problem('OUTSIDE_DIRECTORY', 'error', `disk ${node}: base image ${base} is outside the VM directory; pass --allow-path to include it`, { path: base, disk: node });
@@ -56,7 +63,7 @@ export async function probeChainDisk(f: VmFindings, node: string, p: string): Pr
     for (const s of snapshots.filter((x) => x.name.startsWith(CAPTURE_SNAPSHOT_PREFIX))) {
       f.problem('CAPTURE_SNAPSHOT', 'info', `disk ${node}: snapshot ${s.name} was taken by a backup capture (kept as the base of the next incremental backup, or left by an interrupted one)`, { path: p, disk: node });
     }
-    return { virtualSize: info.virtualSize, blockSize: info.blockSize, depth: info.depth, layerCount: info.layerCount, allocatedBytes: info.allocatedBytes, snapshots };
+    return { virtualSize: d.virtualSize, blockSize: d.blockSize, depth: new Tree(d).path(d.active).length, layerCount: d.layers.length, allocatedBytes, snapshots };
   } finally {
     await disk.close();
   }
