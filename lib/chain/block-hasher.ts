@@ -14,29 +14,30 @@
  * another batch, or once it has failed, batches are hashed here: results never wait
  * on it and never depend on it.
  */
-import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
+import { MIN_BLOCK_SIZE } from '../format/limits.js';
+import { sha256 } from './layer-file.js';
 
 const HASH_SIZE = 32;
 /** Batches smaller than this are hashed on this thread (the hand-off costs ~0.1 ms). */
 const MIN_SPLIT_BYTES = 256 * 1024;
 /** Bytes of blocks the helper takes per batch at most (the shared data area). */
 const SHARED_DATA = 16 * 1024 * 1024;
-/** Room for the digests of the smallest blocks (4 KiB) filling the data area. */
-const SHARED_DIGESTS = (SHARED_DATA / 4096) * HASH_SIZE;
+/** Room for the digests of the smallest blocks filling the data area. */
+const SHARED_DIGESTS = (SHARED_DATA / MIN_BLOCK_SIZE) * HASH_SIZE;
 
 // The helper's code, self-contained (it runs the same from the sources and the build).
 const HELPER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const mem = Buffer.from(workerData.shared);
-parentPort.on('message', ({ id, lengths, digests }) => {
+parentPort.on('message', ({ lengths, digests }) => {
   let at = 0;
   for (let i = 0; i < lengths.length; i++) {
     createHash('sha256').update(mem.subarray(at, at + lengths[i])).digest().copy(mem, digests + i * ${HASH_SIZE});
     at += lengths[i];
   }
-  parentPort.postMessage(id);
+  parentPort.postMessage(null);
 });
 `;
 
@@ -49,11 +50,6 @@ interface Helper {
 
 let helper: Helper | undefined;
 let helperFailed = false;
-let nextJob = 0;
-
-function sha256(data: Uint8Array): Buffer {
-  return createHash('sha256').update(data).digest();
-}
 
 function startHelper(): Helper | undefined {
   if (helperFailed) return undefined;
@@ -122,7 +118,7 @@ export async function hashBlocks(blocks: readonly (Uint8Array | null)[]): Promis
   h.busy = true;
   h.worker.ref();
   const finished = new Promise<boolean>((resolve) => (h.done = resolve));
-  h.worker.postMessage({ id: nextJob++, lengths: theirs.map((i) => blocks[i]!.length), digests: SHARED_DATA });
+  h.worker.postMessage({ lengths: theirs.map((i) => blocks[i]!.length), digests: SHARED_DATA });
   for (const i of mine) out[i] = sha256(blocks[i]!);
   const ok = await finished;
   h.worker.unref();

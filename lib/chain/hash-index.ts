@@ -46,13 +46,13 @@ export class HashIndex {
   reserve(more: number): void {
     let cells = this.#packed.length;
     while ((this.#size + more) * 2 > cells) cells *= 2;
-    if (cells > this.#packed.length) this.#resize(cells);
+    if (cells > this.#packed.length) this.#rebuild(cells);
   }
 
   /** Indexes row `row` of the layer in `slot`, holding `hash`; the first copy of a content is kept. */
   add(slot: number, row: number, hash: Uint8Array): void {
     if (this.find(hash) !== undefined) return; // one copy is enough
-    if ((this.#size + 1) * 2 > this.#packed.length) this.#resize(this.#packed.length * 2);
+    if ((this.#size + 1) * 2 > this.#packed.length) this.#rebuild(this.#packed.length * 2);
     this.#insert(prefix(hash), slot * SLOT_FACTOR + row);
     this.#size++;
   }
@@ -73,18 +73,7 @@ export class HashIndex {
 
   /** Forgets every entry of slots at or above `slot` (the path was cut back). */
   dropFrom(slot: number): void {
-    const keys = this.#keys;
-    const packed = this.#packed;
-    this.#keys = new Uint32Array(keys.length);
-    this.#packed = new Float64Array(packed.length);
-    this.#size = 0;
-    for (let i = 0; i < packed.length; i++) {
-      const p = packed[i]!;
-      if (p !== 0 && Math.floor(p / SLOT_FACTOR) < slot) {
-        this.#insert(keys[i]!, p);
-        this.#size++;
-      }
-    }
+    this.#rebuild(this.#packed.length, (packed) => Math.floor(packed / SLOT_FACTOR) < slot);
     this.#tables.length = Math.min(this.#tables.length, slot);
   }
 
@@ -96,11 +85,19 @@ export class HashIndex {
     this.#packed[i] = packed;
   }
 
-  #resize(cells: number): void {
+  /** Re-inserts the entries `keep` accepts into a table of `cells` cells. */
+  #rebuild(cells: number, keep: (packed: number) => boolean = () => true): void {
     const keys = this.#keys;
     const packed = this.#packed;
     this.#keys = new Uint32Array(cells);
     this.#packed = new Float64Array(cells);
-    for (let i = 0; i < packed.length; i++) if (packed[i] !== 0) this.#insert(keys[i]!, packed[i]!);
+    this.#size = 0;
+    for (let i = 0; i < packed.length; i++) {
+      const p = packed[i]!;
+      if (p !== 0 && keep(p)) {
+        this.#insert(keys[i]!, p);
+        this.#size++;
+      }
+    }
   }
 }

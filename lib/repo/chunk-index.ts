@@ -69,8 +69,8 @@ export class ChunkIndex {
   }
 
   /**
-   * Makes room for `entries` more entries at once (the index loader knows the total
-   * from the pack trailers), instead of growing and rehashing step by step.
+   * Makes room for `entries` more entries at once (the index loader bounds the total
+   * by its index files' sizes), instead of growing and rehashing step by step.
    */
   reserve(entries: number): void {
     const want = this.#n + entries;
@@ -282,11 +282,9 @@ export class ChunkIndex {
     // Preferred entries hold distinct hashes: each goes to the first empty slot of
     // its probe sequence, no comparison needed (and no view allocated per entry).
     const mask = size - 1;
-    const h = this.#hash;
     for (let id = 0; id < this.#n; id++) {
       if (this.#preferred[id] !== 1) continue;
-      const at = id * HASH_SIZE;
-      let slot = (h[at]! | (h[at + 1]! << 8) | (h[at + 2]! << 16) | (h[at + 3]! << 24)) & mask;
+      let slot = homeSlot(this.#hash, id * HASH_SIZE, mask);
       while (this.#table[slot] !== 0) slot = (slot + 1) & mask;
       this.#table[slot] = id + 1;
       this.#used++;
@@ -296,7 +294,7 @@ export class ChunkIndex {
   /** The slot holding `hash`, or the empty slot where it would go. */
   #slotOf(hash: Uint8Array): number {
     const mask = this.#table.length - 1;
-    let s = (hash[0]! | (hash[1]! << 8) | (hash[2]! << 16) | (hash[3]! << 24)) & mask;
+    let s = homeSlot(hash, 0, mask);
     for (;;) {
       const v = this.#table[s]!;
       if (v === 0 || this.#equalsAt(v - 1, hash)) return s;
@@ -310,4 +308,9 @@ export class ChunkIndex {
     for (let i = 0; i < HASH_SIZE; i++) if (h[at + i] !== hash[i]) return false;
     return true;
   }
+}
+
+/** The first slot of a hash's probe sequence: its first four bytes, masked (SHA-256 bits are uniform). */
+function homeSlot(bytes: Uint8Array, at: number, mask: number): number {
+  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) & mask;
 }
