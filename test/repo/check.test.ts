@@ -100,6 +100,21 @@ describe('check', () => {
     expect(kinds(r)).toContain('damaged-index');
   });
 
+  it('sparse index files claiming terabytes: a typed error, not an index sized by their claims', async () => {
+    // The loader sizes its index from the listed files' sizes; sizes come from disk,
+    // so the reservation is capped and each file is still refused on its own. (Sized
+    // by these claims, the index's arrays would exceed what an ArrayBuffer may hold.)
+    for (let i = 0; i < 200; i++) {
+      const fd = fs.openSync(path.join(repoDir, 'index', `${String(i).padStart(3, '0')}${'f'.repeat(61)}`), 'w');
+      fs.ftruncateSync(fd, 2 ** 40);
+      fs.closeSync(fd);
+    }
+    const err = await withRepo(repoDir, 'shared', (repo) => backup(repo, [path.join(dir, 'src')])).catch((e: unknown) => e);
+    expect((err as { code?: string }).code).toBe('LIMIT_EXCEEDED');
+    const r = await check();
+    expect(kinds(r)).toContain('damaged-index');
+  });
+
   it('reports unreferenced data and leftover temporary files as leaks only', async () => {
     fs.writeFileSync(path.join(repoDir, 'index', 'x.tmp-123456'), 'partial');
     fs.unlinkSync(path.join(repoDir, 'snapshots', backupId));
