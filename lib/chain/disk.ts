@@ -43,7 +43,7 @@ import { BlockTable } from './block-table.js';
 import { ChainView } from './chain-view.js';
 import { createDescriptor, DiskPaths, readDescriptor, readOpState, replaceDescriptor } from './descriptor-file.js';
 import { DiskReader, type Extent } from './disk-reader.js';
-import { LayerFile, MAX_APPEND_ROWS } from './layer-file.js';
+import { LayerFile } from './layer-file.js';
 import { LayerSet } from './layer-set.js';
 import { layersWithPendingParent, reconcileHeader, runMerge } from './merge.js';
 import type { ChainContext } from './chain-context.js';
@@ -65,7 +65,7 @@ import { SNAPSHOT_ID } from './disk-types.js';
 import { describeDisk } from './disk-info.js';
 import { removeInterruptedCreate, removeLeftoverFiles } from './leftover-files.js';
 import { Tree } from './tree.js';
-import { planBatch, type PendingWrite } from './write-plan.js';
+import { planBatch, type PendingWrite, type WritePlan } from './write-plan.js';
 import { WriteQueue } from './write-queue.js';
 
 /** The active layer is compacted on flush once it holds this much overwritten data (and more than half its log). */
@@ -418,35 +418,37 @@ export class Disk {
     const view = this.#view;
     const active = view.top!;
     const slot = view.depth;
-    const plan = await planBatch(view, batch, this.#d.dedup);
-    // Append in groups a layer accepts at once; the planned blocks follow the runs' order.
-    let first = 0;
-    let rows = 0;
-    let b = 0;
-    for (let r = 0; r <= plan.runs.length; r++) {
-      const run = plan.runs[r];
-      const n = run === undefined ? 0 : run.kind === RecordKind.ZERO ? run.count : run.kind === RecordKind.REF ? run.hashes.length : run.data.length;
-      if (run !== undefined && rows + n <= MAX_APPEND_ROWS) {
-        rows += n;
-        continue;
+    // Each piece is appended while the next one is being planned (checksummed); one
+    // append is in flight at a time, and none is left running when this returns.
+    let writing: Promise<void> = Promise.resolve();
+    try {
+      for await (const plan of planBatch(view, batch, this.#d.dedup)) {
+        await writing;
+        writing = this.#appendPlan(view, active, slot, plan);
+        writing.catch(() => undefined); // awaited at the next piece or below
       }
-      const added = await active.append(plan.runs.slice(first, r));
-      for (const row of added) {
-        const pb = plan.blocks[b++]!;
-        if (pb.kind === RecordKind.DATA) {
-          view.setData(pb.block, slot, row);
-          if (pb.hash !== undefined) view.hashes?.add(slot, row, pb.hash);
-        } else if (pb.kind === RecordKind.ZERO) {
-          view.setZero(pb.block, slot);
-        } else {
-          const hit = view.hashes!.find(pb.hash)!;
-          view.setData(pb.block, hit.slot, hit.row);
-        }
-      }
-      first = r;
-      rows = n;
+    } finally {
+      await writing;
     }
   }
+
+  /** Appends one planned piece to the active layer and points the view at its rows. */
+  async #appendPlan(view: ChainView, active: LayerFile, slot: number, plan: WritePlan): Promise<void> {
+    const added = await active.append(plan.runs);
+    plan.blocks.forEach((pb, i) => {
+      const row = added[i]!;
+      if (pb.kind === RecordKind.DATA) {
+        view.setData(pb.block, slot, row);
+        if (pb.hash !== undefined) view.hashes?.add(slot, row, pb.hash);
+      } else if (pb.kind === RecordKind.ZERO) {
+        view.setZero(pb.block, slot);
+      } else {
+        const hit = view.hashes!.find(pb.hash)!;
+        view.setData(pb.block, hit.slot, hit.row);
+      }
+    });
+  }
+
 
   // ================================================================ snapshots
 

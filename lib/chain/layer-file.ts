@@ -66,7 +66,14 @@ export interface LayerOpenOptions {
 
 /** A run of consecutive blocks to append as one record. */
 export type Run =
-  | { readonly kind: typeof RecordKind.DATA; readonly block: number; readonly data: readonly Uint8Array[]; readonly hashes?: readonly Uint8Array[] | undefined }
+  | {
+      readonly kind: typeof RecordKind.DATA;
+      readonly block: number;
+      readonly data: readonly Uint8Array[];
+      readonly hashes?: readonly Uint8Array[] | undefined;
+      /** The blocks' CRC-32s when the caller computed them already (block-checksums.ts). */
+      readonly crcs?: readonly number[] | undefined;
+    }
   | { readonly kind: typeof RecordKind.BLOB; readonly data: readonly Uint8Array[]; readonly hashes: readonly Uint8Array[] }
   | { readonly kind: typeof RecordKind.ZERO; readonly block: number; readonly count: number }
   | { readonly kind: typeof RecordKind.REF; readonly block: number; readonly hashes: readonly Uint8Array[] };
@@ -524,10 +531,12 @@ export class LayerFile {
         payloadLength = count * bs;
         if (count === 0 || payloadLength > MAX_RECORD_PAYLOAD) throw new DeltaDiskError('INVALID_ARGUMENT', `run of ${count} blocks`);
         const crcs = new Uint32Array(count);
+        const known = run.kind === RecordKind.DATA ? run.crcs : undefined;
+        if (known !== undefined && known.length !== count) throw new DeltaDiskError('INVALID_ARGUMENT', `${known.length} CRCs for ${count} blocks`);
         for (let i = 0; i < count; i++) {
           const d = run.data[i]!;
           if (d.length !== bs) throw new DeltaDiskError('INVALID_ARGUMENT', `block data of ${d.length} bytes, expected ${bs}`);
-          crcs[i] = crc32(d);
+          crcs[i] = known === undefined ? crc32(d) : known[i]!;
           pending.push({
             kind: run.kind,
             block: run.kind === RecordKind.BLOB ? 0 : run.block + i,

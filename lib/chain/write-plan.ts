@@ -9,7 +9,7 @@
  */
 import { MAX_RECORD_PAYLOAD } from '../format/limits.js';
 import { RecordKind } from '../format/record.js';
-import { hashBlocks } from './block-hasher.js';
+import { checksumBlocks, type BlockChecksums } from './block-checksums.js';
 import type { ChainView } from './chain-view.js';
 import { MAX_APPEND_ROWS, type Run } from './layer-file.js';
 
@@ -46,20 +46,54 @@ export interface PendingWrite {
   readonly data: Uint8Array | null;
 }
 
+/** A batch is planned in pieces of about this many bytes of block data (see planBatch). */
+const PIECE_BYTES_MIN = 1024 * 1024;
+const PIECE_BYTES_MAX = 8 * 1024 * 1024;
+
 /**
- * Plans a batch of writes, applied in order, as runs for the active layer.
+ * Plans a batch of writes, applied in order, as runs for the active layer, in
+ * pieces: each yielded plan is one `append`, to be applied before the next is
+ * asked for or while it is being computed.
  *
  * Group commit: concurrent writers queue, and one plan covers them all. Blocks
  * written partially are read from the current view once and concurrently; a later
  * write in the batch lands on top of an earlier one; each block is stored once, with
  * its final content. The caller holds the disk's mutex.
+ *
+ * Pieces exist so that checksumming overlaps writing: a 1 MiB write hashed before
+ * any of it is written costs the hashing time on top of the write's; in four pieces,
+ * each piece's checksums are computed while the previous piece is being written
+ * (disk.ts starts an append, then asks for the next piece). A REF to a block of an
+ * earlier piece is sound because pieces are appended in order.
  */
-export async function planBatch(view: ChainView, writes: readonly PendingWrite[], dedup: boolean): Promise<WritePlan> {
+export async function* planBatch(view: ChainView, writes: readonly PendingWrite[], dedup: boolean): AsyncGenerator<WritePlan> {
+  const { order, contents } = await finalContents(view, writes);
+  let dataBytes = 0;
+  for (const c of contents) if (c !== null) dataBytes += c.length;
+  const pieceBytes = Math.min(PIECE_BYTES_MAX, Math.max(PIECE_BYTES_MIN, Math.ceil(dataBytes / 4)));
+  const batchHashes = new Set<string>();
+  for (let start = 0; start < order.length; ) {
+    let end = start;
+    let bytes = 0;
+    while (end < order.length && bytes < pieceBytes && end - start < MAX_APPEND_ROWS) {
+      bytes += contents[end]?.length ?? 0;
+      end++;
+    }
+    const pieceContents = contents.slice(start, end);
+    const sums = await checksumBlocks(pieceContents, dedup);
+    yield planPiece(view, order.slice(start, end), pieceContents, sums, dedup, batchHashes);
+    start = end;
+  }
+}
+
+/**
+ * Each touched block's final content after the batch, in block order: a view of a
+ * caller's buffer, a buffer of ours, or null for a block of zeros.
+ */
+async function finalContents(view: ChainView, writes: readonly PendingWrite[]): Promise<{ order: number[]; contents: (Uint8Array | null)[] }> {
   const bs = view.blockSize;
   const size = view.virtualSize;
-  const maxRun = Math.max(1, Math.floor(MAX_RECORD_PAYLOAD / bs));
-  // Each touched block's final content: a view of a caller's buffer, a buffer of ours
-  // (`owned`, safe to modify), or null for zeros.
+  // `owned`: buffers of ours, safe to modify.
   const final = new Map<number, Uint8Array | null>();
   const owned = new Set<number>();
 
@@ -67,11 +101,9 @@ export async function planBatch(view: ChainView, writes: readonly PendingWrite[]
   const needRead = new Set<number>();
   const covered = new Set<number>();
   for (const w of writes) {
-    forEachBlock(w, bs, size, (block, from, to, full) => {
+    forEachBlock(w, bs, size, (block, _from, _to, full) => {
       if (full) covered.add(block);
       else if (!covered.has(block)) needRead.add(block);
-      void from;
-      void to;
     });
   }
   await Promise.all(
@@ -105,22 +137,35 @@ export async function planBatch(view: ChainView, writes: readonly PendingWrite[]
       if (full) buf!.fill(0, to); // the disk's last, partial block: zero past its end
     });
   }
-
-  // Pass 3: classify each block in order; hash the batch at once when deduplicating.
   const order = [...final.keys()].sort((a, b) => a - b);
   const contents = order.map((b) => {
     const c = final.get(b)!;
     return c !== null && isAllZero(c) ? null : c;
   });
-  const hashes = dedup ? await hashBlocks(contents) : [];
+  return { order, contents };
+}
+
+/**
+ * Classifies the blocks of one piece, in order, as runs. `batchHashes` carries the
+ * hashes stored as DATA by earlier pieces of the batch (not yet in the view's index
+ * while they are being appended) and by this one.
+ */
+function planPiece(
+  view: ChainView,
+  order: readonly number[],
+  contents: readonly (Uint8Array | null)[],
+  sums: BlockChecksums,
+  dedup: boolean,
+  batchHashes: Set<string>,
+): WritePlan {
+  const maxRun = Math.max(1, Math.floor(MAX_RECORD_PAYLOAD / view.blockSize));
   const runs: Run[] = [];
   const blocks: PlannedBlock[] = [];
-  const batchHashes = new Set<string>();
-  let dataRun: { block: number; data: Uint8Array[]; hashes: Uint8Array[] | undefined } | undefined;
+  let dataRun: { block: number; data: Uint8Array[]; crcs: number[]; hashes: Uint8Array[] | undefined } | undefined;
   let zeroRun: { block: number; count: number } | undefined;
   let refRun: { block: number; hashes: Uint8Array[] } | undefined;
   const close = (): void => {
-    if (dataRun) runs.push({ kind: RecordKind.DATA, block: dataRun.block, data: dataRun.data, hashes: dataRun.hashes });
+    if (dataRun) runs.push({ kind: RecordKind.DATA, block: dataRun.block, data: dataRun.data, crcs: dataRun.crcs, hashes: dataRun.hashes });
     if (zeroRun) runs.push({ kind: RecordKind.ZERO, block: zeroRun.block, count: zeroRun.count });
     if (refRun) runs.push({ kind: RecordKind.REF, block: refRun.block, hashes: refRun.hashes });
     dataRun = undefined;
@@ -131,7 +176,7 @@ export async function planBatch(view: ChainView, writes: readonly PendingWrite[]
     const content = contents[i]!;
     if (content === null) {
       if (view.isZero(block)) return; // already reads as zeros: nothing to store
-      if (!zeroRun || zeroRun.block + zeroRun.count !== block || zeroRun.count >= MAX_APPEND_ROWS) {
+      if (!zeroRun || zeroRun.block + zeroRun.count !== block) {
         close();
         zeroRun = { block, count: 0 };
       }
@@ -139,10 +184,10 @@ export async function planBatch(view: ChainView, writes: readonly PendingWrite[]
       blocks.push({ kind: RecordKind.ZERO, block });
       return;
     }
-    const hash = hashes[i];
+    const hash = sums.hashes[i];
     if (hash !== undefined) {
       const key = hash.toString('hex');
-      if (view.hashes?.find(hash) !== undefined || batchHashes.has(key)) {
+      if (batchHashes.has(key) || view.hashes?.find(hash) !== undefined) {
         if (!refRun || refRun.block + refRun.hashes.length !== block || refRun.hashes.length >= maxRun) {
           close();
           refRun = { block, hashes: [] };
@@ -155,9 +200,10 @@ export async function planBatch(view: ChainView, writes: readonly PendingWrite[]
     }
     if (!dataRun || dataRun.block + dataRun.data.length !== block || dataRun.data.length >= maxRun) {
       close();
-      dataRun = { block, data: [], hashes: dedup ? [] : undefined };
+      dataRun = { block, data: [], crcs: [], hashes: dedup ? [] : undefined };
     }
     dataRun.data.push(content);
+    dataRun.crcs.push(sums.crcs[i]!);
     if (hash !== undefined) dataRun.hashes!.push(hash);
     blocks.push({ kind: RecordKind.DATA, block, hash });
   });

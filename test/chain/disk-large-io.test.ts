@@ -1,7 +1,7 @@
 /**
- * Requests larger than the internal batches (8 MiB plans, 8192-row appends, 4096-row
- * map segments, 2048-block records): unaligned, with and without dedup, read back
- * exactly before and after reopening.
+ * Requests larger than the internal batches (plan pieces of up to 8 MiB, 8192-row
+ * appends, 4096-row map segments, 2048-block records): unaligned, with and
+ * without dedup, read back exactly before and after reopening.
  */
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';

@@ -1,0 +1,92 @@
+/**
+ * checksumBlocks: the CRC-32 and (on request) SHA-256 of each block, whichever
+ * thread computed them. Batches big enough are split with the helper thread; these
+ * check the results against computing them on this thread, for mixed sizes, zero
+ * (null) blocks, batches larger than the helper's shared area, blocks smaller than
+ * any disk's (more of them than the shared area has slots for), plain Uint8Arrays,
+ * and batches that overlap in time (one of them then runs here). The last test runs
+ * a real process, as a module (whose flag the helper inherits): the helper must run
+ * there, and, idle, must not keep the process alive.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { crc32 } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { checksumBlocks, helperRunning, type BlockChecksums } from '../../lib/chain/block-checksums.js';
+
+const sha = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
+
+function batch(sizes: readonly (number | null)[]): (Uint8Array | null)[] {
+  return sizes.map((n) => (n === null ? null : randomBytes(n)));
+}
+
+function expectSums(blocks: readonly (Uint8Array | null)[], got: BlockChecksums, withSha: boolean): void {
+  expect(got.crcs).toHaveLength(blocks.length);
+  expect(got.hashes).toHaveLength(blocks.length);
+  blocks.forEach((b, i) => {
+    if (b === null) {
+      expect(got.crcs[i]).toBe(0);
+      expect(got.hashes[i]).toBeUndefined();
+      return;
+    }
+    expect(got.crcs[i]).toBe(crc32(b));
+    if (withSha) expect(got.hashes[i]!.equals(sha(b))).toBe(true);
+    else expect(got.hashes[i]).toBeUndefined();
+  });
+}
+
+async function check(blocks: (Uint8Array | null)[]): Promise<void> {
+  expectSums(blocks, await checksumBlocks(blocks, true), true);
+  expectSums(blocks, await checksumBlocks(blocks, false), false);
+}
+
+describe('checksumBlocks', () => {
+  it('small batches (on this thread) and large ones (split with the helper) alike, with and without SHA-256', async () => {
+    await check([]);
+    await check(batch([4096]));
+    await check(batch([65536, null, 65536, 65536, null, 65536, 65536, 65536, 65536]));
+    await check(batch(Array.from({ length: 64 }, () => 65536)));
+    await check(batch(Array.from({ length: 300 }, () => 4096)));
+    // The helper took part (a helper that cannot start leaves every batch to this
+    // thread, and every result above right).
+    expect(helperRunning()).toBe(true);
+  });
+
+  it('batches larger than the shared area: the helper takes what fits, this thread the rest', async () => {
+    await check(batch(Array.from({ length: 40 }, () => 1024 * 1024)));
+  });
+
+  it('more tiny blocks than the shared area has slots for', async () => {
+    await check(batch(Array.from({ length: 20_000 }, () => 64)));
+    expect(helperRunning()).toBe(true); // it was given only what it has room for
+  });
+
+  it('plain Uint8Arrays and views into larger buffers', async () => {
+    const big = randomBytes(20 * 65536 + 17);
+    const blocks: Uint8Array[] = [];
+    for (let i = 0; i < 20; i++) blocks.push(new Uint8Array(big.buffer, big.byteOffset + 17 + i * 65536, 65536));
+    await check(blocks);
+  });
+
+  it('overlapping batches are all right (one finding the helper busy runs here)', async () => {
+    const batches = Array.from({ length: 6 }, () => batch(Array.from({ length: 32 }, () => 65536)));
+    const results = await Promise.all(batches.map((b, k) => checksumBlocks(b, k % 2 === 0)));
+    results.forEach((r, k) => expectSums(batches[k]!, r, k % 2 === 0));
+  });
+
+  it('an idle helper does not keep a process alive', () => {
+    const module = path.resolve(import.meta.dirname, '../../dist/lib/chain/block-checksums.js');
+    const script = `
+      const { checksumBlocks } = await import(${JSON.stringify(module)});
+      const { randomBytes } = await import('node:crypto');
+      const out = await checksumBlocks(Array.from({ length: 16 }, () => randomBytes(65536)), true);
+      const { helperRunning } = await import(${JSON.stringify(module)});
+      console.log(out.hashes.filter((h) => h && h.length === 32).length, helperRunning());
+    `;
+    const started = Date.now();
+    const stdout = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(stdout.trim()).toBe('16 true');
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
+});
