@@ -369,7 +369,9 @@ async function copyBlocks(
       n++;
     }
     const known = hashes.every((h) => h !== undefined) ? (hashes as Uint8Array[]) : undefined;
-    await pushRun(readRows(removed, rows, bs).then((data) => ({ kind: RecordKind.DATA, block: first, data, hashes: known })), n, n * bs);
+    // The CRCs on record were just checked against the data read: no need to compute them again.
+    const crcs = rows.map((r) => removed.records.crc(r));
+    await pushRun(readRows(removed, rows, bs).then((data) => ({ kind: RecordKind.DATA, block: first, data, hashes: known, crcs })), n, n * bs);
     i += n;
     copiedBlocks += n;
     copiedBytes += n * bs;
@@ -446,11 +448,12 @@ function dataHash(layer: LayerFile, row: number): Uint8Array | undefined {
 async function readRows(layer: LayerFile, rows: readonly number[], bs: number): Promise<Buffer[]> {
   const out: Buffer[] = [];
   const at = (k: number): number => layer.dataOffset(rows[k]!);
+  const all = Buffer.allocUnsafe(rows.length * bs); // one allocation per run, however scattered
   let i = 0;
   while (i < rows.length) {
     let n = 1;
     while (i + n < rows.length && at(i + n) === at(i) + n * bs) n++;
-    const buf = Buffer.allocUnsafe(n * bs);
+    const buf = all.subarray(i * bs, (i + n) * bs);
     await readInto(layer.handle, buf, at(i));
     for (let k = 0; k < n; k++) {
       const data = buf.subarray(k * bs, (k + 1) * bs);

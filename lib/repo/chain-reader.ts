@@ -13,7 +13,7 @@
  */
 import type { DiskReader } from '../chain/disk-reader.js';
 import type { Content } from '../format/manifest.js';
-import { HASH_SIZE, LIST_BLOB_HASHES, ZERO_HASH } from '../format/repo-limits.js';
+import { HASH_SIZE, LIST_BLOB_HASHES } from '../format/repo-limits.js';
 import type { BackupSession } from './backup-session.js';
 import { ContentBuilder, contentPages } from './content-list.js';
 import { runsOf } from './read-ahead.js';
@@ -50,6 +50,11 @@ export function changedChunks(blocks: readonly number[], blockSize: number, chun
   return out;
 }
 
+function isZeroHashAt(page: Uint8Array, at: number): boolean {
+  for (let j = at; j < at + HASH_SIZE; j++) if (page[j] !== 0) return false;
+  return true;
+}
+
 export async function readChainPoint(s: BackupSession, reader: DiskReader, plan: ChainReadPlan, label: string): Promise<Content> {
   const cs = plan.chunkSize;
   const size = reader.virtualSize;
@@ -59,19 +64,22 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
   const lengthOf = (i: number): number => Math.min(cs, size - i * cs);
   for (let first = 0; first < n; first += LIST_BLOB_HASHES) {
     const count = Math.min(LIST_BLOB_HASHES, n - first);
+    // The page starts as the base's page (one copy, not one per chunk: an
+    // incremental backup of a large disk is mostly this loop); every entry not
+    // reused is then the zero hash, or the hash of the chunk as read.
     const page = Buffer.alloc(count * HASH_SIZE);
     const basePage = basePages === undefined ? undefined : (await basePages.next()).value;
+    const changed = basePage instanceof Buffer && basePage.length === page.length ? plan.base!.changed : undefined;
+    if (changed !== undefined) page.set(basePage as Buffer);
     const toRead: number[] = [];
     for (let k = 0; k < count; k++) {
       const i = first + k;
-      if (basePage instanceof Buffer && basePage.length === count * HASH_SIZE && plan.base!.changed[i] === 0) {
-        const h = basePage.subarray(k * HASH_SIZE, (k + 1) * HASH_SIZE);
-        if (h.equals(ZERO_HASH) || s.index.findUsable(h) >= 0) {
-          page.set(h, k * HASH_SIZE);
-          continue;
-        }
+      const at = k * HASH_SIZE;
+      if (changed !== undefined) {
+        if (changed[i] === 0 && (isZeroHashAt(page, at) || s.index.findUsableAt(page, at) >= 0)) continue;
+        page.fill(0, at, at + HASH_SIZE);
       }
-      if (plan.knownZero[i] === 1) continue; // the page is zero-filled: the zero hash
+      if (plan.knownZero[i] === 1) continue; // the zero hash
       toRead.push(i);
     }
     let read = 0;

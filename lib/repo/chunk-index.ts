@@ -126,15 +126,20 @@ export class ChunkIndex {
 
   /** The preferred entry for `hash`, or -1. */
   find(hash: Uint8Array): number {
-    const slot = this.#slotOf(hash);
-    const v = this.#table[slot]!;
+    const v = this.#table[this.#slotOf(hash, 0)]!;
     return v === 0 ? -1 : v - 1;
   }
 
   /** The preferred entry for `hash` if a backup may reuse it (its pack is neither condemned nor bad), or -1. */
   findUsable(hash: Uint8Array): number {
-    const id = this.find(hash);
-    return id >= 0 && (this.#packFlags[this.#pack[id]!]! & AVOID) === 0 ? id : -1;
+    return this.findUsableAt(hash, 0);
+  }
+
+  /** `findUsable` of the hash at `at` in `bytes` (a chunk list page), without a view of it. */
+  findUsableAt(bytes: Uint8Array, at: number): number {
+    const v = this.#table[this.#slotOf(bytes, at)]!;
+    const id = v - 1;
+    return v !== 0 && (this.#packFlags[this.#pack[id]!]! & AVOID) === 0 ? id : -1;
   }
 
   /** Every entry holding `hash`, preferred or not (a linear scan: for the rare damaged chunk). */
@@ -291,21 +296,21 @@ export class ChunkIndex {
     }
   }
 
-  /** The slot holding `hash`, or the empty slot where it would go. */
-  #slotOf(hash: Uint8Array): number {
+  /** The slot holding the hash at `from` in `hash`, or the empty slot where it would go. */
+  #slotOf(hash: Uint8Array, from = 0): number {
     const mask = this.#table.length - 1;
-    let s = homeSlot(hash, 0, mask);
+    let s = homeSlot(hash, from, mask);
     for (;;) {
       const v = this.#table[s]!;
-      if (v === 0 || this.#equalsAt(v - 1, hash)) return s;
+      if (v === 0 || this.#equalsAt(v - 1, hash, from)) return s;
       s = (s + 1) & mask;
     }
   }
 
-  #equalsAt(id: number, hash: Uint8Array): boolean {
+  #equalsAt(id: number, hash: Uint8Array, from = 0): boolean {
     const h = this.#hash;
     const at = id * HASH_SIZE;
-    for (let i = 0; i < HASH_SIZE; i++) if (h[at + i] !== hash[i]) return false;
+    for (let i = 0; i < HASH_SIZE; i++) if (h[at + i] !== hash[from + i]) return false;
     return true;
   }
 }
