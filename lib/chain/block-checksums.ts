@@ -1,15 +1,15 @@
 /**
- * The checksums of the blocks of a write, on two threads: every block's CRC-32 (the
- * record format's integrity check) and, with inline dedup, its SHA-256.
+ * The checksums of a batch of blocks, on two threads: CRC-32 (the record format's
+ * integrity check: every block written, every block a backup reads) and SHA-256
+ * (inline dedup, and the repository's chunk hashes), as the caller asks.
  *
- * Both are computed in one pass per block, before the write is appended. On the
- * writing thread alone they cost much of sequential write throughput (SHA-256 runs
- * at ~1.1 GB/s on one core, CRC-32 at ~2 GB/s), so a batch of at least
- * MIN_SPLIT_BYTES is split: one helper thread checksums the second half (copied
- * into memory shared with it, at ~6 GB/s) while this thread does the first. (The
- * thread pool, through webcrypto, was measured slower than hashing here: its
- * per-call copies and the contention with file writes cost more than the second
- * core gained.)
+ * On one thread they cost much of the throughput of the paths that need them
+ * (SHA-256 runs at ~1.1-1.6 GB/s on one core here, CRC-32 at ~2 GB/s), so a batch
+ * of at least MIN_SPLIT_BYTES is split: one helper thread checksums the second half
+ * (copied into memory shared with it, at ~6 GB/s) while this thread does the first.
+ * (The thread pool, through webcrypto, was measured slower than hashing here: its
+ * per-call copies and the contention with file I/O cost more than the second core
+ * gained.)
  *
  * The helper is one process-wide worker, started on first use and referenced only
  * while it holds a job, so it never keeps the process alive. While it is busy with
@@ -42,11 +42,11 @@ const { createHash } = process.getBuiltinModule('node:crypto');
 const { crc32 } = process.getBuiltinModule('node:zlib');
 const mem = Buffer.from(workerData.shared);
 const lengths = new Int32Array(workerData.shared, ${LENGTHS_AT}, ${SHARED_BLOCKS});
-parentPort.on('message', ({ count, sha }) => {
+parentPort.on('message', ({ count, crc, sha }) => {
   let at = 0;
   for (let i = 0; i < count; i++) {
     const block = mem.subarray(at, at + lengths[i]);
-    mem.writeUInt32LE(crc32(block), ${CRCS_AT} + i * 4);
+    if (crc) mem.writeUInt32LE(crc32(block), ${CRCS_AT} + i * 4);
     if (sha) createHash('sha256').update(block).digest().copy(mem, ${DIGESTS_AT} + i * ${HASH_SIZE});
     at += lengths[i];
   }
@@ -54,9 +54,15 @@ parentPort.on('message', ({ count, sha }) => {
 });
 `;
 
+/** Which checksums to compute. */
+export interface ChecksumKinds {
+  readonly crc32: boolean;
+  readonly sha256: boolean;
+}
+
 /** The checksums of a batch of blocks, by position in the batch. */
 export interface BlockChecksums {
-  /** CRC-32 of each block (0 for a null one). */
+  /** CRC-32 of each block when asked for (0 for a null one, or when not asked for). */
   readonly crcs: Uint32Array;
   /** SHA-256 of each non-null block when asked for; undefined otherwise. */
   readonly hashes: readonly (Buffer | undefined)[];
@@ -108,13 +114,13 @@ export function helperRunning(): boolean {
   return helper !== undefined;
 }
 
-/** CRC-32 of every non-null block and, when `withSha256`, its SHA-256. */
-export async function checksumBlocks(blocks: readonly (Uint8Array | null)[], withSha256: boolean): Promise<BlockChecksums> {
+/** The CRC-32 and/or SHA-256 (as `kinds` asks) of every non-null block. */
+export async function checksumBlocks(blocks: readonly (Uint8Array | null)[], kinds: ChecksumKinds): Promise<BlockChecksums> {
   const crcs = new Uint32Array(blocks.length);
   const hashes = new Array<Buffer | undefined>(blocks.length).fill(undefined);
   const here = (i: number): void => {
-    crcs[i] = crc32(blocks[i]!);
-    if (withSha256) hashes[i] = sha256(blocks[i]!);
+    if (kinds.crc32) crcs[i] = crc32(blocks[i]!);
+    if (kinds.sha256) hashes[i] = sha256(blocks[i]!);
   };
   const todo: number[] = [];
   let bytes = 0;
@@ -152,15 +158,15 @@ export async function checksumBlocks(blocks: readonly (Uint8Array | null)[], wit
   h.busy = true;
   h.worker.ref();
   const finished = new Promise<boolean>((resolve) => (h.done = resolve));
-  h.worker.postMessage({ count: theirs.length, sha: withSha256 });
+  h.worker.postMessage({ count: theirs.length, crc: kinds.crc32, sha: kinds.sha256 });
   mine.forEach(here);
   const ok = await finished;
   h.worker.unref();
   h.busy = false;
   theirs.forEach((i, k) => {
     if (!ok) return here(i);
-    crcs[i] = h.mem.readUInt32LE(CRCS_AT + k * 4);
-    if (withSha256) hashes[i] = Buffer.from(h.mem.subarray(DIGESTS_AT + k * HASH_SIZE, DIGESTS_AT + (k + 1) * HASH_SIZE));
+    if (kinds.crc32) crcs[i] = h.mem.readUInt32LE(CRCS_AT + k * 4);
+    if (kinds.sha256) hashes[i] = Buffer.from(h.mem.subarray(DIGESTS_AT + k * HASH_SIZE, DIGESTS_AT + (k + 1) * HASH_SIZE));
   });
   return { crcs, hashes };
 }

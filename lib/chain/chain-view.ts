@@ -23,6 +23,7 @@ import { MAX_IO_LENGTH } from '../format/limits.js';
 import { RecordKind } from '../format/record.js';
 import { readInto, readvInto } from '../io/positional.js';
 import type { BaseImage } from './base-image.js';
+import { checksumBlocks } from './block-checksums.js';
 import { BlockTable } from './block-table.js';
 import { HashIndex } from './hash-index.js';
 import type { LayerFile } from './layer-file.js';
@@ -255,18 +256,20 @@ export class ChainView {
     const jobs = this.#readExtents(out, x);
     const done = jobs.length === 1 ? jobs[0]! : Promise.all(jobs);
     if (checks.length === 0) return done.then(() => undefined);
-    return done.then(() => {
+    return done.then(async () => {
+      // The CRCs of a large read are computed on two threads (block-checksums.ts).
+      const blocks: Buffer[] = [];
       for (let i = 0; i < checks.length; i += 6) {
-        const layer = this.layers[checks[i]! - 1]!;
         const at = checks[i + 2]!;
         const ownAt = checks[i + 3]!;
-        if (ownAt < 0) {
-          layer.verifyRow(checks[i + 1]!, out.subarray(at, at + bs));
-        } else {
-          const whole = x.own[ownAt]!;
-          layer.verifyRow(checks[i + 1]!, whole);
-          whole.copy(out, at, checks[i + 4]!, checks[i + 4]! + checks[i + 5]!);
-        }
+        blocks.push(ownAt < 0 ? out.subarray(at, at + bs) : x.own[ownAt]!);
+      }
+      const { crcs } = await checksumBlocks(blocks, { crc32: true, sha256: false });
+      for (let i = 0, k = 0; i < checks.length; i += 6, k++) {
+        const layer = this.layers[checks[i]! - 1]!;
+        const row = checks[i + 1]!;
+        if (crcs[k] !== layer.records.crc(row)) layer.verifyRow(row, blocks[k]!); // throws CHECKSUM_MISMATCH
+        if (checks[i + 3]! >= 0) blocks[k]!.copy(out, checks[i + 2]!, checks[i + 4]!, checks[i + 4]! + checks[i + 5]!);
       }
     });
   }

@@ -80,7 +80,7 @@ export async function* planBatch(view: ChainView, writes: readonly PendingWrite[
       end++;
     }
     const pieceContents = contents.slice(start, end);
-    const sums = await checksumBlocks(pieceContents, dedup);
+    const sums = await checksumBlocks(pieceContents, { crc32: true, sha256: dedup });
     yield planPiece(view, order.slice(start, end), pieceContents, sums, dedup, batchHashes);
     start = end;
   }

@@ -37,10 +37,10 @@ export async function chunkFile(s: BackupSession, handle: FileHandle, abs: strin
     const piece = Math.max(1, Math.floor((4 * MiB) / chunkSize)) * chunkSize;
     const reader = readAhead(handle, piece, 4);
     for await (const buf of guarded(reader)) {
-      for (let at = 0; at < buf.length; at += chunkSize) {
-        const chunk = buf.subarray(at, Math.min(buf.length, at + chunkSize));
-        await builder.push(await s.chunkHash(chunk), chunk.length);
-      }
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < buf.length; at += chunkSize) chunks.push(buf.subarray(at, Math.min(buf.length, at + chunkSize)));
+      const hashes = await s.chunkHashes(chunks);
+      for (let k = 0; k < chunks.length; k++) await builder.push(hashes[k]!, chunks[k]!.length);
       s.progress(abs, buf.length, buf.length);
       reader.recycle(buf); // the pack writer copied what it keeps
     }

@@ -3,6 +3,7 @@
  * appends, 4096-row map segments, 2048-block records): unaligned, with and
  * without dedup, read back exactly before and after reopening.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Disk } from '../../lib/index.js';
@@ -75,5 +76,26 @@ describe('large requests', () => {
       expect((await r.read(MiB - 7, data.length)).equals(data)).toBe(true);
       expect((await r.read(48 * MiB, 5)).toString()).toBe('tail!');
     });
+  });
+
+  it('a verified read large enough to be checked on two threads still finds a damaged block', async () => {
+    const d = await Disk.create(file, { size: 16 * MiB, blockSize: 64 * 1024, dedup: false });
+    const data = pattern(8 * MiB, 4);
+    await d.write(0, data);
+    const where = d.currentReader().source(100);
+    await d.close();
+    if (where.kind !== 'data') throw new Error('block 100 should be stored data');
+    const delta = path.join(dir, fs.readdirSync(dir).find((f) => f.endsWith('.delta'))!);
+    const fd = fs.openSync(delta, 'r+');
+    fs.writeSync(fd, Buffer.from([0x5a ^ data[100 * 64 * 1024 + 77]!]), 0, 1, where.offset + 77);
+    fs.closeSync(fd);
+    const r = await Disk.open(file, { readOnly: true, verifyReads: true });
+    try {
+      await expect(r.read(0, 8 * MiB)).rejects.toMatchObject({ code: 'CHECKSUM_MISMATCH', block: 100 });
+      expect((await r.read(0, 100 * 64 * 1024)).equals(data.subarray(0, 100 * 64 * 1024))).toBe(true);
+      expect((await r.read(101 * 64 * 1024, MiB)).equals(data.subarray(101 * 64 * 1024, 101 * 64 * 1024 + MiB))).toBe(true);
+    } finally {
+      await r.close();
+    }
   });
 });
