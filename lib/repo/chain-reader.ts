@@ -19,7 +19,8 @@ import { ContentBuilder, contentPages } from './content-list.js';
 import { runsOf } from './read-ahead.js';
 
 const MAX_READ = 8 * 1024 * 1024;
-const READS_IN_FLIGHT = 3;
+const READ_AHEAD_BYTES = 3 * MAX_READ;
+const READS_IN_FLIGHT = 16;
 
 export interface ChainReadPlan {
   readonly chunkSize: number;
@@ -88,26 +89,40 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
     }
     let read = 0;
     const runs = runsOf(toRead, Math.max(1, Math.floor(MAX_READ / cs)));
-    const pending: Promise<{ buffer: Buffer; data: Buffer }>[] = [];
-    const start = (r: [number, number]): Promise<{ buffer: Buffer; data: Buffer }> => {
-      const off = r[0] * cs;
-      const buffer = buffers.pop() ?? Buffer.allocUnsafe(MAX_READ_BYTES);
-      const data = buffer.subarray(0, Math.min(r[1] * cs, size - off));
-      const p = reader.readInto(data, off).then(() => ({ buffer, data }));
+    // Reads ahead: up to READ_AHEAD_BYTES (three full runs) and READS_IN_FLIGHT
+    // requests, so scattered single chunks (an incremental backup) are not read one
+    // thread-pool round trip at a time. Runs of less than a sixteenth of the
+    // largest get buffers of their own size, not pooled ones.
+    const pending: Promise<{ buffer: Buffer | undefined; data: Buffer }>[] = [];
+    let next = 0;
+    let ahead = 0;
+    const bytesOf = (r: number): number => Math.min(runs[r]![1] * cs, size - runs[r]![0] * cs);
+    const start = (r: number): Promise<{ buffer: Buffer | undefined; data: Buffer }> => {
+      const len = bytesOf(r);
+      const buffer = len * 16 < MAX_READ_BYTES ? undefined : (buffers.pop() ?? Buffer.allocUnsafe(MAX_READ_BYTES));
+      const data = buffer === undefined ? Buffer.allocUnsafe(len) : buffer.subarray(0, len);
+      const p = reader.readInto(data, runs[r]![0] * cs).then(() => ({ buffer, data }));
       p.catch(() => undefined);
       return p;
     };
-    for (let r = 0; r < Math.min(READS_IN_FLIGHT, runs.length); r++) pending.push(start(runs[r]!));
+    const readAhead = (): void => {
+      while (next < runs.length && pending.length < READS_IN_FLIGHT && (pending.length === 0 || ahead + bytesOf(next) <= READ_AHEAD_BYTES)) {
+        ahead += bytesOf(next);
+        pending.push(start(next++));
+      }
+    };
+    readAhead();
     for (let r = 0; r < runs.length; r++) {
       const { buffer, data } = await pending.shift()!;
-      if (r + READS_IN_FLIGHT < runs.length) pending.push(start(runs[r + READS_IN_FLIGHT]!));
+      ahead -= data.length;
+      readAhead();
       const [i0, len] = runs[r]!;
       read += data.length;
       const chunks: Buffer[] = [];
       for (let j = 0; j < len; j++) chunks.push(data.subarray(j * cs, j * cs + lengthOf(i0 + j)));
       const hashes = await s.chunkHashes(chunks);
       for (let j = 0; j < len; j++) page.set(hashes[j]!, (i0 + j - first) * HASH_SIZE);
-      buffers.push(buffer); // what was stored has been copied into a pack: reuse it
+      if (buffer !== undefined) buffers.push(buffer); // what was stored has been copied into a pack: reuse it
     }
     let bytes = 0;
     for (let k = 0; k < count; k++) bytes += lengthOf(first + k);
