@@ -79,17 +79,25 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
   let madeDir = false;
   let claim: CaptureClaim | undefined;
   try {
-    for (const disk of inventory.disks) {
-      if (disk.format !== 'chain' || !disk.included || disk.path === null) continue;
-      const file = inventory.files.find((f) => f.path === disk.path)!;
-      const d = await reachChainDisk(disk.path, { allowPaths: [inventory.dir, ...allowPaths], given: options.disks?.get(disk.path) });
-      opened.push({ node: disk.node, file, disk: d });
-      if ((await d.snapshots()).some((x) => x.name === snapshotName)) {
-        throw new DeltaDiskError('SNAPSHOT_EXISTS', `${disk.fileName} already has a snapshot ${snapshotName}: capture ids must be unique`, { path: disk.path });
+    // The disks are opened, checked and flushed all at once (each waits on its own
+    // files); `opened` keeps the inventory's order, and holds every disk opened
+    // even when another failed, so the cleanup below closes them all.
+    const chainDisks = inventory.disks.filter((disk) => disk.format === 'chain' && disk.included && disk.path !== null);
+    const reached = await Promise.allSettled(
+      chainDisks.map((disk) => reachChainDisk(disk.path!, { allowPaths: [inventory.dir, ...allowPaths], given: options.disks?.get(disk.path!) })),
+    );
+    reached.forEach((r, k) => {
+      if (r.status === 'fulfilled') opened.push({ node: chainDisks[k]!.node, file: inventory.files.find((f) => f.path === chainDisks[k]!.path)!, disk: r.value });
+    });
+    const unreached = reached.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (unreached !== undefined) throw unreached.reason;
+    for (const [k, d] of opened.entries()) {
+      if ((await d.disk.snapshots()).some((x) => x.name === snapshotName)) {
+        throw new DeltaDiskError('SNAPSHOT_EXISTS', `${chainDisks[k]!.fileName} already has a snapshot ${snapshotName}: capture ids must be unique`, { path: d.file.path });
       }
     }
     // Data written so far made durable now, outside the window: the snapshots inside it then sync almost nothing.
-    for (const d of opened) await d.disk.flush();
+    await Promise.all(opened.map((d) => d.disk.flush()));
     await removeDeadCaptureDirs(inventory.dir);
     await fsp.mkdir(captureDir, { mode: 0o700 }).catch((err: unknown) => {
       throw isDeltaDiskError(err) ? err : (err as NodeJS.ErrnoException).code === 'EEXIST' ? new DeltaDiskError('ALREADY_EXISTS', `${captureDir} exists`, { path: captureDir }) : fromSystemError(err, captureDir, 'creating the capture directory failed');
@@ -141,7 +149,7 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
     } finally {
       await session.thaw();
     }
-    for (const d of opened) await d.disk.close();
+    await Promise.all(opened.map((d) => d.disk.close()));
     items.push(...inPlaceItems);
     const warnings: string[] = [];
     if (hasHooks(options.hooks ?? {}) && !session.quiesced) warnings.push(`not quiesced: ${session.failure ?? 'unknown'}; the capture is crash-consistent`);
