@@ -158,11 +158,22 @@ export async function checksumBlocks(blocks: readonly (Uint8Array | null)[], kin
   h.busy = true;
   h.worker.ref();
   const finished = new Promise<boolean>((resolve) => (h.done = resolve));
-  h.worker.postMessage({ count: theirs.length, crc: kinds.crc32, sha: kinds.sha256 });
-  mine.forEach(here);
-  const ok = await finished;
-  h.worker.unref();
-  h.busy = false;
+  try {
+    h.worker.postMessage({ count: theirs.length, crc: kinds.crc32, sha: kinds.sha256 });
+  } catch {
+    h.done?.(false); // not handed over: all of it is done here
+    h.done = undefined;
+  }
+  let ok = false;
+  try {
+    mine.forEach(here);
+  } finally {
+    // Whatever happened here, the helper's job is waited for before its memory is
+    // reused (and before it is let go, so it never stays busy or keeps the process up).
+    ok = await finished;
+    h.worker.unref();
+    h.busy = false;
+  }
   theirs.forEach((i, k) => {
     if (!ok) return here(i);
     if (kinds.crc32) crcs[i] = h.mem.readUInt32LE(CRCS_AT + k * 4);

@@ -352,7 +352,9 @@ export class Disk {
   }
 
   /**
-   * Writes `data` at `offset`. Durable after the next `flush()`.
+   * Writes `data` at `offset`. Durable after the next `flush()`. `data` is not
+   * copied: it must not change until the returned promise settles (its checksums
+   * are computed before it is written, as with `fs.write`).
    * @throws NOT_OPEN, READ_ONLY, HANDLE_BROKEN, INVALID_ARGUMENT, OUT_OF_RANGE, IO_ERROR, NO_SPACE
    */
   async write(offset: number, data: Uint8Array): Promise<void> {
@@ -421,14 +423,20 @@ export class Disk {
     // Each piece is appended while the next one is being planned (checksummed); one
     // append is in flight at a time, and none is left running when this returns.
     let writing: Promise<void> = Promise.resolve();
+    let landed = 0;
     try {
       for await (const plan of planBatch(view, batch, this.#d.dedup)) {
         await writing;
-        writing = this.#appendPlan(view, active, slot, plan);
+        writing = this.#appendPlan(view, active, slot, plan).then(() => void landed++);
         writing.catch(() => undefined); // awaited at the next piece or below
       }
-    } finally {
       await writing;
+    } catch (err) {
+      await writing.catch(() => undefined);
+      // Part of the batch is in the layer and part is not: whatever the error, the
+      // disk takes no more changes until reopened (recovery reads what landed).
+      if (landed > 0) this.#broken ??= err instanceof DeltaDiskError ? err : fromSystemError(err, this.path);
+      throw err;
     }
   }
 

@@ -71,7 +71,11 @@ export type Run =
       readonly block: number;
       readonly data: readonly Uint8Array[];
       readonly hashes?: readonly Uint8Array[] | undefined;
-      /** The blocks' CRC-32s when the caller computed them already (block-checksums.ts). */
+      /**
+       * The blocks' CRC-32s when the caller computed them already (the write plan,
+       * merges): trusted, so they must be the CRCs of exactly these bytes, which
+       * must not change until `append` settles; a wrong one fails the block's reads.
+       */
       readonly crcs?: readonly number[] | undefined;
     }
   | { readonly kind: typeof RecordKind.BLOB; readonly data: readonly Uint8Array[]; readonly hashes: readonly Uint8Array[] }

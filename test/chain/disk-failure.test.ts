@@ -72,4 +72,34 @@ describe('a failed fsync', () => {
       await again.close();
     }
   });
+
+  it('a large write failing in one of its pieces: the disk breaks, and each block reads all-old or all-new after a reopen', async () => {
+    const bs = 64 * 1024;
+    const ffs = new FaultFS(nodeFileSystem);
+    const d = await Disk.create(file, { size: 16 * 2 ** 20, blockSize: bs, fs: ffs, lock: true });
+    const before = pattern(8 * 2 ** 20, 1);
+    const after = pattern(8 * 2 ** 20, 2);
+    await d.write(0, before);
+    await d.flush();
+    // An 8 MiB write is planned and appended in pieces: the third append fails.
+    ffs.resetCounts();
+    ffs.arm({ at: 3, ops: ['write'], errno: 'EIO', persistent: false });
+    expect(await codeOf(d.write(0, after))).toBe('IO_ERROR');
+    ffs.disarm();
+    expect(await codeOf(d.write(0, after))).toBe('HANDLE_BROKEN');
+    await d.close().catch(() => undefined);
+    const r = await Disk.open(file, { readOnly: true, verifyReads: true });
+    const got = await r.read(0, 8 * 2 ** 20);
+    await r.close();
+    let olds = 0;
+    let news = 0;
+    for (let at = 0; at < got.length; at += bs) {
+      const block = got.subarray(at, at + bs);
+      if (block.equals(before.subarray(at, at + bs))) olds++;
+      else if (block.equals(after.subarray(at, at + bs))) news++;
+    }
+    expect(olds + news).toBe(128);
+    expect(news).toBeGreaterThan(0); // the pieces before the failure landed
+    expect(olds).toBeGreaterThan(0); // the ones from the failure on never did
+  });
 });
