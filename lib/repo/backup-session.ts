@@ -122,7 +122,12 @@ export class BackupSession {
   }
 
   /** Stores a non-zero chunk (unless the repository has it) and returns its hash. */
-  async storeChunk(data: Buffer, hash: Buffer = sha256(data)): Promise<Buffer> {
+  storeChunk(data: Buffer): Promise<Buffer> {
+    return this.#store(data, sha256(data));
+  }
+
+  /** Stores `data` under `hash`, its SHA-256 (computed by the caller). */
+  async #store(data: Buffer, hash: Buffer): Promise<Buffer> {
     if (await this.writer.add(hash, data)) {
       this.summary.chunksNew++;
       this.summary.bytesNew += data.length;
@@ -130,23 +135,19 @@ export class BackupSession {
     return hash;
   }
 
-  /** The hash for a chunk: the reserved zero hash for zeros (never stored), else stored. */
-  async chunkHash(data: Buffer): Promise<Buffer> {
-    return isZero(data) ? ZERO_HASH : this.storeChunk(data);
-  }
-
   /**
-   * `chunkHash` of each of a batch of chunks, in order, hashed on two threads
-   * (block-checksums.ts): SHA-256 on the reading thread alone was a third of a
-   * first backup's time. The chunks may be reused once this resolves (what is
-   * stored has been copied into a pack).
+   * The hash of each of a batch of chunks, in order: the reserved zero hash for
+   * zeros (never stored), else the SHA-256 of one stored (unless the repository has
+   * it). Hashed on two threads (block-checksums.ts): SHA-256 on the reading thread
+   * alone was a third of a first backup's time. The chunks may be reused once this
+   * resolves (what is stored has been copied into a pack).
    */
   async chunkHashes(chunks: readonly Buffer[]): Promise<Buffer[]> {
     const { hashes } = await checksumBlocks(chunks.map((c) => (isZero(c) ? null : c)), { crc32: false, sha256: true });
     const out: Buffer[] = [];
     for (let i = 0; i < chunks.length; i++) {
       const h = hashes[i];
-      out.push(h === undefined ? ZERO_HASH : await this.storeChunk(chunks[i]!, h));
+      out.push(h === undefined ? ZERO_HASH : await this.#store(chunks[i]!, h));
     }
     return out;
   }

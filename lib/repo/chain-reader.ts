@@ -19,6 +19,7 @@ import { ContentBuilder, contentPages } from './content-list.js';
 import { runsOf } from './read-ahead.js';
 
 const MAX_READ = 8 * 1024 * 1024;
+/** Bytes of read buffers held at once, at most (plus one run being hashed). */
 const READ_AHEAD_BYTES = 3 * MAX_READ;
 const READS_IN_FLIGHT = 16;
 
@@ -89,40 +90,47 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
     }
     let read = 0;
     const runs = runsOf(toRead, Math.max(1, Math.floor(MAX_READ / cs)));
-    // Reads ahead: up to READ_AHEAD_BYTES (three full runs) and READS_IN_FLIGHT
-    // requests, so scattered single chunks (an incremental backup) are not read one
-    // thread-pool round trip at a time. Runs of less than a sixteenth of the
-    // largest get buffers of their own size, not pooled ones.
+    // Reads ahead: up to READ_AHEAD_BYTES of buffers (three full runs) and
+    // READS_IN_FLIGHT requests, so scattered single chunks (an incremental backup)
+    // are not read one thread-pool round trip at a time. A run of less than half
+    // the largest gets a buffer of its own size, not a pooled one; each counts
+    // against the limit for the memory it holds.
     const pending: Promise<{ buffer: Buffer | undefined; data: Buffer }>[] = [];
     let next = 0;
     let ahead = 0;
     const bytesOf = (r: number): number => Math.min(runs[r]![1] * cs, size - runs[r]![0] * cs);
+    const holds = (len: number): number => (len * 2 < MAX_READ_BYTES ? len : MAX_READ_BYTES);
     const start = (r: number): Promise<{ buffer: Buffer | undefined; data: Buffer }> => {
       const len = bytesOf(r);
-      const buffer = len * 16 < MAX_READ_BYTES ? undefined : (buffers.pop() ?? Buffer.allocUnsafe(MAX_READ_BYTES));
+      const buffer = holds(len) === len ? undefined : (buffers.pop() ?? Buffer.allocUnsafe(MAX_READ_BYTES));
       const data = buffer === undefined ? Buffer.allocUnsafe(len) : buffer.subarray(0, len);
       const p = reader.readInto(data, runs[r]![0] * cs).then(() => ({ buffer, data }));
       p.catch(() => undefined);
       return p;
     };
     const readAhead = (): void => {
-      while (next < runs.length && pending.length < READS_IN_FLIGHT && (pending.length === 0 || ahead + bytesOf(next) <= READ_AHEAD_BYTES)) {
-        ahead += bytesOf(next);
+      while (next < runs.length && pending.length < READS_IN_FLIGHT && (pending.length === 0 || ahead + holds(bytesOf(next)) <= READ_AHEAD_BYTES)) {
+        ahead += holds(bytesOf(next));
         pending.push(start(next++));
       }
     };
     readAhead();
-    for (let r = 0; r < runs.length; r++) {
-      const { buffer, data } = await pending.shift()!;
-      ahead -= data.length;
-      readAhead();
-      const [i0, len] = runs[r]!;
-      read += data.length;
-      const chunks: Buffer[] = [];
-      for (let j = 0; j < len; j++) chunks.push(data.subarray(j * cs, j * cs + lengthOf(i0 + j)));
-      const hashes = await s.chunkHashes(chunks);
-      for (let j = 0; j < len; j++) page.set(hashes[j]!, (i0 + j - first) * HASH_SIZE);
-      if (buffer !== undefined) buffers.push(buffer); // what was stored has been copied into a pack: reuse it
+    try {
+      for (let r = 0; r < runs.length; r++) {
+        const { buffer, data } = await pending.shift()!;
+        ahead -= holds(data.length);
+        readAhead();
+        const [i0, len] = runs[r]!;
+        read += data.length;
+        const chunks: Buffer[] = [];
+        for (let j = 0; j < len; j++) chunks.push(data.subarray(j * cs, j * cs + lengthOf(i0 + j)));
+        const hashes = await s.chunkHashes(chunks);
+        for (let j = 0; j < len; j++) page.set(hashes[j]!, (i0 + j - first) * HASH_SIZE);
+        if (buffer !== undefined) buffers.push(buffer); // what was stored has been copied into a pack: reuse it
+      }
+    } finally {
+      // After a failure, no read is left running into buffers nobody waits for.
+      await Promise.allSettled(pending);
     }
     let bytes = 0;
     for (let k = 0; k < count; k++) bytes += lengthOf(first + k);

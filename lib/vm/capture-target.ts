@@ -15,6 +15,9 @@ import { Disk } from '../chain/disk.js';
 import { DeltaDiskError, isDeltaDiskError } from '../errors.js';
 import { findControl, type ControlClient } from '../nbd/control-client.js';
 
+/** Chain disks of one VM opened, snapshotted or cleaned up at once, at most. */
+export const DISKS_AT_ONCE = 4;
+
 export interface CaptureTarget {
   readonly path: string;
   readonly via: 'open' | 'given' | 'served';

@@ -21,8 +21,9 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Disk } from '../chain/disk.js';
 import { DeltaDiskError, fromSystemError, isDeltaDiskError } from '../errors.js';
+import { settleLimited } from '../io/settle-limited.js';
 import { CAPTURE_SNAPSHOT_PREFIX } from './chain-disk-probe.js';
-import { reachChainDisk, withChainDisk, type CaptureTarget } from './capture-target.js';
+import { DISKS_AT_ONCE, reachChainDisk, withChainDisk, type CaptureTarget } from './capture-target.js';
 import type { Capture, CapturedChainDisk, CapturedFile, CapturedItem, CaptureOptions, ReleaseReport } from './capture-types.js';
 import { FileCloner } from './file-clone.js';
 import { hasHooks, planHooks } from './hooks/hook-plan.js';
@@ -79,12 +80,12 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
   let madeDir = false;
   let claim: CaptureClaim | undefined;
   try {
-    // The disks are opened, checked and flushed all at once (each waits on its own
+    // The disks are opened and flushed a few at a time (each waits on its own
     // files); `opened` keeps the inventory's order, and holds every disk opened
     // even when another failed, so the cleanup below closes them all.
     const chainDisks = inventory.disks.filter((disk) => disk.format === 'chain' && disk.included && disk.path !== null);
-    const reached = await Promise.allSettled(
-      chainDisks.map((disk) => reachChainDisk(disk.path!, { allowPaths: [inventory.dir, ...allowPaths], given: options.disks?.get(disk.path!) })),
+    const reached = await settleLimited(chainDisks, DISKS_AT_ONCE, (disk) =>
+      reachChainDisk(disk.path!, { allowPaths: [inventory.dir, ...allowPaths], given: options.disks?.get(disk.path!) }),
     );
     reached.forEach((r, k) => {
       if (r.status === 'fulfilled') opened.push({ node: chainDisks[k]!.node, file: inventory.files.find((f) => f.path === chainDisks[k]!.path)!, disk: r.value });
@@ -97,7 +98,7 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
       }
     }
     // Data written so far made durable now, outside the window: the snapshots inside it then sync almost nothing.
-    await Promise.all(opened.map((d) => d.disk.flush()));
+    await settleLimited(opened, DISKS_AT_ONCE, (d) => d.disk.flush()).then(throwFirstFailure);
     await removeDeadCaptureDirs(inventory.dir);
     await fsp.mkdir(captureDir, { mode: 0o700 }).catch((err: unknown) => {
       throw isDeltaDiskError(err) ? err : (err as NodeJS.ErrnoException).code === 'EEXIST' ? new DeltaDiskError('ALREADY_EXISTS', `${captureDir} exists`, { path: captureDir }) : fromSystemError(err, captureDir, 'creating the capture directory failed');
@@ -149,7 +150,7 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
     } finally {
       await session.thaw();
     }
-    await Promise.all(opened.map((d) => d.disk.close()));
+    await settleLimited(opened, DISKS_AT_ONCE, (d) => d.disk.close()).then(throwFirstFailure);
     items.push(...inPlaceItems);
     const warnings: string[] = [];
     if (hasHooks(options.hooks ?? {}) && !session.quiesced) warnings.push(`not quiesced: ${session.failure ?? 'unknown'}; the capture is crash-consistent`);
@@ -167,6 +168,11 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
     await claim?.release();
     throw err;
   }
+}
+
+function throwFirstFailure(results: readonly PromiseSettledResult<unknown>[]): void {
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
 }
 
 async function undoSnapshots(taken: { d: OpenedDisk; name: string }[], allowPaths: readonly string[], vmDir: string, given: ReadonlyMap<string, Disk> | undefined): Promise<void> {

@@ -29,12 +29,13 @@ import { DeltaDiskError, fromSystemError } from '../errors.js';
 import type { VmDiskRecord, VmHookRecord, VmRecord } from '../format/vm-record.js';
 import type { FileStat } from '../io/file-system.js';
 import { nodeFileSystem } from '../io/node-file-system.js';
+import { settleLimited } from '../io/settle-limited.js';
 import { backupFile, runBackup, type BackupOptions, type BackupResult } from '../repo/backup.js';
 import type { BackupSession } from '../repo/backup-session.js';
 import { backupChain } from '../repo/chain-backup.js';
 import type { Repository } from '../repo/repository.js';
 import type { Capture, CaptureOptions, CapturedChainDisk, CapturedFile, CapturedItem } from './capture-types.js';
-import { withChainDisk } from './capture-target.js';
+import { DISKS_AT_ONCE, withChainDisk } from './capture-target.js';
 import { captureVm } from './capture-vm.js';
 import { CAPTURE_SNAPSHOT_PREFIX } from './chain-disk-probe.js';
 
@@ -208,21 +209,19 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
   for (const f of release.failures) warnings.push({ path: f.disk, message: `capture snapshot ${f.snapshot} could not be deleted: ${f.error}`, code: undefined });
   const deleted: string[] = [];
   if (!result.dryRun) {
-    // Disk by disk concurrently (each merge waits mostly on its own file's I/O);
+    // A few disks at a time (each merge waits mostly on its own file's I/O);
     // results are reported in the disks' order.
     const chainItems = c.items.filter((i): i is CapturedChainDisk => i.type === 'chain-disk');
-    const outcomes = await Promise.allSettled(
-      chainItems.map((item) =>
-        withChainDisk(item.source, { allowPaths: [c.vmDir, ...(options.allowPaths ?? [])], given: options.disks?.get(item.source) }, async (t) => {
-          const names: string[] = [];
-          for (const x of await t.snapshots()) {
-            if (x.name === item.snapshot.name || !x.name.startsWith(CAPTURE_SNAPSHOT_PREFIX) || x.description !== description) continue;
-            await t.deleteSnapshot(x.name);
-            names.push(`${item.name}:${x.name}`);
-          }
-          return names;
-        }),
-      ),
+    const outcomes = await settleLimited(chainItems, DISKS_AT_ONCE, (item) =>
+      withChainDisk(item.source, { allowPaths: [c.vmDir, ...(options.allowPaths ?? [])], given: options.disks?.get(item.source) }, async (t) => {
+        const names: string[] = [];
+        for (const x of await t.snapshots()) {
+          if (x.name === item.snapshot.name || !x.name.startsWith(CAPTURE_SNAPSHOT_PREFIX) || x.description !== description) continue;
+          await t.deleteSnapshot(x.name);
+          names.push(`${item.name}:${x.name}`);
+        }
+        return names;
+      }),
     );
     outcomes.forEach((o, k) => {
       if (o.status === 'fulfilled') {

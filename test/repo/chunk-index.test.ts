@@ -1,6 +1,7 @@
 /**
  * The in-memory index against a Map: random packs, pending packs, duplicates across
- * packs with flags (condemned, bad), and abandoning a pending pack.
+ * packs with flags (condemned, bad), abandoning a pending pack, and lookups in place
+ * in a page of hashes.
  */
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
@@ -40,8 +41,12 @@ describe('ChunkIndex', () => {
             expect(index.packOf(id)).toBe(want.pack);
             expect(index.hashOf(id).toString('hex')).toBe(key);
             expect(index.findUsable(Buffer.from(key, 'hex')) >= 0).toBe(want.flags === 0);
+            // The same lookup in place, in a page of hashes (a backup's chunk list).
+            const page = Buffer.concat([randomBytes(32), Buffer.from(key, 'hex'), randomBytes(32)]);
+            expect(index.findUsableAt(page, 32)).toBe(index.findUsable(Buffer.from(key, 'hex')));
           }
           expect(index.find(randomBytes(32))).toBe(-1);
+          expect(index.findUsableAt(randomBytes(96), 32)).toBe(-1);
         },
       ),
       { numRuns: propertyRuns(60) },
