@@ -457,7 +457,6 @@ export class Disk {
     });
   }
 
-
   // ================================================================ snapshots
 
   /** The snapshot tree, oldest first. */

@@ -5,9 +5,10 @@
  * SHA-256 (uniform, so they index the table directly). A hit is confirmed against
  * the full 32 bytes kept in the layer's record table, so a prefix collision can never
  * make two different blocks share storage; colliding entries simply sit in later
- * cells of the probe sequence. Nothing is allocated per entry: a writable disk builds
- * this index over every stored block when it opens, and after each merge, so its
- * cost is on the path of every open and snapshot deletion.
+ * cells of the probe sequence. Nothing is allocated per entry: a view builds this
+ * index over every stored block of its path on its first dedup write (or to resolve
+ * references), so its cost is on the path of the first write after an open or a
+ * merge.
  */
 import type { RecordTable } from './record-table.js';
 

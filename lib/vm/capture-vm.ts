@@ -90,8 +90,7 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
     reached.forEach((r, k) => {
       if (r.status === 'fulfilled') opened.push({ node: chainDisks[k]!.node, file: inventory.files.find((f) => f.path === chainDisks[k]!.path)!, disk: r.value });
     });
-    const unreached = reached.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (unreached !== undefined) throw unreached.reason;
+    throwFirstFailure(reached);
     for (const [k, d] of opened.entries()) {
       if ((await d.disk.snapshots()).some((x) => x.name === snapshotName)) {
         throw new DeltaDiskError('SNAPSHOT_EXISTS', `${chainDisks[k]!.fileName} already has a snapshot ${snapshotName}: capture ids must be unique`, { path: d.file.path });
@@ -136,8 +135,7 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
           items.push(chainItem(opened[i]!, r.value));
         }
       });
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed !== undefined) throw failed.reason;
+      throwFirstFailure(results);
       let n = 0;
       for (const f of toClone) {
         checkAborted(options.signal);
@@ -170,6 +168,7 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
   }
 }
 
+/** Throws the reason of the first rejected result, if any (after every one settled). */
 function throwFirstFailure(results: readonly PromiseSettledResult<unknown>[]): void {
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed !== undefined) throw failed.reason;
