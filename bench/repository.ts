@@ -24,7 +24,7 @@ const MiB = 2 ** 20;
 const SIZE = Number(process.env.DELTADISK_BENCH_MIB ?? 1024) * MiB;
 const SPARSE = Number(process.env.DELTADISK_BENCH_SPARSE_GIB ?? 16) * 1024 * MiB;
 const ROOT = process.env.DELTADISK_BENCH_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'deltadisk-bench-'));
-const CLI = path.resolve(import.meta.dirname, '../cli/main.js');
+const CLI = path.resolve(import.meta.dirname, '../deltadisk.js');
 const RESTIC = process.env.DELTADISK_BENCH_RESTIC !== '0' && spawnSync('restic', ['version']).status === 0;
 const RESTIC_ENV = { ...process.env, RESTIC_PASSWORD: 'deltadisk-bench', RESTIC_PROGRESS_FPS: '0.1' };
 

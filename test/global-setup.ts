@@ -1,5 +1,6 @@
 /**
- * Builds dist/ once before the suite: CLI tests run the built CLI as a real process.
+ * Builds dist/ once before the suite (`npm run build`: tsc, then the CLI bundled into
+ * dist/deltadisk.js): CLI tests run the built CLI as a real process.
  * Also gives the crash/fault harness a directory for its figures and prints their
  * totals when the run ends (test/harness/figures.ts).
  */
@@ -11,10 +12,7 @@ import { printTotals } from './harness/figures.js';
 
 export default function setup(): () => void {
   const root = path.resolve(import.meta.dirname, '..');
-  execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
-    cwd: root,
-    stdio: 'inherit',
-  });
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
   const figures = fs.mkdtempSync(path.join(os.tmpdir(), 'deltadisk-figures-'));
   process.env.DELTADISK_FIGURES_DIR = figures;
   return () => {
