@@ -75,6 +75,21 @@ export class DiskReader {
     return this.#view.source(block);
   }
 
+  /**
+   * True when every byte of [offset, offset + length) certainly reads as zeros,
+   * known from the map alone: zero markers, or blocks no layer stores past the end
+   * of the base. A table lookup per block, no object per block (`extents` makes one).
+   */
+  isZeroRange(offset: number, length: number): boolean {
+    this.#assertOpen();
+    const view = this.#view;
+    view.assertRange(offset, length);
+    const bs = view.blockSize;
+    const last = Math.floor((offset + length - 1) / bs);
+    for (let b = Math.floor(offset / bs); b <= last; b++) if (!view.isZero(b)) return false;
+    return true;
+  }
+
   /** The disk as extents of blocks served from the same place, in order. */
   extents(): Extent[] {
     this.#assertOpen();

@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { DeltaDiskError } from '../errors.js';
 import { decodeFramed, encodeFramed, Fields } from './framed.js';
-import { forEachPackEntry, PACK_ENTRY_SIZE, PACK_TRAILER_SIZE } from './pack-header.js';
+import { PACK_ENTRY_SIZE, PACK_TRAILER_SIZE, validatePackTail } from './pack-header.js';
 import { HASH_SIZE, MAX_INDEX_FILE, MAX_INDEX_PACKS, MAX_PACK_BLOBS, MAX_PACK_SIZE } from './repo-limits.js';
 
 export const INDEX_MAGIC = Buffer.from('DDIX\r\n\x1a\n', 'latin1');
@@ -63,7 +63,7 @@ export function decodeIndexFile(bytes: Uint8Array, name?: string, path?: string)
     const size = p.int('size', PACK_TRAILER_SIZE + PACK_ENTRY_SIZE, MAX_PACK_SIZE);
     const tail = Buffer.from(p.bin('tail'));
     if (createHash('sha256').update(tail).digest('hex') !== name) p.fail(`pack ${name} header does not match its name`);
-    forEachPackEntry(tail, size, path, () => undefined);
+    validatePackTail(tail, size, path);
     out.push({ name, size, tail });
   }
   return out;

@@ -120,18 +120,28 @@ export function decodePackTrailer(trailer: Uint8Array, packSize: number, path?: 
  * @throws REPO_CORRUPT, UNSUPPORTED_VERSION, LIMIT_EXCEEDED
  */
 export function decodePackTail(tail: Uint8Array, packSize: number, path?: string): PackEntry[] {
+  const count = validatePackTail(tail, packSize, path);
+  const b = Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength);
   const entries: PackEntry[] = [];
-  forEachPackEntry(tail, packSize, path, (e) => entries.push({ ...e, hash: Buffer.from(e.hash) }));
+  let offset = 0;
+  for (let i = 0; i < count; i++) {
+    const at = i * PACK_ENTRY_SIZE;
+    const storedLength = b.readUInt32LE(at + 32);
+    entries.push({ hash: Buffer.from(b.subarray(at, at + HASH_SIZE)), offset, storedLength, rawLength: b.readUInt32LE(at + 36), kind: b[at + 40] as BlobKind, compression: b[at + 41] as Compression });
+    offset += storedLength;
+  }
   return entries;
 }
 
 /**
- * Validates a pack's header and trailer like {@link decodePackTail} and calls `fn`
- * for each entry without building a list (the index loader's path). The entry's
- * `hash` is a view into `tail`, valid only during the call.
+ * Validates a pack's header and trailer like {@link decodePackTail}, building
+ * nothing: the index loader's path, run over every entry of every pack on each
+ * repository open. Entry `i` is then read in place at `i * PACK_ENTRY_SIZE`: hash
+ * (32 bytes), stored and raw length (u32 LE at +32, +36), kind (+40), compression (+41).
  * @returns the number of entries
+ * @throws REPO_CORRUPT, UNSUPPORTED_VERSION, LIMIT_EXCEEDED
  */
-export function forEachPackEntry(tail: Uint8Array, packSize: number, path: string | undefined, fn: (e: PackEntry, i: number) => void): number {
+export function validatePackTail(tail: Uint8Array, packSize: number, path?: string): number {
   const b = Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength);
   if (b.length < PACK_TRAILER_SIZE) corrupt('too short for a trailer', path);
   const { count, headerLength, crc } = decodePackTrailer(b.subarray(b.length - PACK_TRAILER_SIZE), packSize, path);
@@ -143,8 +153,8 @@ export function forEachPackEntry(tail: Uint8Array, packSize: number, path: strin
     const at = i * PACK_ENTRY_SIZE;
     const storedLength = b.readUInt32LE(at + 32);
     const rawLength = b.readUInt32LE(at + 36);
-    const kind = b.readUInt8(at + 40);
-    const compression = b.readUInt8(at + 41);
+    const kind = b[at + 40]!;
+    const compression = b[at + 41]!;
     if (kind !== BlobKind.DATA && kind !== BlobKind.LIST) corrupt(`blob ${i} has kind ${kind}`, path);
     if (compression !== Compression.NONE && compression !== Compression.DEFLATE) corrupt(`blob ${i} has compression ${compression}`, path);
     if (b.readUInt16LE(at + 42) !== 0 || b.readUInt32LE(at + 44) !== 0) corrupt(`blob ${i} has non-zero reserved fields`, path);
@@ -156,9 +166,9 @@ export function forEachPackEntry(tail: Uint8Array, packSize: number, path: strin
     }
     if (kind === BlobKind.LIST && rawLength % HASH_SIZE !== 0) corrupt(`list blob ${i} is not a whole number of hashes`, path);
     if (offset + storedLength > dataLength) corrupt(`blob ${i} runs past the data area`, path);
-    fn({ hash: b.subarray(at, at + 32), offset, storedLength, rawLength, kind: kind as BlobKind, compression: compression as Compression }, i);
     offset += storedLength;
   }
   if (offset !== dataLength) corrupt(`blobs fill ${offset} bytes, the pack holds ${dataLength}`, path);
   return count;
 }
+

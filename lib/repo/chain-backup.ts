@@ -23,7 +23,7 @@ import { CHAIN_MIN_CHUNK, HASH_SIZE, ZERO_HASH } from '../format/repo-limits.js'
 import type { FileStat, FileSystem } from '../io/file-system.js';
 import { readUpTo } from '../io/positional.js';
 import type { BackupSession } from './backup-session.js';
-import { changedChunks, knownZeroChunks, readChainPoint } from './chain-reader.js';
+import { changedChunks, readChainPoint } from './chain-reader.js';
 import { contentPages } from './content-list.js';
 
 export const ANCHOR_PREFIX = 'deltadisk-backup-';
@@ -122,7 +122,6 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
   const repoId = s.repo.config.id;
   const anchorName = `${ANCHOR_PREFIX}${s.id}`;
   const diskId = disk.descriptor.diskId;
-  const hasBase = disk.descriptor.base !== null;
   const cs = chainChunkSize(disk.blockSize);
   const n = Math.ceil(disk.virtualSize / cs);
 
@@ -157,7 +156,6 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
   const label = abs;
   const captureContent = await readChainPoint(s, capture, {
     chunkSize: cs,
-    knownZero: knownZeroChunks(capture, cs, hasBase),
     ...(base === undefined ? {} : { base: { content: base.content, changed: base.changed } }),
   }, label);
   s.summary.bytes += disk.virtualSize;
@@ -183,7 +181,7 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
         flushed = true;
         relative = { content: captureContent, changed: changedChunks(await disk.changedBlocks(snap.name, anchor!.name), disk.blockSize, cs, n) };
       }
-      content = await readChainPoint(s, reader, { chunkSize: cs, knownZero: knownZeroChunks(reader, cs, hasBase), ...(relative === undefined ? {} : { base: relative }) }, label);
+      content = await readChainPoint(s, reader, { chunkSize: cs, ...(relative === undefined ? {} : { base: relative }) }, label);
     }
     points.push({
       id: snap.id,

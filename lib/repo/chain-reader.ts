@@ -27,19 +27,6 @@ export interface ChainReadPlan {
   readonly chunkSize: number;
   /** Chunks that may differ from `base` (1 = changed), when there is a base. */
   readonly base?: { readonly content: Content; readonly changed: Uint8Array };
-  /** Chunks that read as zeros (1), from the disk's map. */
-  readonly knownZero: Uint8Array;
-}
-
-/** Chunks fully covered by extents that read as zeros. */
-export function knownZeroChunks(reader: DiskReader, chunkSize: number, hasBase: boolean): Uint8Array {
-  const n = Math.ceil(reader.virtualSize / chunkSize);
-  const kz = new Uint8Array(n).fill(1);
-  for (const e of reader.extents()) {
-    if (e.kind === 'zero' || (e.kind === 'base' && !hasBase)) continue;
-    kz.fill(0, Math.floor(e.start / chunkSize), Math.floor((e.start + e.length - 1) / chunkSize) + 1);
-  }
-  return kz;
 }
 
 /** Marks the chunks holding any of `blocks`. */
@@ -85,7 +72,9 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
         if (changed[i] === 0 && (isZeroHashAt(page, at) || s.index.findUsableAt(page, at) >= 0)) continue;
         page.fill(0, at, at + HASH_SIZE);
       }
-      if (plan.knownZero[i] === 1) continue; // the zero hash
+      // Known from the map to read as zeros: the zero hash. Asked only of chunks not
+      // reused, so an incremental backup looks at the changed ones alone.
+      if (reader.isZeroRange(i * cs, lengthOf(i))) continue;
       toRead.push(i);
     }
     let read = 0;

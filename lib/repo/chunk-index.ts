@@ -9,7 +9,7 @@
  * condemned by a prune plan nor marked bad by a verification, when there is one.
  */
 import { DeltaDiskError } from '../errors.js';
-import { forEachPackEntry, type BlobKind, type Compression } from '../format/pack-header.js';
+import { PACK_ENTRY_SIZE, validatePackTail, type BlobKind, type Compression } from '../format/pack-header.js';
 import { HASH_SIZE } from '../format/repo-limits.js';
 
 export const PackFlag = {
@@ -62,8 +62,18 @@ export class ChunkIndex {
   addPack(name: string, size: number, tail: Uint8Array, flags = 0, path?: string): number {
     const known = this.#packIds.get(name);
     if (known !== undefined) return known;
+    const count = validatePackTail(tail, size, path);
     const p = this.#newPack(name, size, flags);
-    forEachPackEntry(tail, size, path, (e) => this.#addEntry(p, e.hash, e.offset, e.storedLength, e.rawLength, e.kind, e.compression));
+    // Read in place: a repository open adds every entry of every pack, so no object
+    // or view per entry.
+    const b = Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength);
+    let offset = 0;
+    for (let i = 0; i < count; i++) {
+      const at = i * PACK_ENTRY_SIZE;
+      const stored = b.readUInt32LE(at + 32);
+      this.#addEntry(p, b, at, offset, stored, b.readUInt32LE(at + 36), b[at + 40]! | (b[at + 41]! << 4));
+      offset += stored;
+    }
     this.#packCount[p] = this.#n - this.#packFirst[p]!;
     return p;
   }
@@ -93,7 +103,7 @@ export class ChunkIndex {
     if (!(this.#packFlags[pack]! & PackFlag.PENDING) || this.#packFirst[pack]! + this.#packCount[pack]! !== this.#n) {
       throw new DeltaDiskError('INVALID_ARGUMENT', 'entries can only be added to the last pending pack');
     }
-    const id = this.#addEntry(pack, hash, offset, storedLength, rawLength, kind, compression);
+    const id = this.#addEntry(pack, hash, 0, offset, storedLength, rawLength, kind | (compression << 4));
     this.#packCount[pack]!++;
     return id;
   }
@@ -207,18 +217,21 @@ export class ChunkIndex {
     return p;
   }
 
-  #addEntry(pack: number, hash: Uint8Array, offset: number, stored: number, raw: number, kind: BlobKind, compression: Compression): number {
+  /** Adds the entry whose hash is at `from` in `bytes`; `meta` is kind | compression << 4. */
+  #addEntry(pack: number, bytes: Uint8Array, from: number, offset: number, stored: number, raw: number, meta: number): number {
     if (this.#n === this.#cap) this.#grow(Math.max(1024, this.#cap * 2));
     const id = this.#n++;
-    this.#hash.set(hash, id * HASH_SIZE);
+    const h = this.#hash;
+    const to = id * HASH_SIZE;
+    for (let i = 0; i < HASH_SIZE; i++) h[to + i] = bytes[from + i]!;
     this.#pack[id] = pack;
     this.#offset[id] = offset;
     this.#stored[id] = stored;
     this.#raw[id] = raw;
-    this.#meta[id] = kind | (compression << 4);
+    this.#meta[id] = meta;
     this.#preferred[id] = 0;
     if ((this.#used + 1) * 2 > this.#table.length) this.#rehash(this.#table.length * 2);
-    const slot = this.#slotOf(hash);
+    const slot = this.#slotOf(bytes, from);
     const cur = this.#table[slot]!;
     if (cur === 0) {
       this.#table[slot] = id + 1;

@@ -273,6 +273,34 @@ describe('a virtual size that is not a multiple of the block size', () => {
     expect((await (await track(Disk.open(file))).read(0, SIZE)).equals(expected)).toBe(true);
   });
 
+  it('isZeroRange answers from the map alone, and never says zeros where a read finds data', async () => {
+    const basePath = path.join(dir, 'base.raw');
+    const base = Buffer.alloc(8 * BS);
+    base.fill(0x5a, 0, 2 * BS + 100); // data in blocks 0–2; the base's zeros are not known without reading
+    writeBase(basePath, base);
+    const onBase = await track(Disk.create(file, { base: basePath, blockSize: BS }));
+    const plain = await track(Disk.create(path.join(dir, 'plain.chain'), { size: 8 * BS, blockSize: BS }));
+    for (const d of [onBase, plain]) {
+      await d.write(4 * BS + 10, Buffer.from([1])); // data in block 4
+      await d.writeZeroes(1 * BS, BS); // a zero marker (over base data)
+    }
+    const zerosOf = (d: Disk): boolean[] => Array.from({ length: 8 }, (_, b) => d.currentReader().isZeroRange(b * BS, BS));
+    expect(zerosOf(onBase)).toEqual([false, true, false, false, false, false, false, false]);
+    // Without a base, a block no layer stores reads as zeros.
+    expect(zerosOf(plain)).toEqual([true, true, true, true, false, true, true, true]);
+    for (const d of [onBase, plain]) {
+      const r = d.currentReader();
+      for (let a = 0; a < 8; a++) {
+        for (let b = a + 1; b <= 8; b++) {
+          if (r.isZeroRange(a * BS, (b - a) * BS)) expect((await d.read(a * BS, (b - a) * BS)).every((x) => x === 0)).toBe(true);
+        }
+      }
+    }
+    expect(plain.currentReader().isZeroRange(5 * BS, 3 * BS)).toBe(true);
+    expect(plain.currentReader().isZeroRange(3 * BS + 1, 2 * BS)).toBe(false);
+    expect(() => plain.currentReader().isZeroRange(7 * BS, 2 * BS)).toThrow(/past/);
+  });
+
   it('a disk smaller than one block works', async () => {
     const d = await track(Disk.create(file, { size: 100, blockSize: BS }));
     await d.write(99, Buffer.from([7]));
