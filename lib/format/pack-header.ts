@@ -148,16 +148,18 @@ export function validatePackTail(tail: Uint8Array, packSize: number, path?: stri
   if (b.length !== headerLength + PACK_TRAILER_SIZE) corrupt(`header of ${b.length - PACK_TRAILER_SIZE} bytes, the trailer says ${headerLength}`, path);
   if (crc32(b.subarray(0, headerLength)) !== crc) corrupt('header checksum mismatch', path);
   const dataLength = packSize - headerLength - PACK_TRAILER_SIZE;
+  // DataView reads are builtins: this loop runs over every entry of every pack, cold.
+  const v = new DataView(b.buffer, b.byteOffset, headerLength);
   let offset = 0;
   for (let i = 0; i < count; i++) {
     const at = i * PACK_ENTRY_SIZE;
-    const storedLength = b.readUInt32LE(at + 32);
-    const rawLength = b.readUInt32LE(at + 36);
-    const kind = b[at + 40]!;
-    const compression = b[at + 41]!;
+    const storedLength = v.getUint32(at + 32, true);
+    const rawLength = v.getUint32(at + 36, true);
+    const kind = v.getUint8(at + 40);
+    const compression = v.getUint8(at + 41);
     if (kind !== BlobKind.DATA && kind !== BlobKind.LIST) corrupt(`blob ${i} has kind ${kind}`, path);
     if (compression !== Compression.NONE && compression !== Compression.DEFLATE) corrupt(`blob ${i} has compression ${compression}`, path);
-    if (b.readUInt16LE(at + 42) !== 0 || b.readUInt32LE(at + 44) !== 0) corrupt(`blob ${i} has non-zero reserved fields`, path);
+    if (v.getUint16(at + 42, true) !== 0 || v.getUint32(at + 44, true) !== 0) corrupt(`blob ${i} has non-zero reserved fields`, path);
     if (rawLength < 1 || rawLength > MAX_BLOB_SIZE || storedLength < 1 || storedLength > MAX_BLOB_SIZE) {
       corrupt(`blob ${i} has lengths ${storedLength}/${rawLength} out of range`, path);
     }

@@ -64,16 +64,46 @@ export class ChunkIndex {
     if (known !== undefined) return known;
     const count = validatePackTail(tail, size, path);
     const p = this.#newPack(name, size, flags);
-    // Read in place: a repository open adds every entry of every pack, so no object
-    // or view per entry.
+    // Room made once, entries read in place: a repository open adds every entry of
+    // every pack, and does it cold, before the JIT has looked at this loop.
+    this.reserve(count);
     const b = Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength);
+    const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    const [hashes, packs, offsets, storeds, raws, metas, preferred, table] = [this.#hash, this.#pack, this.#offset, this.#stored, this.#raw, this.#meta, this.#preferred, this.#table];
+    const mask = table.length - 1;
+    const avoided = (this.#packFlags[p]! & AVOID) !== 0;
     let offset = 0;
-    for (let i = 0; i < count; i++) {
+    let id = this.#n;
+    for (let i = 0; i < count; i++, id++) {
       const at = i * PACK_ENTRY_SIZE;
-      const stored = b.readUInt32LE(at + 32);
-      this.#addEntry(p, b, at, offset, stored, b.readUInt32LE(at + 36), b[at + 40]! | (b[at + 41]! << 4));
+      const to = id * HASH_SIZE;
+      hashes.set(b.subarray(at, at + HASH_SIZE), to);
+      const stored = v.getUint32(at + 32, true);
+      packs[id] = p;
+      offsets[id] = offset;
+      storeds[id] = stored;
+      raws[id] = v.getUint32(at + 36, true);
+      metas[id] = v.getUint8(at + 40) | (v.getUint8(at + 41) << 4);
       offset += stored;
+      // #link inlined (as are its probes, homeSlot's bytes read as one u32): a call
+      // per entry is most of the cost while the loop is still interpreted.
+      let slot = v.getUint32(at, true) & mask;
+      let cur = table[slot]!;
+      while (cur !== 0 && !this.#equalsAt(cur - 1, hashes, to)) {
+        slot = (slot + 1) & mask;
+        cur = table[slot]!;
+      }
+      if (cur === 0) {
+        table[slot] = id + 1;
+        preferred[id] = 1;
+        this.#used++;
+      } else if ((this.#packFlags[packs[cur - 1]!]! & AVOID) !== 0 && !avoided) {
+        table[slot] = id + 1;
+        preferred[cur - 1] = 0;
+        preferred[id] = 1;
+      } else preferred[id] = 0;
     }
+    this.#n = id;
     this.#packCount[p] = this.#n - this.#packFirst[p]!;
     return p;
   }
@@ -221,33 +251,34 @@ export class ChunkIndex {
   #addEntry(pack: number, bytes: Uint8Array, from: number, offset: number, stored: number, raw: number, meta: number): number {
     if (this.#n === this.#cap) this.#grow(Math.max(1024, this.#cap * 2));
     const id = this.#n++;
-    const h = this.#hash;
-    const to = id * HASH_SIZE;
-    for (let i = 0; i < HASH_SIZE; i++) h[to + i] = bytes[from + i]!;
+    this.#hash.set(bytes.subarray(from, from + HASH_SIZE), id * HASH_SIZE);
     this.#pack[id] = pack;
     this.#offset[id] = offset;
     this.#stored[id] = stored;
     this.#raw[id] = raw;
     this.#meta[id] = meta;
-    this.#preferred[id] = 0;
     if ((this.#used + 1) * 2 > this.#table.length) this.#rehash(this.#table.length * 2);
+    this.#link(id, pack, bytes, from);
+    return id;
+  }
+
+  /** Enters entry `id` (hash at `from` in `bytes`) in the table, preferred unless a copy in a pack not avoided is there. */
+  #link(id: number, pack: number, bytes: Uint8Array, from: number): void {
+    this.#preferred[id] = 0;
     const slot = this.#slotOf(bytes, from);
     const cur = this.#table[slot]!;
     if (cur === 0) {
       this.#table[slot] = id + 1;
       this.#preferred[id] = 1;
       this.#used++;
-    } else {
-      const other = cur - 1;
-      const otherAvoided = (this.#packFlags[this.#pack[other]!]! & AVOID) !== 0;
-      const thisAvoided = (this.#packFlags[pack]! & AVOID) !== 0;
-      if (otherAvoided && !thisAvoided) {
-        this.#table[slot] = id + 1;
-        this.#preferred[other] = 0;
-        this.#preferred[id] = 1;
-      }
+      return;
     }
-    return id;
+    const other = cur - 1;
+    if ((this.#packFlags[this.#pack[other]!]! & AVOID) !== 0 && (this.#packFlags[pack]! & AVOID) === 0) {
+      this.#table[slot] = id + 1;
+      this.#preferred[other] = 0;
+      this.#preferred[id] = 1;
+    }
   }
 
   /** Removes preferred entry `id` from the table, promoting another copy of the hash if there is one. */
