@@ -173,4 +173,3 @@ export function validatePackTail(tail: Uint8Array, packSize: number, path?: stri
   if (offset !== dataLength) corrupt(`blobs fill ${offset} bytes, the pack holds ${dataLength}`, path);
   return count;
 }
-

@@ -85,8 +85,8 @@ export class ChunkIndex {
       raws[id] = v.getUint32(at + 36, true);
       metas[id] = v.getUint8(at + 40) | (v.getUint8(at + 41) << 4);
       offset += stored;
-      // #link inlined (as are its probes, homeSlot's bytes read as one u32): a call
-      // per entry is most of the cost while the loop is still interpreted.
+      // #addEntry's linking inlined (homeSlot's four bytes read as one u32 LE): a
+      // call per entry is most of the cost while the loop is still interpreted.
       let slot = v.getUint32(at, true) & mask;
       let cur = table[slot]!;
       while (cur !== 0 && !this.#equalsAt(cur - 1, hashes, to)) {
@@ -133,7 +133,7 @@ export class ChunkIndex {
     if (!(this.#packFlags[pack]! & PackFlag.PENDING) || this.#packFirst[pack]! + this.#packCount[pack]! !== this.#n) {
       throw new DeltaDiskError('INVALID_ARGUMENT', 'entries can only be added to the last pending pack');
     }
-    const id = this.#addEntry(pack, hash, 0, offset, storedLength, rawLength, kind | (compression << 4));
+    const id = this.#addEntry(pack, hash, offset, storedLength, rawLength, kind, compression);
     this.#packCount[pack]!++;
     return id;
   }
@@ -247,38 +247,34 @@ export class ChunkIndex {
     return p;
   }
 
-  /** Adds the entry whose hash is at `from` in `bytes`; `meta` is kind | compression << 4. */
-  #addEntry(pack: number, bytes: Uint8Array, from: number, offset: number, stored: number, raw: number, meta: number): number {
+  #addEntry(pack: number, hash: Uint8Array, offset: number, stored: number, raw: number, kind: BlobKind, compression: Compression): number {
     if (this.#n === this.#cap) this.#grow(Math.max(1024, this.#cap * 2));
     const id = this.#n++;
-    this.#hash.set(bytes.subarray(from, from + HASH_SIZE), id * HASH_SIZE);
+    this.#hash.set(hash, id * HASH_SIZE);
     this.#pack[id] = pack;
     this.#offset[id] = offset;
     this.#stored[id] = stored;
     this.#raw[id] = raw;
-    this.#meta[id] = meta;
-    if ((this.#used + 1) * 2 > this.#table.length) this.#rehash(this.#table.length * 2);
-    this.#link(id, pack, bytes, from);
-    return id;
-  }
-
-  /** Enters entry `id` (hash at `from` in `bytes`) in the table, preferred unless a copy in a pack not avoided is there. */
-  #link(id: number, pack: number, bytes: Uint8Array, from: number): void {
+    this.#meta[id] = kind | (compression << 4);
     this.#preferred[id] = 0;
-    const slot = this.#slotOf(bytes, from);
+    if ((this.#used + 1) * 2 > this.#table.length) this.#rehash(this.#table.length * 2);
+    const slot = this.#slotOf(hash);
     const cur = this.#table[slot]!;
     if (cur === 0) {
       this.#table[slot] = id + 1;
       this.#preferred[id] = 1;
       this.#used++;
-      return;
+    } else {
+      const other = cur - 1;
+      const otherAvoided = (this.#packFlags[this.#pack[other]!]! & AVOID) !== 0;
+      const thisAvoided = (this.#packFlags[pack]! & AVOID) !== 0;
+      if (otherAvoided && !thisAvoided) {
+        this.#table[slot] = id + 1;
+        this.#preferred[other] = 0;
+        this.#preferred[id] = 1;
+      }
     }
-    const other = cur - 1;
-    if ((this.#packFlags[this.#pack[other]!]! & AVOID) !== 0 && (this.#packFlags[pack]! & AVOID) === 0) {
-      this.#table[slot] = id + 1;
-      this.#preferred[other] = 0;
-      this.#preferred[id] = 1;
-    }
+    return id;
   }
 
   /** Removes preferred entry `id` from the table, promoting another copy of the hash if there is one. */
