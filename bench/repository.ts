@@ -202,6 +202,9 @@ async function main(): Promise<void> {
   await disk.close();
   const repo3 = path.join(ROOT, 'repo-chain');
   await deltadisk('repo', 'init', repo3);
+  // Each timed chain backup starts on a quiet device: neither waits behind the
+  // writeback of what was written just before it (the disk, the first backup's packs).
+  spawnSync('sync');
   const c1 = await deltadisk('backup', diskPath, '--repo', repo3, '--json');
   const blocks = SIZE / (64 * 1024);
   const changed = Math.round(blocks / 100);
@@ -216,6 +219,7 @@ async function main(): Promise<void> {
     return h.digest('hex');
   });
   await d2.close();
+  spawnSync('sync');
   const c2 = await deltadisk('backup', diskPath, '--repo', repo3, '--json');
   const s = summaryOf(c2);
   if (Number(s.bytes_read) > changed * 64 * 1024) fail(`second chain backup read ${String(s.bytes_read)} bytes for ${changed} changed blocks`);
