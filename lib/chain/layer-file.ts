@@ -112,6 +112,7 @@ export class LayerFile {
   #tailBytes = 0;
   /** Bytes of block data whose rows no block points at any more. */
   #garbageBytes = 0;
+  #dataBlocks = 0;
   /**
    * True while the bytes just before the log end may be acknowledged (after opening,
    * `sync()` or a map segment): the next write there must start on a fresh sector.
@@ -164,6 +165,11 @@ export class LayerFile {
 
   get garbageBytes(): number {
     return this.#garbageBytes;
+  }
+
+  /** Blocks whose current record in this layer is data (not a zero marker or a reference). */
+  get dataBlocks(): number {
+    return this.#dataBlocks;
   }
 
   get broken(): boolean {
@@ -405,6 +411,7 @@ export class LayerFile {
     if (kind !== RecordKind.BLOB) {
       const old = this.map.tag(block);
       if (old === RecordKind.DATA) this.#garbageBytes += this.blockSize;
+      this.#dataBlocks += (kind === RecordKind.DATA ? 1 : 0) - (old === RecordKind.DATA ? 1 : 0);
       this.map.set(block, kind, row);
     }
     return row;

@@ -47,12 +47,25 @@ export interface MergeResult {
   readonly copiedBytes: number;
 }
 
-function dataBlocks(layer: LayerFile, skip?: LayerFile): number {
+function dataBlocks(layer: LayerFile, skip: LayerFile): number {
   let n = 0;
   layer.map.forEach((block, kind) => {
-    if (kind === RecordKind.DATA && (skip === undefined || !skip.map.has(block))) n++;
+    if (kind === RecordKind.DATA && !skip.map.has(block)) n++;
   });
   return n;
+}
+
+/**
+ * Whether committing `child` into `layer` copies fewer data blocks than streaming
+ * `layer` into `child`. Settled from the counts alone when the child is small (a
+ * backup's older anchor: a large layer under a small one, where walking the large
+ * layer's map was most of planning the merge): at most `child.map.size` of the
+ * layer's data blocks are shadowed.
+ */
+function commitIsCheaper(layer: LayerFile, child: LayerFile): boolean {
+  const commitCost = child.dataBlocks;
+  if (layer.dataBlocks - child.map.size > commitCost) return true;
+  return commitCost < dataBlocks(layer, child);
 }
 
 /**
@@ -72,9 +85,7 @@ export async function planMerge(ctx: MergeContext, id: string, force?: 'stream' 
   let direction: 'stream' | 'commit' = 'stream';
   if (children.length === 1) {
     const child = await ctx.layers.get(d, children[0]!.id);
-    const streamCost = dataBlocks(layer, child);
-    const commitCost = dataBlocks(child);
-    direction = force ?? (commitCost < streamCost ? 'commit' : 'stream');
+    direction = force ?? (commitIsCheaper(layer, child) ? 'commit' : 'stream');
   } else if (force === 'commit') {
     throw new Error(`internal: layer ${id} has ${children.length} children; only streaming can remove it`);
   }

@@ -64,11 +64,15 @@ async function classify(backend: StorageBackend, name: string, now: number): Pro
   return { name, info, state: now - Date.parse(info.refreshed) > LOCK_STALE_MS ? 'stale' : 'live' };
 }
 
-/** Every lock file with what is known of its holder. */
-export async function listLocks(backend: StorageBackend): Promise<ListedLock[]> {
+/**
+ * Every lock file with what is known of its holder, but `except` (a caller's own
+ * lock: not read back, its holder not probed).
+ */
+export async function listLocks(backend: StorageBackend, except?: string): Promise<ListedLock[]> {
   const now = Date.now();
   const out: ListedLock[] = [];
   for (const f of await backend.list('lock')) {
+    if (f.name === except) continue;
     const l = await classify(backend, f.name, now);
     if (l !== undefined) out.push(l);
   }
@@ -131,7 +135,7 @@ export class RepoLock {
     }
     const lock = new RepoLock(backend, info, server);
     try {
-      const others = (await listLocks(backend)).filter((l) => l.name !== token);
+      const others = await listLocks(backend, token);
       for (const o of others) {
         if (o.state === 'invalid') {
           throw new DeltaDiskError('LOCK_INVALID', `lock file locks/${o.name} of ${backend.location} cannot be read; if no other process uses the repository, run \`deltadisk unlock --repo\``, { path: backend.location });

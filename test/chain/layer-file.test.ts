@@ -103,15 +103,21 @@ describe('LayerFile lifecycle', () => {
     await l.append([{ kind: RecordKind.BLOB, data: [hashed], hashes: [sha256(hashed)] }]);
     await l.append([{ kind: RecordKind.REF, block: 30, hashes: [sha256(hashed)] }]);
     await l.append([{ kind: RecordKind.DATA, block: 11, data: [block(9)] }]); // overwrites block 11
+    await l.append([{ kind: RecordKind.ZERO, block: 12, count: 1 }]); // data becomes a zero marker
+    await l.append([{ kind: RecordKind.DATA, block: 21, data: [block(4)] }]); // a zero marker becomes data
     await l.sync();
     const before = await contents(l);
     expect(before.get(11)).toBe('data:9');
     expect(before.size).toBe(3 + 5 + 1);
-    expect(l.garbageBytes).toBe(BS);
+    expect(l.garbageBytes).toBe(2 * BS);
+    const dataIn = (x: LayerFile): number => [...(x.map.blocks())].filter((b) => x.map.tag(b) === RecordKind.DATA).length;
+    expect(l.dataBlocks).toBe(3);
+    expect(l.dataBlocks).toBe(dataIn(l));
     await l.close();
     const r = await reopen(l);
     expect(await contents(r)).toEqual(before);
-    expect(r.garbageBytes).toBe(BS);
+    expect(r.garbageBytes).toBe(2 * BS);
+    expect(r.dataBlocks).toBe(3);
     expect(r.records.count).toBe(l.records.count);
   });
 
