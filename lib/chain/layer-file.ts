@@ -400,21 +400,24 @@ export class LayerFile {
   }
 
   #applySegment(seg: MapSegment): void {
-    for (let i = 0; i < seg.count; i++) {
-      const kind = seg.kinds[i]! as RecordKind;
-      this.#addRow(kind, seg.blocks[i]!, seg.offsets[i]!, seg.crcs[i]!, seg.hashes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE));
-    }
+    const first = this.records.pushMany(seg);
+    const { kinds, blocks } = seg;
+    for (let i = 0; i < seg.count; i++) this.#mapRow(kinds[i]! as RecordKind, blocks[i]!, first + i);
   }
 
   #addRow(kind: RecordKind, block: number, offset: number, crc: number, hash: Uint8Array | undefined): number {
     const row = this.records.push(kind, block, offset, crc, hash);
-    if (kind !== RecordKind.BLOB) {
-      const old = this.map.tag(block);
-      if (old === RecordKind.DATA) this.#garbageBytes += this.blockSize;
-      this.#dataBlocks += (kind === RecordKind.DATA ? 1 : 0) - (old === RecordKind.DATA ? 1 : 0);
-      this.map.set(block, kind, row);
-    }
+    this.#mapRow(kind, block, row);
     return row;
+  }
+
+  /** Points the map at `row` for `block` (BLOB rows have no block), keeping the counts. */
+  #mapRow(kind: RecordKind, block: number, row: number): void {
+    if (kind === RecordKind.BLOB) return;
+    const old = this.map.tag(block);
+    if (old === RecordKind.DATA) this.#garbageBytes += this.blockSize;
+    this.#dataBlocks += (kind === RecordKind.DATA ? 1 : 0) - (old === RecordKind.DATA ? 1 : 0);
+    this.map.set(block, kind, row);
   }
 
   /** Validates the shape of a record header against this layer; undefined if impossible. */

@@ -5,7 +5,7 @@
  * offset, payload CRC and content hash (32 zero bytes when not computed). The
  * layer's block map points at rows; the dedup index points at rows too.
  */
-import { HASH_SIZE } from '../format/map-segment.js';
+import { HASH_SIZE, type SegmentEntries } from '../format/map-segment.js';
 import type { RecordKind } from '../format/record.js';
 
 const ZERO_HASH = new Uint8Array(HASH_SIZE);
@@ -39,6 +39,23 @@ export class RecordTable {
     this.#offsets = offsets;
     this.#crcs = crcs;
     this.#hashes = hashes;
+  }
+
+  /**
+   * Appends a map segment's entries as rows (columns copied whole: a layer's open
+   * loads every row this way, cold) and returns the first row's index.
+   */
+  pushMany(e: SegmentEntries): number {
+    while (this.#count + e.count > this.#kinds.length) this.#grow();
+    const at = this.#count;
+    const n = e.count;
+    this.#kinds.set(e.kinds.subarray(0, n), at);
+    this.#blocks.set(e.blocks.subarray(0, n), at);
+    this.#offsets.set(e.offsets.subarray(0, n), at);
+    this.#crcs.set(e.crcs.subarray(0, n), at);
+    this.#hashes.set(e.hashes.subarray(0, n * HASH_SIZE), at * HASH_SIZE);
+    this.#count += n;
+    return at;
   }
 
   /** Appends a row and returns its index. */
