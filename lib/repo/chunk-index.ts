@@ -64,46 +64,26 @@ export class ChunkIndex {
     if (known !== undefined) return known;
     const count = validatePackTail(tail, size, path);
     const p = this.#newPack(name, size, flags);
-    // Room made once, entries read in place: a repository open adds every entry of
-    // every pack, and does it cold, before the JIT has looked at this loop.
+    // Room made once, entries read in place through a DataView: a repository open
+    // adds every entry of every pack, cold, so no entry object is built.
     this.reserve(count);
     const b = Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength);
     const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-    const [hashes, packs, offsets, storeds, raws, metas, preferred, table] = [this.#hash, this.#pack, this.#offset, this.#stored, this.#raw, this.#meta, this.#preferred, this.#table];
-    const mask = table.length - 1;
-    const avoided = (this.#packFlags[p]! & AVOID) !== 0;
+    const hashes = this.#hash;
     let offset = 0;
-    let id = this.#n;
-    for (let i = 0; i < count; i++, id++) {
+    for (let i = 0; i < count; i++) {
       const at = i * PACK_ENTRY_SIZE;
-      const to = id * HASH_SIZE;
-      hashes.set(b.subarray(at, at + HASH_SIZE), to);
+      const id = this.#n++;
+      hashes.set(b.subarray(at, at + HASH_SIZE), id * HASH_SIZE);
       const stored = v.getUint32(at + 32, true);
-      packs[id] = p;
-      offsets[id] = offset;
-      storeds[id] = stored;
-      raws[id] = v.getUint32(at + 36, true);
-      metas[id] = v.getUint8(at + 40) | (v.getUint8(at + 41) << 4);
+      this.#pack[id] = p;
+      this.#offset[id] = offset;
+      this.#stored[id] = stored;
+      this.#raw[id] = v.getUint32(at + 36, true);
+      this.#meta[id] = v.getUint8(at + 40) | (v.getUint8(at + 41) << 4);
+      this.#link(id);
       offset += stored;
-      // #addEntry's linking inlined (homeSlot's four bytes read as one u32 LE): a
-      // call per entry is most of the cost while the loop is still interpreted.
-      let slot = v.getUint32(at, true) & mask;
-      let cur = table[slot]!;
-      while (cur !== 0 && !this.#equalsAt(cur - 1, hashes, to)) {
-        slot = (slot + 1) & mask;
-        cur = table[slot]!;
-      }
-      if (cur === 0) {
-        table[slot] = id + 1;
-        preferred[id] = 1;
-        this.#used++;
-      } else if ((this.#packFlags[packs[cur - 1]!]! & AVOID) !== 0 && !avoided) {
-        table[slot] = id + 1;
-        preferred[cur - 1] = 0;
-        preferred[id] = 1;
-      } else preferred[id] = 0;
     }
-    this.#n = id;
     this.#packCount[p] = this.#n - this.#packFirst[p]!;
     return p;
   }
@@ -249,6 +229,7 @@ export class ChunkIndex {
 
   #addEntry(pack: number, hash: Uint8Array, offset: number, stored: number, raw: number, kind: BlobKind, compression: Compression): number {
     if (this.#n === this.#cap) this.#grow(Math.max(1024, this.#cap * 2));
+    if ((this.#used + 1) * 2 > this.#table.length) this.#rehash(this.#table.length * 2);
     const id = this.#n++;
     this.#hash.set(hash, id * HASH_SIZE);
     this.#pack[id] = pack;
@@ -256,25 +237,31 @@ export class ChunkIndex {
     this.#stored[id] = stored;
     this.#raw[id] = raw;
     this.#meta[id] = kind | (compression << 4);
-    this.#preferred[id] = 0;
-    if ((this.#used + 1) * 2 > this.#table.length) this.#rehash(this.#table.length * 2);
-    const slot = this.#slotOf(hash);
+    this.#link(id);
+    return id;
+  }
+
+  /**
+   * Enters entry `id` (its hash and pack already stored) in the table, with room
+   * made by the caller: it becomes the preferred copy of its hash unless a copy in
+   * a pack not avoided is there already.
+   */
+  #link(id: number): void {
+    const slot = this.#slotOf(this.#hash, id * HASH_SIZE);
     const cur = this.#table[slot]!;
+    this.#preferred[id] = 0;
     if (cur === 0) {
       this.#table[slot] = id + 1;
       this.#preferred[id] = 1;
       this.#used++;
-    } else {
-      const other = cur - 1;
-      const otherAvoided = (this.#packFlags[this.#pack[other]!]! & AVOID) !== 0;
-      const thisAvoided = (this.#packFlags[pack]! & AVOID) !== 0;
-      if (otherAvoided && !thisAvoided) {
-        this.#table[slot] = id + 1;
-        this.#preferred[other] = 0;
-        this.#preferred[id] = 1;
-      }
+      return;
     }
-    return id;
+    const other = cur - 1;
+    if ((this.#packFlags[this.#pack[other]!]! & AVOID) !== 0 && (this.#packFlags[this.#pack[id]!]! & AVOID) === 0) {
+      this.#table[slot] = id + 1;
+      this.#preferred[other] = 0;
+      this.#preferred[id] = 1;
+    }
   }
 
   /** Removes preferred entry `id` from the table, promoting another copy of the hash if there is one. */

@@ -214,7 +214,7 @@ async function finish(
   // 1. Wait for every operation that may have loaded the index before the plan existed.
   await step('wait');
   const own = repo.lock?.token;
-  const waiting = (await listLocks(repo.backend)).filter((l) => l.name !== own && (l.state === 'live' || l.state === 'invalid')).map((l) => l.name);
+  const waiting = (await listLocks(repo.backend, own)).filter((l) => l.state === 'live' || l.state === 'invalid').map((l) => l.name);
   const deadline = Date.now() + (options.maxWaitMs ?? 3_600_000);
   let noted = false;
   for (;;) {
