@@ -5,7 +5,7 @@
  * JSON lines (`status` at most once a second, then one `summary`).
  */
 import { Option, type Command } from 'commander';
-import { DeltaDiskError, Repository, type LockKind } from '../lib/index.js';
+import { DeltaDiskError, defaultCacheDir, Repository, type LockKind } from '../lib/index.js';
 import type { Context } from './context.js';
 import { parseCount } from './parse-size.js';
 import { startProgress, type Progress } from './progress.js';
@@ -13,13 +13,16 @@ import { startProgress, type Progress } from './progress.js';
 export interface RepoOptions {
   repo?: string;
   retryLock?: number;
+  /** false with --no-cache: no index cache on this machine. */
+  cache?: boolean;
 }
 
 /** Adds `--repo` and `--retry-lock` to a command. */
 export function withRepoOptions(cmd: Command, required = true): Command {
   return cmd
     .addOption(new Option('-r, --repo <repo>', `repository directory${required ? '' : ' (required for the repository variant)'}`).env('DELTADISK_REPOSITORY'))
-    .option('--retry-lock <seconds>', 'keep trying this long if the repository is locked', parseCount);
+    .option('--retry-lock <seconds>', 'keep trying this long if the repository is locked', parseCount)
+    .option('--no-cache', 'do not use or update the local cache of the repository index (DELTADISK_CACHE_DIR, else ~/.cache/deltadisk)');
 }
 
 export function repoPath(o: RepoOptions): string {
@@ -29,7 +32,12 @@ export function repoPath(o: RepoOptions): string {
 
 /** Opens the repository named by `o`, runs `fn`, closes it (a close error never hides the first one). */
 export async function withRepo<T>(o: RepoOptions, lock: LockKind | false, purpose: string, fn: (repo: Repository) => Promise<T>): Promise<T> {
-  const repo = await Repository.open(repoPath(o), { lock, purpose, retryLockMs: (o.retryLock ?? 0) * 1000 });
+  const repo = await Repository.open(repoPath(o), {
+    lock,
+    purpose,
+    retryLockMs: (o.retryLock ?? 0) * 1000,
+    ...(o.cache === false ? {} : { cacheDir: defaultCacheDir() }),
+  });
   let result: T;
   try {
     result = await fn(repo);

@@ -87,6 +87,7 @@ export type { VmConsistency, VmDiskRecord, VmHookRecord, VmRecord } from './form
 
 // Backup repository (lib/repo)
 export { Repository } from './repo/repository.js';
+export { defaultCacheDir } from './repo/index-cache.js';
 export type { BackupInfo, InitRepositoryOptions, OpenRepositoryOptions } from './repo/repository.js';
 export { backup, isImageName } from './repo/backup.js';
 export type { BackupOptions, BackupProgress, BackupResult, BackupSummary, BackupWarning } from './repo/backup.js';

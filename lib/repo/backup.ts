@@ -104,7 +104,7 @@ export async function runBackup(
   // the whole run: loading the index before, and the work after the commit
   // (removing the previous capture snapshots, closing disks).
   const t0 = performance.now();
-  const index = await repo.loadIndex();
+  const index = await repo.loadIndex({ useCache: true });
   const session = new BackupSession(repo, index, options);
   let committed = false;
   let manifest: Manifest;
@@ -112,7 +112,11 @@ export async function runBackup(
     const extra = await fill(session);
     manifest = await publish(session, paths, tags, t0, extra);
     committed = true;
+    // The next backup starts from the index as it is now (best effort; stored while
+    // the after-commit work waits on its disk).
+    const caching = session.dryRun ? undefined : repo.saveIndexCache(index, session.writer.indexFilesWritten);
     for (const fn of session.afterCommit) await fn().catch((err: unknown) => session.warn('after the backup', err));
+    await caching;
   } finally {
     if (!committed) {
       await session.writer.abort();

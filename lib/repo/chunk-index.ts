@@ -10,7 +10,10 @@
  */
 import { DeltaDiskError } from '../errors.js';
 import { PACK_ENTRY_SIZE, validatePackTail, type BlobKind, type Compression } from '../format/pack-header.js';
+import type { ChunkIndexColumns } from '../format/index-cache.js';
 import { HASH_SIZE } from '../format/repo-limits.js';
+
+export type { ChunkIndexColumns } from '../format/index-cache.js';
 
 export const PackFlag = {
   /** Listed in a prune plan: about to be deleted. */
@@ -22,6 +25,10 @@ export const PackFlag = {
 } as const;
 
 const AVOID = PackFlag.CONDEMNED | PackFlag.BAD;
+
+function inconsistent(what: string): never {
+  throw new DeltaDiskError('INVALID_ARGUMENT', `index columns: ${what}`);
+}
 
 export class ChunkIndex {
   // Packs.
@@ -44,6 +51,92 @@ export class ChunkIndex {
   // Open-addressing table: 0 empty, else entry id + 1.
   #table = new Int32Array(1024);
   #used = 0;
+
+  /**
+   * An index from columns (`columns()` of another, possibly another process's).
+   * Copies them, after checking that they fit together: every pack and entry id in
+   * range, each pack's entries contiguous and in order, one table slot per preferred
+   * entry. (Hashes are not re-linked: that per-entry work is what the columns save.)
+   * @throws INVALID_ARGUMENT when they do not
+   */
+  static fromColumns(c: ChunkIndexColumns): ChunkIndex {
+    const packs = c.packNames.length;
+    if (c.packSizes.length !== packs || c.packCounts.length !== packs || c.packFlags.length !== packs) inconsistent('pack columns differ in length');
+    const n = c.pack.length;
+    if (c.hash.length !== n * HASH_SIZE || c.offset.length !== n || c.stored.length !== n || c.raw.length !== n || c.meta.length !== n || c.preferred.length !== n) {
+      inconsistent('entry columns differ in length');
+    }
+    const t = c.table.length;
+    if (t < 1024 || (t & (t - 1)) !== 0) inconsistent('the table is not a power of two long');
+    const index = new ChunkIndex();
+    let first = 0;
+    for (let p = 0; p < packs; p++) {
+      const name = c.packNames[p]!;
+      const count = c.packCounts[p]!;
+      if (!/^[0-9a-f]{64}$/.test(name) || index.#packIds.has(name)) inconsistent(`pack name ${p} is not a distinct pack name`);
+      if (!Number.isSafeInteger(c.packSizes[p]) || !Number.isSafeInteger(count) || count < 0 || first + count > n) inconsistent(`pack ${p} does not fit`);
+      if ((c.packFlags[p]! & PackFlag.PENDING) !== 0) inconsistent(`pack ${p} is pending`);
+      index.#newPack(name, c.packSizes[p]!, c.packFlags[p]!);
+      index.#packFirst[p] = first;
+      index.#packCount[p] = count;
+      first += count;
+    }
+    if (first !== n) inconsistent('the packs do not account for every entry');
+    let preferred = 0;
+    for (let p = 0, id = 0; p < packs; p++) {
+      for (const end = id + c.packCounts[p]!; id < end; id++) {
+        if (c.pack[id] !== p) inconsistent(`entry ${id} is not in its pack's range`);
+        if (c.preferred[id]! > 1) inconsistent(`entry ${id} has a bad preferred flag`);
+        preferred += c.preferred[id]!;
+      }
+    }
+    let used = 0;
+    const seen = new Uint8Array(n);
+    for (let s = 0; s < t; s++) {
+      const v = c.table[s]!;
+      if (v === 0) continue;
+      if (v < 0 || v > n || c.preferred[v - 1] !== 1 || seen[v - 1] !== 0) inconsistent(`table slot ${s} does not name a preferred entry once`);
+      seen[v - 1] = 1;
+      used++;
+    }
+    if (used !== preferred || used * 2 > t) inconsistent('the table does not hold each preferred entry once');
+    index.#grow(Math.max(1024, n));
+    index.#hash.set(c.hash);
+    index.#pack.set(c.pack);
+    index.#offset.set(c.offset);
+    index.#stored.set(c.stored);
+    index.#raw.set(c.raw);
+    index.#meta.set(c.meta);
+    index.#preferred.set(c.preferred);
+    index.#n = n;
+    index.#table = Int32Array.from(c.table);
+    index.#used = used;
+    return index;
+  }
+
+  /**
+   * The index as columns (views of its own arrays: copy before changing it).
+   * @throws INVALID_ARGUMENT while a pack is still being written (it has no name yet)
+   */
+  columns(): ChunkIndexColumns {
+    const packs = this.#packNames.length;
+    for (let p = 0; p < packs; p++) if ((this.#packFlags[p]! & PackFlag.PENDING) !== 0) inconsistent('a pack is still being written');
+    const n = this.#n;
+    return {
+      packNames: this.#packNames,
+      packSizes: this.#packSizes,
+      packCounts: this.#packCount,
+      packFlags: this.#packFlags.subarray(0, packs),
+      hash: this.#hash.subarray(0, n * HASH_SIZE),
+      pack: this.#pack.subarray(0, n),
+      offset: this.#offset.subarray(0, n),
+      stored: this.#stored.subarray(0, n),
+      raw: this.#raw.subarray(0, n),
+      meta: this.#meta.subarray(0, n),
+      preferred: this.#preferred.subarray(0, n),
+      table: this.#table,
+    };
+  }
 
   get entryCount(): number {
     return this.#n;

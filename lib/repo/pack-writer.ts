@@ -20,7 +20,7 @@ import { DeltaDiskError } from '../errors.js';
 import { encodeIndexFile, indexNameOf, type IndexedPack } from '../format/index-file.js';
 import { BlobKind, Compression, encodePackTail, packNameOf } from '../format/pack-header.js';
 import { INDEX_PACKS_PER_FILE, MAX_BLOB_SIZE, MAX_PACK_BLOBS } from '../format/repo-limits.js';
-import type { StagedFile, StorageBackend } from './backend.js';
+import type { StagedFile, StorageBackend, StoredFile } from './backend.js';
 import type { ChunkIndex } from './chunk-index.js';
 import { compressChunk } from './compression.js';
 
@@ -72,6 +72,7 @@ export class PackWriter {
   readonly #staged: StagedFile[] = [];
   #committing: Promise<void> | undefined;
   readonly #written: IndexedPack[] = [];
+  readonly #indexFiles: StoredFile[] = [];
   #failed: unknown;
   readonly #arenas: Buffer[] = [];
   readonly #arenaSize: number;
@@ -85,6 +86,11 @@ export class PackWriter {
 
   get index(): ChunkIndex {
     return this.#index;
+  }
+
+  /** Index files written so far (by `flush`). */
+  get indexFilesWritten(): readonly StoredFile[] {
+    return this.#indexFiles;
   }
 
   /** Packs written so far (their index files are written by `flush`). */
@@ -147,7 +153,11 @@ export class PackWriter {
     const packs = this.#written.splice(0);
     for (let i = 0; i < packs.length; i += INDEX_PACKS_PER_FILE) {
       const bytes = encodeIndexFile(packs.slice(i, i + INDEX_PACKS_PER_FILE));
-      if (!this.#options.dryRun) await this.#backend.write('index', indexNameOf(bytes), [bytes], 'replace');
+      const name = indexNameOf(bytes);
+      if (!this.#options.dryRun) {
+        await this.#backend.write('index', name, [bytes], 'replace');
+        this.#indexFiles.push({ name, size: bytes.length });
+      }
       this.stats.indexFiles++;
     }
   }

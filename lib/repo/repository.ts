@@ -22,8 +22,9 @@ import type { LockKind } from '../format/repo-lock.js';
 import { decodeVerifyRecord, type VerifyRecord } from '../format/verify-record.js';
 import type { FileSystem } from '../io/file-system.js';
 import { nodeFileSystem } from '../io/node-file-system.js';
-import type { StorageBackend } from './backend.js';
+import type { StorageBackend, StoredFile } from './backend.js';
 import { ChunkIndex, PackFlag } from './chunk-index.js';
+import { avoidDigest, IndexCache } from './index-cache.js';
 import { decompressChunk } from './compression.js';
 import { LocalBackend } from './local-backend.js';
 import { sha256 } from './pack-writer.js';
@@ -52,6 +53,13 @@ export interface OpenRepositoryOptions {
   readonly purpose?: string;
   /** Keep trying to lock this long (ms). */
   readonly retryLockMs?: number;
+  /**
+   * A directory for this machine's cache of the repository's index (index-cache.ts),
+   * which backups load instead of every index file and update when they end. Default:
+   * none (the library writes nothing outside the repository unless asked; the CLI
+   * passes defaultCacheDir() unless --no-cache).
+   */
+  readonly cacheDir?: string;
 }
 
 export interface BackupInfo {
@@ -73,6 +81,16 @@ export interface BackupInfo {
 export interface LoadIndexOptions {
   /** Called for a damaged index file, which is then skipped; without it, loading fails. */
   readonly onDamaged?: (name: string, err: DeltaDiskError) => void;
+  /** Start from the index cache when the repository was opened with one (backups only: see index-cache.ts). */
+  readonly useCache?: boolean;
+}
+
+/** What a loaded index was built from, for updating the cache after a backup. */
+interface IndexBasis {
+  readonly files: readonly StoredFile[];
+  readonly avoid: Buffer;
+  /** The cache held exactly this index already. */
+  readonly cached: boolean;
 }
 
 function byTime(a: { time: string; end: string; id: string }, b: { time: string; end: string; id: string }): number {
@@ -86,14 +104,17 @@ export class Repository {
   readonly backend: StorageBackend;
   readonly fs: FileSystem;
   readonly lock: RepoLock | undefined;
+  readonly #cache: IndexCache | undefined;
+  readonly #basis = new WeakMap<ChunkIndex, IndexBasis>();
   #closed = false;
 
-  private constructor(location: string, config: RepoConfig, backend: StorageBackend, fs: FileSystem, lock: RepoLock | undefined) {
+  private constructor(location: string, config: RepoConfig, backend: StorageBackend, fs: FileSystem, lock: RepoLock | undefined, cacheDir: string | undefined) {
     this.location = location;
     this.config = config;
     this.backend = backend;
     this.fs = fs;
     this.lock = lock;
+    this.#cache = cacheDir === undefined ? undefined : new IndexCache(fs, cacheDir, config.id);
   }
 
   /**
@@ -146,7 +167,7 @@ export class Repository {
     const config = decodeRepoConfig(bytes, path.join(root, 'config'));
     const kind = options.lock ?? 'shared';
     const lock = kind === false ? undefined : await RepoLock.acquire(backend, kind, options.purpose ?? kind, { retryMs: options.retryLockMs ?? 0 });
-    return new Repository(root, config, backend, fs, lock);
+    return new Repository(root, config, backend, fs, lock, options.cacheDir);
   }
 
   get closed(): boolean {
@@ -292,14 +313,18 @@ export class Repository {
     const plan = await this.readPlan();
     const condemned = new Set(plan?.condemned ?? []);
     const bad = new Set((await this.backend.list('damage')).map((f) => f.name));
-    const index = new ChunkIndex();
     const listed = await this.backend.list('index');
+    const avoid = avoidDigest(condemned, bad);
+    const hit = options.useCache === true ? await this.#cache?.load(listed, avoid) : undefined;
+    const index = hit?.index ?? new ChunkIndex();
+    const toRead = hit === undefined ? listed : listed.filter((f) => !hit.covered.has(f.name));
     // Every entry takes PACK_ENTRY_SIZE bytes of its index file: the files' sizes
     // bound the entry count, so the index is sized once instead of rehashed as it
     // grows. Capped (sizes come from disk): past the cap it grows by doubling.
-    const bytes = listed.reduce((n, f) => n + Math.min(f.size, MAX_INDEX_FILE), 0);
+    const bytes = toRead.reduce((n, f) => n + Math.min(f.size, MAX_INDEX_FILE), 0);
     index.reserve(Math.min(RESERVE_ENTRIES_MAX, Math.floor(bytes / PACK_ENTRY_SIZE)));
-    for (const f of listed) {
+    const skipped = new Set<string>();
+    for (const f of toRead) {
       const where = path.join(this.location, 'index', f.name);
       let packs;
       try {
@@ -307,10 +332,12 @@ export class Repository {
       } catch (err) {
         if (isDeltaDiskError(err, 'NOT_FOUND')) {
           if (retry) return undefined;
+          skipped.add(f.name);
           continue;
         }
         if (options.onDamaged !== undefined && isDeltaDiskError(err)) {
           options.onDamaged(f.name, err);
+          skipped.add(f.name);
           continue;
         }
         throw err;
@@ -320,7 +347,23 @@ export class Repository {
         index.addPack(p.name, p.size, p.tail, flags, where);
       }
     }
+    this.#basis.set(index, { files: listed.filter((f) => !skipped.has(f.name)), avoid, cached: hit !== undefined && toRead.length === 0 });
     return index;
+  }
+
+  /**
+   * Stores `index` (loaded by loadIndex, then extended by a backup that wrote the
+   * index files `written`) in the index cache, when the repository has one and the
+   * cache does not hold it already. Best effort: false when nothing was stored.
+   */
+  async saveIndexCache(index: ChunkIndex, written: readonly StoredFile[]): Promise<boolean> {
+    const basis = this.#basis.get(index);
+    if (this.#cache === undefined || basis === undefined || (basis.cached && written.length === 0)) return false;
+    const files = new Map(basis.files.map((f) => [f.name, f]));
+    for (const f of written) files.set(f.name, f);
+    const saved = await this.#cache.save(index, [...files.values()], basis.avoid);
+    if (saved) this.#basis.set(index, { files: [...files.values()], avoid: basis.avoid, cached: true });
+    return saved;
   }
 
   /**

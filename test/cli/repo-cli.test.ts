@@ -41,6 +41,16 @@ describe('deltadisk repository commands', () => {
     expect((await cli(['snapshots'])).code).toBe(2);
   });
 
+  it('keeps the index cache in DELTADISK_CACHE_DIR, and none with --no-cache', async () => {
+    const cacheDir = path.join(dir, 'cache');
+    const env = { DELTADISK_CACHE_DIR: cacheDir };
+    expect((await cli(['backup', src, '--repo', repo, '--no-cache'], env)).code).toBe(0);
+    expect(fs.existsSync(cacheDir)).toBe(false);
+    expect((await cli(['backup', src, '--repo', repo], env)).code).toBe(0);
+    const id = (JSON.parse(fs.readFileSync(path.join(repo, 'config'), 'utf8')) as { id: string }).id;
+    expect(fs.readdirSync(cacheDir)).toEqual([`${id}.index`]);
+  });
+
   it('backs up with a JSON summary, lists, and restores byte for byte', async () => {
     const r = await cli(['backup', src, '--repo', repo, '--tag', 'nightly', '--json']);
     expect(r.code).toBe(0);

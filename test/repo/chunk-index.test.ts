@@ -1,13 +1,14 @@
 /**
  * The in-memory index against a Map: random packs, pending packs, duplicates across
  * packs with flags (condemned, bad), abandoning a pending pack, and lookups in place
- * in a page of hashes.
+ * in a page of hashes; and its columns through the index cache format and back.
  */
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BlobKind, Compression, encodePackTail, packNameOf } from '../../lib/format/pack-header.js';
-import { ChunkIndex, PackFlag } from '../../lib/repo/chunk-index.js';
+import { decodeIndexCache, encodeIndexCache } from '../../lib/format/index-cache.js';
+import { ChunkIndex, PackFlag, type ChunkIndexColumns } from '../../lib/repo/chunk-index.js';
 import { propertyRuns } from '../helpers/temp-dir.js';
 
 describe('ChunkIndex', () => {
@@ -82,5 +83,102 @@ describe('ChunkIndex', () => {
     }
     expect(index.entryCount).toBe(10_000);
     for (const h of hashes) expect(index.hashOf(index.find(h)).equals(h)).toBe(true);
+  });
+
+  describe('columns', () => {
+    /** An index of random packs with shared hashes and flags, plus a finished pending pack. */
+    function randomIndex(packs: { n: number; reuse: number; flags: number }[]): { index: ChunkIndex; hashes: Buffer[] } {
+      const index = new ChunkIndex();
+      const hashes: Buffer[] = [];
+      packs.forEach((p, pi) => {
+        const list = Array.from({ length: p.n }, (_, i) => {
+          const hash = i < p.reuse && hashes.length > 0 ? hashes[(i * 7 + pi) % hashes.length]! : randomBytes(32);
+          hashes.push(hash);
+          const deflated = i % 3 === 0;
+          return { hash, storedLength: 10 + i, rawLength: deflated ? 20 + i : 10 + i, kind: BlobKind.DATA, compression: deflated ? Compression.DEFLATE : Compression.NONE };
+        });
+        const tail = encodePackTail(list);
+        index.addPack(packNameOf(tail), list.reduce((n, b) => n + b.storedLength, 0) + tail.length, tail, p.flags);
+      });
+      const pending = index.beginPack();
+      const fresh = randomBytes(32);
+      hashes.push(fresh);
+      index.addPendingEntry(pending, fresh, 0, 7, 9, BlobKind.DATA, Compression.NONE);
+      index.finishPack(pending, randomBytes(32).toString('hex'), 7);
+      return { index, hashes };
+    }
+
+    function expectSame(a: ChunkIndex, b: ChunkIndex, hashes: readonly Buffer[]): void {
+      expect(b.entryCount).toBe(a.entryCount);
+      expect(b.packCount).toBe(a.packCount);
+      for (let p = 0; p < a.packCount; p++) {
+        expect([b.packName(p), b.packSize(p), b.packFlags(p), b.packEntries(p)]).toEqual([a.packName(p), a.packSize(p), a.packFlags(p), a.packEntries(p)]);
+        expect(b.packId(a.packName(p))).toBe(p);
+      }
+      for (let id = 0; id < a.entryCount; id++) {
+        expect([b.hashOf(id), b.packOf(id), b.offsetOf(id), b.storedLengthOf(id), b.rawLengthOf(id), b.kindOf(id), b.compressionOf(id), b.isPreferred(id)]).toEqual([
+          a.hashOf(id), a.packOf(id), a.offsetOf(id), a.storedLengthOf(id), a.rawLengthOf(id), a.kindOf(id), a.compressionOf(id), a.isPreferred(id),
+        ]);
+      }
+      for (const h of hashes) {
+        expect(b.find(h)).toBe(a.find(h));
+        expect(b.findUsable(h)).toBe(a.findUsable(h));
+      }
+      expect(b.find(randomBytes(32))).toBe(-1);
+    }
+
+    it('survive the cache format: the loaded index answers like the one saved, and keeps growing', () => {
+      fc.assert(
+        fc.property(
+          fc.array(fc.record({ n: fc.integer({ min: 1, max: 60 }), reuse: fc.nat(40), flags: fc.constantFrom(0, PackFlag.CONDEMNED, PackFlag.BAD) }), { maxLength: 25 }),
+          (packs) => {
+            const { index, hashes } = randomIndex(packs);
+            const avoid = randomBytes(32);
+            const files = [{ name: randomBytes(32).toString('hex'), size: 1234 }];
+            const bytes = encodeIndexCache({ repo: 'r'.repeat(32), avoid, files, columns: index.columns() });
+            const c = decodeIndexCache(bytes, bytes.length);
+            expect(c.repo).toBe('r'.repeat(32));
+            expect(c.avoid.equals(avoid)).toBe(true);
+            expect(c.files).toEqual(files);
+            const loaded = ChunkIndex.fromColumns(c.columns);
+            expectSame(index, loaded, hashes);
+            // It is a working index: new entries resolve, old ones still do.
+            const more = Array.from({ length: 1500 }, () => randomBytes(32));
+            const p = loaded.beginPack();
+            more.forEach((h, i) => loaded.addPendingEntry(p, h, i, 1, 1, BlobKind.DATA, Compression.NONE));
+            for (const h of [...hashes, ...more]) expect(loaded.hashOf(loaded.find(h)).equals(h)).toBe(true);
+          },
+        ),
+        { numRuns: propertyRuns(30) },
+      );
+    });
+
+    it('are refused when they do not fit together', () => {
+      const { index } = randomIndex([{ n: 30, reuse: 10, flags: 0 }, { n: 20, reuse: 15, flags: PackFlag.BAD }]);
+      const c = index.columns();
+      const copy = (): ChunkIndexColumns => decodeIndexCache(encodeIndexCache({ repo: 'x', avoid: Buffer.alloc(32), files: [], columns: c }), 1 << 24).columns;
+      expect(() => ChunkIndex.fromColumns(copy())).not.toThrow();
+      const broken: [string, (k: ChunkIndexColumns) => ChunkIndexColumns][] = [
+        ['an entry in the wrong pack', (k) => (k.pack[3] = 1, k)],
+        ['a pack id past the end', (k) => (k.pack[49] = 7, k)],
+        ['a table slot naming no entry', (k) => (k.table[k.table.findIndex((v) => v === 0)] = 9999, k)],
+        ['a table slot naming an entry twice', (k) => (k.table[k.table.findIndex((v) => v === 0)] = k.table.find((v) => v !== 0)!, k)],
+        ['a preferred entry missing from the table', (k) => (k.table[k.table.findIndex((v) => v !== 0)] = 0, k)],
+        ['counts that do not cover the entries', (k) => ({ ...k, packCounts: [30, 19, 1] })],
+        ['a pending pack', (k) => (k.packFlags[0] = PackFlag.PENDING, k)],
+        ['a pack named twice', (k) => ({ ...k, packNames: [k.packNames[0]!, k.packNames[0]!, k.packNames[2]!] })],
+        ['columns of different lengths', (k) => ({ ...k, raw: k.raw.subarray(1) })],
+        ['a table that is not a power of two', (k) => ({ ...k, table: Int32Array.from([...k.table, 0]) })],
+      ];
+      for (const [what, mutate] of broken) {
+        expect(() => ChunkIndex.fromColumns(mutate(copy())), what).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+      }
+    });
+
+    it('cannot be taken while a pack is being written', () => {
+      const index = new ChunkIndex();
+      index.beginPack();
+      expect(() => index.columns()).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    });
   });
 });

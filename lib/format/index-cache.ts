@@ -1,0 +1,170 @@
+/**
+ * The index cache file: a repository's loaded chunk index, as columns, kept on the
+ * machine that loaded it (never in the repository) so the next backup skips
+ * decoding every index file and linking every entry (borg's chunks cache).
+ *
+ *     offset 0     8 bytes  magic `DDXC\r\n\x1a\n`
+ *     offset 8     u16      layout version (1)
+ *     offset 10    u16      flags (0)
+ *     offset 12    u32      header length h
+ *     offset 16    h bytes  header (msgpack):
+ *                             { repo: str, avoid: bin 32,
+ *                               files: [ [ name: bin 32, size: int ] … ],   index files it covers
+ *                               packs: bin (32 × packs: names), sizes: [int], counts: [int],
+ *                               packFlags: bin, entries: n, slots: t }
+ *     offset 16+h  columns, back to back: hash (32 n), pack, offset, stored, raw
+ *                  (u32 × n each), meta (n), preferred (n), table (i32 × t); host order
+ *     then         SHA-256 of everything before it
+ *
+ * The columns are raw rather than msgpack so that storing and loading a 16k-entry
+ * index costs a copy and a hash, not an encoder's growth and copies. `avoid` is a
+ * digest of the packs a prune plan condemns and a check marked bad: entry preference
+ * depends on them, so a cache built under other marks is not used. The columns are
+ * those of ChunkIndexColumns; ChunkIndex.fromColumns checks that they fit together.
+ */
+import { createHash } from 'node:crypto';
+import { decode, encode } from '@msgpack/msgpack';
+import { DeltaDiskError } from '../errors.js';
+import { Fields } from './framed.js';
+import { HASH_SIZE, MAX_INDEX_PACKS } from './repo-limits.js';
+
+export const INDEX_CACHE_MAGIC = Buffer.from('DDXC\r\n\x1a\n', 'latin1');
+const CACHE_LAYOUT = 1;
+
+/** An index file a cache was built from. */
+export interface CachedIndexFile {
+  readonly name: string;
+  readonly size: number;
+}
+
+/**
+ * A chunk index as plain columns (ChunkIndex.columns / fromColumns): the packs, then
+ * per entry its hash (32 bytes each), pack, offset, lengths, kind | compression << 4
+ * and whether it is the preferred copy, then the open-addressing table (0 empty, else
+ * entry id + 1; a power of two long).
+ */
+export interface ChunkIndexColumns {
+  readonly packNames: readonly string[];
+  readonly packSizes: readonly number[];
+  readonly packCounts: readonly number[];
+  readonly packFlags: Uint8Array;
+  readonly hash: Uint8Array;
+  readonly pack: Uint32Array;
+  readonly offset: Uint32Array;
+  readonly stored: Uint32Array;
+  readonly raw: Uint32Array;
+  readonly meta: Uint8Array;
+  readonly preferred: Uint8Array;
+  readonly table: Int32Array;
+}
+
+export interface IndexCacheContent {
+  readonly repo: string;
+  /** Digest of the condemned and bad pack names the preferences were computed under. */
+  readonly avoid: Buffer;
+  readonly files: readonly CachedIndexFile[];
+  readonly columns: ChunkIndexColumns;
+}
+
+const bytesOf = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** Typed-array columns are stored in host order: the cache is only used on little-endian hosts. */
+export const CACHE_USABLE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+const HEAD = 16;
+const TRAILER = 32;
+/** Bytes per entry of the entry columns. */
+const ENTRY_BYTES = HASH_SIZE + 4 * 4 + 2;
+
+export function encodeIndexCache(c: IndexCacheContent): Buffer {
+  const k = c.columns;
+  const n = k.pack.length;
+  const header = encode({
+    repo: c.repo,
+    avoid: c.avoid,
+    files: c.files.map((f) => [Buffer.from(f.name, 'hex'), f.size]),
+    packs: Buffer.concat(k.packNames.map((name) => Buffer.from(name, 'hex'))),
+    sizes: k.packSizes,
+    counts: k.packCounts,
+    packFlags: bytesOf(k.packFlags),
+    entries: n,
+    slots: k.table.length,
+  });
+  const columns = [k.hash, k.pack, k.offset, k.stored, k.raw, k.meta, k.preferred, k.table].map(bytesOf);
+  const out = Buffer.allocUnsafe(HEAD + header.length + n * ENTRY_BYTES + k.table.length * 4 + TRAILER);
+  INDEX_CACHE_MAGIC.copy(out, 0);
+  out.writeUInt16LE(CACHE_LAYOUT, 8);
+  out.writeUInt16LE(0, 10);
+  out.writeUInt32LE(header.length, 12);
+  out.set(header, HEAD);
+  let at = HEAD + header.length;
+  for (const col of columns) {
+    out.set(col, at);
+    at += col.length;
+  }
+  if (at !== out.length - TRAILER) throw new DeltaDiskError('INVALID_ARGUMENT', 'index cache: columns do not match the entry count');
+  createHash('sha256').update(out.subarray(0, at)).digest().copy(out, at);
+  return out;
+}
+
+/**
+ * Decodes a cache file of at most `maxBytes` (the caller bounds it by what the index
+ * files could hold). Only the frame and the shapes are checked here.
+ * @throws REPO_CORRUPT, UNSUPPORTED_VERSION, LIMIT_EXCEEDED
+ */
+export function decodeIndexCache(bytes: Uint8Array, maxBytes: number, path?: string): IndexCacheContent {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const fail = (what: string): never => {
+    throw new DeltaDiskError('REPO_CORRUPT', `index cache: ${what}`, { path });
+  };
+  if (b.length > maxBytes) throw new DeltaDiskError('LIMIT_EXCEEDED', `index cache is ${b.length} bytes, at most ${maxBytes} allowed`, { path });
+  if (b.length < HEAD + TRAILER || !b.subarray(0, 8).equals(INDEX_CACHE_MAGIC)) fail('bad magic or too short');
+  if (b.readUInt16LE(8) !== CACHE_LAYOUT || b.readUInt16LE(10) !== 0) throw new DeltaDiskError('UNSUPPORTED_VERSION', 'index cache: unknown layout', { path });
+  const body = b.length - TRAILER;
+  if (!createHash('sha256').update(b.subarray(0, body)).digest().equals(b.subarray(body))) fail('checksum mismatch (damaged)');
+  const h = b.readUInt32LE(12);
+  if (HEAD + h > body) fail('header runs past the end');
+  let v: unknown;
+  try {
+    v = decode(b.subarray(HEAD, HEAD + h), { maxStrLength: 64, maxBinLength: h, maxArrayLength: Math.max(MAX_INDEX_PACKS, h), maxMapLength: 16, maxExtLength: 0 });
+  } catch (err) {
+    throw new DeltaDiskError('REPO_CORRUPT', 'index cache: header is not valid msgpack', { path, cause: err });
+  }
+  const f = new Fields(v, 'index cache', path);
+  const bad = (what: string): never => f.fail(what);
+  const files = f.array('files', h).map((x) => {
+    const [name, size] = Array.isArray(x) && x.length === 2 ? (x as unknown[]) : [];
+    if (!(name instanceof Uint8Array) || name.length !== HASH_SIZE || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) bad('a file entry is malformed');
+    return { name: Buffer.from(name as Uint8Array).toString('hex'), size: size as number };
+  });
+  const packBytes = f.bin('packs');
+  if (packBytes.length % HASH_SIZE !== 0) bad('pack names are not whole hashes');
+  const packNames: string[] = [];
+  for (let at = 0; at < packBytes.length; at += HASH_SIZE) packNames.push(packBytes.toString('hex', at, at + HASH_SIZE));
+  const ints = (key: string): number[] => f.array(key, packNames.length).map((x) => (typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 ? x : bad(`${key} holds a non-count`)));
+  const n = f.int('entries');
+  const t = f.int('slots');
+  if (HEAD + h + n * ENTRY_BYTES + t * 4 !== body) fail('the columns do not fill the file');
+  let at = HEAD + h;
+  const take = (len: number): Buffer => b.subarray(at, (at += len));
+  const u32 = (): Uint32Array => {
+    const out = new Uint32Array(n);
+    new Uint8Array(out.buffer).set(take(n * 4));
+    return out;
+  };
+  const hash = Uint8Array.from(take(n * HASH_SIZE));
+  const pack = u32();
+  const offset = u32();
+  const stored = u32();
+  const raw = u32();
+  const meta = Uint8Array.from(take(n));
+  const preferred = Uint8Array.from(take(n));
+  const table = new Int32Array(t);
+  new Uint8Array(table.buffer).set(take(t * 4));
+  return {
+    repo: f.str('repo', 64),
+    avoid: Buffer.from(f.bin('avoid', HASH_SIZE)),
+    files,
+    columns: { packNames, packSizes: ints('sizes'), packCounts: ints('counts'), packFlags: Uint8Array.from(f.bin('packFlags')), hash, pack, offset, stored, raw, meta, preferred, table },
+  };
+}

@@ -1,0 +1,143 @@
+/**
+ * A repository's chunk index, cached on this machine between backups.
+ *
+ * Loading the index means decoding every index file and linking every entry into
+ * the hash table: for a 1 GiB disk's 16k chunks, cold, that is most of the index's
+ * ~25 ms and a tenth of an incremental backup; it grows with the repository. A
+ * backup that ends well stores the index it ended with as columns
+ * (format/index-cache.ts) in `<cache dir>/<repository id>.index`; the next backup
+ * of that repository loads the columns and reads only the index files the cache
+ * does not cover.
+ *
+ * When the cache is used (and when not):
+ *  - every index file it was built from must still be listed, with the same size
+ *    (index files are named by their content's hash, so name and size stand for the
+ *    content); files listed beyond those are read as usual. If one is gone (a prune
+ *    replaced it), the cache is not used: it may name packs that are gone.
+ *  - the packs condemned by a prune plan and marked bad by a check must be the ones
+ *    it was built under (entry preference depends on them);
+ *  - the frame's SHA-256 must match and the columns must fit together
+ *    (ChunkIndex.fromColumns); anything else is a miss, never an error.
+ * Only backups use it: check, prune and restore read the index files themselves, so
+ * the cache can cost a backup at most a chunk it believes stored while the index
+ * file naming it was damaged after the cache was built, which `check` reports.
+ *
+ * Writes are atomic (temporary name, rename) but not synced: a cache lost or torn by
+ * a crash fails its checksum or is simply absent, and the index files are read.
+ */
+import { createHash } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { tempNameFor } from '../io/atomic-replace.js';
+import type { FileSystem } from '../io/file-system.js';
+import { readUpTo } from '../io/positional.js';
+import { CACHE_USABLE, decodeIndexCache, encodeIndexCache, type CachedIndexFile } from '../format/index-cache.js';
+import { PACK_ENTRY_SIZE } from '../format/pack-header.js';
+import { ChunkIndex } from './chunk-index.js';
+
+/** Bytes of cache per index entry at most (columns and table), plus room for the rest. */
+const CACHE_BYTES_PER_ENTRY = 96;
+const CACHE_SLACK_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Where the CLI keeps caches: $DELTADISK_CACHE_DIR, else $XDG_CACHE_HOME/deltadisk,
+ * else ~/.cache/deltadisk (restic's and borg's convention).
+ */
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.DELTADISK_CACHE_DIR) return path.resolve(env.DELTADISK_CACHE_DIR);
+  if (env.XDG_CACHE_HOME) return path.join(path.resolve(env.XDG_CACHE_HOME), 'deltadisk');
+  return path.join(os.homedir(), '.cache', 'deltadisk');
+}
+
+/** The digest the cache is keyed on for the packs to avoid (condemned, bad). */
+export function avoidDigest(condemned: Iterable<string>, bad: Iterable<string>): Buffer {
+  const h = createHash('sha256');
+  for (const n of [...condemned].sort()) h.update(`c${n}\n`);
+  for (const n of [...bad].sort()) h.update(`b${n}\n`);
+  return h.digest();
+}
+
+export interface CacheHit {
+  readonly index: ChunkIndex;
+  /** Names of the index files the cached index already holds. */
+  readonly covered: ReadonlySet<string>;
+}
+
+export class IndexCache {
+  readonly file: string;
+  readonly #fs: FileSystem;
+  readonly #dir: string;
+  readonly #repoId: string;
+
+  constructor(fs: FileSystem, dir: string, repoId: string) {
+    this.#fs = fs;
+    this.#dir = path.resolve(dir);
+    this.#repoId = repoId;
+    this.file = path.join(this.#dir, `${repoId}.index`);
+  }
+
+  /**
+   * The cached index, when it may stand for the index files `listed` under the
+   * marks `avoid`; undefined otherwise (absent, stale, damaged, or built under other marks).
+   */
+  async load(listed: readonly CachedIndexFile[], avoid: Buffer): Promise<CacheHit | undefined> {
+    if (!CACHE_USABLE) return undefined;
+    const entries = listed.reduce((n, f) => n + Math.floor(f.size / PACK_ENTRY_SIZE), 0);
+    const maxBytes = entries * CACHE_BYTES_PER_ENTRY + listed.length * 64 + CACHE_SLACK_BYTES;
+    let bytes: Buffer;
+    try {
+      const h = await this.#fs.open(this.file, 'read');
+      try {
+        const size = (await h.stat()).size;
+        if (size > maxBytes) return undefined;
+        bytes = await readUpTo(h, 0, size);
+      } finally {
+        await h.close();
+      }
+    } catch {
+      return undefined;
+    }
+    try {
+      const c = decodeIndexCache(bytes, maxBytes, this.file);
+      if (c.repo !== this.#repoId || !c.avoid.equals(avoid)) return undefined;
+      const sizes = new Map(listed.map((f) => [f.name, f.size]));
+      if (!c.files.every((f) => sizes.get(f.name) === f.size)) return undefined;
+      return { index: ChunkIndex.fromColumns(c.columns), covered: new Set(c.files.map((f) => f.name)) };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Stores `index`, built from the index files `files` under the marks `avoid`.
+   * Best effort: a cache that cannot be written is not an error of the backup.
+   */
+  async save(index: ChunkIndex, files: readonly CachedIndexFile[], avoid: Buffer): Promise<boolean> {
+    if (!CACHE_USABLE) return false;
+    const tmp = tempNameFor(this.file);
+    try {
+      const bytes = encodeIndexCache({ repo: this.#repoId, avoid, files, columns: index.columns() });
+      await this.#mkdirs(this.#dir);
+      const h = await this.#fs.open(tmp, 'createExclusive');
+      try {
+        await h.write([bytes], 0);
+      } finally {
+        await h.close();
+      }
+      await this.#fs.rename(tmp, this.file);
+      return true;
+    } catch {
+      await this.#fs.unlink(tmp).catch(() => undefined);
+      return false;
+    }
+  }
+
+  async #mkdirs(dir: string): Promise<void> {
+    if (await this.#fs.stat(dir).then((s) => s.isDirectory, () => false)) return;
+    const parent = path.dirname(dir);
+    if (parent !== dir) await this.#mkdirs(parent);
+    await this.#fs.mkdir(dir, 0o700).catch(async (err: unknown) => {
+      if (!(await this.#fs.stat(dir).then((s) => s.isDirectory, () => false))) throw err;
+    });
+  }
+}

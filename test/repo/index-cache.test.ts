@@ -1,0 +1,152 @@
+/**
+ * The index cache on real repositories: a backup stores it and the next one starts
+ * from it (reading only index files it does not cover); it is never used once an
+ * index file it covers is gone (prune), under other condemned or bad marks, damaged,
+ * or for another repository; and a cache that cannot be written costs the backup
+ * nothing.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { backup, checkRepository, forget, prune, Repository, restore } from '../../lib/index.js';
+import { nodeFileSystem } from '../../lib/io/node-file-system.js';
+import { avoidDigest, IndexCache } from '../../lib/repo/index-cache.js';
+import { randomData, snapshotTree, writeTree } from '../helpers/repo.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+let dir: string;
+let cleanup: () => void;
+let repoDir: string;
+let cacheDir: string;
+
+beforeEach(async () => {
+  ({ dir, cleanup } = tempDir('deltadisk-idxcache-'));
+  repoDir = path.join(dir, 'repo');
+  cacheDir = path.join(dir, 'cache', 'nested');
+  await Repository.init(repoDir, { packSize: 1 << 20, cdc: { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 } });
+});
+afterEach(() => cleanup());
+
+async function withRepo<T>(lock: 'shared' | 'maintenance' | false, fn: (r: Repository) => Promise<T>, cache = true): Promise<T> {
+  const repo = await Repository.open(repoDir, { lock, purpose: 'test', ...(cache ? { cacheDir } : {}) });
+  try {
+    return await fn(repo);
+  } finally {
+    await repo.close();
+  }
+}
+
+const indexFiles = (): string[] => fs.readdirSync(path.join(repoDir, 'index')).sort();
+const cacheFile = async (): Promise<string> => withRepo(false, async (r) => path.join(cacheDir, `${r.config.id}.index`));
+
+/** Backs up directory `name`, holding exactly `files`. */
+async function backUp(name: string, files: Record<string, Uint8Array>, cache = true) {
+  const src = path.join(dir, name);
+  fs.rmSync(src, { recursive: true, force: true });
+  writeTree(src, files);
+  return withRepo('shared', (repo) => backup(repo, [src]), cache);
+}
+
+async function cleanCheck(): Promise<void> {
+  const r = await withRepo('shared', (repo) => checkRepository(repo, { readData: true }), false);
+  expect(r.errors).toEqual([]);
+}
+
+/** Rewrites an index file in place with other bytes of the same length: name and size still match. */
+function spoilIndexFile(name: string): void {
+  const p = path.join(repoDir, 'index', name);
+  const b = fs.readFileSync(p);
+  b[b.length - 1]! ^= 0xff;
+  fs.writeFileSync(p, b);
+}
+
+describe('index cache', () => {
+  it('is stored by a backup and stands in for the index files it covers', async () => {
+    const a = randomData(300_000);
+    await backUp('one', { 'a.bin': a });
+    const file = await cacheFile();
+    expect(fs.existsSync(file)).toBe(true);
+    const [only] = indexFiles();
+    // The cache covers that index file: a backup no longer reads it (spoiled, it
+    // would fail to load), while a plain load and check still do.
+    spoilIndexFile(only!);
+    const fromCache = await withRepo('shared', (r) => r.loadIndex({ useCache: true }));
+    expect(fromCache.entryCount).toBeGreaterThan(0);
+    await expect(withRepo('shared', (r) => r.loadIndex())).rejects.toMatchObject({ code: 'REPO_CORRUPT' });
+    await expect(withRepo('shared', (r) => r.loadIndex({ useCache: true }), false)).rejects.toMatchObject({ code: 'REPO_CORRUPT' });
+    // A backup of the same data through the cache stores nothing new.
+    const again = await backUp('two', { 'a.bin': a });
+    expect(again.summary.bytesNew).toBe(0);
+  });
+
+  it('reads the index files written since by others, and dedups against them', async () => {
+    await backUp('one', { 'a.bin': randomData(200_000) });
+    const b = randomData(250_000);
+    // Another machine (no cache here) adds a backup: one more index file.
+    await backUp('two', { 'b.bin': b }, false);
+    expect(indexFiles()).toHaveLength(2);
+    const third = await backUp('three', { 'b.bin': b });
+    expect(third.summary.bytesNew).toBe(0);
+    // The cache now covers both files and the third backup's (none: nothing new).
+    const c = new IndexCache(nodeFileSystem, cacheDir, await withRepo(false, async (r) => r.config.id));
+    const listed = indexFiles().map((name) => ({ name, size: fs.statSync(path.join(repoDir, 'index', name)).size }));
+    const hit = await c.load(listed, avoidDigest([], []));
+    expect([...(hit?.covered ?? [])].sort()).toEqual(indexFiles());
+    await cleanCheck();
+  });
+
+  it('is not used once a prune replaced an index file it covers: a backup stores the pruned data again', async () => {
+    const a = randomData(400_000);
+    await backUp('src', { 'a.bin': a });
+    await backUp('src', { 'b.bin': randomData(100_000) });
+    await withRepo('maintenance', (repo) => forget(repo, { keepLast: 1 }), false);
+    const pruned = await withRepo('maintenance', (repo) => prune(repo, {}), false);
+    expect(pruned.completed).toBe(true);
+    expect(pruned.indexFilesDeleted).toBeGreaterThan(0);
+    expect(pruned.packsDeleted).toBeGreaterThan(0);
+    // The cache still names a's chunks; the index files it covers are gone.
+    const again = await backUp('three', { 'a.bin': a });
+    expect(again.summary.bytesNew).toBeGreaterThanOrEqual(a.length);
+    await cleanCheck();
+    const out = path.join(dir, 'out');
+    await withRepo('shared', (repo) => restore(repo, again.id, { target: out, verify: true }), false);
+    expect(snapshotTree(path.join(out, 'three'))).toEqual(snapshotTree(path.join(dir, 'three')));
+  });
+
+  it('is not used under other marks, when damaged, or for another repository', async () => {
+    await backUp('one', { 'a.bin': randomData(200_000) });
+    const id = await withRepo(false, async (r) => r.config.id);
+    const listed = indexFiles().map((name) => ({ name, size: fs.statSync(path.join(repoDir, 'index', name)).size }));
+    const c = new IndexCache(nodeFileSystem, cacheDir, id);
+    expect(await c.load(listed, avoidDigest([], []))).toBeDefined();
+    // Condemned or bad packs change which copy is preferred.
+    expect(await c.load(listed, avoidDigest(['ab'.repeat(32)], []))).toBeUndefined();
+    expect(await c.load(listed, avoidDigest([], ['ab'.repeat(32)]))).toBeUndefined();
+    // An index file of another size: not the one the cache was built from.
+    expect(await c.load(listed.map((f) => ({ ...f, size: f.size + 1 })), avoidDigest([], []))).toBeUndefined();
+    // Another repository's id.
+    fs.copyFileSync(c.file, path.join(cacheDir, `${'0'.repeat(32)}.index`));
+    expect(await new IndexCache(nodeFileSystem, cacheDir, '0'.repeat(32)).load(listed, avoidDigest([], []))).toBeUndefined();
+    // Damaged: any byte.
+    const good = fs.readFileSync(c.file);
+    for (const at of [0, 9, 20, Math.floor(good.length / 2), good.length - 1]) {
+      const bad = Buffer.from(good);
+      bad[at]! ^= 0x40;
+      fs.writeFileSync(c.file, bad);
+      expect(await c.load(listed, avoidDigest([], [])), `byte ${at}`).toBeUndefined();
+    }
+    fs.writeFileSync(c.file, good.subarray(0, good.length - 100));
+    expect(await c.load(listed, avoidDigest([], []))).toBeUndefined();
+    // A damaged cache is replaced by the next backup.
+    await backUp('two', { 'b.bin': randomData(10_000) });
+    expect(await c.load(indexFiles().map((name) => ({ name, size: fs.statSync(path.join(repoDir, 'index', name)).size })), avoidDigest([], []))).toBeDefined();
+  });
+
+  it('that cannot be written does not fail the backup', async () => {
+    fs.mkdirSync(path.dirname(cacheDir), { recursive: true });
+    fs.writeFileSync(cacheDir, 'a file where the cache directory should be');
+    const r = await backUp('one', { 'a.bin': randomData(100_000) });
+    expect(r.warnings).toEqual([]);
+    await cleanCheck();
+  });
+});
