@@ -1,12 +1,14 @@
 /**
  * GuardedHandle (DESIGN rule 5): after a failed write, fsync or truncate the handle
  * is broken; every later change is refused with HANDLE_BROKEN, even if the device
- * has recovered, while reads keep working.
+ * has recovered, while reads keep working. A sync with nothing changed through the
+ * handle since the last one that covered everything is skipped, and only then.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isDeltaDiskError } from '../../lib/errors.js';
+import type { FileHandle } from '../../lib/io/file-system.js';
 import { GuardedHandle } from '../../lib/io/guarded-handle.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
 import { FaultFS, type FaultOp as Op } from '../harness/fault-fs.js';
@@ -31,6 +33,57 @@ async function guarded(failOp: Op, code = 'EIO', times = 1) {
 }
 
 describe('GuardedHandle', () => {
+  it('skips a sync only when everything written through it is synced already', async () => {
+    const file = path.join(dir, 'f');
+    fs.writeFileSync(file, 'abcdef');
+    const inner = await nodeFileSystem.open(file, 'readWrite');
+    let syncs = 0;
+    let holdWrite: Promise<void> | undefined;
+    const counting: FileHandle = {
+      path: inner.path,
+      read: (...a) => inner.read(...a),
+      readv: (...a) => inner.readv(...a),
+      truncate: (n) => inner.truncate(n),
+      stat: () => inner.stat(),
+      close: () => inner.close(),
+      datasync: async () => {
+        syncs++;
+        await inner.datasync();
+      },
+      write: async (buffers, position) => {
+        await holdWrite;
+        await inner.write(buffers, position);
+      },
+    };
+    const h = new GuardedHandle(counting);
+    // The first sync always runs: the file may hold another process's unsynced writes.
+    await h.datasync();
+    expect(syncs).toBe(1);
+    await h.datasync();
+    expect(syncs).toBe(1);
+    await h.write([Buffer.from('X')], 0);
+    await h.datasync();
+    await h.datasync();
+    expect(syncs).toBe(2);
+    await h.truncate(3);
+    await h.datasync();
+    expect(syncs).toBe(3);
+    // A write still in flight when a sync starts is not covered by it.
+    let release!: () => void;
+    holdWrite = new Promise((r) => (release = r));
+    const pending = h.write([Buffer.from('Y')], 1);
+    const sync = h.datasync();
+    release();
+    await Promise.all([pending, sync]);
+    expect(syncs).toBe(4);
+    await h.datasync();
+    expect(syncs).toBe(5);
+    await h.datasync();
+    expect(syncs).toBe(5);
+    await h.close();
+    expect(fs.readFileSync(file, 'utf8')).toBe('XYc');
+  });
+
   it('passes everything through while nothing fails', async () => {
     const { h, file } = await guarded('close', 'EIO', 0);
     await h.write([Buffer.from('XY')], 1);
