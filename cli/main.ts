@@ -1,8 +1,8 @@
-#!/usr/bin/env node
 /**
  * The deltadisk command line. Commands live one group per file in cli/commands;
  * this file only wires them together and maps commander's own errors (unknown
- * option, missing argument) to exit code 2.
+ * option, missing argument) to exit code 2. The build bundles it into
+ * dist/deltadisk.cjs, which the executable (launcher.ts) runs.
  */
 import { Command, CommanderError, Option } from 'commander';
 import { registerBackup } from './commands/backup.js';
@@ -99,4 +99,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
 }
 
-await main(process.argv);
+// Not a top-level await: the bundle is CommonJS (launcher.ts runs it from a code cache).
+main(process.argv).catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = ExitCode.FAILURE;
+});

@@ -26,7 +26,6 @@
  * a crash fails its checksum or is simply absent, and the index files are read.
  */
 import { createHash } from 'node:crypto';
-import os from 'node:os';
 import path from 'node:path';
 import { tempNameFor } from '../io/atomic-replace.js';
 import type { FileSystem } from '../io/file-system.js';
@@ -38,16 +37,6 @@ import { ChunkIndex } from './chunk-index.js';
 /** Bytes of cache per index entry at most (columns and table), plus room for the rest. */
 const CACHE_BYTES_PER_ENTRY = 96;
 const CACHE_SLACK_BYTES = 4 * 1024 * 1024;
-
-/**
- * Where the CLI keeps caches: $DELTADISK_CACHE_DIR, else $XDG_CACHE_HOME/deltadisk,
- * else ~/.cache/deltadisk (restic's and borg's convention).
- */
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.DELTADISK_CACHE_DIR) return path.resolve(env.DELTADISK_CACHE_DIR);
-  if (env.XDG_CACHE_HOME) return path.join(path.resolve(env.XDG_CACHE_HOME), 'deltadisk');
-  return path.join(os.homedir(), '.cache', 'deltadisk');
-}
 
 /** The digest the cache is keyed on for the packs to avoid (condemned, bad). */
 export function avoidDigest(condemned: Iterable<string>, bad: Iterable<string>): Buffer {

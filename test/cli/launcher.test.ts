@@ -1,0 +1,60 @@
+/**
+ * The executable's code cache (cli/launcher.ts): written to DELTADISK_CACHE_DIR by a
+ * run, kept while it covers what runs compile, replaced when damaged (the command
+ * still works), files of other builds removed; nothing with --no-cache, and nothing
+ * lost when the directory cannot be written.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+let dir: string;
+let cleanup: () => void;
+let cacheDir: string;
+
+beforeEach(() => {
+  ({ dir, cleanup } = tempDir('deltadisk-launcher-'));
+  cacheDir = path.join(dir, 'cache');
+});
+afterEach(() => cleanup());
+
+const env = (): Record<string, string> => ({ DELTADISK_CACHE_DIR: cacheDir });
+const codeCaches = (): string[] => (fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir).filter((n) => n.startsWith('cli-') && n.endsWith('.v8')) : []);
+
+describe('deltadisk executable', () => {
+  it('keeps a code cache, replaces a damaged one, and drops those of other builds', async () => {
+    const first = await runCli(['--version'], { env: env() });
+    expect(first.code).toBe(0);
+    const [name] = codeCaches();
+    expect(name).toMatch(/^cli-[0-9a-f]{16}-v\d+\.\d+\.\d+-\w+\.v8$/);
+    const file = path.join(cacheDir, name!);
+    const size = fs.statSync(file).size;
+    expect(size).toBeGreaterThan(1000);
+    // A run that compiles more (a whole command) grows it.
+    const repo = path.join(dir, 'repo');
+    expect((await runCli(['repo', 'init', repo], { env: env() })).code).toBe(0);
+    expect(fs.statSync(file).size).toBeGreaterThan(size);
+    // Damaged: V8 refuses it, the command runs as usual, and the cache is written anew.
+    fs.writeFileSync(file, Buffer.alloc(5000, 0x5a));
+    fs.writeFileSync(path.join(cacheDir, 'cli-0000000000000000-v0.0.0-x64.v8'), 'from another build');
+    const again = await runCli(['--version'], { env: env() });
+    expect(again.code).toBe(0);
+    expect(again.stdout).toBe(first.stdout);
+    expect(fs.readFileSync(file).equals(Buffer.alloc(5000, 0x5a))).toBe(false);
+    expect(codeCaches()).toEqual([name]);
+  });
+
+  it('writes nothing with --no-cache, and runs when the cache directory cannot be written', async () => {
+    const repo = path.join(dir, 'repo');
+    expect((await runCli(['repo', 'init', repo], { env: { DELTADISK_CACHE_DIR: path.join(dir, 'elsewhere') } })).code).toBe(0);
+    const r = await runCli(['snapshots', '--repo', repo, '--no-cache'], { env: env() });
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.existsSync(cacheDir)).toBe(false);
+    fs.writeFileSync(cacheDir, 'a file where the cache directory should be');
+    const blocked = await runCli(['--version'], { env: env() });
+    expect(blocked.code).toBe(0);
+    expect(blocked.stderr).toBe('');
+  });
+});
