@@ -92,6 +92,40 @@ export class BlockTable {
     }
   }
 
+  /**
+   * Sets every block present in `src` to (`tag`, its number in `src`), a page at a
+   * time (a full page of `src` is two array copies): how a view takes in a layer of
+   * data alone, which on opening a large chain would otherwise be one call per block.
+   */
+  overlay(src: BlockTable, tag: number): void {
+    if (tag === 0) throw new RangeError('tag 0 means absent');
+    for (const [index, from] of src.#pages) {
+      let page = this.#pages.get(index);
+      if (page === undefined) {
+        page = { tags: new Uint16Array(PAGE_SIZE), nums: new Float64Array(PAGE_SIZE), count: 0 };
+        this.#pages.set(index, page);
+      }
+      if (from.count === PAGE_SIZE) {
+        this.#size += PAGE_SIZE - page.count;
+        page.count = PAGE_SIZE;
+        page.tags.fill(tag);
+        page.nums.set(from.nums);
+        continue;
+      }
+      for (let i = 0; i < PAGE_SIZE; i++) {
+        if (from.tags[i] === 0) continue;
+        if (page.tags[i] === 0) {
+          page.count++;
+          this.#size++;
+        }
+        page.tags[i] = tag;
+        page.nums[i] = from.nums[i]!;
+      }
+    }
+    this.#lastIndex = -1;
+    this.#lastPage = undefined;
+  }
+
   /** Calls `fn` for every present block in ascending block order. */
   forEach(fn: (block: number, tag: number, num: number) => void): void {
     const indexes = [...this.#pages.keys()].sort((a, b) => a - b);

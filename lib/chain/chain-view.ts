@@ -125,6 +125,12 @@ export class ChainView {
     let index = this.#index;
     if (index !== undefined) indexLayer(index, slot, layer);
     else if (layerHasRefs(layer)) index = this.#index = this.#buildIndex();
+    // A layer of data alone (the common case: no zero markers, no references) is
+    // taken in page by page.
+    if (layer.dataBlocks === layer.map.size) {
+      this.merged.overlay(layer.map, slot);
+      return;
+    }
     layer.map.forEach((block, kind, row) => {
       if (kind === RecordKind.DATA) {
         this.merged.set(block, slot, row);

@@ -1,7 +1,8 @@
 /**
  * BlockTable against a plain Map: any sequence of sets and deletes, over block
- * numbers from 0 to the largest disk's last block, gives the same answers; and
- * memory follows the blocks present, not the block numbers.
+ * numbers from 0 to the largest disk's last block, gives the same answers; an
+ * overlay of one table on another equals setting its blocks one by one; and memory
+ * follows the blocks present, not the block numbers.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -20,7 +21,48 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ set: fc.constant(false as const), block: blockArb }),
 );
 
+/** Applies `ops` to a table and a Map, with `fills` of whole 512-block pages first. */
+function build(ops: readonly Op[], fills: readonly number[]): { t: BlockTable; m: Map<number, { tag: number; num: number }> } {
+  const t = new BlockTable();
+  const m = new Map<number, { tag: number; num: number }>();
+  for (const page of fills) {
+    for (let b = page * 512; b < page * 512 + 512; b++) {
+      t.set(b, 3, b * 2);
+      m.set(b, { tag: 3, num: b * 2 });
+    }
+  }
+  for (const op of ops) {
+    if (op.set) {
+      t.set(op.block, op.tag, op.num);
+      m.set(op.block, { tag: op.tag, num: op.num });
+    } else {
+      t.delete(op.block);
+      m.delete(op.block);
+    }
+  }
+  return { t, m };
+}
+
 describe('BlockTable', () => {
+  it('overlays another table as if each of its blocks were set in turn', () => {
+    const pageArb = fc.oneof(fc.nat(4), fc.integer({ min: 0, max: Math.floor(LAST_BLOCK / 512) }));
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 200 }), fc.array(pageArb, { maxLength: 3 }), fc.array(opArb, { maxLength: 200 }), fc.array(pageArb, { maxLength: 3 }), fc.integer({ min: 1, max: 0xffff }), (baseOps, baseFills, topOps, topFills, tag) => {
+          const base = build(baseOps, baseFills);
+          const top = build(topOps, topFills);
+          base.t.overlay(top.t, tag);
+          for (const [b, v] of top.m) base.m.set(b, { tag, num: v.num });
+          expect(base.t.size).toBe(base.m.size);
+          const seen: [number, number, number][] = [];
+          base.t.forEach((b, tg, num) => seen.push([b, tg, num]));
+          expect(seen).toEqual([...base.m].sort((x, y) => x[0] - y[0]).map(([b, v]) => [b, v.tag, v.num]));
+          for (const [b, v] of base.m) expect([base.t.tag(b), base.t.num(b)]).toEqual([v.tag, v.num]);
+      }),
+      { numRuns: propertyRuns(100) },
+    );
+    expect(() => new BlockTable().overlay(new BlockTable(), 0)).toThrow(RangeError);
+  });
+
   it('behaves like a Map from block to (tag, num) for any sequence of sets and deletes', () => {
     fc.assert(
       fc.property(fc.array(opArb, { maxLength: 300 }), (ops) => {
