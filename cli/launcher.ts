@@ -18,6 +18,9 @@
  *    to a temporary name and renamed; files of other keys are removed then;
  *  - nothing about the cache can fail a command: every error is ignored.
  * `--no-cache` anywhere in the arguments, as for the index cache, skips it.
+ *
+ * It imports lib/io/cache-dir.ts itself rather than through lib/index: the launcher
+ * must stay a few kilobytes, loaded before anything else.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
