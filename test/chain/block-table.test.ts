@@ -1,8 +1,8 @@
 /**
  * BlockTable against a plain Map: any sequence of sets and deletes, over block
  * numbers from 0 to the largest disk's last block, gives the same answers; an
- * overlay of one table on another equals setting its blocks one by one; and memory
- * follows the blocks present, not the block numbers.
+ * overlay of one table on another, or an assignment of rows, equals setting its
+ * blocks one by one; and memory follows the blocks present, not the block numbers.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -44,6 +44,28 @@ function build(ops: readonly Op[], fills: readonly number[]): { t: BlockTable; m
 }
 
 describe('BlockTable', () => {
+  it('assigns rows as if each were set in turn, counting one tag', () => {
+    const rowArb = fc.record({ block: blockArb, tag: fc.integer({ min: 1, max: 5 }) });
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 100 }), fc.array(rowArb, { maxLength: 300 }), fc.nat(1000), (ops, rows, first) => {
+        const { t, m } = build(ops.map((o) => (o.set ? { ...o, tag: (o.tag % 5) + 1 } : o)), []);
+        let set = 0;
+        let replaced = 0;
+        rows.forEach((r, k) => {
+          if (r.tag === 4) return; // skipped
+          if (m.get(r.block)?.tag === 1) replaced++;
+          if (r.tag === 1) set++;
+          m.set(r.block, { tag: r.tag, num: first + k });
+        });
+        const got = t.assign(Float64Array.from(rows, (r) => r.block), Uint8Array.from(rows, (r) => r.tag), first, rows.length, 4, 1);
+        expect(got).toEqual({ set, replaced });
+        expect(t.size).toBe(m.size);
+        for (const [b, v] of m) expect([t.tag(b), t.num(b)]).toEqual([v.tag, v.num]);
+      }),
+      { numRuns: propertyRuns(100) },
+    );
+  });
+
   it('overlays another table as if each of its blocks were set in turn', () => {
     const pageArb = fc.oneof(fc.nat(4), fc.integer({ min: 0, max: Math.floor(LAST_BLOCK / 512) }));
     fc.assert(
