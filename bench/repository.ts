@@ -27,6 +27,7 @@ const ROOT = process.env.DELTADISK_BENCH_DIR ?? fs.mkdtempSync(path.join(os.tmpd
 const CLI = path.resolve(import.meta.dirname, '../deltadisk.js');
 // The CLI's index cache lives with the benchmark's files, not in ~/.cache.
 process.env.DELTADISK_CACHE_DIR ??= path.join(ROOT, 'cache');
+const QUIET_SECONDS = Number(process.env.DELTADISK_BENCH_QUIET_SECONDS ?? 1);
 const RESTIC = process.env.DELTADISK_BENCH_RESTIC !== '0' && spawnSync('restic', ['version']).status === 0;
 const RESTIC_ENV = { ...process.env, RESTIC_PASSWORD: 'deltadisk-bench', RESTIC_PROGRESS_FPS: '0.1' };
 
@@ -57,6 +58,17 @@ function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = proc
       resolve({ seconds, stdout, maxRssKiB: rss ? Number(rss[1]) : 0 });
     });
   });
+}
+
+/**
+ * Lets the device settle before a timed chain backup: everything written is synced,
+ * then a pause lets the file system finish what it defers (freeing the blocks of the
+ * 1 GiB restore just deleted, journal commits), so the backup neither waits behind
+ * the writeback of the benchmark's own previous step nor has it counted in its time.
+ */
+function quiet(): void {
+  spawnSync('sync');
+  spawnSync('sleep', [String(QUIET_SECONDS)]);
 }
 
 function deltadisk(...args: string[]): Promise<Run> {
@@ -204,9 +216,7 @@ async function main(): Promise<void> {
   await disk.close();
   const repo3 = path.join(ROOT, 'repo-chain');
   await deltadisk('repo', 'init', repo3);
-  // Each timed chain backup starts on a quiet device: neither waits behind the
-  // writeback of what was written just before it (the disk, the first backup's packs).
-  spawnSync('sync');
+  quiet();
   const c1 = await deltadisk('backup', diskPath, '--repo', repo3, '--json');
   const blocks = SIZE / (64 * 1024);
   const changed = Math.round(blocks / 100);
@@ -226,7 +236,7 @@ async function main(): Promise<void> {
       return h.digest('hex');
     });
     await d2.close();
-    spawnSync('sync');
+    quiet();
     const run = await deltadisk('backup', diskPath, '--repo', repo3, '--json');
     const summary = summaryOf(run);
     if (Number(summary.bytes_read) > changed * 64 * 1024) fail(`incremental chain backup read ${String(summary.bytes_read)} bytes for ${changed} changed blocks`);
