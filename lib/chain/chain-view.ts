@@ -353,7 +353,5 @@ function indexLayer(index: HashIndex, slot: number, layer: LayerFile): void {
 
 /** True when the layer holds any REF (dedup reference) record. */
 export function layerHasRefs(layer: LayerFile): boolean {
-  const t = layer.records;
-  for (let row = 0; row < t.count; row++) if (t.kind(row) === RecordKind.REF) return true;
-  return false;
+  return layer.records.hasKind(RecordKind.REF);
 }

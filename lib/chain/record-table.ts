@@ -74,6 +74,11 @@ export class RecordTable {
     return this.#kinds[i]! as RecordKind;
   }
 
+  /** True when some row is of `kind` (a native scan of the kinds column). */
+  hasKind(kind: RecordKind): boolean {
+    return this.#kinds.subarray(0, this.#count).includes(kind);
+  }
+
   block(i: number): number {
     return this.#blocks[i]!;
   }

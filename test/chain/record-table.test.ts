@@ -29,6 +29,15 @@ describe('RecordTable', () => {
     });
   });
 
+  it('tells whether any row is of a kind', () => {
+    const t = new RecordTable();
+    expect(t.hasKind(RecordKind.DATA)).toBe(false);
+    for (let i = 0; i < 300; i++) t.push(RecordKind.DATA, i, i, 0, undefined);
+    expect([t.hasKind(RecordKind.DATA), t.hasKind(RecordKind.REF), t.hasKind(RecordKind.ZERO)]).toEqual([true, false, false]);
+    t.push(RecordKind.REF, 7, 0, 0, randomBytes(32));
+    expect(t.hasKind(RecordKind.REF)).toBe(true);
+  });
+
   it('columns(from, to) are copies of exactly those rows', () => {
     const t = new RecordTable();
     for (let i = 0; i < 100; i++) t.push(RecordKind.DATA, i, i * 10, i, Buffer.alloc(32, i));
