@@ -34,6 +34,10 @@ import { CACHE_USABLE, decodeIndexCache, encodeIndexCache, type CachedIndexFile 
 import { PACK_ENTRY_SIZE } from '../format/pack-header.js';
 import { ChunkIndex } from './chunk-index.js';
 
+/** A repository's cache unused this long is removed by the next save of another. */
+const STALE_DAYS = 30;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
 /** Bytes of cache per index entry at most (columns and table), plus room for the rest. */
 const CACHE_BYTES_PER_ENTRY = 96;
 const CACHE_SLACK_BYTES = 4 * 1024 * 1024;
@@ -114,10 +118,32 @@ export class IndexCache {
         await h.close();
       }
       await this.#fs.rename(tmp, this.file);
-      return true;
     } catch {
       await this.#fs.unlink(tmp).catch(() => undefined);
       return false;
+    }
+    await this.#forgetStale().catch(() => undefined);
+    return true;
+  }
+
+  /**
+   * Removes the index caches of repositories no backup from here has used for
+   * STALE_DAYS (moved or deleted ones, most likely), and temporaries left by a
+   * crash, as restic does with its caches. A cache removed too eagerly costs one
+   * full index load.
+   */
+  async #forgetStale(): Promise<void> {
+    const now = Date.now();
+    for (const name of await this.#fs.readdir(this.#dir)) {
+      const own = name === path.basename(this.file);
+      const cache = /^[0-9a-f]{32}\.index$/.test(name);
+      const temp = /^[0-9a-f]{32}\.index\.tmp-/.test(name);
+      if (own || !(cache || temp)) continue;
+      const p = path.join(this.#dir, name);
+      const st = await this.#fs.lstat(p).catch(() => undefined);
+      if (st === undefined || !st.isFile) continue;
+      const age = now - st.mtimeMs;
+      if (age > (cache ? STALE_DAYS : 1) * DAY_MS) await this.#fs.unlink(p).catch(() => undefined);
     }
   }
 

@@ -2,8 +2,8 @@
  * The index cache on real repositories: a backup stores it and the next one starts
  * from it (reading only index files it does not cover); it is never used once an
  * index file it covers is gone (prune), under other condemned or bad marks, damaged,
- * or for another repository; and a cache that cannot be written costs the backup
- * nothing.
+ * or for another repository; caches unused for 30 days are forgotten; and a cache
+ * that cannot be written costs the backup nothing.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -140,6 +140,26 @@ describe('index cache', () => {
     // A damaged cache is replaced by the next backup.
     await backUp('two', { 'b.bin': randomData(10_000) });
     expect(await c.load(indexFiles().map((name) => ({ name, size: fs.statSync(path.join(repoDir, 'index', name)).size })), avoidDigest([], []))).toBeDefined();
+  });
+
+  it('forgets the caches of repositories unused for 30 days, and leftover temporaries', async () => {
+    fs.mkdirSync(cacheDir, { recursive: true });
+    const at = (name: string, daysAgo: number): string => {
+      const p = path.join(cacheDir, name);
+      fs.writeFileSync(p, 'x');
+      const t = new Date(Date.now() - daysAgo * 24 * 3600 * 1000);
+      fs.utimesSync(p, t, t);
+      return name;
+    };
+    const stale = at(`${'a'.repeat(32)}.index`, 40);
+    const recent = at(`${'b'.repeat(32)}.index`, 10);
+    const oldTemp = at(`${'c'.repeat(32)}.index.tmp-0123456789ab`, 2);
+    const newTemp = at(`${'d'.repeat(32)}.index.tmp-0123456789ab`, 0);
+    const other = at('cli-0000000000000000-v20.0.0-x64.v8', 400);
+    await backUp('one', { 'a.bin': randomData(50_000) });
+    const own = path.basename(await cacheFile());
+    expect(fs.readdirSync(cacheDir).sort()).toEqual([own, recent, newTemp, other].sort());
+    expect([stale, oldTemp].some((n) => fs.existsSync(path.join(cacheDir, n)))).toBe(false);
   });
 
   it('that cannot be written does not fail the backup', async () => {
