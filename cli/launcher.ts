@@ -15,7 +15,8 @@
  *    and the code is then compiled as usual;
  *  - at exit the cache is rewritten when it was missing or rejected, or when this run
  *    compiled more than it holds (so it grows to cover the commands used), written
- *    to a temporary name and renamed; files of other keys are removed then;
+ *    to a temporary name and renamed; files of other keys unused for a week are
+ *    removed then;
  *  - nothing about the cache can fail a command: every error is ignored.
  * `--no-cache` anywhere in the arguments, as for the index cache, skips it.
  *
@@ -59,8 +60,12 @@ function saveCache(): void {
     const tmp = `${file}.tmp-${process.pid}`;
     fs.writeFileSync(tmp, data);
     fs.renameSync(tmp, file);
+    // Other builds' caches go once unused for a week (not at once: two Node versions
+    // taking turns would otherwise rewrite theirs on every run).
     for (const name of fs.readdirSync(dir)) {
-      if (name.startsWith('cli-') && name.endsWith('.v8') && name !== path.basename(file)) fs.rmSync(path.join(dir, name), { force: true });
+      if (!name.startsWith('cli-') || !name.endsWith('.v8') || name === path.basename(file)) continue;
+      const other = path.join(dir, name);
+      if (Date.now() - fs.statSync(other).mtimeMs > 7 * 24 * 3600 * 1000) fs.rmSync(other, { force: true });
     }
   } catch {
     // A cache is an optimisation: a read-only or full cache directory changes nothing.

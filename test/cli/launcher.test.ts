@@ -1,8 +1,8 @@
 /**
  * The executable's code cache (cli/launcher.ts): written to DELTADISK_CACHE_DIR by a
  * run, kept while it covers what runs compile, replaced when damaged (the command
- * still works), files of other builds removed; nothing with --no-cache, and nothing
- * lost when the directory cannot be written.
+ * still works), files of other builds removed once unused for a week; nothing with
+ * --no-cache, and nothing lost when the directory cannot be written.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -38,12 +38,17 @@ describe('deltadisk executable', () => {
     expect(fs.statSync(file).size).toBeGreaterThan(size);
     // Damaged: V8 refuses it, the command runs as usual, and the cache is written anew.
     fs.writeFileSync(file, Buffer.alloc(5000, 0x5a));
-    fs.writeFileSync(path.join(cacheDir, 'cli-0000000000000000-v0.0.0-x64.v8'), 'from another build');
+    const old = path.join(cacheDir, 'cli-0000000000000000-v0.0.0-x64.v8');
+    fs.writeFileSync(old, 'from another build, unused for a month');
+    const month = new Date(Date.now() - 30 * 24 * 3600 * 1000);
+    fs.utimesSync(old, month, month);
+    const recent = 'cli-1111111111111111-v0.0.0-x64.v8';
+    fs.writeFileSync(path.join(cacheDir, recent), 'from another build, used today');
     const again = await runCli(['--version'], { env: env() });
     expect(again.code).toBe(0);
     expect(again.stdout).toBe(first.stdout);
     expect(fs.readFileSync(file).equals(Buffer.alloc(5000, 0x5a))).toBe(false);
-    expect(codeCaches()).toEqual([name]);
+    expect(codeCaches().sort()).toEqual([name, recent].sort());
   });
 
   it('writes nothing with --no-cache, and runs when the cache directory cannot be written', async () => {
