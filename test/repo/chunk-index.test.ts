@@ -153,6 +153,13 @@ describe('ChunkIndex', () => {
       );
     });
 
+    it('keep where each pack\'s entries start (counterexample: one pack of one entry, then a second pack)', () => {
+      const { index, hashes } = randomIndex([{ n: 1, reuse: 0, flags: 0 }]);
+      const loaded = ChunkIndex.fromColumns(decodeIndexCache(encodeIndexCache({ repo: 'x', avoid: Buffer.alloc(32), files: [], columns: index.columns() }), 1 << 20).columns);
+      expect([loaded.packEntries(0), loaded.packEntries(1)]).toEqual([{ first: 0, count: 1 }, { first: 1, count: 1 }]);
+      expectSame(index, loaded, hashes);
+    });
+
     it('are refused when they do not fit together', () => {
       const { index } = randomIndex([{ n: 30, reuse: 10, flags: 0 }, { n: 20, reuse: 15, flags: PackFlag.BAD }]);
       const c = index.columns();
