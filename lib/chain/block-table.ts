@@ -41,6 +41,16 @@ export class BlockTable {
     return page;
   }
 
+  /** The page at `index`, made (empty) if there is none. */
+  #pageAt(index: number): Page {
+    let page = this.#pages.get(index);
+    if (page === undefined) {
+      page = { tags: new Uint16Array(PAGE_SIZE), nums: new Float64Array(PAGE_SIZE), count: 0 };
+      this.#pages.set(index, page);
+    }
+    return page;
+  }
+
   /** The tag of `block`, 0 when absent. */
   tag(block: number): number {
     const page = this.#page(block);
@@ -60,9 +70,8 @@ export class BlockTable {
   set(block: number, tag: number, num: number): void {
     let page = this.#page(block);
     if (page === undefined) {
-      page = { tags: new Uint16Array(PAGE_SIZE), nums: new Float64Array(PAGE_SIZE), count: 0 };
       const index = Math.floor(block / PAGE_SIZE);
-      this.#pages.set(index, page);
+      page = this.#pageAt(index);
       this.#lastIndex = index;
       this.#lastPage = page;
     }
@@ -100,11 +109,7 @@ export class BlockTable {
   overlay(src: BlockTable, tag: number): void {
     if (tag === 0) throw new RangeError('tag 0 means absent');
     for (const [index, from] of src.#pages) {
-      let page = this.#pages.get(index);
-      if (page === undefined) {
-        page = { tags: new Uint16Array(PAGE_SIZE), nums: new Float64Array(PAGE_SIZE), count: 0 };
-        this.#pages.set(index, page);
-      }
+      const page = this.#pageAt(index);
       if (from.count === PAGE_SIZE) {
         this.#size += PAGE_SIZE - page.count;
         page.count = PAGE_SIZE;
@@ -146,11 +151,7 @@ export class BlockTable {
       const p = Math.floor(block / PAGE_SIZE);
       if (p !== index) {
         index = p;
-        page = this.#pages.get(p);
-        if (page === undefined) {
-          page = { tags: new Uint16Array(PAGE_SIZE), nums: new Float64Array(PAGE_SIZE), count: 0 };
-          this.#pages.set(p, page);
-        }
+        page = this.#pageAt(p);
       }
       const i = block & PAGE_MASK;
       const old = page!.tags[i]!;

@@ -401,25 +401,22 @@ export class LayerFile {
 
   #applySegment(seg: MapSegment): void {
     const first = this.records.pushMany(seg);
-    // #mapRow for every row, in one loop.
+    // What #addRow does for each row, in one loop.
     const { set, replaced } = this.map.assign(seg.blocks, seg.kinds, first, seg.count, RecordKind.BLOB, RecordKind.DATA);
     this.#garbageBytes += replaced * this.blockSize;
     this.#dataBlocks += set - replaced;
   }
 
+  /** Adds a row and points the map at it (BLOB rows have no block), keeping the counts as #applySegment does. */
   #addRow(kind: RecordKind, block: number, offset: number, crc: number, hash: Uint8Array | undefined): number {
     const row = this.records.push(kind, block, offset, crc, hash);
-    this.#mapRow(kind, block, row);
+    if (kind !== RecordKind.BLOB) {
+      const old = this.map.tag(block);
+      if (old === RecordKind.DATA) this.#garbageBytes += this.blockSize;
+      this.#dataBlocks += (kind === RecordKind.DATA ? 1 : 0) - (old === RecordKind.DATA ? 1 : 0);
+      this.map.set(block, kind, row);
+    }
     return row;
-  }
-
-  /** Points the map at `row` for `block` (BLOB rows have no block), keeping the counts. */
-  #mapRow(kind: RecordKind, block: number, row: number): void {
-    if (kind === RecordKind.BLOB) return;
-    const old = this.map.tag(block);
-    if (old === RecordKind.DATA) this.#garbageBytes += this.blockSize;
-    this.#dataBlocks += (kind === RecordKind.DATA ? 1 : 0) - (old === RecordKind.DATA ? 1 : 0);
-    this.map.set(block, kind, row);
   }
 
   /** Validates the shape of a record header against this layer; undefined if impossible. */

@@ -131,17 +131,16 @@ export function decodeIndexCache(bytes: Uint8Array, maxBytes: number, path?: str
     throw new DeltaDiskError('REPO_CORRUPT', 'index cache: header is not valid msgpack', { path, cause: err });
   }
   const f = new Fields(v, 'index cache', path);
-  const bad = (what: string): never => f.fail(what);
   const files = f.array('files', h).map((x) => {
     const [name, size] = Array.isArray(x) && x.length === 2 ? (x as unknown[]) : [];
-    if (!(name instanceof Uint8Array) || name.length !== HASH_SIZE || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) bad('a file entry is malformed');
+    if (!(name instanceof Uint8Array) || name.length !== HASH_SIZE || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) f.fail('a file entry is malformed');
     return { name: Buffer.from(name as Uint8Array).toString('hex'), size: size as number };
   });
   const packBytes = f.bin('packs');
-  if (packBytes.length % HASH_SIZE !== 0) bad('pack names are not whole hashes');
+  if (packBytes.length % HASH_SIZE !== 0) f.fail('pack names are not whole hashes');
   const packNames: string[] = [];
   for (let at = 0; at < packBytes.length; at += HASH_SIZE) packNames.push(packBytes.toString('hex', at, at + HASH_SIZE));
-  const ints = (key: string): number[] => f.array(key, packNames.length).map((x) => (typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 ? x : bad(`${key} holds a non-count`)));
+  const ints = (key: string): number[] => f.array(key, packNames.length).map((x) => (typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 ? x : f.fail(`${key} holds a non-count`)));
   const n = f.int('entries');
   const t = f.int('slots');
   if (HEAD + h + n * ENTRY_BYTES + t * 4 !== body) fail('the columns do not fill the file');

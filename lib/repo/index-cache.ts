@@ -29,6 +29,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { tempNameFor } from '../io/atomic-replace.js';
 import type { FileSystem } from '../io/file-system.js';
+import { makeDirs } from '../io/make-dirs.js';
 import { readUpTo } from '../io/positional.js';
 import { CACHE_USABLE, decodeIndexCache, encodeIndexCache, type CachedIndexFile } from '../format/index-cache.js';
 import { PACK_ENTRY_SIZE } from '../format/pack-header.js';
@@ -110,7 +111,7 @@ export class IndexCache {
     const tmp = tempNameFor(this.file);
     try {
       const bytes = encodeIndexCache({ repo: this.#repoId, avoid, files, columns: index.columns() });
-      await this.#mkdirs(this.#dir);
+      await makeDirs(this.#fs, this.#dir, 0o700);
       const h = await this.#fs.open(tmp, 'createExclusive');
       try {
         await h.write([bytes], 0);
@@ -145,14 +146,5 @@ export class IndexCache {
       const age = now - st.mtimeMs;
       if (age > (cache ? STALE_DAYS : 1) * DAY_MS) await this.#fs.unlink(p).catch(() => undefined);
     }
-  }
-
-  async #mkdirs(dir: string): Promise<void> {
-    if (await this.#fs.stat(dir).then((s) => s.isDirectory, () => false)) return;
-    const parent = path.dirname(dir);
-    if (parent !== dir) await this.#mkdirs(parent);
-    await this.#fs.mkdir(dir, 0o700).catch(async (err: unknown) => {
-      if (!(await this.#fs.stat(dir).then((s) => s.isDirectory, () => false))) throw err;
-    });
   }
 }

@@ -314,8 +314,10 @@ export class Repository {
     const condemned = new Set(plan?.condemned ?? []);
     const bad = new Set((await this.backend.list('damage')).map((f) => f.name));
     const listed = await this.backend.list('index');
-    const avoid = avoidDigest(condemned, bad);
-    const hit = options.useCache === true ? await this.#cache?.load(listed, avoid) : undefined;
+    // Only a load that may use the cache is keyed and remembered for it.
+    const cache = options.useCache === true ? this.#cache : undefined;
+    const avoid = cache === undefined ? undefined : avoidDigest(condemned, bad);
+    const hit = cache === undefined ? undefined : await cache.load(listed, avoid!);
     const index = hit?.index ?? new ChunkIndex();
     const toRead = hit === undefined ? listed : listed.filter((f) => !hit.covered.has(f.name));
     // Every entry takes PACK_ENTRY_SIZE bytes of its index file: the files' sizes
@@ -347,7 +349,7 @@ export class Repository {
         index.addPack(p.name, p.size, p.tail, flags, where);
       }
     }
-    this.#basis.set(index, { files: listed.filter((f) => !skipped.has(f.name)), avoid, cached: hit !== undefined && toRead.length === 0 });
+    if (avoid !== undefined) this.#basis.set(index, { files: listed.filter((f) => !skipped.has(f.name)), avoid, cached: hit !== undefined && toRead.length === 0 });
     return index;
   }
 

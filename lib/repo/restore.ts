@@ -14,6 +14,7 @@ import path from 'node:path';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
 import type { ChainEntry, Entry } from '../format/manifest.js';
 import type { FileSystem } from '../io/file-system.js';
+import { makeDirs } from '../io/make-dirs.js';
 import { nodeFileSystem } from '../io/node-file-system.js';
 import { readExactly } from '../io/positional.js';
 import type { BackupWarning } from './backup-session.js';
@@ -73,15 +74,6 @@ export interface RestoreResult {
 
 function flatName(chainPath: string): string {
   return `${chainPath.slice(0, -'.chain'.length)}.raw`;
-}
-
-async function mkdirs(fs: FileSystem, p: string): Promise<void> {
-  const st = await fs.lstat(p).catch(() => undefined);
-  if (st !== undefined) return;
-  await mkdirs(fs, path.dirname(p));
-  await fs.mkdir(p, 0o755).catch((err: unknown) => {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, p, 'creating the restore target failed');
-  });
 }
 
 /** Whether names differing only in case refer to the same file in `dir`. */
@@ -145,7 +137,9 @@ export async function restore(repo: Repository, id: string, options: RestoreOpti
   const manifest = await repo.loadManifest(id);
   const index = await repo.loadIndex();
   const requested = path.resolve(options.target);
-  await mkdirs(fs, requested);
+  await makeDirs(fs, requested, 0o755).catch((err: unknown) => {
+    throw fromSystemError(err, requested, 'creating the restore target failed');
+  });
   const root = await fs.realpath(requested);
   if (!(await fs.stat(root)).isDirectory) throw new DeltaDiskError('ALREADY_EXISTS', `${root} is not a directory`, { path: root });
   const caseInsensitive = options.caseInsensitive ?? (await probeCaseInsensitive(fs, root));
