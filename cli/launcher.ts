@@ -58,8 +58,14 @@ function saveCache(): void {
     if (cached !== undefined && !script.cachedDataRejected && data.length <= cached.length) return;
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const tmp = `${file}.tmp-${process.pid}`;
-    fs.writeFileSync(tmp, data);
-    fs.renameSync(tmp, file);
+    try {
+      fs.writeFileSync(tmp, data);
+      fs.renameSync(tmp, file);
+    } catch (err) {
+      // A full device leaves no partial temporary behind.
+      fs.rmSync(tmp, { force: true });
+      throw err;
+    }
     // Other builds' caches go once unused for a week (not at once: two Node versions
     // taking turns would otherwise rewrite theirs on every run).
     for (const name of fs.readdirSync(dir)) {
