@@ -257,7 +257,7 @@ export async function backupFile(s: BackupSession, fs: FileSystem, abs: string, 
     return;
   }
   try {
-    const content = await chunkFile(s, handle, abs, image ? s.repo.config.fixedChunkSize : 0);
+    const content = await chunkFile(s, handle, abs, image ? s.repo.config.fixedChunkSize : 0, st.size);
     s.addEntry({ type: 'file', path: entryPath, mode: modeOf(st), mtimeMs: st.mtimeMs, size: content.size, content });
     s.summary.files++;
     s.summary.bytes += content.size;

@@ -30,12 +30,15 @@ async function* guarded(gen: AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
   }
 }
 
-/** @param chunkSize fixed chunk size, or 0 for content-defined chunks */
-export async function chunkFile(s: BackupSession, handle: FileHandle, abs: string, chunkSize: number): Promise<Content> {
+/**
+ * @param chunkSize fixed chunk size, or 0 for content-defined chunks
+ * @param expectedSize the file's size when it was looked at (it is read to its end regardless)
+ */
+export async function chunkFile(s: BackupSession, handle: FileHandle, abs: string, chunkSize: number, expectedSize: number): Promise<Content> {
   const builder = new ContentBuilder(s.writer, chunkSize);
   if (chunkSize > 0) {
     const piece = Math.max(1, Math.floor((4 * MiB) / chunkSize)) * chunkSize;
-    const reader = readAhead(handle, piece, 4);
+    const reader = readAhead(handle, { pieceSize: piece, depth: 4, expectedSize, align: chunkSize });
     for await (const buf of guarded(reader)) {
       const chunks: Buffer[] = [];
       for (let at = 0; at < buf.length; at += chunkSize) chunks.push(buf.subarray(at, Math.min(buf.length, at + chunkSize)));
@@ -47,7 +50,7 @@ export async function chunkFile(s: BackupSession, handle: FileHandle, abs: strin
     return builder.finish();
   }
   const cdc = new FastCdc(s.repo.config.chunker);
-  const reader = readAhead(handle, 4 * MiB, 3);
+  const reader = readAhead(handle, { pieceSize: 4 * MiB, depth: 3, expectedSize });
   for await (const buf of guarded(reader)) {
     for (const chunk of cdc.push(buf)) await builder.push(await s.storeChunk(chunk), chunk.length);
     s.progress(abs, buf.length, buf.length);
