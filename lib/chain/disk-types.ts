@@ -2,6 +2,7 @@
  * The options and results of the Disk API, in one place so the modules that
  * implement parts of it share them without importing the Disk class.
  */
+import type { Descriptor } from '../format/descriptor.js';
 import type { FileSystem } from '../io/file-system.js';
 import type { CompactResult } from './compact.js';
 import type { ConsolidationStep } from './consolidate-plan.js';
@@ -64,6 +65,12 @@ export interface SnapshotInfo {
   /** True for the snapshot the current state was last taken from or reverted to. */
   readonly current: boolean;
   readonly layer: string;
+}
+
+/** What `Disk.outline` reads: the descriptor and the snapshot list, no layer opened. */
+export interface DiskOutline {
+  readonly descriptor: Descriptor;
+  readonly snapshots: readonly SnapshotInfo[];
 }
 
 export interface LayerInfo {

@@ -56,6 +56,8 @@ import type {
   CreateDiskOptions,
   DedupResult,
   DiskInfo,
+  DiskOptions,
+  DiskOutline,
   OpenDiskOptions,
   RevertOptions,
   SnapshotIdentity,
@@ -78,6 +80,7 @@ export type {
   DedupResult,
   DiskInfo,
   DiskOptions,
+  DiskOutline,
   LayerInfo,
   OpenDiskOptions,
   RevertOptions,
@@ -209,6 +212,17 @@ export class Disk {
       await lock?.release();
       throw err;
     }
+  }
+
+  /**
+   * The disk's descriptor and snapshots, read from the descriptor alone: no lock, no
+   * layer file opened or checked. For an inventory that opens the disk properly
+   * later (a VM capture); `open` is what validates the chain.
+   * @throws NOT_FOUND, CHAIN_CORRUPT (a descriptor that does not decode), UNSUPPORTED_VERSION
+   */
+  static async outline(descriptorPath: string, options: Pick<DiskOptions, 'fs'> = {}): Promise<DiskOutline> {
+    const d = await readDescriptor(options.fs ?? nodeFileSystem, path.resolve(descriptorPath));
+    return { descriptor: d, snapshots: snapshotList(d, new Tree(d)) };
   }
 
   /**
@@ -462,19 +476,7 @@ export class Disk {
   /** The snapshot tree, oldest first. */
   snapshots(): SnapshotInfo[] {
     this.#assertOpen();
-    const tree = this.#tree;
-    const current = tree.nearestSnapshot(this.#d.active, false);
-    return this.#d.snapshots
-      .map((s) => ({
-        id: s.id,
-        name: s.name,
-        description: s.description,
-        created: s.created,
-        parent: tree.nearestSnapshot(s.layer, false)?.id ?? null,
-        current: current?.id === s.id,
-        layer: s.layer,
-      }))
-      .sort((a, b) => (a.created < b.created ? -1 : a.created > b.created ? 1 : 0));
+    return snapshotList(this.#d, this.#tree);
   }
 
   /**
@@ -870,4 +872,20 @@ export class Disk {
 /** Drops a view's references to its layers (the files close when nothing else holds them). */
 async function releaseLayers(layers: readonly LayerFile[]): Promise<void> {
   for (const l of layers) await l.release().catch(() => undefined);
+}
+
+/** The snapshots of `d`, oldest first, each with its parent in the tree and whether the current state descends from it directly. */
+function snapshotList(d: Descriptor, tree: Tree): SnapshotInfo[] {
+  const current = tree.nearestSnapshot(d.active, false);
+  return d.snapshots
+    .map((s) => ({
+      id: s.id,
+      name: s.name,
+      description: s.description,
+      created: s.created,
+      parent: tree.nearestSnapshot(s.layer, false)?.id ?? null,
+      current: current?.id === s.id,
+      layer: s.layer,
+    }))
+    .sort((a, b) => (a.created < b.created ? -1 : a.created > b.created ? 1 : 0));
 }

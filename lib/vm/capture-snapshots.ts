@@ -20,7 +20,7 @@ export interface CaptureSnapshotRef {
 
 /** Every capture snapshot on the VM's chain disks, oldest first. */
 export async function listCaptureSnapshots(vmDir: string, o: { readonly allowPaths?: readonly string[] } = {}): Promise<CaptureSnapshotRef[]> {
-  const inv = await inspectVm(vmDir, o.allowPaths === undefined ? {} : { allowPaths: o.allowPaths });
+  const inv = await inspectVm(vmDir, { openChains: false, ...(o.allowPaths === undefined ? {} : { allowPaths: o.allowPaths }) });
   const out: CaptureSnapshotRef[] = [];
   for (const d of inv.disks) {
     for (const s of d.chain?.snapshots ?? []) {

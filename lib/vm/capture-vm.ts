@@ -62,8 +62,11 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
   const id = options.id ?? newCaptureId();
   if (!ID.test(id)) throw new DeltaDiskError('INVALID_ARGUMENT', `capture id ${JSON.stringify(id)} must be 1 to 64 letters, digits, '.', '_' or '-'`);
   const allowPaths = options.allowPaths ?? [];
+  // The chain disks are opened for writing below, which checks their layers: the
+  // inventory reads their descriptors alone.
   const inventory = await inspectVm(vmDir, {
     allowPaths,
+    openChains: false,
     ...(options.includeLogs === undefined ? {} : { includeLogs: options.includeLogs }),
     ...(options.includeUnknown === undefined ? {} : { includeUnknown: options.includeUnknown }),
   });

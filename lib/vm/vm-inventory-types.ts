@@ -186,4 +186,11 @@ export interface InspectOptions {
   readonly includeLogs?: boolean;
   /** Put files nobody names into the set instead of only reporting them (default false). */
   readonly includeUnknown?: boolean;
+  /**
+   * Open every chain disk read-only to check its layers (default true), so a damaged
+   * one is reported as CHAIN_DISK_ERROR. A capture passes false: it opens each chain
+   * disk for writing right after, which checks the same and fails on damage, and
+   * reading the descriptor alone spares it one full open per disk.
+   */
+  readonly openChains?: boolean;
 }

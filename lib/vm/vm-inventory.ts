@@ -100,6 +100,7 @@ export async function inspectVm(target: string, options: InspectOptions & { fs?:
   const fs = options.fs ?? nodeFileSystem;
   const loc = await locateVm(target, fs);
   const f = new VmFindings(fs, loc.dir, (options.allowPaths ?? []).map((p) => path.resolve(p)));
+  const openChains = options.openChains ?? true;
   const vmx = await readVmx(fs, loc);
   await f.addFile(path.join(loc.dir, loc.vmx), 'config');
   for (const dup of vmx.doc.duplicates) f.problem('CONFIG_INCONSISTENT', 'warning', `${loc.vmx}: key ${dup} is given more than once; the last value is used`);
@@ -112,7 +113,7 @@ export async function inspectVm(target: string, options: InspectOptions & { fs?:
   if (vmx.cleanShutdown === false && !looksRunning) f.problem('UNCLEAN_SHUTDOWN', 'info', 'the VM was not shut down cleanly (cleanShutdown = FALSE)');
 
   const known = new Map<string, VmdkLink[]>();
-  const disks = await inspectDisks(f, vmx, known);
+  const disks = await inspectDisks(f, vmx, known, openChains);
   const { vmsd, exists } = await readVmsd(fs, loc).catch((err: unknown) => {
     if (!isDeltaDiskError(err)) throw err;
     f.problem('SNAPSHOT_INCONSISTENT', 'error', `${loc.stem}.vmsd cannot be read: ${err.message} [${err.code}]`);
@@ -171,7 +172,7 @@ async function addNamedFile(f: VmFindings, ref: string, kind: 'nvram' | 'extende
   if (p !== undefined) await f.addFile(p, kind);
 }
 
-async function inspectDisks(f: VmFindings, vmx: VmxConfig, known: Map<string, VmdkLink[]>): Promise<VmDisk[]> {
+async function inspectDisks(f: VmFindings, vmx: VmxConfig, known: Map<string, VmdkLink[]>, openChains: boolean): Promise<VmDisk[]> {
   const disks: VmDisk[] = [];
   for (const d of vmx.disks) {
     const base = { node: d.node, fileName: d.fileName, format: d.format, mode: d.mode, independent: d.independent };
@@ -186,7 +187,7 @@ async function inspectDisks(f: VmFindings, vmx: VmxConfig, known: Map<string, Vm
     }
     const outside = r.kind === 'ok' && !r.inside;
     if (d.format === 'chain') {
-      const chain = await probeChainDisk(f, d.node, p);
+      const chain = await probeChainDisk(f, d.node, p, openChains);
       disks.push({ ...base, path: p, outside, included: chain !== undefined, capacity: chain?.virtualSize ?? null, links: [], chain: chain ?? null });
     } else {
       const links = await walkVmdkChain(f, d.node, p, known, true);

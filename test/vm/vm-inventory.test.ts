@@ -150,6 +150,31 @@ describe('inspectVm', () => {
     expect((await inspectVm(dir, { includeUnknown: true })).files.some((f) => f.name === 'notes.txt' && f.kind === 'other')).toBe(true);
   });
 
+  it('without opening chains (as a capture inventories): the same answer for healthy disks; a damaged layer is left for the open that follows', async () => {
+    const dir = await makeChainVm(path.join(t.dir, 'outline'));
+    const d = await Disk.open(path.join(dir, 'data1.chain'));
+    await d.write(0, Buffer.alloc(65536, 7));
+    await d.snapshot('before');
+    await d.close();
+    const opened = await inspectVm(dir);
+    const outlined = await inspectVm(dir, { openChains: false });
+    expect(outlined).toEqual(opened);
+
+    // A layer cut short inside its header: only an open sees it.
+    const layer = path.join(dir, 'data1-000001.delta');
+    fs.truncateSync(layer, 100);
+    expect(codes(await inspectVm(dir))).toContain('CHAIN_DISK_ERROR');
+    expect(codes(await inspectVm(dir, { openChains: false }))).not.toContain('CHAIN_DISK_ERROR');
+    await expect(Disk.open(path.join(dir, 'data1.chain'))).rejects.toMatchObject({ code: 'TRUNCATED' });
+
+    // A missing layer file is seen either way.
+    fs.rmSync(layer);
+    for (const inv of [await inspectVm(dir), await inspectVm(dir, { openChains: false })]) {
+      expect(inv.problems.filter((p) => p.code === 'CHAIN_DISK_ERROR').map((p) => p.disk)).toEqual(['scsi0:1']);
+      expect(inv.disks.find((x) => x.node === 'scsi0:1')?.included).toBe(false);
+    }
+  });
+
   it('suspend state: .vmss and its memory only when the vmx says the VM is suspended', async () => {
     const dir = makeFlatVm(path.join(t.dir, 'susp'));
     const vmx = path.join(dir, 'alpine-web.vmx');
