@@ -351,6 +351,7 @@ export class LayerFile {
     }
     let expectedFirst = LOG_START;
     let expectedSeq = 1;
+    this.records.reserve(segments.reduce((n, x) => n + x.seg.count, 0));
     for (let i = segments.length - 1; i >= 0; i--) {
       const { seg, at: segAt, recordEnd } = segments[i]!;
       if (!seg.full && (seg.first !== expectedFirst || seg.firstSeq !== expectedSeq)) {

@@ -22,8 +22,16 @@ export class RecordTable {
     return this.#count;
   }
 
+  /** Makes room for `n` more rows in one step (a layer's open knows its row count before loading them). */
+  reserve(n: number): void {
+    if (this.#count + n > this.#kinds.length) this.#resize(this.#count + n);
+  }
+
   #grow(): void {
-    const cap = this.#kinds.length * 2;
+    this.#resize(this.#kinds.length * 2);
+  }
+
+  #resize(cap: number): void {
     const kinds = new Uint8Array(cap);
     kinds.set(this.#kinds);
     const blocks = new Float64Array(cap);

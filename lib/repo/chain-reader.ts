@@ -55,6 +55,23 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
   // and garbage collections worth a tenth of a first backup's time.
   const MAX_READ_BYTES = Math.max(1, Math.floor(MAX_READ / cs)) * cs;
   const buffers: Buffer[] = [];
+  // Buffers of short runs (an incremental backup reads mostly single chunks), kept
+  // by length for the next run of that length, up to READ_AHEAD_BYTES of them.
+  const short = new Map<number, Buffer[]>();
+  let shortBytes = 0;
+  const takeShort = (len: number): Buffer => {
+    const b = short.get(len)?.pop();
+    if (b === undefined) return Buffer.allocUnsafe(len);
+    shortBytes -= len;
+    return b;
+  };
+  const giveShort = (b: Buffer): void => {
+    if (shortBytes + b.length > READ_AHEAD_BYTES) return;
+    const list = short.get(b.length) ?? [];
+    list.push(b);
+    short.set(b.length, list);
+    shortBytes += b.length;
+  };
   for (let first = 0; first < n; first += LIST_BLOB_HASHES) {
     const count = Math.min(LIST_BLOB_HASHES, n - first);
     // The page starts as the base's page (one copy, not one per chunk: an
@@ -82,8 +99,8 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
     // Reads ahead: up to READ_AHEAD_BYTES of buffers (three full runs) and
     // READS_IN_FLIGHT requests, so scattered single chunks (an incremental backup)
     // are not read one thread-pool round trip at a time. A run of less than half
-    // the largest gets a buffer of its own size, not a pooled one; each counts
-    // against the limit for the memory it holds.
+    // the largest gets a buffer of its own size (kept for the next run of that
+    // size), not a pooled one; each counts against the limit for the memory it holds.
     const pending: Promise<{ buffer: Buffer | undefined; data: Buffer }>[] = [];
     let next = 0;
     let ahead = 0;
@@ -92,7 +109,7 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
     const start = (r: number): Promise<{ buffer: Buffer | undefined; data: Buffer }> => {
       const len = bytesOf(r);
       const buffer = holds(len) === len ? undefined : (buffers.pop() ?? Buffer.allocUnsafe(MAX_READ_BYTES));
-      const data = buffer === undefined ? Buffer.allocUnsafe(len) : buffer.subarray(0, len);
+      const data = buffer === undefined ? takeShort(len) : buffer.subarray(0, len);
       const p = reader.readInto(data, runs[r]![0] * cs).then(() => ({ buffer, data }));
       p.catch(() => undefined);
       return p;
@@ -115,7 +132,9 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
         for (let j = 0; j < len; j++) chunks.push(data.subarray(j * cs, j * cs + lengthOf(i0 + j)));
         const hashes = await s.chunkHashes(chunks);
         for (let j = 0; j < len; j++) page.set(hashes[j]!, (i0 + j - first) * HASH_SIZE);
-        if (buffer !== undefined) buffers.push(buffer); // what was stored has been copied into a pack: reuse it
+        // What was stored has been copied into a pack: reuse the buffer.
+        if (buffer !== undefined) buffers.push(buffer);
+        else giveShort(data);
       }
     } finally {
       // After a failure, no read is left running into buffers nobody waits for.

@@ -29,6 +29,21 @@ describe('RecordTable', () => {
     });
   });
 
+  it('keeps every row across reserve, whether it grows the table or not', () => {
+    const t = new RecordTable();
+    for (let i = 0; i < 50; i++) t.push(RecordKind.DATA, i, i * 10, i, Buffer.alloc(32, i + 1));
+    t.reserve(10); // fits already
+    t.reserve(1000);
+    for (let i = 50; i < 1050; i++) t.push(RecordKind.ZERO, i, i * 10, i, undefined);
+    t.reserve(0);
+    expect(t.count).toBe(1050);
+    for (const i of [0, 49, 50, 1049]) {
+      expect([t.kind(i), t.block(i), t.offset(i), t.crc(i)]).toEqual([i < 50 ? RecordKind.DATA : RecordKind.ZERO, i, i * 10, i]);
+      expect(t.hasHash(i)).toBe(i < 50);
+    }
+    expect(t.hash(49)[0]).toBe(50);
+  });
+
   it('tells whether any row is of a kind', () => {
     const t = new RecordTable();
     expect(t.hasKind(RecordKind.DATA)).toBe(false);
