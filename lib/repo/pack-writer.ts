@@ -76,6 +76,10 @@ export class PackWriter {
   #failed: unknown;
   readonly #arenas: Buffer[] = [];
   readonly #arenaSize: number;
+  /** Adds under way, and the flush that waits for them to finish (see #adding). */
+  #adds = 0;
+  #idle: (() => void) | undefined;
+  #flushing: Promise<void> | undefined;
 
   constructor(backend: StorageBackend, index: ChunkIndex, options: PackWriterOptions) {
     this.#backend = backend;
@@ -106,11 +110,13 @@ export class PackWriter {
     this.#assertHealthy();
     if (this.#index.findUsable(hash) >= 0) return false;
     if (data.length === 0 || data.length > MAX_BLOB_SIZE) throw new DeltaDiskError('INVALID_ARGUMENT', `a blob is 1 to ${MAX_BLOB_SIZE} bytes, not ${data.length}`);
-    const { stored, compression } = this.#options.compress === false ? { stored: data, compression: Compression.NONE } : await compressChunk(data);
-    // Another add of the same hash may have completed while compressing.
-    if (this.#index.findUsable(hash) >= 0) return false;
-    await this.#append(hash, stored, data.length, kind, compression);
-    return true;
+    return this.#adding(async () => {
+      const { stored, compression } = this.#options.compress === false ? { stored: data, compression: Compression.NONE } : await compressChunk(data);
+      // Another add of the same hash may have completed while compressing.
+      if (this.#index.findUsable(hash) >= 0) return false;
+      await this.#append(hash, stored, data.length, kind, compression);
+      return true;
+    });
   }
 
   /**
@@ -119,7 +125,22 @@ export class PackWriter {
    */
   async copy(hash: Buffer, stored: Buffer, rawLength: number, kind: BlobKind, compression: Compression): Promise<void> {
     this.#assertHealthy();
-    await this.#append(hash, stored, rawLength, kind, compression);
+    await this.#adding(() => this.#append(hash, stored, rawLength, kind, compression));
+  }
+
+  /**
+   * Runs one add. Adds may run together (disks of a VM read at once), but never
+   * beside a flush: a pack sealed while a flush waits on the device could be named
+   * by its index file before the pack itself is durable.
+   */
+  async #adding<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.#flushing !== undefined) await this.#flushing.catch(() => undefined);
+    this.#adds++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.#adds === 0) this.#idle?.();
+    }
   }
 
   async #append(hash: Buffer, stored: Buffer, rawLength: number, kind: BlobKind, compression: Compression): Promise<void> {
@@ -144,6 +165,20 @@ export class PackWriter {
    * index files naming the packs written since the last flush.
    */
   async flush(): Promise<void> {
+    while (this.#flushing !== undefined) await this.#flushing.catch(() => undefined);
+    const run = this.#flush();
+    this.#flushing = run;
+    try {
+      await run;
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+
+  async #flush(): Promise<void> {
+    // Adds under way finish first; new ones wait for this flush (see #adding).
+    while (this.#adds > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
+    this.#idle = undefined;
     this.#assertHealthy();
     await this.#seal();
     await Promise.all(this.#inFlight.splice(0));

@@ -1,0 +1,88 @@
+/**
+ * PackWriter with producers at once (the disks of a VM are read together): whatever
+ * the interleaving of adds and flushes, an index file is written only once every
+ * pack it names is committed under its name, and every blob added before a flush
+ * returned is named by an index file by then.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Repository } from '../../lib/repo/repository.js';
+import { decodeIndexFile } from '../../lib/format/index-file.js';
+import type { StorageBackend } from '../../lib/repo/backend.js';
+import { PackWriter } from '../../lib/repo/pack-writer.js';
+import { ChunkIndex } from '../../lib/repo/chunk-index.js';
+import { propertyRuns, tempDir } from '../helpers/temp-dir.js';
+
+const { dir, cleanup } = tempDir('deltadisk-pack-writer-');
+afterAll(cleanup);
+
+/** The real backend, checking at each index write that the packs it names are committed. */
+function checking(real: StorageBackend, violations: string[]): StorageBackend {
+  return new Proxy(real, {
+    get(target, prop, receiver) {
+      if (prop === 'write') {
+        return async (kind: Parameters<StorageBackend['write']>[0], name: string, data: readonly Uint8Array[], mode: 'create' | 'replace') => {
+          if (kind === 'index') {
+            const committed = new Set((await target.list('pack')).map((f) => f.name));
+            for (const p of decodeIndexFile(Buffer.concat(data))) if (!committed.has(p.name)) violations.push(p.name);
+          }
+          return target.write(kind, name, data, mode);
+        };
+      }
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+const sha = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
+
+describe('PackWriter', () => {
+  it('adds from several producers at once, with flushes among them, never index a pack before it is committed', async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.array(fc.oneof(fc.integer({ min: 1, max: 40_000 }), fc.constant(0)), { minLength: 1, maxLength: 25 }), { minLength: 2, maxLength: 4 }), async (producers) => {
+        const at = path.join(dir, `r${run++}`);
+        await Repository.init(at);
+        const repo = await Repository.open(at, { lock: 'shared', purpose: 'test' });
+        try {
+          const violations: string[] = [];
+          const writer = new PackWriter(checking(repo.backend, violations), new ChunkIndex(), { packSize: 64 * 1024, compress: false });
+          const flushedBlobs: Buffer[][] = [];
+          // Each producer adds its blobs in turn; 0 stands for a flush.
+          await Promise.all(
+            producers.map(async (ops) => {
+              const added: Buffer[] = [];
+              for (const op of ops) {
+                if (op === 0) {
+                  await writer.flush();
+                  flushedBlobs.push([...added]);
+                  continue;
+                }
+                const data = randomBytes(op);
+                const h = sha(data);
+                await writer.add(h, data);
+                added.push(h);
+              }
+            }),
+          );
+          await writer.flush();
+          expect(violations).toEqual([]);
+          // Every blob is in a pack an index file names, and reads back.
+          const named = new Set<string>();
+          for (const f of await repo.backend.list('index')) for (const p of decodeIndexFile(await repo.backend.read('index', f.name, 1 << 24))) named.add(p.name);
+          const index = await repo.loadIndex();
+          for (const list of flushedBlobs) for (const h of list) expect(index.findUsable(h)).toBeGreaterThanOrEqual(0);
+          expect(named.size).toBe((await repo.backend.list('pack')).length);
+        } finally {
+          await repo.close();
+          fs.rmSync(at, { recursive: true, force: true });
+        }
+      }),
+      { numRuns: propertyRuns(15) },
+    );
+  });
+});
