@@ -97,7 +97,7 @@ export class BackupSession {
   bytesTotal = 0;
   #bytesDone = 0;
   #lastProgress = 0;
-  #previousChains: Map<string, { backupId: string; entry: ChainEntry; time: string; end: string }> | undefined;
+  #previousChains: Promise<Map<string, { backupId: string; entry: ChainEntry; time: string; end: string }>> | undefined;
 
   constructor(repo: Repository, index: ChunkIndex, options: BackupOptions) {
     this.repo = repo;
@@ -185,25 +185,28 @@ export class BackupSession {
    * of an incremental backup of that disk.
    */
   async previousChain(diskId: string): Promise<{ backupId: string; entry: ChainEntry } | undefined> {
-    if (this.#previousChains === undefined) {
-      const failed = new Set((await this.repo.backend.list('verify')).map((f) => f.name));
-      const found = new Map<string, { backupId: string; entry: ChainEntry; time: string; end: string }>();
-      for (const id of await this.repo.backupIds()) {
-        if (failed.has(id)) continue;
-        const m = await this.repo.loadManifest(id).catch((err: unknown) => {
-          if (!isDeltaDiskError(err, 'BACKUP_NOT_FOUND')) this.warn(`backup ${id}`, err);
-          return undefined;
-        });
-        if (m === undefined) continue;
-        for (const e of m.entries) {
-          if (e.type !== 'chain') continue;
-          const cur = found.get(e.chain.diskId);
-          if (cur === undefined || cur.time < m.time || (cur.time === m.time && cur.end < m.end)) found.set(e.chain.diskId, { backupId: id, entry: e, time: m.time, end: m.end });
-        }
+    // Looked up once per backup (disks backed up together share the one scan).
+    this.#previousChains ??= this.#latestChains();
+    return (await this.#previousChains).get(diskId);
+  }
+
+  async #latestChains(): Promise<Map<string, { backupId: string; entry: ChainEntry; time: string; end: string }>> {
+    const failed = new Set((await this.repo.backend.list('verify')).map((f) => f.name));
+    const found = new Map<string, { backupId: string; entry: ChainEntry; time: string; end: string }>();
+    for (const id of await this.repo.backupIds()) {
+      if (failed.has(id)) continue;
+      const m = await this.repo.loadManifest(id).catch((err: unknown) => {
+        if (!isDeltaDiskError(err, 'BACKUP_NOT_FOUND')) this.warn(`backup ${id}`, err);
+        return undefined;
+      });
+      if (m === undefined) continue;
+      for (const e of m.entries) {
+        if (e.type !== 'chain') continue;
+        const cur = found.get(e.chain.diskId);
+        if (cur === undefined || cur.time < m.time || (cur.time === m.time && cur.end < m.end)) found.set(e.chain.diskId, { backupId: id, entry: e, time: m.time, end: m.end });
       }
-      this.#previousChains = found;
     }
-    return this.#previousChains.get(diskId);
+    return found;
   }
 }
 

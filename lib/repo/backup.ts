@@ -228,7 +228,7 @@ async function walk(s: BackupSession, fs: FileSystem, abs: string, entryPath: st
   }
   if (abs.endsWith('.chain') && (await looksLikeChain(fs, abs))) {
     try {
-      await backupChain(s, abs, entryPath, st);
+      s.addEntry(await backupChain(s, abs, entryPath, st));
       s.summary.chains++;
     } catch (err) {
       if (err instanceof DeltaDiskError && ['LOCKED', 'LOCK_INVALID', 'CHAIN_CORRUPT', 'NOT_FOUND', 'UNSAFE_PATH', 'BASE_MODIFIED', 'CHECKSUM_MISMATCH', 'TRUNCATED', 'STATE_MISMATCH'].includes(err.code)) {

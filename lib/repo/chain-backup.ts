@@ -18,7 +18,7 @@
 import type { DiskReader } from '../chain/disk-reader.js';
 import { Disk, type OpenDiskOptions, type SnapshotInfo } from '../chain/disk.js';
 import { DeltaDiskError } from '../errors.js';
-import type { ChainPoint, Content } from '../format/manifest.js';
+import type { ChainPoint, Content, Entry } from '../format/manifest.js';
 import { CHAIN_MIN_CHUNK, HASH_SIZE, ZERO_HASH } from '../format/repo-limits.js';
 import type { FileStat, FileSystem } from '../io/file-system.js';
 import { readUpTo } from '../io/positional.js';
@@ -105,7 +105,8 @@ export interface ChainCapturePoint {
   readonly snapshot: string;
 }
 
-export async function backupChain(s: BackupSession, abs: string, entryPath: string, st: FileStat, given?: ChainCapturePoint): Promise<void> {
+/** Backs up the chain disk at `abs` and returns its entry (the caller adds it: disks read together are added in order). */
+export async function backupChain(s: BackupSession, abs: string, entryPath: string, st: FileStat, given?: ChainCapturePoint): Promise<Entry> {
   const openOptions: OpenDiskOptions = {
     readOnly: s.dryRun || given !== undefined,
     // A backup keeps what it reads: a block that fails its CRC must stop it, not be stored.
@@ -195,7 +196,7 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
   }
 
   const current = all.find((x) => x.current);
-  s.addEntry({
+  const entry: Entry = {
     type: 'chain',
     path: entryPath,
     mode: st.mode & 0o7777,
@@ -216,7 +217,7 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
       },
       points,
     },
-  });
+  };
 
   if (anchor !== undefined && given === undefined) {
     s.afterCommit.push(async () => {
@@ -225,4 +226,5 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
       }
     });
   }
+  return entry;
 }

@@ -26,8 +26,10 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
+import type { Entry } from '../format/manifest.js';
 import type { VmDiskRecord, VmHookRecord, VmRecord } from '../format/vm-record.js';
 import type { FileStat } from '../io/file-system.js';
+import { Mutex } from '../io/mutex.js';
 import { nodeFileSystem } from '../io/node-file-system.js';
 import { settleLimited } from '../io/settle-limited.js';
 import { backupFile, runBackup, type BackupOptions, type BackupResult } from '../repo/backup.js';
@@ -117,38 +119,61 @@ function vmRecord(c: Capture, names: Map<CapturedItem, string>, warnings: readon
 async function addItems(s: BackupSession, c: Capture, names: Map<CapturedItem, string>): Promise<void> {
   const sorted = [...c.items].sort((a, b) => (names.get(a)! < names.get(b)! ? -1 : 1));
   s.bytesTotal = sorted.reduce((n, i) => n + (i.type === 'file' ? i.size : i.virtualSize), 0);
-  const dirs = new Set<string>();
-  for (const item of sorted) {
-    const entry = names.get(item)!;
-    // Parents first, as the manifest requires (VM files are rarely in subdirectories).
-    const parts = entry.split('/');
-    for (let k = 1; k < parts.length; k++) {
-      const dir = parts.slice(0, k).join('/');
-      if (dirs.has(dir)) continue;
-      dirs.add(dir);
-      const st = await fsp.stat(path.join(c.vmDir, dir));
-      s.addEntry({ type: 'dir', path: dir, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs });
-      s.summary.dirs++;
-    }
-    if (item.type === 'chain-disk') {
+  // The chain disks are read a few at a time, while the files are read in turn (each
+  // disk waits on its own files and the repository, not on the others); the entries
+  // go in in order all the same.
+  const disks = sorted.filter((i): i is CapturedChainDisk => i.type === 'chain-disk');
+  const reading = new Map<CapturedItem, Promise<Entry>>();
+  const lanes = Array.from({ length: DISKS_AT_ONCE }, () => new Mutex());
+  let failed = false;
+  for (const [k, item] of disks.entries()) {
+    const entry = lanes[k % lanes.length]!.run(async () => {
+      if (failed) throw new DeltaDiskError('INTERRUPTED', 'the VM backup failed');
       const st = await nodeFileSystem.stat(item.source).catch((err: unknown) => {
         throw fromSystemError(err, item.source, `cannot back up ${item.name} of the VM`);
       });
-      await backupChain(s, item.source, entry, st, { snapshot: item.snapshot.name });
-      s.summary.chains++;
-      continue;
-    }
-    const source = await nodeFileSystem.stat(item.source).catch(() => undefined);
-    const clone = await nodeFileSystem.stat(item.path).catch((err: unknown) => {
-      throw fromSystemError(err, item.path, `cannot back up ${item.name} of the VM`);
+      return backupChain(s, item.source, names.get(item)!, st, { snapshot: item.snapshot.name });
     });
-    const st: FileStat = { ...clone, mtimeMs: item.mtimeMs, ...(source === undefined ? {} : { mode: source.mode }) };
-    const before = s.warnings.length;
-    await backupFile(s, nodeFileSystem, item.path, entry, st);
-    if (s.warnings.length > before) {
-      const w = s.warnings[before]!;
-      throw new DeltaDiskError(w.code ?? 'IO_ERROR', `cannot back up ${item.name} of the VM: ${w.message}; a VM backup holds all its files or fails`, { path: item.source });
+    entry.catch(() => undefined); // awaited below, or settled before a failure is thrown
+    reading.set(item, entry);
+  }
+  try {
+    const dirs = new Set<string>();
+    for (const item of sorted) {
+      const entry = names.get(item)!;
+      // Parents first, as the manifest requires (VM files are rarely in subdirectories).
+      const parts = entry.split('/');
+      for (let k = 1; k < parts.length; k++) {
+        const dir = parts.slice(0, k).join('/');
+        if (dirs.has(dir)) continue;
+        dirs.add(dir);
+        const st = await fsp.stat(path.join(c.vmDir, dir));
+        s.addEntry({ type: 'dir', path: dir, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs });
+        s.summary.dirs++;
+      }
+      if (item.type === 'chain-disk') {
+        s.addEntry(await reading.get(item)!);
+        s.summary.chains++;
+        continue;
+      }
+      const source = await nodeFileSystem.stat(item.source).catch(() => undefined);
+      const clone = await nodeFileSystem.stat(item.path).catch((err: unknown) => {
+        throw fromSystemError(err, item.path, `cannot back up ${item.name} of the VM`);
+      });
+      const st: FileStat = { ...clone, mtimeMs: item.mtimeMs, ...(source === undefined ? {} : { mode: source.mode }) };
+      const before = s.warnings.length;
+      await backupFile(s, nodeFileSystem, item.path, entry, st);
+      if (s.warnings.length > before) {
+        const w = s.warnings[before]!;
+        throw new DeltaDiskError(w.code ?? 'IO_ERROR', `cannot back up ${item.name} of the VM: ${w.message}; a VM backup holds all its files or fails`, { path: item.source });
+      }
     }
+  } catch (err) {
+    failed = true;
+    throw err;
+  } finally {
+    // Nothing is left reading once this returns or throws (the session then closes the disks).
+    await Promise.allSettled(reading.values());
   }
 }
 

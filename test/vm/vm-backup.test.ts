@@ -10,6 +10,7 @@ import { makeChainVm, makeFlatVm, makeTrickyVm, makeTwoDiskChainVm, TRICKY_NAME 
 import { Disk } from '../../lib/chain/disk.js';
 import { serveDisk } from '../../lib/nbd/serve-disk.js';
 import { backup } from '../../lib/repo/backup.js';
+import { checkRepository } from '../../lib/repo/check.js';
 import { Repository } from '../../lib/repo/repository.js';
 import { backupVm } from '../../lib/vm/vm-backup.js';
 import { restoreVm } from '../../lib/vm/vm-restore.js';
@@ -127,6 +128,35 @@ describe('backupVm and restoreVm', () => {
       expect(inv.problems.filter((p) => p.severity === 'error')).toEqual([]);
       expect(inv.disks.map((d) => d.format)).toEqual(['chain', 'chain']);
     }
+  });
+
+  it('reads the disks together: new snapshots on both disks since the last backup, each read against its capture, restore byte-identical', async () => {
+    const root = fresh();
+    const dir = await makeChainVm(root, { sizes: [16 * MiB, 8 * MiB] });
+    const repoDir = await newRepo(root);
+    await withRepo(repoDir, 'shared', (repo) => backupVm(repo, dir));
+    const names = ['system.chain', 'data1.chain'];
+    const expected: Record<string, { snap: Buffer; now: Buffer }> = {};
+    for (const [k, name] of names.entries()) {
+      const live = await Disk.open(path.join(dir, name));
+      // Blocks changed on both sides of a new snapshot, so both the snapshot and the
+      // capture differ from what the first backup holds.
+      await live.write((k + 1) * MiB, Buffer.alloc(3 * 64 * 1024, 0x31 + k));
+      await live.snapshot(`point-${k}`);
+      await live.write((k + 2) * MiB + 4096, Buffer.alloc(5000, 0x61 + k));
+      await live.close();
+      expected[name] = { snap: await diskBytes(path.join(dir, name), `point-${k}`), now: await diskBytes(path.join(dir, name)) };
+    }
+    const second = await withRepo(repoDir, 'shared', (repo) => backupVm(repo, dir));
+    expect(second.manifest.entries.filter((e) => e.type === 'chain').map((e) => e.path)).toEqual(['data1.chain', 'system.chain']);
+    const target = path.join(root, 'restore');
+    await withRepo(repoDir, false, (repo) => restoreVm(repo, second.id, { target, verify: true }));
+    for (const [k, name] of names.entries()) {
+      expect((await diskBytes(path.join(target, name))).equals(expected[name]!.now)).toBe(true);
+      expect((await diskBytes(path.join(target, name), `point-${k}`)).equals(expected[name]!.snap)).toBe(true);
+    }
+    const report = await withRepo(repoDir, 'shared', (repo) => checkRepository(repo, { readData: true }));
+    expect([report.errors, report.leaks, report.failedBackups]).toEqual([[], [], []]);
   });
 
   it('restores one disk as a chain or flattened, and single files', async () => {
