@@ -48,6 +48,14 @@ import { RecordTable } from './record-table.js';
 /** Append a map segment once this many rows, or this many log bytes, are unindexed. */
 const SEGMENT_EVERY_ROWS = 4096;
 const SEGMENT_EVERY_BYTES = 64 * 1024 * 1024;
+/**
+ * Segments an open reads, at most, before the next segment written lists every row
+ * (a full one) instead of the tail alone, for a layer whose rows fit in one segment.
+ * A layer that takes a merge per backup gains a segment each time: without full
+ * segments its open would read them all, one after another, a year of daily
+ * backups later.
+ */
+export const FULL_SEGMENT_AFTER = 16;
 /** Most blocks one `append` may add; callers batch larger writes. */
 export const MAX_APPEND_ROWS = 8192;
 /** Tail scanning reads the file in windows of this size. */
@@ -109,6 +117,8 @@ export class LayerFile {
   #nextSeq: number;
   /** Rows listed in durable segments; rows after this are the unindexed tail. */
   #indexedRows: number;
+  /** Segments an open would read now: the newest full one and those after it, or all. */
+  #segmentsToRead = 0;
   #tailBytes = 0;
   /** Bytes of block data whose rows no block points at any more. */
   #garbageBytes = 0;
@@ -139,6 +149,11 @@ export class LayerFile {
     this.#logEnd = header.logEnd;
     this.#nextSeq = header.nextSeq;
     this.#indexedRows = 0;
+  }
+
+  /** Map segments an open of this file reads now (see FULL_SEGMENT_AFTER). */
+  get segmentsToRead(): number {
+    return this.#segmentsToRead;
   }
 
   get header(): DeltaHeader {
@@ -367,6 +382,7 @@ export class LayerFile {
       this.#corrupt(`header expects record number ${h.nextSeq} next, but its newest map segment is followed by number ${expectedSeq}`);
     }
     this.#indexedRows = this.records.count;
+    this.#segmentsToRead = segments.length;
     await this.#scanTail(size);
   }
 
@@ -645,13 +661,16 @@ export class LayerFile {
     await this.#padExposedEnd();
     const lastSegment = this.#header.lastSegment;
     const segAt = this.#logEnd;
+    // Every row, in the order the segments so far list them, so the rows keep their
+    // numbers (what the block map and the dedup index point at) after a reopen.
+    const full = this.#segmentsToRead >= FULL_SEGMENT_AFTER && total <= MAX_SEGMENT_ENTRIES;
     const payload = encodeMapSegment({
       prev: lastSegment,
-      full: false,
-      first: this.#header.logEnd,
+      full,
+      first: full ? LOG_START : this.#header.logEnd,
       end: segAt,
-      firstSeq: lastSegment === 0 ? 1 : this.#seqAfterSegment(lastSegment),
-      ...this.records.columns(from, total),
+      firstSeq: full || lastSegment === 0 ? 1 : this.#seqAfterSegment(lastSegment),
+      ...this.records.columns(full ? 0 : from, total),
     });
     const hdr = Buffer.allocUnsafe(RECORD_HEADER_SIZE);
     encodeRecordHeader(hdr, 0, RecordKind.MAPSEG, this.#nextSeq, 0, 1, payload.length, crc32(payload), this.#tag);
@@ -666,6 +685,7 @@ export class LayerFile {
     await this.#handle.write([hdr, payload, ...(pad > 0 ? encodePadRecord(pad, seq + 1, this.#tag) : [])], segAt);
     await this.#handle.datasync();
     this.#segmentSeqs.set(segAt, seq);
+    this.#segmentsToRead = full ? 1 : this.#segmentsToRead + 1;
     this.#nextSeq = seq + 1;
     this.#logEnd = end;
     this.#indexedRows = total;

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LayerFile, sha256, type LayerIdentity } from '../../lib/chain/layer-file.js';
+import { FULL_SEGMENT_AFTER, LayerFile, sha256, type LayerIdentity } from '../../lib/chain/layer-file.js';
 import { isDeltaDiskError } from '../../lib/errors.js';
 import { decodeDeltaHeader } from '../../lib/format/delta-header.js';
 import { HEADER_SLOT_SIZE, LOG_START, MAX_SEGMENT_ENTRIES } from '../../lib/format/limits.js';
@@ -372,6 +372,61 @@ describe('LayerFile map segments', () => {
     expect(r.map.tag(0)).toBe(RecordKind.DATA);
     expect((await r.readRow(r.map.num(0)))[0]).toBe(8);
     expect((await r.readRow(r.map.num(6000)))[0]).toBe(6);
+  });
+});
+
+describe('LayerFile full map segments', () => {
+  const zeros = (from: number, count: number) => ({ kind: RecordKind.ZERO, block: from, count }) as const;
+  /** Everything an open rebuilds: rows in order, and the block map. */
+  function state(l: LayerFile): string {
+    const rows: string[] = [];
+    for (let i = 0; i < l.records.count; i++) rows.push(`${l.records.kind(i)}:${l.records.block(i)}:${l.records.offset(i)}:${l.records.crc(i)}:${Buffer.from(l.records.hash(i)).toString('hex')}`);
+    const map: string[] = [];
+    l.map.forEach((b, kind, row) => map.push(`${b}:${kind}:${row}`));
+    return `${rows.join(',')}|${map.join(',')}`;
+  }
+
+  it('an open reads at most FULL_SEGMENT_AFTER segments, however many closes wrote one, and rebuilds the same rows', async () => {
+    let l = await create();
+    const file = { file: l.file, identity: l.identity };
+    const seen: number[] = [];
+    for (let round = 0; round < 40; round++) {
+      const b = (round * 7) % 50;
+      const blob = block(0x40 + round);
+      await l.append([
+        { kind: RecordKind.DATA, block: b, data: [block(round), block(round + 1)] },
+        zeros(100 + (round % 5), 2),
+        { kind: RecordKind.BLOB, data: [blob], hashes: [sha256(blob)] },
+        { kind: RecordKind.REF, block: 200 + round, hashes: [sha256(blob)] },
+      ]);
+      const before = state(l);
+      const readBefore = await contents(l);
+      await l.close();
+      open.splice(open.indexOf(l), 1);
+      l = await reopen(file);
+      seen.push(l.segmentsToRead);
+      expect(state(l)).toBe(before);
+      expect(await contents(l)).toEqual(readBefore);
+    }
+    expect(Math.max(...seen)).toBe(FULL_SEGMENT_AFTER);
+    expect(seen.filter((n) => n === 1).length).toBeGreaterThan(1); // full segments were written, more than once
+    const r = await reopen(file, false);
+    expect(state(r)).toBe(state(l));
+  });
+
+  it('a layer with more rows than one segment holds keeps chaining segments', async () => {
+    let l = await create();
+    const file = { file: l.file, identity: l.identity };
+    for (let k = 0; k < 14; k++) await l.append([zeros(k * 5000, 5000)]);
+    expect(l.records.count).toBeGreaterThan(MAX_SEGMENT_ENTRIES);
+    for (let round = 0; round < FULL_SEGMENT_AFTER + 2; round++) {
+      await l.append([{ kind: RecordKind.DATA, block: round, data: [block(round)] }]);
+      await l.close();
+      open.splice(open.indexOf(l), 1);
+      l = await reopen(file);
+    }
+    expect(l.segmentsToRead).toBeGreaterThan(FULL_SEGMENT_AFTER);
+    expect((await l.readRow(l.map.num(3)))[0]).toBe(3);
   });
 });
 
