@@ -37,7 +37,7 @@ import type { BackupSession } from '../repo/backup-session.js';
 import { backupChain } from '../repo/chain-backup.js';
 import type { Repository } from '../repo/repository.js';
 import type { Capture, CaptureOptions, CapturedChainDisk, CapturedFile, CapturedItem } from './capture-types.js';
-import { DISKS_AT_ONCE, withChainDisk } from './capture-target.js';
+import { DISKS_AT_ONCE, reachChainDisk, type CaptureTarget } from './capture-target.js';
 import { captureVm } from './capture-vm.js';
 import { CAPTURE_SNAPSHOT_PREFIX } from './chain-disk-probe.js';
 
@@ -203,6 +203,11 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
     chainSnapshots: options.chainSnapshots ?? 'all',
   };
   let result: BackupResult;
+  // The chain disks, opened again for deleting the older capture snapshots while the
+  // manifest is being published (a lock file and the chain read while the device
+  // syncs the manifest), used once it is durable.
+  let reached: Promise<PromiseSettledResult<CaptureTarget>[]> | undefined;
+  const diskOptions = (c: Capture, item: CapturedChainDisk) => ({ allowPaths: [c.vmDir, ...(options.allowPaths ?? [])], given: options.disks?.get(item.source) });
   try {
     const given = path.resolve(vmDir);
     const dir = await fsp.realpath(given.endsWith('.vmx') ? path.dirname(given) : given).catch(() => given);
@@ -221,9 +226,11 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
         throw new DeltaDiskError('STATE_MISMATCH', `files the capture read in place changed during the backup: ${changed.map((f) => f.name).join(', ')}; back up again`, { path: changed[0]!.source });
       }
       vm = vmRecord(c, names, c.warnings);
+      if (!s.dryRun) reached = settleLimited(chainDisks(c), DISKS_AT_ONCE, (item) => reachChainDisk(item.source, diskOptions(c, item)));
       return { vm };
     });
   } catch (err) {
+    await closeReached(reached);
     if (capture !== undefined) await capture.release({ deleteSnapshots: true }).catch(() => undefined);
     throw err;
   }
@@ -236,9 +243,13 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
   if (!result.dryRun) {
     // A few disks at a time (each merge waits mostly on its own file's I/O);
     // results are reported in the disks' order.
-    const chainItems = c.items.filter((i): i is CapturedChainDisk => i.type === 'chain-disk');
-    const outcomes = await settleLimited(chainItems, DISKS_AT_ONCE, (item) =>
-      withChainDisk(item.source, { allowPaths: [c.vmDir, ...(options.allowPaths ?? [])], given: options.disks?.get(item.source) }, async (t) => {
+    const chainItems = chainDisks(c);
+    const opened = await reached!;
+    const outcomes = await settleLimited(chainItems, DISKS_AT_ONCE, async (item, k) => {
+      const r = opened[k]!;
+      if (r.status === 'rejected') throw r.reason;
+      const t = r.value;
+      try {
         const names: string[] = [];
         for (const x of await t.snapshots()) {
           if (x.name === item.snapshot.name || !x.name.startsWith(CAPTURE_SNAPSHOT_PREFIX) || x.description !== description) continue;
@@ -246,8 +257,10 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
           names.push(`${item.name}:${x.name}`);
         }
         return names;
-      }),
-    );
+      } finally {
+        await t.close().catch(() => undefined);
+      }
+    });
     outcomes.forEach((o, k) => {
       if (o.status === 'fulfilled') {
         deleted.push(...o.value);
@@ -259,6 +272,14 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
   }
   for (const w of warnings.slice(result.warnings.length)) options.onWarning?.(w);
   return { ...result, warnings, vm: vm!, deletedSnapshots: deleted };
+}
+
+function chainDisks(c: Capture): CapturedChainDisk[] {
+  return c.items.filter((i): i is CapturedChainDisk => i.type === 'chain-disk');
+}
+
+async function closeReached(reached: Promise<PromiseSettledResult<CaptureTarget>[]> | undefined): Promise<void> {
+  for (const r of (await reached) ?? []) if (r.status === 'fulfilled') await r.value.close().catch(() => undefined);
 }
 
 function pickCapture(o: VmBackupOptions): CaptureOptions {

@@ -15,6 +15,8 @@ import { Repository } from '../../lib/repo/repository.js';
 import { backupVm } from '../../lib/vm/vm-backup.js';
 import { restoreVm } from '../../lib/vm/vm-restore.js';
 import { inspectVm } from '../../lib/vm/vm-inventory.js';
+import { nodeFileSystem } from '../../lib/io/node-file-system.js';
+import { FaultFS } from '../harness/fault-fs.js';
 import { codeOf } from '../helpers/errors.js';
 import { snapshotTree, withRepo } from '../helpers/repo.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -232,6 +234,28 @@ describe('backupVm and restoreVm', () => {
     expect(h.events()).toHaveLength(2);
     expect(await captureNames(path.join(dir, 'system.chain'))).toEqual([`deltadisk-capture-${first.id}`]);
     expect(await withRepo(repoDir, false, (repo) => repo.backupIds())).toEqual([first.id]);
+  });
+
+  it('a backup whose manifest cannot be written (the disks already reached for the cleanup) drops its own capture, leaves the previous one and no lock', async () => {
+    const root = fresh();
+    const dir = await makeChainVm(root, { sizes: [4 * MiB, 4 * MiB] });
+    const repoDir = await newRepo(root);
+    const first = await withRepo(repoDir, 'shared', (repo) => backupVm(repo, dir));
+    const failing = new FaultFS(nodeFileSystem).fail({ op: 'create', path: (p) => p.includes(`${path.sep}snapshots${path.sep}`) });
+    const repo = await Repository.open(repoDir, { fs: failing, lock: 'shared' });
+    try {
+      expect(await codeOf(backupVm(repo, dir))).toBe('IO_ERROR');
+    } finally {
+      await repo.close();
+    }
+    for (const disk of ['system.chain', 'data1.chain']) {
+      expect(await captureNames(path.join(dir, disk))).toEqual([`deltadisk-capture-${first.id}`]);
+      expect(fs.existsSync(path.join(dir, `${disk}.lock`))).toBe(false);
+    }
+    expect(await withRepo(repoDir, false, (r) => r.backupIds())).toEqual([first.id]);
+    // And the next backup builds on the first.
+    const next = await withRepo(repoDir, 'shared', (r) => backupVm(r, dir));
+    expect(next.deletedSnapshots.length).toBe(2);
   });
 
   it('captures a chain disk served by another holder through its control channel', async () => {
