@@ -5,6 +5,7 @@
  * ratio to a baseline measured in the same run. Sizes come from env vars so a quick
  * run (BENCH_SCALE=0.25) and a full one use the same code.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -40,6 +41,18 @@ export function writeRandomFile(file: string, size: number): void {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * Lets the device settle before a timed backup: everything written is synced, then a
+ * pause (DELTADISK_BENCH_QUIET_SECONDS, default 1) lets the file system finish what
+ * it defers (freeing the blocks of a restore just deleted, journal commits), so the
+ * backup neither waits behind the writeback of the benchmark's own previous step nor
+ * has it counted in its time.
+ */
+export function quiet(): void {
+  spawnSync('sync');
+  spawnSync('sleep', [String(Number(process.env.DELTADISK_BENCH_QUIET_SECONDS ?? 1))]);
 }
 
 export async function time<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {

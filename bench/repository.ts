@@ -19,6 +19,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Disk } from '../lib/index.js';
+import { quiet } from './bench-util.js';
 
 const MiB = 2 ** 20;
 const SIZE = Number(process.env.DELTADISK_BENCH_MIB ?? 1024) * MiB;
@@ -27,7 +28,6 @@ const ROOT = process.env.DELTADISK_BENCH_DIR ?? fs.mkdtempSync(path.join(os.tmpd
 const CLI = path.resolve(import.meta.dirname, '../deltadisk.js');
 // The CLI's index cache lives with the benchmark's files, not in ~/.cache.
 process.env.DELTADISK_CACHE_DIR ??= path.join(ROOT, 'cache');
-const QUIET_SECONDS = Number(process.env.DELTADISK_BENCH_QUIET_SECONDS ?? 1);
 const RESTIC = process.env.DELTADISK_BENCH_RESTIC !== '0' && spawnSync('restic', ['version']).status === 0;
 const RESTIC_ENV = { ...process.env, RESTIC_PASSWORD: 'deltadisk-bench', RESTIC_PROGRESS_FPS: '0.1' };
 
@@ -60,16 +60,6 @@ function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = proc
   });
 }
 
-/**
- * Lets the device settle before a timed chain backup: everything written is synced,
- * then a pause lets the file system finish what it defers (freeing the blocks of the
- * 1 GiB restore just deleted, journal commits), so the backup neither waits behind
- * the writeback of the benchmark's own previous step nor has it counted in its time.
- */
-function quiet(): void {
-  spawnSync('sync');
-  spawnSync('sleep', [String(QUIET_SECONDS)]);
-}
 
 function deltadisk(...args: string[]): Promise<Run> {
   // VmHWM, not getrusage's maxrss: Linux carries maxrss over exec from the forking

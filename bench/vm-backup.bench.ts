@@ -8,8 +8,10 @@
  * Env: BENCH_SCALE (multiplies the 512 MiB written per disk; each disk is four times
  * that, virtually), BENCH_DIR.
  *
- * Each backup is first verified: both are restored and every disk compared with the
- * VM as it was at its capture. Baseline measured in the same run: reading the same
+ * Each backup is first verified: every one is restored and each disk compared with
+ * the VM as it was at its capture. The incremental is three rounds (other blocks
+ * change each time), each started on a settled device (bench-util `quiet`); the
+ * median is reported. Baseline measured in the same run: reading the same
  * data from a raw file (page cache dropped where possible, else warm), so the full
  * backup's MiB/s has a reference.
  */
@@ -20,7 +22,7 @@ import { Disk } from '../lib/chain/disk.js';
 import { Repository } from '../lib/repo/repository.js';
 import { backupVm, type VmBackupResult } from '../lib/vm/vm-backup.js';
 import { restoreVm } from '../lib/vm/vm-restore.js';
-import { MiB, scale, scratchDir, time } from './bench-util.js';
+import { MiB, quiet, scale, scratchDir, time } from './bench-util.js';
 
 const perDisk = scale(512 * MiB);
 const { dir: root, cleanup } = scratchDir('vm-backup');
@@ -102,30 +104,42 @@ async function main(): Promise<void> {
     fs.closeSync(h);
   });
 
-  const sums0 = { 'system.chain': await digest(path.join(vmDir, 'system.chain')), 'data.chain': await digest(path.join(vmDir, 'data.chain')) };
+  const names = ['system.chain', 'data.chain'];
+  const sums = async (): Promise<Record<string, string>> => Object.fromEntries(await Promise.all(names.map(async (n) => [n, await digest(path.join(vmDir, n))] as const)));
+  const sums0 = await sums();
+  quiet();
   const full = await backup(repoDir, vmDir);
   await verify(repoDir, full.value.id, sums0, path.join(root, 'r0'));
 
-  // 1 % of the written data changes, scattered over both disks in 64 KiB blocks.
+  // Three rounds of: 1 % of the written data changes (other blocks each round),
+  // scattered over both disks in 64 KiB blocks; back up; restore and compare. The
+  // median round is reported: one incremental is a few hundred ms, and one device
+  // hiccup would decide a single figure.
   const changeBlocks = Math.max(1, Math.round((2 * perDisk * 0.01) / (64 * 1024)));
-  for (const name of ['system.chain', 'data.chain']) {
-    const d = await Disk.open(path.join(vmDir, name));
-    for (let k = 0; k < changeBlocks / 2; k++) {
-      const block = Math.floor(((k * 2654435761) % 2 ** 32) / 2 ** 32 * (perDisk / (64 * 1024)));
-      await d.write(block * 64 * 1024, data(`change:${name}:${k}`, 64 * 1024));
+  const rounds: { ms: number; value: VmBackupResult }[] = [];
+  for (let round = 0; round < 3; round++) {
+    for (const name of names) {
+      const d = await Disk.open(path.join(vmDir, name));
+      for (let k = 0; k < changeBlocks / 2; k++) {
+        const block = Math.floor(((k * 2654435761 + round * 40503) % 2 ** 32) / 2 ** 32 * (perDisk / (64 * 1024)));
+        await d.write(block * 64 * 1024, data(`change:${name}:${round}:${k}`, 64 * 1024));
+      }
+      await d.close();
     }
-    await d.close();
+    const expected = await sums();
+    quiet();
+    const incr = await backup(repoDir, vmDir);
+    await verify(repoDir, incr.value.id, expected, path.join(root, `r${round + 1}`));
+    rounds.push(incr);
   }
-  const sums1 = { 'system.chain': await digest(path.join(vmDir, 'system.chain')), 'data.chain': await digest(path.join(vmDir, 'data.chain')) };
-  const incr = await backup(repoDir, vmDir);
-  await verify(repoDir, incr.value.id, sums1, path.join(root, 'r1'));
+  const incr = [...rounds].sort((a, b) => a.ms - b.ms)[1]!;
 
   const mb = (2 * perDisk) / MiB;
   const ratio = incr.ms / full.ms;
-  console.log(`VM with 2 chain disks, ${mb} MiB written (${(8 * perDisk) / MiB} MiB virtual); verified by restoring both backups`);
+  console.log(`VM with 2 chain disks, ${mb} MiB written (${(8 * perDisk) / MiB} MiB virtual); verified by restoring every backup`);
   console.log(`baseline: read + sha256 of a ${mb} MiB raw file  ${base.ms.toFixed(0)} ms  ${((mb * 1000) / base.ms).toFixed(0)} MiB/s`);
   console.log(`full backup                                  ${full.ms.toFixed(0)} ms  ${((mb * 1000) / full.ms).toFixed(0)} MiB/s  (${(base.ms / full.ms).toFixed(2)}x baseline), freeze window ${full.value.vm.freezeWindowMs.toFixed(1)} ms`);
-  console.log(`incremental after 1 % change                 ${incr.ms.toFixed(0)} ms  read ${(incr.value.summary.bytesRead / MiB).toFixed(1)} MiB, freeze window ${incr.value.vm.freezeWindowMs.toFixed(1)} ms`);
+  console.log(`incremental after 1 % change (median of 3)  ${incr.ms.toFixed(0)} ms  (rounds ${rounds.map((r) => r.ms.toFixed(0)).join(', ')} ms)  read ${(incr.value.summary.bytesRead / MiB).toFixed(1)} MiB, freeze window ${incr.value.vm.freezeWindowMs.toFixed(1)} ms`);
   console.log(`incremental / full: ${(ratio * 100).toFixed(1)} % (target ≤ 5 %) ${ratio <= 0.05 ? 'met' : 'NOT met'}`);
   process.exitCode = ratio <= 0.05 ? 0 : 1;
 }
