@@ -12,7 +12,7 @@
  */
 import type { Socket } from 'node:net';
 import { DeltaDiskError } from '../errors.js';
-import { BufferPool } from './buffer-pool.js';
+import { BufferPool } from '../io/buffer-pool.js';
 import type { ExportCatalog } from './disk-exports.js';
 import { negotiate, type Negotiated } from './negotiation.js';
 import { SocketReader } from './socket-reader.js';

@@ -11,7 +11,7 @@
  */
 import net from 'node:net';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
-import { BufferPool } from './buffer-pool.js';
+import { BufferPool } from '../io/buffer-pool.js';
 import { NbdConnection } from './connection.js';
 import type { DiskExports } from './disk-exports.js';
 import { DEFAULT_LIMITS, type TransmissionLimits } from './transmission.js';

@@ -19,7 +19,7 @@
  */
 import { DeltaDiskError } from '../errors.js';
 import { allocationDescriptors } from './allocation.js';
-import type { BufferPool } from './buffer-pool.js';
+import type { BufferPool } from '../io/buffer-pool.js';
 import {
   CMD_FLAG_DF,
   CMD_FLAG_FAST_ZERO,

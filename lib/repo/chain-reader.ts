@@ -14,6 +14,7 @@
 import type { DiskReader } from '../chain/disk-reader.js';
 import type { Content } from '../format/manifest.js';
 import { HASH_SIZE, LIST_BLOB_HASHES } from '../format/repo-limits.js';
+import { BufferPool } from '../io/buffer-pool.js';
 import type { BackupSession } from './backup-session.js';
 import { ContentBuilder, contentPages } from './content-list.js';
 import { runsOf } from './read-ahead.js';
@@ -55,23 +56,9 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
   // and garbage collections worth a tenth of a first backup's time.
   const MAX_READ_BYTES = Math.max(1, Math.floor(MAX_READ / cs)) * cs;
   const buffers: Buffer[] = [];
-  // Buffers of short runs (an incremental backup reads mostly single chunks), kept
-  // by length for the next run of that length, up to READ_AHEAD_BYTES of them.
-  const short = new Map<number, Buffer[]>();
-  let shortBytes = 0;
-  const takeShort = (len: number): Buffer => {
-    const b = short.get(len)?.pop();
-    if (b === undefined) return Buffer.allocUnsafe(len);
-    shortBytes -= len;
-    return b;
-  };
-  const giveShort = (b: Buffer): void => {
-    if (shortBytes + b.length > READ_AHEAD_BYTES) return;
-    const list = short.get(b.length) ?? [];
-    list.push(b);
-    short.set(b.length, list);
-    shortBytes += b.length;
-  };
+  // Buffers of short runs (an incremental backup reads mostly single chunks), by
+  // size class, up to READ_AHEAD_BYTES of them kept.
+  const shortBuffers = new BufferPool(READ_AHEAD_BYTES);
   for (let first = 0; first < n; first += LIST_BLOB_HASHES) {
     const count = Math.min(LIST_BLOB_HASHES, n - first);
     // The page starts as the base's page (one copy, not one per chunk: an
@@ -99,17 +86,18 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
     // Reads ahead: up to READ_AHEAD_BYTES of buffers (three full runs) and
     // READS_IN_FLIGHT requests, so scattered single chunks (an incremental backup)
     // are not read one thread-pool round trip at a time. A run of less than half
-    // the largest gets a buffer of its own size (kept for the next run of that
-    // size), not a pooled one; each counts against the limit for the memory it holds.
+    // the largest gets a buffer of its size class from the short-run pool, not a
+    // full one; each counts against the limit for the memory it holds.
     const pending: Promise<{ buffer: Buffer | undefined; data: Buffer }>[] = [];
     let next = 0;
     let ahead = 0;
     const bytesOf = (r: number): number => Math.min(runs[r]![1] * cs, size - runs[r]![0] * cs);
-    const holds = (len: number): number => (len * 2 < MAX_READ_BYTES ? len : MAX_READ_BYTES);
+    const isShort = (len: number): boolean => len * 2 < MAX_READ_BYTES;
+    const holds = (len: number): number => (isShort(len) ? BufferPool.sizeFor(len) : MAX_READ_BYTES);
     const start = (r: number): Promise<{ buffer: Buffer | undefined; data: Buffer }> => {
       const len = bytesOf(r);
-      const buffer = holds(len) === len ? undefined : (buffers.pop() ?? Buffer.allocUnsafe(MAX_READ_BYTES));
-      const data = buffer === undefined ? takeShort(len) : buffer.subarray(0, len);
+      const buffer = isShort(len) ? undefined : (buffers.pop() ?? Buffer.allocUnsafe(MAX_READ_BYTES));
+      const data = buffer === undefined ? shortBuffers.acquire(len) : buffer.subarray(0, len);
       const p = reader.readInto(data, runs[r]![0] * cs).then(() => ({ buffer, data }));
       p.catch(() => undefined);
       return p;
@@ -134,7 +122,7 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
         for (let j = 0; j < len; j++) page.set(hashes[j]!, (i0 + j - first) * HASH_SIZE);
         // What was stored has been copied into a pack: reuse the buffer.
         if (buffer !== undefined) buffers.push(buffer);
-        else giveShort(data);
+        else shortBuffers.release(data);
       }
     } finally {
       // After a failure, no read is left running into buffers nobody waits for.

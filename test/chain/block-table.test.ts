@@ -31,16 +31,19 @@ function build(ops: readonly Op[], fills: readonly number[]): { t: BlockTable; m
       m.set(b, { tag: 3, num: b * 2 });
     }
   }
-  for (const op of ops) {
-    if (op.set) {
-      t.set(op.block, op.tag, op.num);
-      m.set(op.block, { tag: op.tag, num: op.num });
-    } else {
-      t.delete(op.block);
-      m.delete(op.block);
-    }
-  }
+  for (const op of ops) apply(t, m, op);
   return { t, m };
+}
+
+/** One operation on the table and on its model. */
+function apply(t: BlockTable, m: Map<number, { tag: number; num: number }>, op: Op): void {
+  if (op.set) {
+    t.set(op.block, op.tag, op.num);
+    m.set(op.block, { tag: op.tag, num: op.num });
+  } else {
+    t.delete(op.block);
+    m.delete(op.block);
+  }
 }
 
 describe('BlockTable', () => {
@@ -93,13 +96,7 @@ describe('BlockTable', () => {
         const touched = new Set<number>();
         for (const op of ops) {
           touched.add(op.block);
-          if (op.set) {
-            t.set(op.block, op.tag, op.num);
-            m.set(op.block, { tag: op.tag, num: op.num });
-          } else {
-            t.delete(op.block);
-            m.delete(op.block);
-          }
+          apply(t, m, op);
           // Interleave reads so the one-page cache is exercised between writes.
           const probe = ops[Math.floor(op.block % ops.length)]!.block;
           expect(t.tag(probe)).toBe(m.get(probe)?.tag ?? 0);

@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BufferPool } from '../../lib/nbd/buffer-pool.js';
+import { BufferPool } from '../../lib/io/buffer-pool.js';
 import { propertyRuns } from '../helpers/temp-dir.js';
 
 describe('BufferPool', () => {

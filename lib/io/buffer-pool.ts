@@ -1,9 +1,11 @@
 /**
- * Reusable reply buffers for the NBD server.
+ * Reusable read buffers: the NBD server's replies, and a backup's reads of a chain's
+ * short runs (an incremental backup reads mostly single chunks).
  *
- * Sequential reads come in a few fixed sizes (256 KiB from nbdcopy, 64 KiB from
- * QEMU, 4 KiB random I/O); allocating a fresh buffer for each and faulting its
- * pages in cost a third of the read throughput. Buffers are kept by size class
+ * Reads come in a few fixed sizes (256 KiB from nbdcopy, 64 KiB from QEMU or a
+ * chunk, 4 KiB random I/O); allocating a fresh buffer for each and faulting its
+ * pages in cost a third of the NBD read throughput, and the collections those
+ * buffers set off most of an incremental backup's. Buffers are kept by size class
  * (powers of two from 4 KiB to 32 MiB), up to `maxBytes` in all, and handed out
  * as views of exactly the length asked for.
  *
@@ -29,6 +31,11 @@ export class BufferPool {
   /** Bytes held in the free lists. */
   get pooledBytes(): number {
     return this.#pooledBytes;
+  }
+
+  /** The memory a buffer of `length` bytes from this pool holds (its size class). */
+  static sizeFor(length: number): number {
+    return classOf(length);
   }
 
   /** A buffer of exactly `length` bytes (contents undefined). */
