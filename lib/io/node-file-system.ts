@@ -78,6 +78,28 @@ function fsCall<T>(fn: (cb: (err: NodeJS.ErrnoException | null, value?: T) => vo
 const MAX_IOV = 1024;
 
 /**
+ * Bytes handed to one write call. Since Linux 6.16 ext4 caches a large buffered
+ * write in large folios, and where free memory is cold (a VM whose free pages went
+ * back to the host) allocating them stalls: measured on our CI machine, 10 MiB
+ * written and fdatasync'ed took 8-45 ms in one call (half the runs over 40 ms) and
+ * 9-11 ms in 1 MiB calls. Pieces cost one more syscall per MiB, nothing measurable.
+ */
+export const MAX_WRITE_BYTES = 1024 * 1024;
+
+/** The first buffers of `pending` up to one write call's limits (the last one cut). */
+function writeBatch(pending: readonly Uint8Array[]): Uint8Array[] {
+  const batch: Uint8Array[] = [];
+  let bytes = 0;
+  for (const b of pending) {
+    if (batch.length === MAX_IOV || bytes === MAX_WRITE_BYTES) break;
+    const take = Math.min(b.length, MAX_WRITE_BYTES - bytes);
+    batch.push(take === b.length ? b : b.subarray(0, take));
+    bytes += take;
+  }
+  return batch;
+}
+
+/**
  * A closed handle must fail rather than use its old descriptor number: the kernel
  * hands that number to the next file opened, so a late read would return another
  * file's bytes and a late write would damage it.
@@ -120,23 +142,12 @@ class NodeFileHandle implements FileHandle {
 
   async write(buffers: readonly Uint8Array[], position: number): Promise<void> {
     if (this.#closed) throw closedError('write', this.path);
-    if (buffers.length === 1) {
-      let buf = buffers[0]!;
-      let pos = position;
-      while (buf.length > 0) {
-        if (this.#closed) throw closedError('write', this.path);
-        const n = await fsWrite(this.#fd, buf, pos);
-        buf = buf.subarray(n);
-        pos += n;
-      }
-      return;
-    }
     let pending = buffers.filter((b) => b.length > 0);
     let pos = position;
     while (pending.length > 0) {
-      if (this.#closed) throw closedError('writev', this.path);
-      const batch = pending.slice(0, MAX_IOV);
-      const n = await fsWritev(this.#fd, batch, pos);
+      if (this.#closed) throw closedError('write', this.path);
+      const batch = writeBatch(pending);
+      const n = batch.length === 1 ? await fsWrite(this.#fd, batch[0]!, pos) : await fsWritev(this.#fd, batch, pos);
       pos += n;
       pending = afterTransfer(pending, n);
     }

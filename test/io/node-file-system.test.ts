@@ -4,13 +4,15 @@
  * IOV_MAX buffers) and createExclusive's refusal to follow a planted symlink.
  *
  * Short writes are provoked by wrapping node:fs's own write/writev so each call
- * writes at most a few bytes of what it was given, on a real file.
+ * writes at most a few bytes of what it was given, on a real file. Large writes go
+ * to the kernel in pieces of at most MAX_WRITE_BYTES (see there why).
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { NodeFileSystem } from '../../lib/io/node-file-system.js';
+import { MAX_WRITE_BYTES, NodeFileSystem } from '../../lib/io/node-file-system.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 let dir: string;
@@ -96,6 +98,42 @@ describe('NodeFileSystem write loops', () => {
     vi.restoreAllMocks();
     await h.close();
     expect(fs.readFileSync(path.join(dir, 'a')).equals(Buffer.concat(parts))).toBe(true);
+  });
+
+  it('large writes go to the kernel in pieces of at most MAX_WRITE_BYTES, and land whole and in order', async () => {
+    const sizes = fc.array(fc.oneof(fc.integer({ min: 0, max: 4096 }), fc.integer({ min: MAX_WRITE_BYTES - 3, max: 3 * MAX_WRITE_BYTES + 5 })), { minLength: 1, maxLength: 6 });
+    await fc.assert(
+      fc.asyncProperty(sizes, fc.integer({ min: 0, max: 9999 }), async (lengths, position) => {
+        const parts = lengths.map((n) => randomBytes(n));
+        const file = path.join(dir, `p-${lengths.join('-')}-${position}`);
+        const realWrite = fs.write.bind(fs) as unknown as (fd: number, b: Uint8Array, o: number, l: number, p: number, cb: WriteCb) => void;
+        const realWritev = fs.writev.bind(fs) as unknown as (fd: number, bufs: Uint8Array[], p: number, cb: WriteCb) => void;
+        const calls: number[] = [];
+        vi.spyOn(fs, 'write').mockImplementation(((fd: number, b: Uint8Array, o: number, l: number, p: number, cb: WriteCb) => {
+          calls.push(l);
+          realWrite(fd, b, o, l, p, cb);
+        }) as unknown as typeof fs.write);
+        vi.spyOn(fs, 'writev').mockImplementation(((fd: number, bufs: Uint8Array[], p: number, cb: WriteCb) => {
+          calls.push(bufs.reduce((n, b) => n + b.length, 0));
+          realWritev(fd, bufs, p, cb);
+        }) as unknown as typeof fs.writev);
+        const h = await nfs.open(file, 'createExclusive');
+        try {
+          await h.write(parts, position);
+        } finally {
+          vi.restoreAllMocks();
+          await h.close();
+        }
+        const total = lengths.reduce((a, b) => a + b, 0);
+        expect(Math.max(0, ...calls)).toBeLessThanOrEqual(MAX_WRITE_BYTES);
+        expect(calls.length).toBe(Math.ceil(total / MAX_WRITE_BYTES));
+        const back = fs.readFileSync(file);
+        expect(back.length).toBe(total === 0 ? 0 : position + total);
+        if (total > 0) expect(back.subarray(position).equals(Buffer.concat(parts))).toBe(true);
+        fs.rmSync(file);
+      }),
+      { numRuns: 25 },
+    );
   });
 
   it('a failing write rejects with the errno error', async () => {
