@@ -6,6 +6,10 @@
  * target holds either the complete old content or the complete new content, never
  * a mix; a leftover temporary file is recognisable by its `.tmp-` infix and is
  * removed by whoever next replaces the same file.
+ *
+ * A cache (whatever can be rebuilt, and is checked when read) may skip the syncs:
+ * readers then still see the old or the new content whole, but a crash may leave
+ * neither.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -18,7 +22,8 @@ export function tempNameFor(target: string): string {
   return `${target}${TEMP_INFIX}${randomBytes(6).toString('hex')}`;
 }
 
-export async function atomicReplace(fs: FileSystem, target: string, data: Uint8Array): Promise<void> {
+export async function atomicReplace(fs: FileSystem, target: string, data: Uint8Array, options: { readonly durable?: boolean } = {}): Promise<void> {
+  const durable = options.durable ?? true;
   const tmp = tempNameFor(target);
   let created = false;
   try {
@@ -26,13 +31,13 @@ export async function atomicReplace(fs: FileSystem, target: string, data: Uint8A
     created = true;
     try {
       await handle.write([data], 0);
-      await handle.datasync();
+      if (durable) await handle.datasync();
     } finally {
       await handle.close();
     }
     await fs.rename(tmp, target);
     created = false;
-    await fs.syncDir(path.dirname(target));
+    if (durable) await fs.syncDir(path.dirname(target));
   } catch (err) {
     if (created) await fs.unlink(tmp).catch(() => undefined);
     throw fromSystemError(err, target, 'replacing file failed');

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { checksumBlocks } from '../chain/block-checksums.js';
 import type { ErrorCode } from '../errors.js';
 import { DeltaDiskError, isDeltaDiskError } from '../errors.js';
-import type { ChainEntry, Entry } from '../format/manifest.js';
+import type { ChainEntry, Entry, Manifest } from '../format/manifest.js';
 import { MAX_ENTRIES, ZERO_HASH } from '../format/repo-limits.js';
 import type { FileSystem } from '../io/file-system.js';
 import type { ChunkIndex } from './chunk-index.js';
@@ -97,7 +97,8 @@ export class BackupSession {
   bytesTotal = 0;
   #bytesDone = 0;
   #lastProgress = 0;
-  #previousChains: Promise<Map<string, { backupId: string; entry: ChainEntry; time: string; end: string }>> | undefined;
+  #previousChains: Promise<Map<string, string[]>> | undefined;
+  readonly #manifests = new Map<string, Promise<Manifest | undefined>>();
 
   constructor(repo: Repository, index: ChunkIndex, options: BackupOptions) {
     this.repo = repo;
@@ -186,27 +187,57 @@ export class BackupSession {
    */
   async previousChain(diskId: string): Promise<{ backupId: string; entry: ChainEntry } | undefined> {
     // Looked up once per backup (disks backed up together share the one scan).
-    this.#previousChains ??= this.#latestChains();
-    return (await this.#previousChains).get(diskId);
+    this.#previousChains ??= this.#chainCandidates();
+    const candidates = (await this.#previousChains).get(diskId) ?? [];
+    // Latest first; a manifest damaged since it was cataloged is passed over, as the
+    // scan of every manifest did.
+    for (const backupId of candidates) {
+      let manifest = this.#manifests.get(backupId);
+      if (manifest === undefined) {
+        manifest = this.repo.loadManifest(backupId).catch((err: unknown) => {
+          if (!isDeltaDiskError(err, 'BACKUP_NOT_FOUND')) this.warn(`backup ${backupId}`, err);
+          return undefined;
+        });
+        this.#manifests.set(backupId, manifest);
+      }
+      const entry = (await manifest)?.entries.find((e): e is ChainEntry => e.type === 'chain' && e.chain.diskId === diskId);
+      if (entry !== undefined) return { backupId, entry };
+    }
+    return undefined;
   }
 
-  async #latestChains(): Promise<Map<string, { backupId: string; entry: ChainEntry; time: string; end: string }>> {
+  /** For each chain disk, the backups holding it that no check marked failed, latest first. */
+  async #chainCandidates(): Promise<Map<string, string[]>> {
     const failed = new Set((await this.repo.backend.list('verify')).map((f) => f.name));
-    const found = new Map<string, { backupId: string; entry: ChainEntry; time: string; end: string }>();
-    for (const id of await this.repo.backupIds()) {
-      if (failed.has(id)) continue;
-      const m = await this.repo.loadManifest(id).catch((err: unknown) => {
-        if (!isDeltaDiskError(err, 'BACKUP_NOT_FOUND')) this.warn(`backup ${id}`, err);
-        return undefined;
-      });
-      if (m === undefined) continue;
+    // The latest manifest read for each disk is kept: it is most likely the base.
+    const kept = new Map<string, Manifest>();
+    const keep = (m: Manifest): void => {
       for (const e of m.entries) {
         if (e.type !== 'chain') continue;
-        const cur = found.get(e.chain.diskId);
-        if (cur === undefined || cur.time < m.time || (cur.time === m.time && cur.end < m.end)) found.set(e.chain.diskId, { backupId: id, entry: e, time: m.time, end: m.end });
+        const cur = kept.get(e.chain.diskId);
+        if (cur === undefined || cur.time < m.time || (cur.time === m.time && cur.end < m.end)) kept.set(e.chain.diskId, m);
+      }
+    };
+    const backups = await this.repo.catalogBackups((id, err) => this.warn(`backup ${id}`, err), keep);
+    for (const m of new Set(kept.values())) this.#manifests.set(m.id, Promise.resolve(m));
+    const byDisk = new Map<string, { id: string; time: string; end: string; order: number }[]>();
+    let order = 0;
+    for (const [id, b] of backups) {
+      order++;
+      if (failed.has(id)) continue;
+      for (const diskId of new Set(b.disks)) {
+        let list = byDisk.get(diskId);
+        if (list === undefined) byDisk.set(diskId, (list = []));
+        list.push({ id, time: b.time, end: b.end, order });
       }
     }
-    return found;
+    const out = new Map<string, string[]>();
+    for (const [diskId, list] of byDisk) {
+      // Latest capture first, then latest end; among equals, the first listed.
+      list.sort((a, b) => (a.time !== b.time ? (a.time < b.time ? 1 : -1) : a.end !== b.end ? (a.end < b.end ? 1 : -1) : a.order - b.order));
+      out.set(diskId, list.map((x) => x.id));
+    }
+    return out;
   }
 }
 

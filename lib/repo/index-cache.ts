@@ -27,10 +27,10 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { tempNameFor } from '../io/atomic-replace.js';
+import { atomicReplace } from '../io/atomic-replace.js';
 import type { FileSystem } from '../io/file-system.js';
 import { makeDirs } from '../io/make-dirs.js';
-import { readUpTo } from '../io/positional.js';
+import { readFileUpTo } from '../io/positional.js';
 import { CACHE_USABLE, decodeIndexCache, encodeIndexCache, type CachedIndexFile } from '../format/index-cache.js';
 import { PACK_ENTRY_SIZE } from '../format/pack-header.js';
 import { ChunkIndex } from './chunk-index.js';
@@ -78,20 +78,9 @@ export class IndexCache {
     if (!CACHE_USABLE) return undefined;
     const entries = listed.reduce((n, f) => n + Math.floor(f.size / PACK_ENTRY_SIZE), 0);
     const maxBytes = entries * CACHE_BYTES_PER_ENTRY + listed.length * 64 + CACHE_SLACK_BYTES;
-    let bytes: Buffer;
     try {
-      const h = await this.#fs.open(this.file, 'read');
-      try {
-        const size = (await h.stat()).size;
-        if (size > maxBytes) return undefined;
-        bytes = await readUpTo(h, 0, size);
-      } finally {
-        await h.close();
-      }
-    } catch {
-      return undefined;
-    }
-    try {
+      const bytes = await readFileUpTo(this.#fs, this.file, maxBytes);
+      if (bytes === undefined) return undefined;
       const c = decodeIndexCache(bytes, maxBytes, this.file);
       if (c.repo !== this.#repoId || !c.avoid.equals(avoid)) return undefined;
       const sizes = new Map(listed.map((f) => [f.name, f.size]));
@@ -108,19 +97,11 @@ export class IndexCache {
    */
   async save(index: ChunkIndex, files: readonly CachedIndexFile[], avoid: Buffer): Promise<boolean> {
     if (!CACHE_USABLE) return false;
-    const tmp = tempNameFor(this.file);
     try {
       const bytes = encodeIndexCache({ repo: this.#repoId, avoid, files, columns: index.columns() });
       await makeDirs(this.#fs, this.#dir, 0o700);
-      const h = await this.#fs.open(tmp, 'createExclusive');
-      try {
-        await h.write([bytes], 0);
-      } finally {
-        await h.close();
-      }
-      await this.#fs.rename(tmp, this.file);
+      await atomicReplace(this.#fs, this.file, bytes, { durable: false });
     } catch {
-      await this.#fs.unlink(tmp).catch(() => undefined);
       return false;
     }
     await this.#forgetStale().catch(() => undefined);
@@ -128,17 +109,17 @@ export class IndexCache {
   }
 
   /**
-   * Removes the index caches of repositories no backup from here has used for
-   * STALE_DAYS (moved or deleted ones, most likely), and temporaries left by a
-   * crash, as restic does with its caches. A cache removed too eagerly costs one
-   * full index load.
+   * Removes the index caches and backup catalogs (backup-catalog.ts) of
+   * repositories no backup from here has used for STALE_DAYS (moved or deleted ones,
+   * most likely), and temporaries left by a crash, as restic does with its caches. A
+   * cache removed too eagerly costs one full index load.
    */
   async #forgetStale(): Promise<void> {
     const now = Date.now();
     for (const name of await this.#fs.readdir(this.#dir)) {
-      const own = name === path.basename(this.file);
-      const cache = /^[0-9a-f]{32}\.index$/.test(name);
-      const temp = /^[0-9a-f]{32}\.index\.tmp-/.test(name);
+      const own = name === path.basename(this.file) || name === `${this.#repoId}.backups`;
+      const cache = /^[0-9a-f]{32}\.(index|backups)$/.test(name);
+      const temp = /^[0-9a-f]{32}\.(index|backups)\.tmp-/.test(name);
       if (own || !(cache || temp)) continue;
       const p = path.join(this.#dir, name);
       const st = await this.#fs.lstat(p).catch(() => undefined);

@@ -24,6 +24,7 @@ import type { FileSystem } from '../io/file-system.js';
 import { nodeFileSystem } from '../io/node-file-system.js';
 import type { StorageBackend, StoredFile } from './backend.js';
 import { ChunkIndex, PackFlag } from './chunk-index.js';
+import { BackupCatalog, catalogEntry, type CatalogedBackup } from './backup-catalog.js';
 import { avoidDigest, IndexCache } from './index-cache.js';
 import { decompressChunk } from './compression.js';
 import { LocalBackend } from './local-backend.js';
@@ -105,6 +106,7 @@ export class Repository {
   readonly fs: FileSystem;
   readonly lock: RepoLock | undefined;
   readonly #cache: IndexCache | undefined;
+  readonly #catalog: BackupCatalog | undefined;
   readonly #basis = new WeakMap<ChunkIndex, IndexBasis>();
   #closed = false;
 
@@ -115,6 +117,7 @@ export class Repository {
     this.fs = fs;
     this.lock = lock;
     this.#cache = cacheDir === undefined ? undefined : new IndexCache(fs, cacheDir, config.id);
+    this.#catalog = cacheDir === undefined ? undefined : new BackupCatalog(fs, cacheDir, config.id);
   }
 
   /**
@@ -217,6 +220,37 @@ export class Repository {
       throw err;
     }
     return decodeManifest(bytes, id, path.join(this.location, 'snapshots', id));
+  }
+
+  /**
+   * When each backup was taken and which chain disks it holds, by id in listing
+   * order: from this machine's backup catalog (backup-catalog.ts) where it knows the
+   * manifest, else read from the manifest (and then cataloged, and handed to
+   * `onRead`). A manifest that cannot be read is reported through `onDamaged` and
+   * left out.
+   */
+  async catalogBackups(onDamaged: (id: string, err: unknown) => void, onRead?: (m: Manifest) => void): Promise<Map<string, CatalogedBackup>> {
+    this.assertOpen();
+    const known = (await this.#catalog?.load()) ?? new Map<string, CatalogedBackup>();
+    const out = new Map<string, CatalogedBackup>();
+    let learned = false;
+    for (const f of await this.backend.list('snapshot')) {
+      let c = known.get(f.name);
+      if (c === undefined || c.size !== f.size) {
+        try {
+          const m = await this.loadManifest(f.name);
+          c = catalogEntry(m, f.size);
+          onRead?.(m);
+        } catch (err) {
+          if (!isDeltaDiskError(err, 'BACKUP_NOT_FOUND')) onDamaged(f.name, err);
+          continue;
+        }
+        learned = true;
+      }
+      out.set(f.name, c);
+    }
+    if (learned || out.size !== known.size) await this.#catalog?.save(out);
+    return out;
   }
 
   /**

@@ -81,6 +81,14 @@ describe('atomicReplace', () => {
     expect(ops).toEqual(['create', 'write', 'datasync', 'close', 'rename', 'syncDir']);
   });
 
+  it('for a cache (durable: false) writes and renames without syncing', async () => {
+    const ffs = new FaultFS(nodeFileSystem, { trace: true });
+    await atomicReplace(ffs, target, Buffer.from('cached'), { durable: false });
+    expect(ffs.trace!.map((c) => c.split(' ')[0])).toEqual(['create', 'write', 'close', 'rename']);
+    expect(fs.readFileSync(target, 'utf8')).toBe('cached');
+    expect(names()).toEqual(['disk.chain']);
+  });
+
   it('a full device is NO_SPACE, with the target named', async () => {
     const ffs = new FaultFS(nodeFileSystem, { trace: true }).fail({ op: 'write', code: 'ENOSPC' });
     try {
