@@ -151,8 +151,11 @@ async function main(): Promise<void> {
   // 1. First backup of an incompressible image, then its restore.
   const repo = path.join(ROOT, 'repo');
   await deltadisk('repo', 'init', repo);
+  // Every timed step starts on a settled device (bench-util `quiet`), restic's too.
+  quiet();
   const b1 = await deltadisk('backup', rnd, '--repo', repo, '--json');
   const id1 = summaryOf(b1).backup_id as string;
+  quiet();
   const r1 = await verifyRestore(repo, id1, 'random.img', rndSha);
   const repoSize1 = duBytes(path.join(repo, 'packs'));
   let line = `first backup, incompressible: ${b1.seconds.toFixed(2)} s (${rate(SIZE, b1.seconds)}), stored ${gib(repoSize1)}, peak RSS ${(b1.maxRssKiB / 1024).toFixed(0)} MiB`;
@@ -162,9 +165,11 @@ async function main(): Promise<void> {
   if (RESTIC) {
     const rr = path.join(ROOT, 'restic');
     await restic('init', '--repo', rr);
+    quiet();
     const rb = await restic('backup', '--repo', rr, '--json', rnd);
     const rs = duBytes(path.join(rr, 'data'));
     const target = path.join(ROOT, 'restic-restore');
+    quiet();
     const rres = await restic('restore', 'latest', '--repo', rr, '--target', target);
     if ((await sha256File(path.join(target, rnd))) !== rndSha) fail('restic restore differs');
     fs.rmSync(target, { recursive: true, force: true });
@@ -180,6 +185,7 @@ async function main(): Promise<void> {
   // 2. First backup of a half-zero image: zeros cost nothing to store.
   const repo2 = path.join(ROOT, 'repo-half');
   await deltadisk('repo', 'init', repo2);
+  quiet();
   const b2 = await deltadisk('backup', half, '--repo', repo2, '--json');
   await verifyRestore(repo2, summaryOf(b2).backup_id as string, 'half-zero.img', halfSha);
   const s2 = duBytes(path.join(repo2, 'packs'));
@@ -188,6 +194,7 @@ async function main(): Promise<void> {
   if (RESTIC) {
     const rr = path.join(ROOT, 'restic-half');
     await restic('init', '--repo', rr);
+    quiet();
     const rb = await restic('backup', '--repo', rr, '--json', half);
     const rs = duBytes(path.join(rr, 'data'));
     line += ` | restic ${rb.seconds.toFixed(2)} s, stored ${gib(rs)}`;
@@ -246,8 +253,10 @@ async function main(): Promise<void> {
     await restic('init', '--repo', rr);
     const raw = path.join(ROOT, 'chain-state.raw');
     fs.writeFileSync(raw, bytes);
+    quiet();
     const rb1 = await restic('backup', '--repo', rr, raw);
     await deltadisk('export', diskPath, '-o', raw, '--force');
+    quiet();
     const rb2 = await restic('backup', '--repo', rr, raw);
     line += ` | restic on the raw image: ${rb1.seconds.toFixed(2)} s, then ${rb2.seconds.toFixed(2)} s (${((rb2.seconds / rb1.seconds) * 100).toFixed(1)} %) | deltadisk's second backup ${(rb2.seconds / c2.seconds).toFixed(1)}x faster`;
     Object.assign(vals3, { resticFirstSeconds: rb1.seconds, resticSecondSeconds: rb2.seconds });
