@@ -17,6 +17,10 @@
  *    compiled more than it holds (so it grows to cover the commands used), written
  *    to a temporary name and renamed; files of other keys unused for a week are
  *    removed then;
+ *  - finding out whether a run compiled more means serializing the cache again (~4
+ *    ms), so once a run of a command (its leading words) found nothing to add, the
+ *    command is listed in `<cache>.covered` and its runs no longer ask; the list
+ *    starts empty whenever the cache is written from scratch;
  *  - nothing about the cache can fail a command: every error is ignored.
  * `--no-cache` anywhere in the arguments, as for the index cache, skips it.
  *
@@ -39,12 +43,38 @@ const key = `${createHash('sha256').update(source).digest('hex').slice(0, 16)}-$
 const dir = defaultCacheDir();
 const file = path.join(dir, `cli-${key}.v8`);
 
+const coveredFile = `${file}.covered`;
+/** The command of this run: its leading words (`vm snapshot create`), not options or paths; `-` for none. */
+const command = (() => {
+  const words: string[] = [];
+  for (const a of process.argv.slice(2)) {
+    if (!/^[a-z][a-z-]*$/.test(a) || words.length === 3) break;
+    words.push(a);
+  }
+  return words.length === 0 ? '-' : words.join(' ');
+})();
+
 let cached: Buffer | undefined;
+let covered = new Set<string>();
 if (useCache) {
   try {
     cached = fs.readFileSync(file);
+    if (fs.statSync(coveredFile).size <= 64 * 1024) covered = new Set(fs.readFileSync(coveredFile, 'utf8').split('\n').filter((l) => l !== ''));
   } catch {
-    cached = undefined;
+    // No cache, or no list yet.
+  }
+}
+
+/** Writes `data` to `target` through a temporary name (no partial file on failure). */
+function replace(target: string, data: string | Uint8Array): void {
+  const tmp = `${target}.tmp-${process.pid}`;
+  try {
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, target);
+  } catch (err) {
+    // A full device leaves no partial temporary behind.
+    fs.rmSync(tmp, { force: true });
+    throw err;
   }
 }
 const script = new vm.Script((Module as unknown as { wrap(code: string): string }).wrap(source), {
@@ -54,22 +84,22 @@ const script = new vm.Script((Module as unknown as { wrap(code: string): string 
 
 function saveCache(): void {
   try {
+    const usable = cached !== undefined && !script.cachedDataRejected;
+    if (usable && covered.has(command)) return;
     const data = script.createCachedData();
-    if (cached !== undefined && !script.cachedDataRejected && data.length <= cached.length) return;
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const tmp = `${file}.tmp-${process.pid}`;
-    try {
-      fs.writeFileSync(tmp, data);
-      fs.renameSync(tmp, file);
-    } catch (err) {
-      // A full device leaves no partial temporary behind.
-      fs.rmSync(tmp, { force: true });
-      throw err;
+    if (usable && data.length <= cached!.length) {
+      covered.add(command);
+      replace(coveredFile, [...covered].map((c) => `${c}\n`).join(''));
+      return;
     }
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    replace(file, data);
+    // Written from scratch, the cache holds what this run compiled alone.
+    if (!usable) fs.rmSync(coveredFile, { force: true });
     // Other builds' caches go once unused for a week (not at once: two Node versions
     // taking turns would otherwise rewrite theirs on every run).
     for (const name of fs.readdirSync(dir)) {
-      if (!name.startsWith('cli-') || !name.endsWith('.v8') || name === path.basename(file)) continue;
+      if (!name.startsWith('cli-') || !(name.endsWith('.v8') || name.endsWith('.v8.covered')) || name.startsWith(path.basename(file))) continue;
       const other = path.join(dir, name);
       if (Date.now() - fs.statSync(other).mtimeMs > 7 * 24 * 3600 * 1000) fs.rmSync(other, { force: true });
     }

@@ -1,7 +1,7 @@
 /**
  * The executable's code cache (cli/launcher.ts): written to DELTADISK_CACHE_DIR by a
- * run, kept while it covers what runs compile, replaced when damaged (the command
- * still works), files of other builds removed once unused for a week; nothing with
+ * run, kept while it covers what runs compile (the commands found to add nothing are
+ * listed, and then no longer checked), replaced when damaged (the command still works), files of other builds removed once unused for a week; nothing with
  * --no-cache, and nothing lost when the directory cannot be written.
  */
 import fs from 'node:fs';
@@ -32,10 +32,25 @@ describe('deltadisk executable', () => {
     const file = path.join(cacheDir, name!);
     const size = fs.statSync(file).size;
     expect(size).toBeGreaterThan(1000);
-    // A run that compiles more (a whole command) grows it.
+    const covered = `${file}.covered`;
+    const coveredList = (): string[] => (fs.existsSync(covered) ? fs.readFileSync(covered, 'utf8').split('\n').filter((l) => l !== '') : []);
+    // Written from scratch: no command is known to be covered yet. Once a run of the
+    // same command adds nothing (the second or third: a run from the cache takes a
+    // path or two the first did not), it says so, and the cache stays as it is.
+    expect(coveredList()).toEqual([]);
+    for (let i = 0; i < 3 && coveredList().length === 0; i++) expect((await runCli(['--version'], { env: env() })).code).toBe(0);
+    expect(coveredList()).toEqual(['-']);
+    const stable = fs.statSync(file).size;
+    expect(stable).toBeGreaterThanOrEqual(size);
+    expect((await runCli(['--version'], { env: env() })).code).toBe(0);
+    expect(fs.statSync(file).size).toBe(stable);
+    // A run that compiles more (a whole command) grows it; the list stands.
     const repo = path.join(dir, 'repo');
     expect((await runCli(['repo', 'init', repo], { env: env() })).code).toBe(0);
-    expect(fs.statSync(file).size).toBeGreaterThan(size);
+    expect(fs.statSync(file).size).toBeGreaterThan(stable);
+    expect(coveredList()).toEqual(['-']);
+    for (let i = 0; i < 3 && !coveredList().includes('snapshots'); i++) expect((await runCli(['snapshots', '--repo', repo], { env: env() })).code).toBe(0);
+    expect(coveredList().sort()).toEqual(['-', 'snapshots']);
     // Damaged: V8 refuses it, the command runs as usual, and the cache is written anew.
     fs.writeFileSync(file, Buffer.alloc(5000, 0x5a));
     const old = path.join(cacheDir, 'cli-0000000000000000-v0.0.0-x64.v8');
@@ -48,6 +63,7 @@ describe('deltadisk executable', () => {
     expect(again.code).toBe(0);
     expect(again.stdout).toBe(first.stdout);
     expect(fs.readFileSync(file).equals(Buffer.alloc(5000, 0x5a))).toBe(false);
+    expect(coveredList()).toEqual([]); // written from scratch again
     expect(codeCaches().sort()).toEqual([name, recent].sort());
   });
 
