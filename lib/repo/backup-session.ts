@@ -215,7 +215,7 @@ export class BackupSession {
       for (const e of m.entries) {
         if (e.type !== 'chain') continue;
         const cur = kept.get(e.chain.diskId);
-        if (cur === undefined || cur.time < m.time || (cur.time === m.time && cur.end < m.end)) kept.set(e.chain.diskId, m);
+        if (cur === undefined || isLater(m, cur)) kept.set(e.chain.diskId, m);
       }
     };
     const backups = await this.repo.catalogBackups((id, err) => this.warn(`backup ${id}`, err), keep);
@@ -233,12 +233,17 @@ export class BackupSession {
     }
     const out = new Map<string, string[]>();
     for (const [diskId, list] of byDisk) {
-      // Latest capture first, then latest end; among equals, the first listed.
-      list.sort((a, b) => (a.time !== b.time ? (a.time < b.time ? 1 : -1) : a.end !== b.end ? (a.end < b.end ? 1 : -1) : a.order - b.order));
+      // Latest first; among equals, the first listed.
+      list.sort((a, b) => (isLater(a, b) ? -1 : isLater(b, a) ? 1 : a.order - b.order));
       out.set(diskId, list.map((x) => x.id));
     }
     return out;
   }
+}
+
+/** Whether backup `a` is later than `b`: a later capture, or the same capture and a later end. */
+function isLater(a: { readonly time: string; readonly end: string }, b: { readonly time: string; readonly end: string }): boolean {
+  return a.time !== b.time ? a.time > b.time : a.end > b.end;
 }
 
 const ZEROS = Buffer.alloc(1024 * 1024);

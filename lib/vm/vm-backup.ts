@@ -29,9 +29,8 @@ import { DeltaDiskError, fromSystemError } from '../errors.js';
 import type { Entry } from '../format/manifest.js';
 import type { VmDiskRecord, VmHookRecord, VmRecord } from '../format/vm-record.js';
 import type { FileStat } from '../io/file-system.js';
-import { Mutex } from '../io/mutex.js';
 import { nodeFileSystem } from '../io/node-file-system.js';
-import { settleLimited } from '../io/settle-limited.js';
+import { runLimited, settleLimited } from '../io/settle-limited.js';
 import { backupFile, runBackup, type BackupOptions, type BackupResult } from '../repo/backup.js';
 import type { BackupSession } from '../repo/backup-session.js';
 import { backupChain } from '../repo/chain-backup.js';
@@ -123,20 +122,16 @@ async function addItems(s: BackupSession, c: Capture, names: Map<CapturedItem, s
   // disk waits on its own files and the repository, not on the others); the entries
   // go in in order all the same.
   const disks = sorted.filter((i): i is CapturedChainDisk => i.type === 'chain-disk');
-  const reading = new Map<CapturedItem, Promise<Entry>>();
-  const lanes = Array.from({ length: DISKS_AT_ONCE }, () => new Mutex());
   let failed = false;
-  for (const [k, item] of disks.entries()) {
-    const entry = lanes[k % lanes.length]!.run(async () => {
-      if (failed) throw new DeltaDiskError('INTERRUPTED', 'the VM backup failed');
-      const st = await nodeFileSystem.stat(item.source).catch((err: unknown) => {
-        throw fromSystemError(err, item.source, `cannot back up ${item.name} of the VM`);
-      });
-      return backupChain(s, item.source, names.get(item)!, st, { snapshot: item.snapshot.name });
+  const entries = runLimited(disks, DISKS_AT_ONCE, async (item) => {
+    if (failed) throw new DeltaDiskError('INTERRUPTED', 'the VM backup failed');
+    const st = await nodeFileSystem.stat(item.source).catch((err: unknown) => {
+      throw fromSystemError(err, item.source, `cannot back up ${item.name} of the VM`);
     });
-    entry.catch(() => undefined); // awaited below, or settled before a failure is thrown
-    reading.set(item, entry);
-  }
+    return backupChain(s, item.source, names.get(item)!, st, { snapshot: item.snapshot.name });
+  });
+  for (const e of entries) e.catch(() => undefined); // awaited below, or settled before a failure is thrown
+  const reading = new Map<CapturedItem, Promise<Entry>>(disks.map((d, k) => [d, entries[k]!]));
   try {
     const dirs = new Set<string>();
     for (const item of sorted) {

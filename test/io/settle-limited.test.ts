@@ -1,10 +1,11 @@
 /**
  * settleLimited: allSettled semantics (every item runs, results in the items'
  * order, rejections reported, not thrown) with never more than `limit` calls
- * running at once.
+ * running at once. runLimited: the same work as one promise per item, each settling
+ * as its own call ends.
  */
 import { describe, expect, it } from 'vitest';
-import { settleLimited } from '../../lib/io/settle-limited.js';
+import { runLimited, settleLimited } from '../../lib/io/settle-limited.js';
 
 const tick = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -32,5 +33,25 @@ describe('settleLimited', () => {
       { status: 'fulfilled', value: 2 },
     ]);
     expect(await settleLimited([1, 2], 0, async (x) => x)).toHaveLength(2);
+  });
+
+  it('runLimited settles each item as its call ends, a slot freed going to the next item', async () => {
+    const started: number[] = [];
+    const ended: number[] = [];
+    const out = runLimited([30, 5, 5, 5], 2, async (ms, i) => {
+      started.push(i);
+      await tick(ms);
+      ended.push(i);
+      if (i === 2) throw new Error('two');
+      return i;
+    });
+    out.forEach((p) => p.catch(() => undefined));
+    // The first item is still running when the short ones go through the other slot.
+    expect(await out[1]).toBe(1);
+    await expect(out[2]).rejects.toThrow('two');
+    expect(await out[3]).toBe(3);
+    expect(ended).toEqual([1, 2, 3]);
+    expect(await out[0]).toBe(0);
+    expect(started).toEqual([0, 1, 2, 3]);
   });
 });
