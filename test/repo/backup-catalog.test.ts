@@ -3,15 +3,18 @@
  * catalog does not know and the one it builds on; the catalog agrees with the
  * manifests (forgotten backups drop out, a manifest listed with another size is read
  * again, a damaged manifest is reported every time and never cataloged); a damaged,
- * foreign or absent catalog means reading every manifest; and a manifest damaged after
- * it was cataloged is passed over, with a warning, by the backup that would build on it.
+ * foreign or absent catalog means reading every manifest; a well-framed catalog with
+ * hostile fields is refused (REPO_CORRUPT) and read as none; and a manifest damaged
+ * after it was cataloged is passed over, with a warning, by the backup that would
+ * build on it.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { backup, Disk, Repository, restore, type ChainEntry } from '../../lib/index.js';
-import { decodeBackupCatalog, encodeBackupCatalog } from '../../lib/format/backup-catalog.js';
+import { BACKUP_CATALOG_MAGIC, decodeBackupCatalog, encodeBackupCatalog, MAX_CATALOG_BACKUPS } from '../../lib/format/backup-catalog.js';
+import { encodeFramed } from '../../lib/format/framed.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
 import { BackupCatalog } from '../../lib/repo/backup-catalog.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -200,5 +203,50 @@ describe('backup catalog', () => {
     const out = path.join(dir, 'out');
     await withRepo((r) => restore(r, third.id, { target: out, flatten: true, verify: true }));
     expect(fs.readFileSync(path.join(out, 'disk.raw')).equals(cur)).toBe(true);
+  });
+});
+
+describe('decodeBackupCatalog', () => {
+  const id = 'a'.repeat(32);
+  const good = [id, 800, '2026-11-22T10:00:00.000000Z', '2026-11-22T10:00:01.000000Z', ['disk-1']];
+  const frame = (payload: unknown): Buffer => encodeFramed(BACKUP_CATALOG_MAGIC, payload);
+
+  it('reads back what was written', () => {
+    const backups = new Map([[id, { size: 800, time: good[2] as string, end: good[3] as string, disks: ['disk-1', 'disk-2'] }]]);
+    expect(decodeBackupCatalog(encodeBackupCatalog({ repo: 'b'.repeat(32), backups }))).toEqual({ repo: 'b'.repeat(32), backups });
+  });
+
+  it('refuses hostile fields with REPO_CORRUPT, and a repository then reads every manifest', async () => {
+    const hostile: unknown[] = [
+      'not a map',
+      { repo: 'x', backups: [] },
+      { repo: 'b'.repeat(32), backups: 'none' },
+      { repo: 'b'.repeat(32), backups: [[id, 800, 'a', 'b']] },
+      { repo: 'b'.repeat(32), backups: [['../../etc', 800, 'a', 'b', []]] },
+      { repo: 'b'.repeat(32), backups: [good, good] },
+      { repo: 'b'.repeat(32), backups: [[id, -1, 'a', 'b', []]] },
+      { repo: 'b'.repeat(32), backups: [[id, 2 ** 40, 'a', 'b', []]] },
+      { repo: 'b'.repeat(32), backups: [[id, 800, '', 'b', []]] },
+      { repo: 'b'.repeat(32), backups: [[id, 800, 'a', 'b', [7]]] },
+      { repo: 'b'.repeat(32), backups: [[id, 800, 'a', 'b', ['']]] },
+    ];
+    for (const payload of hostile) expect(() => decodeBackupCatalog(frame(payload)), JSON.stringify(payload)).toThrow(expect.objectContaining({ code: 'REPO_CORRUPT' }));
+    // Longer than any field may be: refused while decoding, before anything is kept.
+    expect(() => decodeBackupCatalog(frame({ repo: 'b'.repeat(32), backups: [[id, 800, 'x'.repeat(65), 'b', []]] }))).toThrow(expect.objectContaining({ code: 'REPO_CORRUPT' }));
+    expect(MAX_CATALOG_BACKUPS).toBeGreaterThan(365 * 1000);
+    // Written under this repository's name, the hostile catalog is a miss.
+    await touchDisk();
+    await backUp([diskPath]);
+    const file = await catalogFile();
+    const repoId = await withRepo(async (r) => r.config.id);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, frame({ repo: repoId, backups: [good, good] }));
+    const reads = await withRepo(async (r) => {
+      const spy = vi.spyOn(r, 'loadManifest');
+      await r.catalogBackups(() => undefined);
+      return spy.mock.calls.length;
+    });
+    expect(reads).toBe(1);
+    expect(decodeBackupCatalog(fs.readFileSync(file)).backups.size).toBe(1); // replaced by a good one
   });
 });
