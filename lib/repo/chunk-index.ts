@@ -100,7 +100,10 @@ export class ChunkIndex {
       used++;
     }
     if (used !== preferred || used * 2 > t) inconsistent('the table does not hold each preferred entry once');
-    index.#grow(Math.max(1024, n));
+    // Room to add to at once: a backup adds entries to the index it loaded, and
+    // growing would copy every column (fresh memory, which costs page faults) for
+    // the first new chunk. Room never written stays untouched virtual memory.
+    index.#grow(Math.max(1024, n + (n >> 1)));
     index.#hash.set(c.hash);
     index.#pack.set(c.pack);
     index.#offset.set(c.offset);

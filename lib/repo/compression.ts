@@ -18,6 +18,8 @@ import { MAX_BLOB_SIZE } from '../format/repo-limits.js';
 const deflateRaw = promisify(zlib.deflateRaw);
 const inflateRaw = promisify(zlib.inflateRaw);
 
+/** zlib's smallest output piece. */
+const MIN_CHUNK = zlib.constants.Z_MIN_CHUNK;
 const SAMPLE = 256;
 const SAMPLES = 4;
 /** Bits per byte below which a chunk is worth trying. Random data estimates ~7.8 on these samples. */
@@ -55,7 +57,9 @@ export function looksCompressible(data: Uint8Array): boolean {
 /** The stored form of a chunk: deflated when that saves at least 1/16, else the raw bytes. */
 export async function compressChunk(data: Buffer): Promise<{ stored: Buffer; compression: Compression }> {
   if (looksCompressible(data)) {
-    const packed = await deflateRaw(data, { level: 1 });
+    // One output buffer the size of the input: zlib's default 16 KiB pieces cost a
+    // thread-pool round trip each.
+    const packed = await deflateRaw(data, { level: 1, chunkSize: Math.max(MIN_CHUNK, data.length) });
     if (packed.length <= data.length - Math.max(16, data.length >> 4)) return { stored: packed, compression: Compression.DEFLATE };
   }
   return { stored: data, compression: Compression.NONE };
@@ -73,7 +77,7 @@ export async function decompressChunk(stored: Buffer, compression: Compression, 
   }
   let out: Buffer;
   try {
-    out = await inflateRaw(stored, { maxOutputLength: rawLength });
+    out = await inflateRaw(stored, { maxOutputLength: rawLength, chunkSize: Math.max(MIN_CHUNK, rawLength) });
   } catch (err) {
     throw new DeltaDiskError('REPO_CORRUPT', `${what}: compressed data is damaged or inflates past its declared ${rawLength} bytes`, { cause: err });
   }

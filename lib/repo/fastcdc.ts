@@ -15,12 +15,18 @@ import { createHash } from 'node:crypto';
 import { DeltaDiskError } from '../errors.js';
 import type { ChunkerParams } from '../format/repo-config.js';
 
+/** The last table made, by seed: a backup chunks many files with its repository's one seed. */
+let lastGear: { seed: string; table: Uint32Array } | undefined;
+
+/** The gear table of `seed` (256 SHA-256 digests; callers must not change it). */
 export function gearTable(seed: string): Uint32Array {
+  if (lastGear?.seed === seed) return lastGear.table;
   const g = new Uint32Array(256);
   const seedBytes = Buffer.from(seed, 'hex');
   for (let i = 0; i < 256; i++) {
     g[i] = createHash('sha256').update(seedBytes).update(Buffer.from([i])).digest().readUInt32LE(0);
   }
+  lastGear = { seed, table: g };
   return g;
 }
 
