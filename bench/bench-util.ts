@@ -10,9 +10,19 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { NODE_FLAGS } from '../cli/node-flags.js';
 
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
+
+// A benchmark runs under the V8 options of the `deltadisk` executable (its #! line,
+// cli/node-flags.ts), which change how often V8 collects garbage: started without
+// them (`node dist/bench/x.js`), it runs itself again with them, before any of its
+// own code runs (this module is evaluated before the benchmark's body).
+if (!NODE_FLAGS.every((f) => process.execArgv.includes(f))) {
+  const r = spawnSync(process.execPath, [...NODE_FLAGS, ...process.execArgv, process.argv[1]!, ...process.argv.slice(2)], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
 
 /** Multiplies the default sizes (BENCH_SCALE, default 1). */
 export function scale(bytes: number, align = MiB): number {

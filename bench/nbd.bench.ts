@@ -29,6 +29,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { Disk, NbdClient, connectControl } from '../lib/index.js';
 import { exportRawFile } from '../lib/chain/export-raw.js';
+import { NODE_FLAGS } from '../cli/node-flags.js';
 
 const MiB = 1024 * 1024;
 const SIZE = Number(process.env.DELTADISK_BENCH_NBD_SIZE ?? 1024 * MiB);
@@ -87,7 +88,7 @@ function socketPath(dir: string): string {
 
 async function serveDeltadisk(diskPath: string, transport: Transport): Promise<Server> {
   const where = transport === 'unix' ? ['--socket', socketPath(path.dirname(diskPath))] : ['--listen', '127.0.0.1:0'];
-  const child = spawn(process.execPath, [CLI, '--json', 'serve', diskPath, ...where], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...NODE_FLAGS, CLI, '--json', 'serve', diskPath, ...where], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
     readline.createInterface({ input: child.stdout! }).on('line', (line) => {
       const e = JSON.parse(line) as { event: string; uri?: string };

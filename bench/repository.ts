@@ -20,6 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Disk } from '../lib/index.js';
+import { NODE_FLAGS } from '../cli/node-flags.js';
 import { quiet } from './bench-util.js';
 
 const MiB = 2 ** 20;
@@ -70,7 +71,8 @@ function deltadisk(...args: string[]): Promise<Run> {
     process.argv = [process.argv[0], ${JSON.stringify(CLI)}, ...${JSON.stringify(args)}];
     process.on('exit', () => process.stderr.write('MAXRSS ' + peakRssKiB() + '\\n'));
     await import(${JSON.stringify(CLI)});`;
-  return run(process.execPath, ['--input-type=module', '-e', code]);
+  // With the executable's V8 options, as its #! line runs it.
+  return run(process.execPath, [...NODE_FLAGS, '--input-type=module', '-e', code]);
 }
 
 function restic(...args: string[]): Promise<Run> {

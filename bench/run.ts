@@ -6,6 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { NODE_FLAGS } from '../cli/node-flags.js';
 
 const here = import.meta.dirname;
 const all = fs
@@ -18,7 +19,8 @@ const chosen = wanted.length > 0 ? all.filter((b) => wanted.includes(b)) : all;
 let failed = 0;
 for (const name of chosen) {
   console.log(`\n== ${name}`);
-  const r = spawnSync(process.execPath, [path.join(here, `${name}.js`)], { stdio: 'inherit' });
+  // Under the executable's V8 options (a benchmark started without them restarts itself).
+  const r = spawnSync(process.execPath, [...NODE_FLAGS, path.join(here, `${name}.js`)], { stdio: 'inherit' });
   if (r.status !== 0) failed++;
 }
 console.log(`\n${chosen.length - failed} benchmarks met their targets, ${failed} did not`);

@@ -4,10 +4,12 @@
  * listed, and then no longer checked), replaced when damaged (the command still works), files of other builds removed once unused for a week; nothing with
  * --no-cache, and nothing lost when the directory cannot be written.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { NODE_FLAGS } from '../../cli/node-flags.js';
+import { CLI, runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 let dir: string;
@@ -77,5 +79,35 @@ describe('deltadisk executable', () => {
     const blocked = await runCli(['--version'], { env: env() });
     expect(blocked.code).toBe(0);
     expect(blocked.stderr).toBe('');
+  });
+
+  it('runs Node with the V8 options of cli/node-flags.ts, and keeps the code cache of runs without them apart', () => {
+    expect(fs.readFileSync(CLI, 'utf8').split('\n', 1)[0]).toBe(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
+    const run = (cmd: string, args: string[]): string => {
+      const r = spawnSync(cmd, args, { env: { ...process.env, ...env() }, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout;
+    };
+    // The executable itself: its #! line gives Node the options, which the CLI sees.
+    const script = 'process.stdout.write(JSON.stringify(process.execArgv))';
+    expect(JSON.parse(run('/usr/bin/env', ['-S', `node ${NODE_FLAGS.join(' ')} -e "${script}"`]))).toEqual([...NODE_FLAGS, '-e', script]);
+    const version = run(CLI, ['--version']);
+    expect(codeCaches()).toHaveLength(1);
+    // Run through `node` without them: another key, so neither replaces the other.
+    expect(run(process.execPath, [CLI, '--version'])).toBe(version);
+    const both = codeCaches();
+    expect(both).toHaveLength(2);
+    // Taking turns, each cache comes to cover the command, and stays so: a cache V8
+    // refused would be written from scratch, its list of covered commands emptied.
+    const covered = (): string[] => both.map((n) => (fs.existsSync(path.join(cacheDir, `${n}.covered`)) ? fs.readFileSync(path.join(cacheDir, `${n}.covered`), 'utf8') : ''));
+    for (let i = 0; i < 4 && covered().some((c) => c === ''); i++) {
+      run(CLI, ['--version']);
+      run(process.execPath, [CLI, '--version']);
+    }
+    expect(covered()).toEqual(['-\n', '-\n']);
+    run(CLI, ['--version']);
+    run(process.execPath, [CLI, '--version']);
+    expect(covered()).toEqual(['-\n', '-\n']);
+    expect(codeCaches()).toEqual(both);
   });
 });
