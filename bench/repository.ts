@@ -127,7 +127,7 @@ function summaryOf(r: Run): Record<string, unknown> {
 }
 
 async function main(): Promise<void> {
-  process.stdout.write(`deltadisk repository benchmark: ${SIZE / MiB} MiB images in ${ROOT}; ${os.cpus().length} CPUs; load ${os.loadavg()[0]!.toFixed(1)}; restic ${RESTIC ? spawnSync('restic', ['version']).stdout.toString().split(' ')[1] : 'not installed'}\n\n`);
+  process.stdout.write(`deltadisk repository benchmark: ${SIZE / MiB} MiB images in ${ROOT}; ${os.cpus().length} CPUs; node ${process.version} ${NODE_FLAGS.join(' ')} (the executable's options); load ${os.loadavg()[0]!.toFixed(1)}; restic ${RESTIC ? spawnSync('restic', ['version']).stdout.toString().split(' ')[1] : 'not installed'}\n\n`);
   fs.mkdirSync(ROOT, { recursive: true });
   const rnd = path.join(ROOT, 'random.img');
   writeImage(rnd, (_o, piece) => randomBytes(piece.length).copy(piece));

@@ -140,7 +140,7 @@ async function main(): Promise<void> {
 
   const mb = (2 * perDisk) / MiB;
   const ratio = incr.ms / full.ms;
-  console.log(`VM with 2 chain disks, ${mb} MiB written (${(8 * perDisk) / MiB} MiB virtual); verified by restoring every backup`);
+  console.log(`VM with 2 chain disks, ${mb} MiB written (${(8 * perDisk) / MiB} MiB virtual); verified by restoring every backup; node ${process.execArgv.join(' ')} (the executable's options)`);
   console.log(`baseline: read + sha256 of a ${mb} MiB raw file  ${base.ms.toFixed(0)} ms  ${((mb * 1000) / base.ms).toFixed(0)} MiB/s`);
   console.log(`full backup                                  ${full.ms.toFixed(0)} ms  ${((mb * 1000) / full.ms).toFixed(0)} MiB/s  (${(base.ms / full.ms).toFixed(2)}x baseline), freeze window ${full.value.vm.freezeWindowMs.toFixed(1)} ms`);
   console.log(`incremental after 1 % change (median of 3)  ${incr.ms.toFixed(0)} ms  (rounds ${rounds.map((r) => r.ms.toFixed(0)).join(', ')} ms)  read ${(incr.value.summary.bytesRead / MiB).toFixed(1)} MiB, freeze window ${incr.value.vm.freezeWindowMs.toFixed(1)} ms`);
