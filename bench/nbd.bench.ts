@@ -37,7 +37,7 @@ const DEPTH = Number(process.env.DELTADISK_BENCH_DEPTH ?? 8);
 const RUNS = Number(process.env.DELTADISK_BENCH_RUNS ?? 3);
 const COUNT = Number(process.env.DELTADISK_BENCH_IOPS_COUNT ?? 50_000);
 const CLUSTERS_PER_LAYER = Number(process.env.DELTADISK_BENCH_LAYER_CLUSTERS ?? 1024);
-const CLI = path.resolve(import.meta.dirname, '../deltadisk.js');
+const CLI = path.resolve(import.meta.dirname, '../deltadisk.cjs');
 const CLUSTER = 64 * 1024;
 const STRIDE = 7919 * 4096;
 

@@ -27,7 +27,7 @@ const MiB = 2 ** 20;
 const SIZE = Number(process.env.DELTADISK_BENCH_MIB ?? 1024) * MiB;
 const SPARSE = Number(process.env.DELTADISK_BENCH_SPARSE_GIB ?? 16) * 1024 * MiB;
 const ROOT = process.env.DELTADISK_BENCH_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'deltadisk-bench-'));
-const CLI = path.resolve(import.meta.dirname, '../deltadisk.js');
+const CLI = path.resolve(import.meta.dirname, '../deltadisk.cjs');
 // The CLI's index cache lives with the benchmark's files, not in ~/.cache.
 process.env.DELTADISK_CACHE_DIR ??= path.join(ROOT, 'cache');
 const RESTIC = process.env.DELTADISK_BENCH_RESTIC !== '0' && spawnSync('restic', ['version']).status === 0;

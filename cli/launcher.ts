@@ -1,6 +1,6 @@
 #!/usr/bin/env -S node --initial-old-space-size=64
 /**
- * The `deltadisk` executable: runs the bundled CLI (`deltadisk.cjs` beside it) from
+ * The `deltadisk` executable: runs the bundled CLI (`deltadisk-cli.cjs` beside it) from
  * a V8 code cache kept in the cache directory (lib/io/cache-dir.ts).
  *
  * Why: every run is a fresh process, and V8 compiles each function the first time
@@ -26,11 +26,13 @@
  *
  * The #! line passes Node the V8 options of cli/node-flags.ts (why: see there). V8
  * refuses a code cache made under other options, so whether they were given is part
- * of the key: a run as `node deltadisk.js` keeps a cache of its own rather than
+ * of the key: a run as `node deltadisk.cjs` keeps a cache of its own rather than
  * replacing the executable's at every other run.
  *
  * It imports lib/io/cache-dir.ts itself rather than through lib/index: the launcher
- * must stay a few kilobytes, loaded before anything else.
+ * must stay a few kilobytes, loaded before anything else. It is bundled as CommonJS
+ * (`dist/deltadisk.cjs`, the package's `bin`): as an ES module it started ~10 ms
+ * later (Node's ES module loader, and each builtin imported through it).
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -41,7 +43,7 @@ import vm from 'node:vm';
 import { defaultCacheDir } from '../lib/io/cache-dir.js';
 import { NODE_FLAGS } from './node-flags.js';
 
-const bundle = path.join(import.meta.dirname, 'deltadisk.cjs');
+const bundle = path.join(import.meta.dirname, 'deltadisk-cli.cjs');
 // Module.wrap's wrapper cannot hold a #! line: it becomes a comment of the same length.
 const source = fs.readFileSync(bundle, 'utf8').replace(/^#!/, '//');
 const useCache = !process.argv.includes('--no-cache');

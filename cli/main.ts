@@ -2,7 +2,7 @@
  * The deltadisk command line. Commands live one group per file in cli/commands;
  * this file only wires them together and maps commander's own errors (unknown
  * option, missing argument) to exit code 2. The build bundles it into
- * dist/deltadisk.cjs, which the executable (launcher.ts) runs.
+ * dist/deltadisk-cli.cjs, which the executable (launcher.ts) runs.
  */
 import { Command, CommanderError, Option } from 'commander';
 import { registerBackup } from './commands/backup.js';

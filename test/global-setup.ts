@@ -1,6 +1,6 @@
 /**
  * Builds dist/ once before the suite (`npm run build`: tsc, then the CLI bundled into
- * dist/deltadisk.js): CLI tests run the built CLI as a real process.
+ * dist/deltadisk.cjs): CLI tests run the built CLI as a real process.
  * Also gives the crash/fault harness a directory for its figures and prints their
  * totals when the run ends (test/harness/figures.ts), and the CLI a cache directory.
  */

@@ -17,7 +17,7 @@ import { decodeDescriptor, encodeDescriptor, type Descriptor } from '../../lib/f
 import { Figures } from '../harness/figures.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
-const CLI = path.resolve(import.meta.dirname, '../../dist/deltadisk.js');
+const CLI = path.resolve(import.meta.dirname, '../../dist/deltadisk.cjs');
 const { dir: root, cleanup } = tempDir('deltadisk-paths-');
 const figures = new Figures('unsafe paths');
 afterAll(() => {

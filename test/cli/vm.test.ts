@@ -8,7 +8,7 @@ import { makeChainVm, makeTrickyVm } from '../../fixtures/make-fixtures.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
-const CLI = path.resolve(import.meta.dirname, '../../dist/deltadisk.js');
+const CLI = path.resolve(import.meta.dirname, '../../dist/deltadisk.cjs');
 const t = tempDir('dd-cli-vm-');
 afterAll(t.cleanup);
 let n = 0;

@@ -1,12 +1,12 @@
 /**
- * Runs the built CLI (dist/deltadisk.js, built by test/global-setup.ts) as a real
+ * Runs the built CLI (dist/deltadisk.cjs, built by test/global-setup.ts) as a real
  * process, with pipes for stdin, stdout and stderr (so never a terminal), and
  * collects what it printed and its exit code.
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 
-export const CLI = path.resolve(import.meta.dirname, '../../dist/deltadisk.js');
+export const CLI = path.resolve(import.meta.dirname, '../../dist/deltadisk.cjs');
 
 export interface CliResult {
   readonly code: number | null;

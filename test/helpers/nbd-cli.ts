@@ -1,12 +1,12 @@
 /**
- * Running the built CLI (dist/deltadisk.js) as a real process, and the outside
+ * Running the built CLI (dist/deltadisk.cjs) as a real process, and the outside
  * tools the NBD tests use as witnesses.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
 
-export const CLI = path.resolve(import.meta.dirname, '../../dist/deltadisk.js');
+export const CLI = path.resolve(import.meta.dirname, '../../dist/deltadisk.cjs');
 
 export interface Run {
   readonly status: number | null;

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 
-export const CLI = path.resolve(import.meta.dirname, '../../dist/deltadisk.js');
+export const CLI = path.resolve(import.meta.dirname, '../../dist/deltadisk.cjs');
 
 export interface CliResult {
   readonly code: number | null;

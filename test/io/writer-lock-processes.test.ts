@@ -23,7 +23,7 @@ import { Rng, seedFromEnv, sizeFromEnv } from '../harness/rng.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const RACES = sizeFromEnv('DELTADISK_LOCK_RACES', 100);
-const CLI = path.resolve(import.meta.dirname, '../../dist/deltadisk.js');
+const CLI = path.resolve(import.meta.dirname, '../../dist/deltadisk.cjs');
 const figures = new Figures('writer lock');
 let childJs = '';
 const { dir, cleanup } = tempDir('deltadisk-lock-');
