@@ -32,10 +32,10 @@ import type { FileStat } from '../io/file-system.js';
 import { nodeFileSystem } from '../io/node-file-system.js';
 import { runLimited, settleLimited } from '../io/settle-limited.js';
 import { backupFile, runBackup, type BackupOptions, type BackupResult } from '../repo/backup.js';
-import type { BackupSession } from '../repo/backup-session.js';
+import type { BackupSession, BackupWarning } from '../repo/backup-session.js';
 import { backupChain } from '../repo/chain-backup.js';
 import type { Repository } from '../repo/repository.js';
-import type { Capture, CaptureOptions, CapturedChainDisk, CapturedFile, CapturedItem } from './capture-types.js';
+import type { Capture, CaptureOptions, CapturedChainDisk, CapturedFile, CapturedItem, ReleaseReport } from './capture-types.js';
 import { DISKS_AT_ONCE, reachChainDisk, type CaptureTarget } from './capture-target.js';
 import { captureVm } from './capture-vm.js';
 import { CAPTURE_SNAPSHOT_PREFIX } from './chain-disk-probe.js';
@@ -202,6 +202,10 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
   // manifest is being published (a lock file and the chain read while the device
   // syncs the manifest), used once it is durable.
   let reached: Promise<PromiseSettledResult<CaptureTarget>[]> | undefined;
+  // The work after the commit (releasing the capture, deleting the older capture
+  // snapshots) runs as the session's after-commit work, beside storing the index
+  // cache; what it reports is read once the backup returns.
+  let after: Promise<AfterCommit> | undefined;
   const diskOptions = (c: Capture, item: CapturedChainDisk) => ({ allowPaths: [c.vmDir, ...(options.allowPaths ?? [])], given: options.disks?.get(item.source) });
   try {
     const given = path.resolve(vmDir);
@@ -221,7 +225,14 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
         throw new DeltaDiskError('STATE_MISMATCH', `files the capture read in place changed during the backup: ${changed.map((f) => f.name).join(', ')}; back up again`, { path: changed[0]!.source });
       }
       vm = vmRecord(c, names, c.warnings);
-      if (!s.dryRun) reached = settleLimited(chainDisks(c), DISKS_AT_ONCE, (item) => reachChainDisk(item.source, diskOptions(c, item)));
+      if (!s.dryRun) {
+        const opening = settleLimited(chainDisks(c), DISKS_AT_ONCE, (item) => reachChainDisk(item.source, diskOptions(c, item)));
+        reached = opening;
+        s.afterCommit.push(async () => {
+          after = afterCommit(c, opening, description);
+          await after;
+        });
+      }
       return { vm };
     });
   } catch (err) {
@@ -230,43 +241,64 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
     throw err;
   }
   const c = capture!;
-  // A dry run keeps nothing; a real one keeps its capture snapshots and drops the older ones.
-  const release = await c.release({ deleteSnapshots: result.dryRun });
+  // A dry run keeps nothing; a real one keeps its capture snapshots and drops the
+  // older ones (done already, unless the after-commit work could not run at all).
+  const done = await (after ?? (result.dryRun ? Promise.resolve(undefined) : afterCommit(c, reached!, description)));
+  const release = done?.release ?? (await c.release({ deleteSnapshots: true }));
   const warnings = [...result.warnings];
   for (const f of release.failures) warnings.push({ path: f.disk, message: `capture snapshot ${f.snapshot} could not be deleted: ${f.error}`, code: undefined });
-  const deleted: string[] = [];
-  if (!result.dryRun) {
-    // A few disks at a time (each merge waits mostly on its own file's I/O);
-    // results are reported in the disks' order.
-    const chainItems = chainDisks(c);
-    const opened = await reached!;
-    const outcomes = await settleLimited(chainItems, DISKS_AT_ONCE, async (item, k) => {
-      const r = opened[k]!;
-      if (r.status === 'rejected') throw r.reason;
-      const t = r.value;
-      try {
-        const names: string[] = [];
-        for (const x of await t.snapshots()) {
-          if (x.name === item.snapshot.name || !x.name.startsWith(CAPTURE_SNAPSHOT_PREFIX) || x.description !== description) continue;
-          await t.deleteSnapshot(x.name);
-          names.push(`${item.name}:${x.name}`);
-        }
-        return names;
-      } finally {
-        await t.close().catch(() => undefined);
-      }
-    });
-    outcomes.forEach((o, k) => {
-      if (o.status === 'fulfilled') {
-        deleted.push(...o.value);
-        return;
-      }
-      const message = o.reason instanceof Error ? o.reason.message : String(o.reason);
-      warnings.push({ path: chainItems[k]!.name, message: `older capture snapshots stay (the next backup deletes them): ${message}`, code: undefined });
-    });
-  }
+  if (done !== undefined) warnings.push(...done.warnings);
   for (const w of warnings.slice(result.warnings.length)) options.onWarning?.(w);
-  return { ...result, warnings, vm: vm!, deletedSnapshots: deleted };
+  return { ...result, warnings, vm: vm!, deletedSnapshots: done?.deleted ?? [] };
+}
+
+interface AfterCommit {
+  readonly release: ReleaseReport;
+  readonly deleted: string[];
+  readonly warnings: BackupWarning[];
+}
+
+/**
+ * After the manifest is durable: releases the capture (keeping its snapshots, the
+ * next backup's base) while the older capture snapshots of this repository are
+ * deleted, a few disks at a time (each merge waits mostly on its own file's I/O);
+ * results in the disks' order. Never throws: what fails is a warning.
+ */
+async function afterCommit(c: Capture, reached: Promise<PromiseSettledResult<CaptureTarget>[]>, description: string): Promise<AfterCommit> {
+  const releasing = c.release({ deleteSnapshots: false });
+  const chainItems = chainDisks(c);
+  const opened = await reached;
+  const outcomes = await settleLimited(chainItems, DISKS_AT_ONCE, async (item, k) => {
+    const r = opened[k]!;
+    if (r.status === 'rejected') throw r.reason;
+    const t = r.value;
+    try {
+      const names: string[] = [];
+      for (const x of await t.snapshots()) {
+        if (x.name === item.snapshot.name || !x.name.startsWith(CAPTURE_SNAPSHOT_PREFIX) || x.description !== description) continue;
+        await t.deleteSnapshot(x.name);
+        names.push(`${item.name}:${x.name}`);
+      }
+      return names;
+    } finally {
+      await t.close().catch(() => undefined);
+    }
+  });
+  const deleted: string[] = [];
+  const warnings: BackupWarning[] = [];
+  outcomes.forEach((o, k) => {
+    if (o.status === 'fulfilled') {
+      deleted.push(...o.value);
+      return;
+    }
+    const message = o.reason instanceof Error ? o.reason.message : String(o.reason);
+    warnings.push({ path: chainItems[k]!.name, message: `older capture snapshots stay (the next backup deletes them): ${message}`, code: undefined });
+  });
+  const release = await releasing.catch((err: unknown): ReleaseReport => {
+    warnings.push({ path: c.vmDir, message: `the capture could not be released: ${err instanceof Error ? err.message : String(err)}`, code: undefined });
+    return { removedCaptureDir: false, deletedSnapshots: [], failures: [] };
+  });
+  return { release, deleted, warnings };
 }
 
 function chainDisks(c: Capture): CapturedChainDisk[] {
