@@ -70,8 +70,16 @@ import { Tree } from './tree.js';
 import { planBatch, type PendingWrite, type WritePlan } from './write-plan.js';
 import { WriteQueue } from './write-queue.js';
 
-/** The active layer is compacted on flush once it holds this much overwritten data (and more than half its log). */
+/**
+ * A layer is compacted on its own once it holds this much overwritten data, and more
+ * than half its log: the active layer on flush, a merge's survivor after a snapshot
+ * delete. Rare, and what keeps a long-lived disk from growing without end.
+ */
 const AUTO_COMPACT_BYTES = 256 * 1024 * 1024;
+
+function mostlyGarbage(layer: LayerFile): boolean {
+  return layer.garbageBytes >= AUTO_COMPACT_BYTES && layer.garbageBytes >= 0.5 * (layer.logEnd - LOG_START);
+}
 
 export type {
   ConsolidateOptions,
@@ -407,17 +415,9 @@ export class Disk {
       this.#guard(async () => {
         const active = this.#view.top!;
         await active.sync();
-        if (active.garbageBytes >= AUTO_COMPACT_BYTES && active.garbageBytes >= 0.5 * (active.logEnd - LOG_START)) {
-          try {
-            await compactLayer(this.#context(), active.id, { dedup: false });
-          } catch (err) {
-            // The writes are durable already; a damaged block only keeps the layer
-            // uncompacted (compaction never copies damage), for `check` to report.
-            if (!isDeltaDiskError(err, 'CHECKSUM_MISMATCH')) throw err;
-            return;
-          }
-          this.#rebuildView(await this.#pathLayers(this.#d.active));
-        }
+        // The writes are durable already; a damaged block only keeps the layer
+        // uncompacted (compaction never copies damage), for `check` to report.
+        if (mostlyGarbage(active) && (await this.#compact(active.id))) this.#rebuildView(await this.#pathLayers(this.#d.active));
       }),
     );
   }
@@ -599,9 +599,17 @@ export class Disk {
         const snap = this.#findSnapshot(name);
         const d = this.#d;
         await this.#commit({ ...d, generation: d.generation + 1, snapshots: d.snapshots.filter((s) => s.id !== snap.id) });
-        await this.#consolidate(undefined, 1);
+        const merged = await this.#consolidate(undefined, 1);
         // A layer that lost its snapshot but stays (shared by branches) drops the tag too.
         if (this.#tree.has(snap.layer)) await reconcileHeader(this.#layers, this.#d, snap.layer);
+        // A merge that copied into a layer left the blocks it replaced there: a backup
+        // deletes its older anchor after every backup, each time copying what changed
+        // into the large layer below, which would otherwise grow by that much forever.
+        let compacted = false;
+        for (const id of new Set(merged.merges.flatMap((m) => m.survivors))) {
+          if (this.#tree.has(id) && mostlyGarbage(await this.#layers.get(this.#d, id))) compacted = (await this.#compact(id)) || compacted;
+        }
+        if (compacted) this.#rebuildView(await this.#pathLayers(this.#d.active));
       }),
     );
   }
@@ -624,6 +632,17 @@ export class Disk {
     }
     this.#assertWritable();
     return this.#exclusive(() => this.#guard(() => this.#consolidate(options.maxDepth, threshold)));
+  }
+
+  /** Compacts layer `id`; false when a damaged block stopped it (compaction never copies damage). */
+  async #compact(id: string): Promise<boolean> {
+    try {
+      await compactLayer(this.#context(), id, { dedup: false });
+      return true;
+    } catch (err) {
+      if (!isDeltaDiskError(err, 'CHECKSUM_MISMATCH')) throw err;
+      return false;
+    }
   }
 
   async #consolidate(maxDepth: number | undefined, threshold: number): Promise<ConsolidateResult> {
