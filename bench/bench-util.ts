@@ -15,7 +15,7 @@ import { NODE_FLAGS } from '../cli/node-flags.js';
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
 
-// A benchmark runs under the V8 options of the `deltadisk` executable (its #! line,
+// A benchmark runs under the V8 options of the `deltadisk` executable (its first lines,
 // cli/node-flags.ts), which change how often V8 collects garbage: started without
 // them (`node dist/bench/x.js`), it runs itself again with them, before any of its
 // own code runs (this module is evaluated before the benchmark's body).

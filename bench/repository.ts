@@ -71,7 +71,7 @@ function deltadisk(...args: string[]): Promise<Run> {
     process.argv = [process.argv[0], ${JSON.stringify(CLI)}, ...${JSON.stringify(args)}];
     process.on('exit', () => process.stderr.write('MAXRSS ' + peakRssKiB() + '\\n'));
     await import(${JSON.stringify(CLI)});`;
-  // With the executable's V8 options, as its #! line runs it.
+  // With the executable's V8 options, as its first lines run it.
   return run(process.execPath, [...NODE_FLAGS, '--input-type=module', '-e', code]);
 }
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env -S node --initial-old-space-size=64
 /**
  * The `deltadisk` executable: runs the bundled CLI (`deltadisk-cli.cjs` beside it) from
  * a V8 code cache kept in the cache directory (lib/io/cache-dir.ts).
@@ -24,15 +23,15 @@
  *  - nothing about the cache can fail a command: every error is ignored.
  * `--no-cache` anywhere in the arguments, as for the index cache, skips it.
  *
- * The #! line passes Node the V8 options of cli/node-flags.ts (why: see there). V8
- * refuses a code cache made under other options, so whether they were given is part
- * of the key: a run as `node deltadisk.cjs` keeps a cache of its own rather than
- * replacing the executable's at every other run.
+ * Its first lines (cli/build-launcher.mjs) run Node with the V8 options of
+ * cli/node-flags.ts (why: see there). V8 refuses a code cache made under other
+ * options, so whether they were given is part of the key: a run as
+ * `node deltadisk.cjs` keeps a cache of its own rather than replacing the
+ * executable's at every other run.
  *
  * It imports lib/io/cache-dir.ts itself rather than through lib/index: the launcher
  * must stay a few kilobytes, loaded before anything else. It is bundled as CommonJS
- * (`dist/deltadisk.cjs`, the package's `bin`): as an ES module it started ~10 ms
- * later (Node's ES module loader, and each builtin imported through it).
+ * into `dist/deltadisk.cjs`, the package's `bin` (cli/build-launcher.mjs).
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -47,7 +46,7 @@ const bundle = path.join(import.meta.dirname, 'deltadisk-cli.cjs');
 // Module.wrap's wrapper cannot hold a #! line: it becomes a comment of the same length.
 const source = fs.readFileSync(bundle, 'utf8').replace(/^#!/, '//');
 const useCache = !process.argv.includes('--no-cache');
-// Whether this run has the #! line's options (V8 checks its options against a cache's).
+// Whether this run has the executable's options (V8 checks its options against a cache's).
 const flags = NODE_FLAGS.every((f) => process.execArgv.includes(f)) ? NODE_FLAGS.join(' ') : '';
 const key = `${createHash('sha256').update(source).update(`\0${flags}`).digest('hex').slice(0, 16)}-${process.version}-${process.arch}`;
 const dir = defaultCacheDir();

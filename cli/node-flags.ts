@@ -1,7 +1,7 @@
 /**
- * The V8 options the `deltadisk` executable runs Node with: its `#!` line names
- * them (a test checks the two agree), and the benchmarks run under them too, so
- * they time what a user runs.
+ * The V8 options the `deltadisk` executable runs Node with (its first lines name
+ * them: cli/build-launcher.mjs), and the benchmarks run under them too, so they
+ * time what a user runs.
  *
  * `--initial-old-space-size=64`: V8 starts marking the old generation whenever the
  * room left under its limit is smaller than the young generation. A backup keeps
