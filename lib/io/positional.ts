@@ -6,7 +6,7 @@
  * short data); operating-system failures become IO_ERROR / NO_SPACE.
  */
 import { DeltaDiskError, fromSystemError } from '../errors.js';
-import type { FileHandle, FileSystem } from './file-system.js';
+import type { FileHandle } from './file-system.js';
 
 /** Reads exactly `length` bytes at `position` into a new buffer. */
 export async function readExactly(handle: FileHandle, position: number, length: number): Promise<Buffer> {
@@ -87,18 +87,4 @@ export async function readUpTo(handle: FileHandle, position: number, length: num
     done += n;
   }
   return buf.subarray(0, done);
-}
-
-/**
- * The whole of file `p` when it holds at most `maxBytes` (checked before allocating);
- * undefined when it is larger. For files of this machine's caches.
- */
-export async function readFileUpTo(fs: FileSystem, p: string, maxBytes: number): Promise<Buffer | undefined> {
-  const h = await fs.open(p, 'read');
-  try {
-    const size = (await h.stat()).size;
-    return size > maxBytes ? undefined : await readUpTo(h, 0, size);
-  } finally {
-    await h.close();
-  }
 }

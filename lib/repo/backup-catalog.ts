@@ -19,13 +19,10 @@
  * Writes are atomic (temporary name, rename) but not synced: a catalog lost to a
  * crash costs reading the manifests once.
  */
-import path from 'node:path';
 import { decodeBackupCatalog, encodeBackupCatalog, MAX_CATALOG_BACKUPS, MAX_CATALOG_BYTES, type CatalogedBackup } from '../format/backup-catalog.js';
 import type { Manifest } from '../format/manifest.js';
-import { atomicReplace } from '../io/atomic-replace.js';
+import { CacheFile } from '../io/cache-file.js';
 import type { FileSystem } from '../io/file-system.js';
-import { makeDirs } from '../io/make-dirs.js';
-import { readFileUpTo } from '../io/positional.js';
 
 export type { CatalogedBackup } from '../format/backup-catalog.js';
 
@@ -36,25 +33,31 @@ export function catalogEntry(m: Manifest, size: number): CatalogedBackup {
   return { size, time: m.time, end: m.end, disks };
 }
 
+/** The name of a repository's catalog in the cache directory. */
+export function catalogName(repoId: string): string {
+  return `${repoId}.backups`;
+}
+
 export class BackupCatalog {
-  readonly file: string;
-  readonly #fs: FileSystem;
-  readonly #dir: string;
+  readonly #file: CacheFile;
   readonly #repoId: string;
 
   constructor(fs: FileSystem, dir: string, repoId: string) {
-    this.#fs = fs;
-    this.#dir = path.resolve(dir);
+    this.#file = new CacheFile(fs, dir, catalogName(repoId));
     this.#repoId = repoId;
-    this.file = path.join(this.#dir, `${repoId}.backups`);
+  }
+
+  get file(): string {
+    return this.#file.path;
   }
 
   /** The backups the catalog holds, by id; empty when there is no usable catalog. */
   async load(): Promise<Map<string, CatalogedBackup>> {
+    const bytes = await this.#file.read(MAX_CATALOG_BYTES);
+    if (bytes === undefined) return new Map();
     try {
-      const bytes = await readFileUpTo(this.#fs, this.file, MAX_CATALOG_BYTES);
-      const c = bytes === undefined ? undefined : decodeBackupCatalog(bytes, this.file);
-      return c?.repo === this.#repoId ? new Map(c.backups) : new Map();
+      const c = decodeBackupCatalog(bytes, this.#file.path);
+      return c.repo === this.#repoId ? new Map(c.backups) : new Map();
     } catch {
       return new Map();
     }
@@ -63,14 +66,12 @@ export class BackupCatalog {
   /** Stores `backups`. Best effort: a catalog that cannot be written is not an error. */
   async save(backups: ReadonlyMap<string, CatalogedBackup>): Promise<boolean> {
     if (backups.size > MAX_CATALOG_BACKUPS) return false;
+    let bytes: Buffer;
     try {
-      const bytes = encodeBackupCatalog({ repo: this.#repoId, backups });
-      if (bytes.length > MAX_CATALOG_BYTES) return false;
-      await makeDirs(this.#fs, this.#dir, 0o700);
-      await atomicReplace(this.#fs, this.file, bytes, { durable: false });
-      return true;
+      bytes = encodeBackupCatalog({ repo: this.#repoId, backups });
     } catch {
       return false;
     }
+    return bytes.length <= MAX_CATALOG_BYTES && (await this.#file.write(bytes));
   }
 }

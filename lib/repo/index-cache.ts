@@ -27,12 +27,11 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { atomicReplace } from '../io/atomic-replace.js';
+import { CacheFile } from '../io/cache-file.js';
 import type { FileSystem } from '../io/file-system.js';
-import { makeDirs } from '../io/make-dirs.js';
-import { readFileUpTo } from '../io/positional.js';
 import { CACHE_USABLE, decodeIndexCache, encodeIndexCache, type CachedIndexFile } from '../format/index-cache.js';
 import { PACK_ENTRY_SIZE } from '../format/pack-header.js';
+import { catalogName } from './backup-catalog.js';
 import { ChunkIndex } from './chunk-index.js';
 
 /** A repository's cache unused this long is removed by the next save of another. */
@@ -58,16 +57,18 @@ export interface CacheHit {
 }
 
 export class IndexCache {
-  readonly file: string;
+  readonly #file: CacheFile;
   readonly #fs: FileSystem;
-  readonly #dir: string;
   readonly #repoId: string;
 
   constructor(fs: FileSystem, dir: string, repoId: string) {
+    this.#file = new CacheFile(fs, dir, `${repoId}.index`);
     this.#fs = fs;
-    this.#dir = path.resolve(dir);
     this.#repoId = repoId;
-    this.file = path.join(this.#dir, `${repoId}.index`);
+  }
+
+  get file(): string {
+    return this.#file.path;
   }
 
   /**
@@ -78,10 +79,10 @@ export class IndexCache {
     if (!CACHE_USABLE) return undefined;
     const entries = listed.reduce((n, f) => n + Math.floor(f.size / PACK_ENTRY_SIZE), 0);
     const maxBytes = entries * CACHE_BYTES_PER_ENTRY + listed.length * 64 + CACHE_SLACK_BYTES;
+    const bytes = await this.#file.read(maxBytes);
+    if (bytes === undefined) return undefined;
     try {
-      const bytes = await readFileUpTo(this.#fs, this.file, maxBytes);
-      if (bytes === undefined) return undefined;
-      const c = decodeIndexCache(bytes, maxBytes, this.file);
+      const c = decodeIndexCache(bytes, maxBytes, this.#file.path);
       if (c.repo !== this.#repoId || !c.avoid.equals(avoid)) return undefined;
       const sizes = new Map(listed.map((f) => [f.name, f.size]));
       if (!c.files.every((f) => sizes.get(f.name) === f.size)) return undefined;
@@ -97,13 +98,13 @@ export class IndexCache {
    */
   async save(index: ChunkIndex, files: readonly CachedIndexFile[], avoid: Buffer): Promise<boolean> {
     if (!CACHE_USABLE) return false;
+    let bytes: Buffer;
     try {
-      const bytes = encodeIndexCache({ repo: this.#repoId, avoid, files, columns: index.columns() });
-      await makeDirs(this.#fs, this.#dir, 0o700);
-      await atomicReplace(this.#fs, this.file, bytes, { durable: false });
+      bytes = encodeIndexCache({ repo: this.#repoId, avoid, files, columns: index.columns() });
     } catch {
       return false;
     }
+    if (!(await this.#file.write(bytes))) return false;
     await this.#forgetStale().catch(() => undefined);
     return true;
   }
@@ -116,12 +117,12 @@ export class IndexCache {
    */
   async #forgetStale(): Promise<void> {
     const now = Date.now();
-    for (const name of await this.#fs.readdir(this.#dir)) {
-      const own = name === path.basename(this.file) || name === `${this.#repoId}.backups`;
+    for (const name of await this.#fs.readdir(this.#file.dir)) {
+      const own = name === path.basename(this.#file.path) || name === catalogName(this.#repoId);
       const cache = /^[0-9a-f]{32}\.(index|backups)$/.test(name);
       const temp = /^[0-9a-f]{32}\.(index|backups)\.tmp-/.test(name);
       if (own || !(cache || temp)) continue;
-      const p = path.join(this.#dir, name);
+      const p = path.join(this.#file.dir, name);
       const st = await this.#fs.lstat(p).catch(() => undefined);
       if (st === undefined || !st.isFile) continue;
       const age = now - st.mtimeMs;
