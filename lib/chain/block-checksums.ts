@@ -3,18 +3,19 @@
  * integrity check: every block written, every block a backup reads) and SHA-256
  * (inline dedup, and the repository's chunk hashes), as the caller asks.
  *
- * On one thread they cost much of the throughput of the paths that need them
- * (SHA-256 runs at ~1.1-1.6 GB/s on one core here, CRC-32 at ~2 GB/s), so a batch
- * of at least MIN_SPLIT_BYTES is split: one helper thread checksums the second half
- * (copied into memory shared with it, at ~6 GB/s) while this thread does the first.
- * (The thread pool, through webcrypto, was measured slower than hashing here: its
- * per-call copies and the contention with file I/O cost more than the second core
- * gained.)
+ * SHA-256 runs at ~1.1-1.6 GB/s on one core here, so a batch that asks for it and
+ * holds at least MIN_SPLIT_BYTES is split: one helper thread checksums the second
+ * half (copied into memory shared with it, at ~6 GB/s) while this thread does the
+ * first. A batch of CRC-32s alone is never split: CRC-32 runs at ~5 GB/s, as fast as
+ * the copy, and 10 MiB of blocks took 3.3 ms split against 2.4 ms here. (The thread
+ * pool, through webcrypto, was measured slower than hashing here: its per-call
+ * copies and the contention with file I/O cost more than the second core gained.)
  *
  * The helper is one process-wide worker, started on first use and referenced only
- * while it holds a job, so it never keeps the process alive. While it is busy with
- * another batch, or once it has failed, batches are checksummed here: results never
- * wait on it and never depend on it.
+ * while it holds a job, so it never keeps the process alive. Until it has started
+ * (a worker takes ~25-30 ms to boot, longer than a batch takes here), while it is
+ * busy with another batch, and once it has failed, batches are checksummed here:
+ * results never wait on it and never depend on it.
  */
 import { Worker } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
@@ -52,6 +53,7 @@ parentPort.on('message', ({ count, crc, sha }) => {
   }
   parentPort.postMessage(null);
 });
+parentPort.postMessage('ready');
 `;
 
 /** Which checksums to compute. */
@@ -72,13 +74,25 @@ interface Helper {
   readonly worker: Worker;
   readonly mem: Buffer;
   readonly lengths: Int32Array;
+  /** Whether it has started (its first message); until then no batch is given to it. */
+  ready: boolean;
   busy: boolean;
+  /** Batches it has checksummed (for tests and diagnostics). */
+  jobs: number;
   /** Settles the job in hand: true when done, false when the helper failed. */
   done: ((ok: boolean) => void) | undefined;
 }
 
 let helper: Helper | undefined;
 let helperFailed = false;
+/** Waiting for the helper to start or fail (see whenHelperReady). */
+let readyWaiters: ((ready: boolean) => void)[] = [];
+
+function notifyReady(ready: boolean): void {
+  const waiters = readyWaiters;
+  readyWaiters = [];
+  for (const w of waiters) w(ready);
+}
 
 function startHelper(): Helper | undefined {
   if (helperFailed) return undefined;
@@ -86,7 +100,7 @@ function startHelper(): Helper | undefined {
   try {
     const shared = new SharedArrayBuffer(SHARED_BYTES);
     const worker = new Worker(HELPER, { eval: true, workerData: { shared } });
-    const h: Helper = { worker, mem: Buffer.from(shared), lengths: new Int32Array(shared, LENGTHS_AT, SHARED_BLOCKS), busy: false, done: undefined };
+    const h: Helper = { worker, mem: Buffer.from(shared), lengths: new Int32Array(shared, LENGTHS_AT, SHARED_BLOCKS), ready: false, busy: false, jobs: 0, done: undefined };
     worker.unref();
     const settle = (ok: boolean): void => {
       const done = h.done;
@@ -97,8 +111,13 @@ function startHelper(): Helper | undefined {
       helperFailed = true;
       helper = undefined;
       settle(false);
+      notifyReady(false);
     };
-    worker.on('message', () => settle(true));
+    worker.on('message', () => {
+      if (h.ready) return settle(true);
+      h.ready = true;
+      notifyReady(true);
+    });
     worker.on('error', fail);
     worker.on('exit', fail);
     helper = h;
@@ -112,6 +131,23 @@ function startHelper(): Helper | undefined {
 /** Whether the helper thread has been started and has not failed (for tests and diagnostics). */
 export function helperRunning(): boolean {
   return helper !== undefined;
+}
+
+/** Batches the helper thread has checksummed so far (for tests and diagnostics). */
+export function helperJobs(): number {
+  return helper?.jobs ?? 0;
+}
+
+/**
+ * Starts the helper thread unless it runs already; resolves once it takes batches
+ * (true), or cannot (false). For tests, and for callers that know a long run of
+ * SHA-256 batches is coming and would rather have the helper from the first one.
+ */
+export function whenHelperReady(): Promise<boolean> {
+  const h = startHelper();
+  if (h === undefined) return Promise.resolve(false);
+  if (h.ready) return Promise.resolve(true);
+  return new Promise((resolve) => readyWaiters.push(resolve));
 }
 
 /** The CRC-32 and/or SHA-256 (as `kinds` asks) of every non-null block. */
@@ -130,8 +166,8 @@ export async function checksumBlocks(blocks: readonly (Uint8Array | null)[], kin
       bytes += b.length;
     }
   });
-  const h = bytes >= MIN_SPLIT_BYTES && todo.length >= 2 ? startHelper() : undefined;
-  if (h === undefined || h.busy) {
+  const h = kinds.sha256 && bytes >= MIN_SPLIT_BYTES && todo.length >= 2 ? startHelper() : undefined;
+  if (h === undefined || !h.ready || h.busy) {
     todo.forEach(here);
     return { crcs, hashes };
   }
@@ -171,6 +207,7 @@ export async function checksumBlocks(blocks: readonly (Uint8Array | null)[], kin
     // Whatever happened here, the helper's job is waited for before its memory is
     // reused (and before it is let go, so it never stays busy or keeps the process up).
     ok = await finished;
+    if (ok) h.jobs++;
     h.worker.unref();
     h.busy = false;
   }

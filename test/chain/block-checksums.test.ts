@@ -1,19 +1,21 @@
 /**
  * checksumBlocks: the CRC-32 and/or SHA-256 of each block, as asked, whichever
- * thread computed them. Batches big enough are split with the helper thread; these
- * check the results against computing them on this thread, for mixed sizes, zero
- * (null) blocks, batches larger than the helper's shared area, blocks smaller than
- * any disk's (more of them than the shared area has slots for), plain Uint8Arrays,
- * and batches that overlap in time (one of them then runs here). The last test runs
- * a real process, as a module (whose flag the helper inherits): the helper must run
- * there, and, idle, must not keep the process alive.
+ * thread computed them. Batches big enough that ask for SHA-256 are split with the
+ * helper thread once it has started; these check the results against computing
+ * them on this thread, for mixed sizes, zero (null) blocks, batches larger than the
+ * helper's shared area, blocks smaller than any disk's (more of them than the
+ * shared area has slots for), plain Uint8Arrays, and batches that overlap in time
+ * (one of them then runs here). The last test runs a real process, as a module
+ * (whose flag the helper inherits): there the first batch must not wait for the
+ * helper to start, later ones must use it, and, idle, it must not keep the process
+ * alive.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { checksumBlocks, helperRunning, type BlockChecksums } from '../../lib/chain/block-checksums.js';
+import { checksumBlocks, helperJobs, whenHelperReady, type BlockChecksums } from '../../lib/chain/block-checksums.js';
 
 const sha = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
 
@@ -44,14 +46,23 @@ async function check(blocks: (Uint8Array | null)[]): Promise<void> {
 
 describe('checksumBlocks', () => {
   it('small batches (on this thread) and large ones (split with the helper) alike, with and without SHA-256', async () => {
+    expect(await whenHelperReady()).toBe(true);
+    const jobs = helperJobs();
     await check([]);
     await check(batch([4096]));
     await check(batch([65536, null, 65536, 65536, null, 65536, 65536, 65536, 65536]));
     await check(batch(Array.from({ length: 64 }, () => 65536)));
     await check(batch(Array.from({ length: 300 }, () => 4096)));
-    // The helper took part (a helper that cannot start leaves every batch to this
-    // thread, and every result above right).
-    expect(helperRunning()).toBe(true);
+    // The helper took part: in the two batches of each large set that ask for SHA-256.
+    expect(helperJobs() - jobs).toBe(6);
+  });
+
+  it('a batch of CRC-32s alone is never split (the copy to the helper costs as much as the CRC)', async () => {
+    expect(await whenHelperReady()).toBe(true);
+    const jobs = helperJobs();
+    const blocks = batch(Array.from({ length: 64 }, () => 65536));
+    expectSums(blocks, await checksumBlocks(blocks, { crc32: true, sha256: false }), false);
+    expect(helperJobs()).toBe(jobs);
   });
 
   it('batches larger than the shared area: the helper takes what fits, this thread the rest', async () => {
@@ -59,8 +70,10 @@ describe('checksumBlocks', () => {
   });
 
   it('more tiny blocks than the shared area has slots for', async () => {
+    expect(await whenHelperReady()).toBe(true);
+    const jobs = helperJobs();
     await check(batch(Array.from({ length: 20_000 }, () => 64)));
-    expect(helperRunning()).toBe(true); // it was given only what it has room for
+    expect(helperJobs() - jobs).toBe(2); // it was given only what it has room for
   });
 
   it('plain Uint8Arrays and views into larger buffers', async () => {
@@ -76,18 +89,22 @@ describe('checksumBlocks', () => {
     results.forEach((r, k) => expectSums(batches[k]!, r, k % 2 === 0));
   });
 
-  it('an idle helper does not keep a process alive', () => {
+  it('in a new process the first batch does not wait for the helper, later ones use it, and idle it does not keep the process alive', () => {
     const module = path.resolve(import.meta.dirname, '../../dist/lib/chain/block-checksums.js');
     const script = `
-      const { checksumBlocks } = await import(${JSON.stringify(module)});
+      const { checksumBlocks, helperJobs, helperRunning, whenHelperReady } = await import(${JSON.stringify(module)});
       const { randomBytes } = await import('node:crypto');
-      const out = await checksumBlocks(Array.from({ length: 16 }, () => randomBytes(65536)), { crc32: true, sha256: true });
-      const { helperRunning } = await import(${JSON.stringify(module)});
-      console.log(out.hashes.filter((h) => h && h.length === 32).length, helperRunning());
+      const blocks = () => Array.from({ length: 16 }, () => randomBytes(65536));
+      const first = await checksumBlocks(blocks(), { crc32: true, sha256: true });
+      const before = [helperRunning(), helperJobs()];
+      const ready = await whenHelperReady();
+      const second = await checksumBlocks(blocks(), { crc32: true, sha256: true });
+      const ok = [first, second].every((o) => o.hashes.filter((h) => h && h.length === 32).length === 16);
+      console.log(ok, before.join(' '), ready, helperJobs());
     `;
     const started = Date.now();
     const stdout = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
-    expect(stdout.trim()).toBe('16 true');
+    expect(stdout.trim()).toBe('true true 0 true 1');
     expect(Date.now() - started).toBeLessThan(15_000);
   });
 });

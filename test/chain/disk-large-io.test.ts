@@ -6,7 +6,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { helperRunning } from '../../lib/chain/block-checksums.js';
 import { Disk } from '../../lib/index.js';
 import { pattern } from '../helpers/disk.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -79,7 +78,7 @@ describe('large requests', () => {
     });
   });
 
-  it('a verified read large enough to be checked on two threads still finds a damaged block', async () => {
+  it('a large verified read still finds a damaged block', async () => {
     const d = await Disk.create(file, { size: 16 * MiB, blockSize: 64 * 1024, dedup: false });
     const data = pattern(8 * MiB, 4);
     await d.write(0, data);
@@ -93,7 +92,6 @@ describe('large requests', () => {
     const r = await Disk.open(file, { readOnly: true, verifyReads: true });
     try {
       await expect(r.read(0, 8 * MiB)).rejects.toMatchObject({ code: 'CHECKSUM_MISMATCH', block: 100 });
-      expect(helperRunning()).toBe(true);
       expect((await r.read(0, 100 * 64 * 1024)).equals(data.subarray(0, 100 * 64 * 1024))).toBe(true);
       expect((await r.read(101 * 64 * 1024, MiB)).equals(data.subarray(101 * 64 * 1024, 101 * 64 * 1024 + MiB))).toBe(true);
     } finally {
