@@ -35,8 +35,8 @@ const HANDLE_CACHE = 64;
 const SYNC_CONCURRENCY = 4;
 /**
  * Directories read, and files stat'ed, at once when listing. One at a time, each is
- * a thread-pool round trip: a repository of 64 backups took ~10-25 ms to list its
- * manifests, on the path of every backup (which lists its index files and its
+ * a thread-pool round trip: listing 75 manifests took 6-7 ms in a fresh process
+ * (1-4 ms now), on the path of every backup (which lists its index files and its
  * manifests), and listing packs reads 256 directories.
  */
 const STAT_CONCURRENCY = 16;
