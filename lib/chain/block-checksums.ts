@@ -116,6 +116,8 @@ function startHelper(): Helper | undefined {
     worker.on('message', () => {
       if (h.ready) return settle(true);
       h.ready = true;
+      // Held only while someone waited for this (see whenHelperReady).
+      if (!h.busy) worker.unref();
       notifyReady(true);
     });
     worker.on('error', fail);
@@ -147,6 +149,9 @@ export function whenHelperReady(): Promise<boolean> {
   const h = startHelper();
   if (h === undefined) return Promise.resolve(false);
   if (h.ready) return Promise.resolve(true);
+  // Referenced until it has started: a process whose only pending work is this wait
+  // must not exit first.
+  h.worker.ref();
   return new Promise((resolve) => readyWaiters.push(resolve));
 }
 
