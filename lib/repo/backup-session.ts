@@ -186,9 +186,7 @@ export class BackupSession {
    * of an incremental backup of that disk.
    */
   async previousChain(diskId: string): Promise<{ backupId: string; entry: ChainEntry } | undefined> {
-    // Looked up once per backup (disks backed up together share the one scan).
-    this.#previousChains ??= this.#chainCandidates();
-    const candidates = (await this.#previousChains).get(diskId) ?? [];
+    const candidates = (await this.#scanPreviousChains()).get(diskId) ?? [];
     // Latest first; a manifest damaged since it was cataloged is passed over, as the
     // scan of every manifest did.
     for (const backupId of candidates) {
@@ -204,6 +202,20 @@ export class BackupSession {
       if (entry !== undefined) return { backupId, entry };
     }
     return undefined;
+  }
+
+  /**
+   * Starts the scan `previousChain` looks in, unless it has started: a caller with
+   * other work to wait on (taking a disk's anchor snapshot) overlaps the two. A
+   * failure is reported by `previousChain`.
+   */
+  prefetchPreviousChains(): void {
+    this.#scanPreviousChains().catch(() => undefined);
+  }
+
+  /** Scanned once per backup: disks backed up together share it. */
+  #scanPreviousChains(): Promise<Map<string, string[]>> {
+    return (this.#previousChains ??= this.#chainCandidates());
   }
 
   /** For each chain disk, the backups holding it that no check marked failed, latest first. */

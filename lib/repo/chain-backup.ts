@@ -116,6 +116,8 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
   };
   const disk = await Disk.open(abs, openOptions);
   s.cleanup.push(() => disk.close());
+  // The repository's side of finding the base, while the disk takes its anchor.
+  s.prefetchPreviousChains();
   const readers: DiskReader[] = [];
   s.cleanup.unshift(async () => {
     for (const r of readers) await r.close().catch(() => undefined);
