@@ -182,6 +182,28 @@ describe('chain backup', () => {
     expect(fs.readdirSync(path.join(repoDir, 'snapshots'))).toEqual([first.id]);
   });
 
+  it('fails cleanly when the index cannot be read: no new anchor, no manifest, a repository that checks clean', async () => {
+    const d = await Disk.create(diskPath, { size: 4 * MiB, blockSize: BS });
+    await d.write(0, randomBytes(MiB));
+    await d.close();
+    const first = await withRepo(repoDir, 'shared', (repo) => backup(repo, [diskPath]));
+    await withDisk(async (x) => {
+      await x.write(2 * MiB, randomBytes(MiB));
+      await x.flush();
+    });
+    // Reading an index file fails (and no index cache stands in for it).
+    const failing = new FaultFS(nodeFileSystem).fail({ op: 'open', path: (p) => p.includes(`${path.sep}index${path.sep}`) });
+    const repo = await Repository.open(repoDir, { fs: failing, lock: 'shared', cacheDir: path.join(dir, 'no-cache') });
+    try {
+      await expect(backup(repo, [diskPath])).rejects.toMatchObject({ code: 'IO_ERROR' });
+    } finally {
+      await repo.close();
+    }
+    await withDisk(async (x) => expect(anchors(x)).toEqual([`deltadisk-backup-${first.id}`]), true);
+    expect(fs.readdirSync(path.join(repoDir, 'snapshots'))).toEqual([first.id]);
+    expect((await withRepo(repoDir, 'shared', (r) => checkRepository(r))).errors).toEqual([]);
+  });
+
   it('takes no anchor in a dry run', async () => {
     const d = await Disk.create(diskPath, { size: 4 * MiB, blockSize: BS });
     await d.write(0, randomBytes(MiB));
