@@ -213,9 +213,18 @@ export class BackupSession {
     this.#scanPreviousChains().catch(() => undefined);
   }
 
-  /** Scanned once per backup: disks backed up together share it. */
+  /**
+   * Scanned once per backup: disks backed up together share it. The backup's
+   * cleanup waits for it, so a backup that fails before using it leaves nothing
+   * reading the repository (or reporting warnings) after it has ended.
+   */
   #scanPreviousChains(): Promise<Map<string, string[]>> {
-    return (this.#previousChains ??= this.#chainCandidates());
+    if (this.#previousChains === undefined) {
+      const scan = this.#chainCandidates();
+      this.#previousChains = scan;
+      this.cleanup.push(() => scan.then(() => undefined, () => undefined));
+    }
+    return this.#previousChains;
   }
 
   /** For each chain disk, the backups holding it that no check marked failed, latest first. */

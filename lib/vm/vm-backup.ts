@@ -218,9 +218,10 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
         snapshotDescription: description,
       });
       capture = c;
-      // The repository's side of finding each disk's base, while the disks' capture
-      // snapshots are opened for reading (not before: never inside the freeze window).
-      s.prefetchPreviousChains();
+      // The repository's side of finding each chain disk's base, while the disks'
+      // capture snapshots are opened for reading (not before: never inside the
+      // freeze window). A VM without chain disks has no base to find.
+      if (chainDisks(c).length > 0) s.prefetchPreviousChains();
       const names = entryNames(c.items);
       await addItems(s, c, names);
       const changed = await c.checkUnchanged();

@@ -182,25 +182,36 @@ describe('chain backup', () => {
     expect(fs.readdirSync(path.join(repoDir, 'snapshots'))).toEqual([first.id]);
   });
 
-  it('fails cleanly when the index cannot be read: no new anchor, no manifest, a repository that checks clean', async () => {
+  it('a backup that fails taking its anchor leaves nothing running: no anchor, no manifest, no late warnings', async () => {
     const d = await Disk.create(diskPath, { size: 4 * MiB, blockSize: BS });
     await d.write(0, randomBytes(MiB));
     await d.close();
-    const first = await withRepo(repoDir, 'shared', (repo) => backup(repo, [diskPath]));
-    await withDisk(async (x) => {
-      await x.write(2 * MiB, randomBytes(MiB));
-      await x.flush();
-    });
-    // Reading an index file fails (and no index cache stands in for it).
-    const failing = new FaultFS(nodeFileSystem).fail({ op: 'open', path: (p) => p.includes(`${path.sep}index${path.sep}`) });
-    const repo = await Repository.open(repoDir, { fs: failing, lock: 'shared', cacheDir: path.join(dir, 'no-cache') });
+    // Several backups, and no catalog (no cache directory): finding the base reads
+    // every manifest, and is started as soon as the disk is open.
+    let last = await withRepo(repoDir, 'shared', (repo) => backup(repo, [diskPath]));
+    for (let i = 0; i < 4; i++) {
+      await withDisk(async (x) => {
+        await x.write(i * BS, randomBytes(BS));
+        await x.flush();
+      });
+      last = await withRepo(repoDir, 'shared', (repo) => backup(repo, [diskPath]));
+    }
+    const manifests = fs.readdirSync(path.join(repoDir, 'snapshots')).sort();
+    // Taking the anchor creates the new active layer's file: that fails.
+    const failing = new FaultFS(nodeFileSystem).fail({ op: 'create', path: (p) => p.endsWith('.delta') });
+    const late: string[] = [];
+    let ended = false;
+    const repo = await Repository.open(repoDir, { lock: 'shared' });
     try {
-      await expect(backup(repo, [diskPath])).rejects.toMatchObject({ code: 'IO_ERROR' });
+      await expect(backup(repo, [diskPath], { sourceFs: failing, onWarning: (w) => ended && late.push(w.message) })).rejects.toMatchObject({ code: 'IO_ERROR' });
+      ended = true;
     } finally {
       await repo.close();
     }
-    await withDisk(async (x) => expect(anchors(x)).toEqual([`deltadisk-backup-${first.id}`]), true);
-    expect(fs.readdirSync(path.join(repoDir, 'snapshots'))).toEqual([first.id]);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(late).toEqual([]);
+    await withDisk(async (x) => expect(anchors(x)).toEqual([`deltadisk-backup-${last.id}`]), true);
+    expect(fs.readdirSync(path.join(repoDir, 'snapshots')).sort()).toEqual(manifests);
     expect((await withRepo(repoDir, 'shared', (r) => checkRepository(r))).errors).toEqual([]);
   });
 
