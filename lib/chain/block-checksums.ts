@@ -1,7 +1,7 @@
 /**
- * The checksums of a batch of blocks, on two threads: CRC-32 (the record format's
- * integrity check: every block written, every block a backup reads) and SHA-256
- * (inline dedup, and the repository's chunk hashes), as the caller asks.
+ * The checksums of a batch of blocks, SHA-256 on two threads: CRC-32 (the record
+ * format's integrity check: every block written, every block a backup reads) and
+ * SHA-256 (inline dedup, and the repository's chunk hashes), as the caller asks.
  *
  * SHA-256 runs at ~1.1-1.6 GB/s on one core here, so a batch that asks for it and
  * holds at least MIN_SPLIT_BYTES is split: one helper thread checksums the second

@@ -263,7 +263,8 @@ export class ChainView {
     const done = jobs.length === 1 ? jobs[0]! : Promise.all(jobs);
     if (checks.length === 0) return done.then(() => undefined);
     return done.then(async () => {
-      // The CRCs of a large read are computed on two threads (block-checksums.ts).
+      // One checksumBlocks call for the whole read (CRC-32 alone runs on this thread:
+      // as fast as handing it to the helper, see block-checksums.ts).
       const blocks: Buffer[] = [];
       for (let i = 0; i < checks.length; i += 6) {
         const at = checks[i + 2]!;

@@ -394,7 +394,8 @@ async function copyBlocks(
       n++;
     }
     const known = hashes.every((h) => h !== undefined) ? (hashes as Uint8Array[]) : undefined;
-    // The CRCs on record were just checked against the data read: no need to compute them again.
+    // The CRCs on record go with the data: readRows checks the data against them
+    // before the batch is appended, so append need not compute them again.
     const crcs = rows.map((r) => removed.records.crc(r));
     await pushRun({ block: first, rows, hashes: known, crcs }, n, n * bs);
     i += n;

@@ -66,7 +66,10 @@ describe('checksumBlocks', () => {
   });
 
   it('batches larger than the shared area: the helper takes what fits, this thread the rest', async () => {
+    expect(await whenHelperReady()).toBe(true);
+    const jobs = helperJobs();
     await check(batch(Array.from({ length: 40 }, () => 1024 * 1024)));
+    expect(helperJobs() - jobs).toBe(2); // the two calls that ask for SHA-256
   });
 
   it('more tiny blocks than the shared area has slots for', async () => {
@@ -84,9 +87,13 @@ describe('checksumBlocks', () => {
   });
 
   it('overlapping batches are all right (one finding the helper busy runs here)', async () => {
+    expect(await whenHelperReady()).toBe(true);
+    const jobs = helperJobs();
     const batches = Array.from({ length: 6 }, () => batch(Array.from({ length: 32 }, () => 65536)));
     const results = await Promise.all(batches.map((b, k) => checksumBlocks(b, { crc32: true, sha256: k % 2 === 0 })));
     results.forEach((r, k) => expectSums(batches[k]!, r, k % 2 === 0));
+    // The first batch asking for SHA-256 took the helper; the others started while it was busy.
+    expect(helperJobs() - jobs).toBe(1);
   });
 
   it('in a new process the first batch does not wait for the helper, later ones use it, and idle it does not keep the process alive', () => {
