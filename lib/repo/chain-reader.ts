@@ -40,9 +40,10 @@ export function changedChunks(blocks: readonly number[], blockSize: number, chun
   return out;
 }
 
-function isZeroHashAt(page: Uint8Array, at: number): boolean {
-  for (let j = at; j < at + HASH_SIZE; j++) if (page[j] !== 0) return false;
-  return true;
+/** Whether hash `k` of a page (as 32-bit words, 8 a hash) is the zero hash. */
+function isZeroHashIn(words: Int32Array, k: number): boolean {
+  const w = k * 8;
+  return (words[w]! | words[w + 1]! | words[w + 2]! | words[w + 3]! | words[w + 4]! | words[w + 5]! | words[w + 6]! | words[w + 7]!) === 0;
 }
 
 export async function readChainPoint(s: BackupSession, reader: DiskReader, plan: ChainReadPlan, label: string): Promise<Content> {
@@ -59,21 +60,28 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
   // Buffers of short runs (an incremental backup reads mostly single chunks), by
   // size class, up to READ_AHEAD_BYTES of them kept.
   const shortBuffers = new BufferPool(READ_AHEAD_BYTES);
+  // Whether each hash of a base page may be reused (ChunkIndex.usableInPage).
+  const usable = new Uint8Array(LIST_BLOB_HASHES);
   for (let first = 0; first < n; first += LIST_BLOB_HASHES) {
     const count = Math.min(LIST_BLOB_HASHES, n - first);
     // The page starts as the base's page (one copy, not one per chunk: an
     // incremental backup of a large disk is mostly this loop); every entry not
     // reused is then the zero hash, or the hash of the chunk as read.
-    const page = Buffer.alloc(count * HASH_SIZE);
+    const page = Buffer.alloc(count * HASH_SIZE); // its own memory: aligned for the word views below
     const basePage = basePages === undefined ? undefined : (await basePages.next()).value;
     const changed = basePage instanceof Buffer && basePage.length === page.length ? plan.base!.changed : undefined;
-    if (changed !== undefined) page.set(basePage as Buffer);
+    let words: Int32Array | undefined;
+    if (changed !== undefined) {
+      page.set(basePage as Buffer);
+      words = new Int32Array(page.buffer, page.byteOffset, page.length >> 2);
+      s.index.usableInPage(page, count, usable);
+    }
     const toRead: number[] = [];
     for (let k = 0; k < count; k++) {
       const i = first + k;
       const at = k * HASH_SIZE;
       if (changed !== undefined) {
-        if (changed[i] === 0 && (isZeroHashAt(page, at) || s.index.findUsableAt(page, at) >= 0)) continue;
+        if (changed[i] === 0 && (usable[k] === 1 || isZeroHashIn(words!, k))) continue;
         page.fill(0, at, at + HASH_SIZE);
       }
       // Known from the map to read as zeros: the zero hash. Asked only of chunks not

@@ -25,6 +25,8 @@ export const PackFlag = {
 } as const;
 
 const AVOID = PackFlag.CONDEMNED | PackFlag.BAD;
+/** 32-bit words in a hash. */
+const WORDS = HASH_SIZE / 4;
 
 function inconsistent(what: string): never {
   throw new DeltaDiskError('INVALID_ARGUMENT', `index columns: ${what}`);
@@ -42,6 +44,8 @@ export class ChunkIndex {
   #cap = 0;
   #n = 0;
   #hash = new Uint8Array(0);
+  /** `#hash` as 32-bit words (its own buffer, so aligned): hashes compared a word at a time. */
+  #hashWords = new Int32Array(0);
   #pack = new Uint32Array(0);
   #offset = new Uint32Array(0);
   #stored = new Uint32Array(0);
@@ -258,6 +262,41 @@ export class ChunkIndex {
     return v !== 0 && (this.#packFlags[this.#pack[id]!]! & AVOID) === 0 ? id : -1;
   }
 
+  /**
+   * `findUsableAt` of each of the first `count` hashes of `page` (a chunk list
+   * page): `out[k]` is 1 when hash `k` is usable, else 0. One loop comparing hashes
+   * a word at a time: an incremental backup passes every unchanged chunk of a disk
+   * through here, 16384 to a page, and one call per hash took ~85 ns each (warm; a
+   * fresh process ~5 ms a page).
+   * @throws INVALID_ARGUMENT when `page` or `out` is too short
+   */
+  usableInPage(page: Uint8Array, count: number, out: Uint8Array): void {
+    if (!Number.isSafeInteger(count) || count < 0 || page.length < count * HASH_SIZE || out.length < count) {
+      throw new DeltaDiskError('INVALID_ARGUMENT', `a page of ${page.length} bytes and ${out.length} results cannot hold ${count} hashes`);
+    }
+    if ((page.byteOffset & 3) !== 0) {
+      for (let k = 0; k < count; k++) out[k] = this.findUsableAt(page, k * HASH_SIZE) >= 0 ? 1 : 0;
+      return;
+    }
+    const q = new Int32Array(page.buffer, page.byteOffset, count * WORDS);
+    const h = this.#hashWords;
+    const table = this.#table;
+    const mask = table.length - 1;
+    for (let k = 0; k < count; k++) {
+      const w = k * WORDS;
+      let s = homeSlot(page, k * HASH_SIZE, mask);
+      let v = table[s]!;
+      while (v !== 0) {
+        const e = (v - 1) * WORDS;
+        if (h[e] === q[w] && h[e + 1] === q[w + 1] && h[e + 2] === q[w + 2] && h[e + 3] === q[w + 3] &&
+          h[e + 4] === q[w + 4] && h[e + 5] === q[w + 5] && h[e + 6] === q[w + 6] && h[e + 7] === q[w + 7]) break;
+        s = (s + 1) & mask;
+        v = table[s]!;
+      }
+      out[k] = v !== 0 && (this.#packFlags[this.#pack[v - 1]!]! & AVOID) === 0 ? 1 : 0;
+    }
+  }
+
   /** Every entry holding `hash`, preferred or not (a linear scan: for the rare damaged chunk). */
   entriesWithHash(hash: Uint8Array): number[] {
     const out: number[] = [];
@@ -395,6 +434,7 @@ export class ChunkIndex {
       return b;
     };
     this.#hash = grow(this.#hash, HASH_SIZE, (n) => new Uint8Array(n));
+    this.#hashWords = new Int32Array(this.#hash.buffer, this.#hash.byteOffset, this.#hash.length >> 2);
     this.#pack = grow(this.#pack, 1, (n) => new Uint32Array(n));
     this.#offset = grow(this.#offset, 1, (n) => new Uint32Array(n));
     this.#stored = grow(this.#stored, 1, (n) => new Uint32Array(n));

@@ -54,6 +54,41 @@ describe('ChunkIndex', () => {
     );
   });
 
+  it('answers for a whole page at once as one lookup per hash does, aligned or not', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ n: fc.integer({ min: 1, max: 40 }), flags: fc.constantFrom(0, PackFlag.CONDEMNED, PackFlag.BAD) }), { minLength: 1, maxLength: 20 }),
+        fc.array(fc.constantFrom('present', 'absent', 'zero', 'near'), { maxLength: 200 }),
+        fc.integer({ min: 0, max: 3 }),
+        (packs, kinds, shift) => {
+          const index = new ChunkIndex();
+          const pool: Buffer[] = [];
+          for (const p of packs) {
+            const list = Array.from({ length: p.n }, (_, i) => ({ hash: randomBytes(32), storedLength: 10 + i, rawLength: 10 + i, kind: BlobKind.DATA, compression: Compression.NONE }));
+            pool.push(...list.map((b) => b.hash));
+            const tail = encodePackTail(list);
+            index.addPack(packNameOf(tail), list.reduce((a, b) => a + b.storedLength, 0) + tail.length, tail, p.flags);
+          }
+          // The page at `shift` bytes into its buffer: 0 is the word-at-a-time path.
+          const buffer = Buffer.alloc(shift + kinds.length * 32);
+          const page = buffer.subarray(shift);
+          kinds.forEach((k, i) => {
+            const h = k === 'present' ? pool[(i * 13) % pool.length]! : k === 'zero' ? Buffer.alloc(32) : randomBytes(32);
+            // 'near': a stored hash with its last byte changed (same home slot, different hash).
+            if (k === 'near') pool[(i * 5) % pool.length]!.copy(h, 0, 0, 31);
+            h.copy(page, i * 32);
+          });
+          const out = new Uint8Array(kinds.length).fill(7);
+          index.usableInPage(page, kinds.length, out);
+          kinds.forEach((_, i) => expect(out[i]).toBe(index.findUsableAt(page, i * 32) >= 0 ? 1 : 0));
+        },
+      ),
+      { numRuns: propertyRuns(60) },
+    );
+    expect(() => new ChunkIndex().usableInPage(Buffer.alloc(64), 3, new Uint8Array(3))).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => new ChunkIndex().usableInPage(Buffer.alloc(96), 3, new Uint8Array(2))).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+
   it('serves pending entries at once and forgets an abandoned pack', () => {
     const index = new ChunkIndex();
     const h1 = randomBytes(32);
