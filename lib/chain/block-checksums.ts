@@ -116,8 +116,9 @@ function startHelper(): Helper | undefined {
     worker.on('message', () => {
       if (h.ready) return settle(true);
       h.ready = true;
-      // Held only while someone waited for this (see whenHelperReady).
-      if (!h.busy) worker.unref();
+      // Referenced only while someone waited for this (see whenHelperReady); no
+      // batch is given to it before now, so none holds it.
+      worker.unref();
       notifyReady(true);
     });
     worker.on('error', fail);

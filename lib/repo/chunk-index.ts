@@ -274,17 +274,16 @@ export class ChunkIndex {
     if (!Number.isSafeInteger(count) || count < 0 || page.length < count * HASH_SIZE || out.length < count) {
       throw new DeltaDiskError('INVALID_ARGUMENT', `a page of ${page.length} bytes and ${out.length} results cannot hold ${count} hashes`);
     }
-    if ((page.byteOffset & 3) !== 0) {
-      for (let k = 0; k < count; k++) out[k] = this.findUsableAt(page, k * HASH_SIZE) >= 0 ? 1 : 0;
-      return;
-    }
-    const q = new Int32Array(page.buffer, page.byteOffset, count * WORDS);
+    // Words need an aligned page; one that is not (never a page read into its own
+    // buffer) is copied.
+    const aligned = (page.byteOffset & 3) === 0 ? page : new Uint8Array(page.subarray(0, count * HASH_SIZE));
+    const q = new Int32Array(aligned.buffer, aligned.byteOffset, count * WORDS);
     const h = this.#hashWords;
     const table = this.#table;
     const mask = table.length - 1;
     for (let k = 0; k < count; k++) {
       const w = k * WORDS;
-      let s = homeSlot(page, k * HASH_SIZE, mask);
+      let s = homeSlot(aligned, k * HASH_SIZE, mask);
       let v = table[s]!;
       while (v !== 0) {
         const e = (v - 1) * WORDS;
