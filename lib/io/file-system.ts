@@ -21,6 +21,17 @@ export type OpenMode =
   /** read and write; the file must not exist yet (O_CREAT | O_EXCL); never follows a symlink */
   | 'createExclusive';
 
+/** Hints for `open`; an implementation may decline any of them. */
+export interface OpenOptions {
+  /**
+   * Bypass the page cache (O_DIRECT) where the file system supports it; the handle's
+   * `direct` says whether it does. A direct handle's transfers must be aligned
+   * (`isDirectTransfer` in aligned-buffer.ts) or they fail with EINVAL. What a
+   * direct write leaves durable is no different: `datasync` is still the barrier.
+   */
+  readonly direct?: boolean;
+}
+
 export interface FileStat {
   readonly size: number;
   readonly mode: number;
@@ -35,6 +46,8 @@ export interface FileStat {
 
 export interface FileHandle {
   readonly path: string;
+  /** Whether transfers bypass the page cache (granted `OpenOptions.direct`); absent means no. */
+  readonly direct?: boolean;
   /**
    * Reads up to `length` bytes at `position` into `buffer[offset…]`; resolves with the
    * number of bytes read (less only at end of file). Use `readExactly` for a full read.
@@ -55,7 +68,7 @@ export interface FileHandle {
 }
 
 export interface FileSystem {
-  open(path: string, mode: OpenMode): Promise<FileHandle>;
+  open(path: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle>;
   stat(path: string): Promise<FileStat>;
   /** Like stat, but describes a symbolic link itself. */
   lstat(path: string): Promise<FileStat>;

@@ -4,10 +4,13 @@
  * It implements the same contract as the real one (errno-style errors, exclusive
  * create, hard links sharing an inode, rename replacing its target) so the chain
  * and repository code cannot tell the difference. It does not simulate crashes:
- * everything is "durable" at once. Symbolic links are not supported.
+ * everything is "durable" at once. Symbolic links are not supported. Direct opens
+ * are granted, and their transfers held to the kernel's alignment rules (EINVAL),
+ * so code that writes directly is tested against them.
  */
 import path from 'node:path';
-import type { FileHandle, FileStat, FileSystem, OpenMode } from './file-system.js';
+import { isDirectTransfer } from './aligned-buffer.js';
+import type { FileHandle, FileStat, FileSystem, OpenMode, OpenOptions } from './file-system.js';
 
 interface Inode {
   readonly ino: number;
@@ -38,14 +41,16 @@ export function errno(code: string, syscall: string, p: string): NodeJS.ErrnoExc
 
 class MemoryHandle implements FileHandle {
   readonly path: string;
+  readonly direct: boolean;
   readonly #inode: Inode;
   readonly #writable: boolean;
   #closed = false;
 
-  constructor(p: string, inode: Inode, writable: boolean) {
+  constructor(p: string, inode: Inode, writable: boolean, direct: boolean) {
     this.path = p;
     this.#inode = inode;
     this.#writable = writable;
+    this.direct = direct;
   }
 
   #check(write: boolean): void {
@@ -55,6 +60,7 @@ class MemoryHandle implements FileHandle {
 
   async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
     this.#check(false);
+    if (this.direct && !isDirectTransfer([buffer.subarray(offset, offset + length)], position)) throw errno('EINVAL', 'read', this.path);
     const n = Math.max(0, Math.min(length, this.#inode.size - position));
     if (n > 0) buffer.set(this.#inode.data.subarray(position, position + n), offset);
     return n;
@@ -72,6 +78,7 @@ class MemoryHandle implements FileHandle {
 
   async write(buffers: readonly Uint8Array[], position: number): Promise<void> {
     this.#check(true);
+    if (this.direct && !isDirectTransfer(buffers, position)) throw errno('EINVAL', 'write', this.path);
     let pos = position;
     for (const b of buffers) {
       writeAt(this.#inode, b, pos);
@@ -169,20 +176,21 @@ export class MemoryFileSystem implements FileSystem {
     return { parent: dir, name, node: dir.entries.get(name) };
   }
 
-  async open(p: string, mode: OpenMode): Promise<FileHandle> {
+  async open(p: string, mode: OpenMode, options: OpenOptions = {}): Promise<FileHandle> {
+    const direct = options.direct === true;
     const { parent, name, node } = this.#walk(p);
     if (mode === 'createExclusive') {
       if (node !== undefined) throw errno('EEXIST', 'open', p);
       const inode: Inode = { ino: this.#nextIno++, data: new Uint8Array(0), size: 0, nlink: 1, mtimeMs: Date.now() };
       parent.entries.set(name, inode);
-      return new MemoryHandle(path.resolve(p), inode, true);
+      return new MemoryHandle(path.resolve(p), inode, true, direct);
     }
     if (node === undefined) throw errno('ENOENT', 'open', p);
     if (isDir(node)) {
       if (mode !== 'read') throw errno('EISDIR', 'open', p);
       throw errno('EISDIR', 'open', p);
     }
-    return new MemoryHandle(path.resolve(p), node, mode === 'readWrite');
+    return new MemoryHandle(path.resolve(p), node, mode === 'readWrite', direct);
   }
 
   async stat(p: string): Promise<FileStat> {

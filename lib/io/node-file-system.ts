@@ -3,10 +3,13 @@
  *
  * Writes loop until every byte is written (a short write is not an error in POSIX);
  * `createExclusive` opens with O_CREAT | O_EXCL | O_NOFOLLOW so it can neither
- * overwrite a file nor be redirected through a planted symlink.
+ * overwrite a file nor be redirected through a planted symlink. A `direct` open adds
+ * O_DIRECT where the platform has it, and quietly opens without it where the file
+ * system refuses it (EINVAL: tmpfs before Linux 6.6, some FUSE file systems).
+ * `DELTADISK_DIRECT_IO=0` in the environment turns direct opens off altogether.
  */
 import fs from 'node:fs';
-import type { FileHandle, FileStat, FileSystem, OpenMode } from './file-system.js';
+import type { FileHandle, FileStat, FileSystem, OpenMode, OpenOptions } from './file-system.js';
 
 const FLAGS: Record<OpenMode, number> = {
   read: fs.constants.O_RDONLY,
@@ -115,12 +118,14 @@ function closedError(syscall: string, path: string): NodeJS.ErrnoException {
 
 class NodeFileHandle implements FileHandle {
   readonly path: string;
+  readonly direct: boolean;
   readonly #fd: number;
   #closed = false;
 
-  constructor(path: string, fd: number) {
+  constructor(path: string, fd: number, direct: boolean) {
     this.path = path;
     this.#fd = fd;
+    this.direct = direct;
   }
 
   async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
@@ -177,9 +182,26 @@ class NodeFileHandle implements FileHandle {
 }
 
 export class NodeFileSystem implements FileSystem {
-  async open(path: string, mode: OpenMode): Promise<FileHandle> {
-    const fd = await fsCall<number>((cb) => fs.open(path, FLAGS[mode], 0o644, cb));
-    return new NodeFileHandle(path, fd);
+  async open(path: string, mode: OpenMode, options: OpenOptions = {}): Promise<FileHandle> {
+    const direct = options.direct === true && process.env.DELTADISK_DIRECT_IO !== '0' ? fs.constants.O_DIRECT : undefined;
+    if (direct !== undefined) {
+      try {
+        const fd = await fsCall<number>((cb) => fs.open(path, FLAGS[mode] | direct, 0o644, cb));
+        return new NodeFileHandle(path, fd, true);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      }
+    }
+    try {
+      const fd = await fsCall<number>((cb) => fs.open(path, FLAGS[mode], 0o644, cb));
+      return new NodeFileHandle(path, fd, false);
+    } catch (err) {
+      // Linux refuses O_DIRECT after O_CREAT has made the file (O_EXCL passed, so the
+      // file is the one this call created, still empty): open that one.
+      if (direct === undefined || mode !== 'createExclusive' || (err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const fd = await fsCall<number>((cb) => fs.open(path, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW, 0o644, cb));
+      return new NodeFileHandle(path, fd, false);
+    }
   }
 
   async stat(path: string): Promise<FileStat> {

@@ -25,7 +25,8 @@
  * (a workload's setup) counts as durable.
  */
 import path from 'node:path';
-import type { FileHandle, FileStat, FileSystem, OpenMode } from '../../lib/io/file-system.js';
+import { isDirectTransfer } from '../../lib/io/aligned-buffer.js';
+import type { FileHandle, FileStat, FileSystem, OpenMode, OpenOptions } from '../../lib/io/file-system.js';
 import { errno } from '../../lib/io/memory-file-system.js';
 import { describePolicy, dirsOf, Image, isSync, sameEntry, tearWrite, type CrashOp, type CrashPolicy, type Entry, type Inode } from './crash-image.js';
 import { Rng } from './rng.js';
@@ -44,16 +45,18 @@ export interface CrashStateInfo {
 
 class CrashHandle implements FileHandle {
   readonly path: string;
+  readonly direct: boolean;
   readonly #fs: CrashFS;
   readonly #ino: number;
   readonly #writable: boolean;
   #closed = false;
 
-  constructor(fs: CrashFS, p: string, ino: number, writable: boolean) {
+  constructor(fs: CrashFS, p: string, ino: number, writable: boolean, direct: boolean) {
     this.#fs = fs;
     this.path = p;
     this.#ino = ino;
     this.#writable = writable;
+    this.direct = direct;
   }
 
   #check(write: boolean, syscall: string): void {
@@ -62,6 +65,7 @@ class CrashHandle implements FileHandle {
 
   async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
     this.#check(false, 'read');
+    if (this.direct && !isDirectTransfer([buffer.subarray(offset, offset + length)], position)) throw errno('EINVAL', 'read', this.path);
     const n = this.#fs.liveInode(this.#ino);
     const count = Math.max(0, Math.min(length, n.size - position));
     if (count > 0) buffer.set(n.data.subarray(position, position + count), offset);
@@ -80,6 +84,7 @@ class CrashHandle implements FileHandle {
 
   async write(buffers: readonly Uint8Array[], position: number): Promise<void> {
     this.#check(true, 'write');
+    if (this.direct && !isDirectTransfer(buffers, position)) throw errno('EINVAL', 'write', this.path);
     const total = buffers.reduce((s, b) => s + b.length, 0);
     const data = new Uint8Array(total);
     let at = 0;
@@ -195,18 +200,19 @@ export class CrashFS implements FileSystem {
 
   // ------------------------------------------------------------ FileSystem
 
-  async open(p: string, mode: OpenMode): Promise<FileHandle> {
+  async open(p: string, mode: OpenMode, options: OpenOptions = {}): Promise<FileHandle> {
+    const direct = options.direct === true;
     const { dir, name, entry } = this.#parentOrThrow(p, 'open');
     const abs = path.resolve(p);
     if (mode === 'createExclusive') {
       if (entry !== undefined) throw errno('EEXIST', 'open', p);
       const ino = this.#nextIno++;
       this.record({ k: 'create', dir, name, ino });
-      return new CrashHandle(this, abs, ino, true);
+      return new CrashHandle(this, abs, ino, true, direct);
     }
     if (entry === undefined) throw errno('ENOENT', 'open', p);
     if (entry.kind === 'dir') throw errno('EISDIR', 'open', p);
-    return new CrashHandle(this, abs, entry.ino, mode === 'readWrite');
+    return new CrashHandle(this, abs, entry.ino, mode === 'readWrite', direct);
   }
 
   async stat(p: string): Promise<FileStat> {

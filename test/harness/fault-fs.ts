@@ -17,7 +17,7 @@
  *    the first `times` times (a failed fsync of one file, a rename of another).
  * With `trace`, every call is logged as "kind path", in order.
  */
-import type { FileHandle, FileStat, FileSystem, OpenMode } from '../../lib/io/file-system.js';
+import type { FileHandle, FileStat, FileSystem, OpenMode, OpenOptions } from '../../lib/io/file-system.js';
 import { treeOpsOf, type TreeOps } from '../../lib/repo/tree-ops.js';
 
 export const FAULT_OPS = [
@@ -94,6 +94,10 @@ class FaultHandle implements FileHandle {
 
   get path(): string {
     return this.#inner.path;
+  }
+
+  get direct(): boolean {
+    return this.#inner.direct === true;
   }
 
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
@@ -229,8 +233,8 @@ export class FaultFS implements FileSystem, TreeOps {
     return fn();
   }
 
-  async open(p: string, mode: OpenMode): Promise<FileHandle> {
-    const inner = await this.call(mode === 'createExclusive' ? 'create' : 'open', p, () => this.inner.open(p, mode));
+  async open(p: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
+    const inner = await this.call(mode === 'createExclusive' ? 'create' : 'open', p, () => this.inner.open(p, mode, options));
     return new FaultHandle(this, inner);
   }
 

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { alignedBuffer, DIRECT_ALIGN } from '../../lib/io/aligned-buffer.js';
 import type { FileHandle, FileSystem } from '../../lib/io/file-system.js';
 import { MemoryFileSystem } from '../../lib/io/memory-file-system.js';
 import { NodeFileSystem } from '../../lib/io/node-file-system.js';
@@ -257,6 +258,42 @@ for (const subject of subjects) {
       await f.syncDir(s.root);
       expect(await errnoOf(f.syncDir(p('missing')))).toBe('ENOENT');
     });
+
+    it('a direct open is granted here, and holds transfers to page alignment (EINVAL)', async () => {
+      const h = await f.open(p('direct'), 'createExclusive', { direct: true });
+      // The temp directory is ext4 on our machines; a file system without O_DIRECT
+      // would open without it (direct false), which the write-path tests cover.
+      expect(h.direct).toBe(true);
+      const page = alignedBuffer(3 * DIRECT_ALIGN);
+      page.fill(0x5a);
+      await h.write([page.subarray(0, 2 * DIRECT_ALIGN)], DIRECT_ALIGN);
+      // Linux holds them to the device's logical block (512 B or 4 KiB); 100 misses both.
+      expect(await errnoOf(h.write([page.subarray(0, 100)], 0))).toBe('EINVAL');
+      expect(await errnoOf(h.write([page.subarray(0, DIRECT_ALIGN)], 100))).toBe('EINVAL');
+      expect(await errnoOf(h.write([page.subarray(100, 100 + DIRECT_ALIGN)], 0))).toBe('EINVAL');
+      await h.close();
+      const r = await f.open(p('direct'), 'read');
+      expect(r.direct === true).toBe(false);
+      const { n, bytes } = await readAll(r, 4 * DIRECT_ALIGN);
+      expect(n).toBe(3 * DIRECT_ALIGN);
+      expect(bytes.subarray(0, DIRECT_ALIGN).every((b) => b === 0)).toBe(true);
+      expect(bytes.subarray(DIRECT_ALIGN).every((b) => b === 0x5a)).toBe(true);
+      await r.close();
+    });
+
+    if (subject.name === 'NodeFileSystem') {
+      it('DELTADISK_DIRECT_IO=0 turns direct opens off', async () => {
+        process.env.DELTADISK_DIRECT_IO = '0';
+        try {
+          const h = await f.open(p('plain'), 'createExclusive', { direct: true });
+          expect(h.direct).toBe(false);
+          await h.write([Buffer.from('unaligned is fine')], 3);
+          await h.close();
+        } finally {
+          delete process.env.DELTADISK_DIRECT_IO;
+        }
+      });
+    }
 
     it('realpath names an existing path absolutely; missing is ENOENT', async () => {
       await f.mkdir(p('d'));
