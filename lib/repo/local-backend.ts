@@ -11,7 +11,9 @@
  * Writes follow DESIGN's crash rule 3: a temporary file in the target's directory
  * (`<name>.tmp-<random>`), written, fdatasync'ed, then renamed (replace) or linked
  * (create, which refuses an existing name), then the directory fsync'ed. Temporary
- * files never show in `list`; prune removes those left by a crash.
+ * files never show in `list`; prune removes those left by a crash. Staged files
+ * (packs) are written directly where they can be (`writeNewFile`); the small ones
+ * (index files, manifests, locks) through the page cache.
  */
 import path from 'node:path';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
@@ -19,6 +21,7 @@ import { TEMP_INFIX, tempNameFor } from '../io/atomic-replace.js';
 import type { FileHandle, FileSystem } from '../io/file-system.js';
 import { readExactly, readUpTo } from '../io/positional.js';
 import { settleLimited } from '../io/settle-limited.js';
+import { writeNewFile } from '../io/write-new-file.js';
 import { isValidRepoName, REPO_FILE_KINDS, type RepoFileKind, type StagedFile, type StorageBackend, type StoredFile } from './backend.js';
 
 const DIRS: Record<RepoFileKind, string> = {
@@ -224,17 +227,11 @@ export class LocalBackend implements StorageBackend {
   async stage(kind: RepoFileKind, name: string, data: readonly Uint8Array[]): Promise<StagedFile> {
     const target = this.#pathOf(kind, name);
     const tmp = tempNameFor(target);
-    let created = false;
     try {
-      const handle = await this.#fs.open(tmp, 'createExclusive');
-      created = true;
-      try {
-        await handle.write(data, 0);
-      } finally {
-        await handle.close();
-      }
+      await writeNewFile(this.#fs, tmp, data);
     } catch (err) {
-      if (created) await this.#fs.unlink(tmp).catch(() => undefined);
+      // EEXIST: the (random) name is not ours to remove; any later failure left ours.
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') await this.#fs.unlink(tmp).catch(() => undefined);
       throw fromSystemError(err, target, 'writing repository file failed');
     }
     const staged: LocalStaged = { kind, name, tmp, target };
