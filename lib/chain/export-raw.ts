@@ -4,13 +4,15 @@
  * `rawChunks` yields the bytes in order, in chunks of at most 4 MiB, reading each
  * chunk's extents concurrently. `exportRawFile` writes a file atomically (temp name,
  * fsync, rename) and leaves holes where the disk reads zeros, so a mostly empty
- * disk exports to a mostly sparse file.
+ * disk exports to a mostly sparse file. A large export bypasses the page cache
+ * (`SequentialWriter`): the image is written once and not read back.
  */
 import path from 'node:path';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
 import { tempNameFor } from '../io/atomic-replace.js';
 import type { FileSystem } from '../io/file-system.js';
 import { nodeFileSystem } from '../io/node-file-system.js';
+import { SequentialWriter } from '../io/sequential-writer.js';
 import type { DiskReader } from './disk-reader.js';
 import { isAllZero } from './write-plan.js';
 
@@ -39,7 +41,7 @@ export async function exportRawFile(
     throw new DeltaDiskError('ALREADY_EXISTS', `${abs} exists; pass overwrite to replace it`, { path: abs });
   }
   const tmp = tempNameFor(abs);
-  const handle = await fs.open(tmp, 'createExclusive').catch((err: unknown) => {
+  const file = await SequentialWriter.create(fs, tmp, reader.virtualSize).catch((err: unknown) => {
     throw fromSystemError(err, tmp, 'creating export file failed');
   });
   try {
@@ -53,7 +55,7 @@ export async function exportRawFile(
         const zero = end || isAllZero(data.subarray(at, Math.min(at + bs, data.length)));
         if (!zero && run < 0) run = at;
         if (zero && run >= 0) {
-          await handle.write([data.subarray(run, at)], pos + run);
+          await file.write(data.subarray(run, at), pos + run);
           run = -1;
         }
         if (end) break;
@@ -61,13 +63,12 @@ export async function exportRawFile(
       pos += data.length;
       options.onProgress?.(data.length);
     }
-    await handle.truncate(reader.virtualSize);
-    await handle.datasync();
-    await handle.close();
+    await file.finish(reader.virtualSize);
+    await file.close();
     await fs.rename(tmp, abs);
     await fs.syncDir(path.dirname(abs));
   } catch (err) {
-    await handle.close().catch(() => undefined);
+    await file.close().catch(() => undefined);
     await fs.unlink(tmp).catch(() => undefined);
     throw fromSystemError(err, abs, 'export failed');
   }

@@ -4,7 +4,8 @@
  *
  * Each file is written under a temporary name created exclusively (O_EXCL |
  * O_NOFOLLOW, so neither an existing file nor a planted symlink is opened), its data
- * verified chunk by chunk as it arrives, made durable, given its mode and time, and
+ * verified chunk by chunk as it arrives (a large file written past the page cache,
+ * `SequentialWriter`), made durable, given its mode and time, and
  * only then published under its name: by link() when it must not replace anything
  * (which fails if the name exists), by rename() with --overwrite (which replaces the
  * directory entry itself, never following a symlink that was there). A failure
@@ -15,12 +16,12 @@ import { DeltaDiskError, fromSystemError } from '../errors.js';
 import type { Content } from '../format/manifest.js';
 import { tempNameFor } from '../io/atomic-replace.js';
 import type { FileSystem } from '../io/file-system.js';
+import { SequentialWriter } from '../io/sequential-writer.js';
 import { readContent } from './blob-fetch.js';
 import type { ChunkIndex } from './chunk-index.js';
 import type { Repository } from './repository.js';
 import type { TreeOps } from './tree-ops.js';
 
-const WRITES_IN_FLIGHT = 4;
 /**
  * Start an fdatasync after this many bytes written (without waiting for it): the
  * device writes back while we go on, instead of all at once in the final fsync.
@@ -60,37 +61,31 @@ export async function publish(t: TargetContext, tmp: string, final: string): Pro
 /** Writes `content` as the regular file `final` (sparse where it reads zeros). */
 export async function restoreFile(t: TargetContext, c: Content, final: string, mode: number, mtimeMs: number): Promise<void> {
   const tmp = tempNameFor(final);
-  const handle = await t.fs.open(tmp, 'createExclusive').catch((err: unknown) => {
+  const file = await SequentialWriter.create(t.fs, tmp, c.size).catch((err: unknown) => {
     throw fromSystemError(err, final, 'creating a restored file failed');
   });
   try {
-    const writes: Promise<void>[] = [];
     let unsynced = 0;
     let syncing: Promise<void> | undefined;
     for await (const piece of readContent(t.repo, t.index, c, final)) {
       if (piece.data !== null) {
-        const w = handle.write([piece.data], piece.offset);
-        w.catch(() => undefined);
-        writes.push(w);
-        if (writes.length >= WRITES_IN_FLIGHT) await writes.shift();
+        await file.write(piece.data, piece.offset);
         unsynced += piece.length;
         if (unsynced >= SYNC_BEHIND && syncing === undefined) {
           unsynced = 0;
-          syncing = handle.datasync().finally(() => (syncing = undefined));
+          syncing = file.datasync().finally(() => (syncing = undefined));
           syncing.catch(() => undefined);
         }
       }
       t.onBytes(piece.length);
     }
-    await Promise.all(writes);
     await syncing;
-    await handle.truncate(c.size);
-    await handle.datasync();
-    await handle.close();
+    await file.finish(c.size);
+    await file.close();
     await t.ops.chmod(tmp, mode & 0o777);
     await t.ops.lutimes(tmp, mtimeMs, mtimeMs);
   } catch (err) {
-    await handle.close().catch(() => undefined);
+    await file.close().catch(() => undefined);
     await t.fs.unlink(tmp).catch(() => undefined);
     throw fromSystemError(err, final, 'restoring a file failed');
   }

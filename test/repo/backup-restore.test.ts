@@ -8,6 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { backup, DeltaDiskError, MemoryFileSystem, Repository, restore } from '../../lib/index.js';
+import { nodeFileSystem } from '../../lib/io/node-file-system.js';
+import { DirectProbeFS } from '../helpers/direct-fs.js';
 import { randomData, snapshotTree, textData, withRepo, writeTree } from '../helpers/repo.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -53,6 +55,23 @@ describe('backup and restore', () => {
     expect(res.summary.verified).toBe(true);
     expect(snapshotTree(path.join(out, 'src'))).toEqual(snapshotTree(src));
     expect(fs.statSync(path.join(out, 'src', 'a.txt')).mtimeMs).toBeCloseTo(mtime.getTime(), 0);
+  });
+
+  it('writes packs, and restored files of a MiB or more, past the page cache', async () => {
+    const MiB = 1024 * 1024;
+    const src = path.join(dir, 'src');
+    writeTree(src, { 'big.bin': randomData(3 * MiB + 123), 'small.txt': textData(10_000) });
+    const packs = new DirectProbeFS(nodeFileSystem);
+    const repo = await Repository.open(repoDir, { lock: 'shared', fs: packs });
+    const r = await backup(repo, [src]).finally(() => repo.close());
+    // 1 MiB packs in this suite: all of each pack's data but its last partial page.
+    expect(packs.directBytes).toBeGreaterThan(3 * MiB - 4 * 4096);
+    const target = new DirectProbeFS(nodeFileSystem);
+    const out = path.join(dir, 'out');
+    await withRepo(repoDir, 'shared', (rp) => restore(rp, r.id, { target: out, fs: target, verify: true }));
+    expect(snapshotTree(path.join(out, 'src'))).toEqual(snapshotTree(src));
+    expect(target.directBytes).toBeGreaterThanOrEqual(3 * MiB + 123);
+    expect(target.plainBytes).toBeGreaterThanOrEqual(10_000);
   });
 
   it('restores a sparse file sparse, and stores none of its zeros', async () => {

@@ -1,0 +1,190 @@
+/**
+ * Writing a new file front to back (holes allowed), bypassing the page cache where
+ * the file system allows: what a restore does with every large file it writes.
+ *
+ * Why: written through the page cache, each page must be allocated first, and on a
+ * VM whose free memory went back to the host that allocation is most of a write's
+ * cost. Measured on our CI machine: 1 GiB written in 4 MiB calls and fdatasync'ed
+ * took 3.3-3.5 s (3.6-4.0 s of it in the kernel) through the page cache and
+ * 0.7-0.8 s directly. Restoring a disk also has no use for its data in the cache.
+ *
+ * How: the caller's data is copied into page-aligned staging buffers (a restore's
+ * chunks sit at arbitrary offsets of the buffers they were read into, so they cannot
+ * be written from there), and each buffer is written with O_DIRECT when full, a few
+ * at once. The staged range always starts on a page; a page is written only once:
+ *  - a run of data that ends inside a page is written with the rest of that page
+ *    zeroed, but only when the next data starts in a later page (the zeros are then
+ *    part of a hole, which reads zeros anyway), or at the end, when `finish` cuts
+ *    the file to its size;
+ *  - data that resumes in the page where the last run ended continues the staged
+ *    range, the few bytes between filled with zeros.
+ * Holes of a page or more stay holes. Where O_DIRECT is refused, at the open or at
+ * a write (EINVAL), the writer carries on through an ordinary handle, and a small
+ * file is never staged at all: only speed depends on direct I/O.
+ */
+import { alignedBuffer, DIRECT_ALIGN } from './aligned-buffer.js';
+import type { FileHandle, FileSystem } from './file-system.js';
+
+/** One staging buffer: a direct write of at most this much. */
+const STAGE_BYTES = 4 * 1024 * 1024;
+/** Writes in flight per file, direct or not. */
+const WRITES_IN_FLIGHT = 4;
+/** Staging buffers kept for the next file (process-wide). */
+const POOL_MAX = 8;
+/** Files smaller than this are written through the page cache. */
+export const MIN_DIRECT_FILE_BYTES = 1024 * 1024;
+
+const pool: Buffer[] = [];
+
+function takeStage(): Buffer {
+  return pool.pop() ?? alignedBuffer(STAGE_BYTES);
+}
+
+function giveStage(b: Buffer): void {
+  if (pool.length < POOL_MAX) pool.push(b);
+}
+
+const alignDown = (n: number): number => n - (n % DIRECT_ALIGN);
+const alignUp = (n: number): number => alignDown(n + DIRECT_ALIGN - 1);
+
+export class SequentialWriter {
+  readonly path: string;
+  readonly #fs: FileSystem;
+  readonly #handle: FileHandle;
+  /** An ordinary handle: `#handle` itself unless it is direct. */
+  #plain: FileHandle | undefined;
+  #direct: boolean;
+  /** The staging buffer, its file offset (page-aligned), and the bytes staged. */
+  #stage: Buffer | undefined;
+  #base = 0;
+  #fill = 0;
+  /** The end of the last data written (offsets only grow). */
+  #end = 0;
+  readonly #writes: Promise<void>[] = [];
+
+  private constructor(fs: FileSystem, path: string, handle: FileHandle) {
+    this.#fs = fs;
+    this.path = path;
+    this.#handle = handle;
+    this.#direct = handle.direct === true;
+    this.#plain = this.#direct ? undefined : handle;
+  }
+
+  /**
+   * Creates `path` (O_EXCL, no symlink followed) for a content of `size` bytes; a
+   * content of {@link MIN_DIRECT_FILE_BYTES} or more is written directly where it can be.
+   */
+  static async create(fs: FileSystem, path: string, size: number): Promise<SequentialWriter> {
+    const handle = await fs.open(path, 'createExclusive', { direct: size >= MIN_DIRECT_FILE_BYTES });
+    return new SequentialWriter(fs, path, handle);
+  }
+
+  /** Whether data goes to the device without the page cache (so far). */
+  get direct(): boolean {
+    return this.#direct;
+  }
+
+  /**
+   * Writes `data` at `offset`, at or after the end of what was written before (what
+   * lies between reads zeros). `data` must not change until `finish`: written
+   * through the page cache, it is written from where it is. Applies back-pressure:
+   * at most a few writes are in flight.
+   */
+  async write(data: Uint8Array, offset: number): Promise<void> {
+    if (offset < this.#end) throw new Error(`internal: sequential write at ${offset} before the end ${this.#end}`);
+    this.#end = offset + data.length;
+    if (!this.#direct) {
+      if (this.#stage !== undefined) await this.#flushStage(false);
+      return this.#plainWrite(data, offset);
+    }
+    if (this.#stage !== undefined && alignDown(offset) > alignDown(this.#base + this.#fill)) await this.#flushStage(true);
+    if (this.#stage === undefined) {
+      this.#stage = takeStage();
+      this.#base = alignDown(offset);
+      this.#fill = 0;
+    }
+    // Zeros between the staged end and `offset` (both in the same page, or a new stage).
+    const at = offset - this.#base;
+    if (at > this.#fill) this.#stage.fill(0, this.#fill, at);
+    this.#fill = at;
+    let done = 0;
+    while (done < data.length) {
+      const n = Math.min(data.length - done, STAGE_BYTES - this.#fill);
+      this.#stage!.set(data.subarray(done, done + n), this.#fill);
+      this.#fill += n;
+      done += n;
+      if (this.#fill === STAGE_BYTES) {
+        await this.#flushStage(false);
+        if (!this.#direct) return this.#plainWrite(data.subarray(done), offset + done);
+        this.#stage = takeStage();
+        this.#base += STAGE_BYTES;
+        this.#fill = 0;
+      }
+    }
+  }
+
+  /**
+   * Starts making what is written so far durable, without waiting for writes still
+   * in flight (a restore's sync-behind: the device writes back while it goes on).
+   */
+  datasync(): Promise<void> {
+    return this.#handle.datasync();
+  }
+
+  /** Writes what is staged, sets the file's size to `size` and makes it durable. */
+  async finish(size: number): Promise<void> {
+    if (this.#stage !== undefined) await this.#flushStage(true);
+    await Promise.all(this.#writes.splice(0));
+    await this.#handle.truncate(size);
+    await this.#handle.datasync();
+  }
+
+  /** Closes the file (after `finish`, or to give up). */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.#writes.splice(0));
+    if (this.#plain !== undefined && this.#plain !== this.#handle) await this.#plain.close();
+    await this.#handle.close();
+  }
+
+  async #plainWrite(data: Uint8Array, offset: number): Promise<void> {
+    if (data.length === 0) return;
+    this.#plain ??= await this.#fs.open(this.path, 'readWrite');
+    await this.#queue(this.#plain.write([data], offset));
+  }
+
+  /**
+   * Writes the staged range: directly with its last page zero-padded (`pad`: the
+   * data goes on in a later page, or ends) or as it is (a full stage); through the
+   * page cache as it is once direct writes were refused.
+   */
+  async #flushStage(pad: boolean): Promise<void> {
+    const stage = this.#stage!;
+    const base = this.#base;
+    const fill = this.#fill;
+    this.#stage = undefined;
+    if (!this.#direct) {
+      this.#plain ??= await this.#fs.open(this.path, 'readWrite');
+      return this.#queue(this.#plain.write([stage.subarray(0, fill)], base).then(() => giveStage(stage)));
+    }
+    const length = pad ? alignUp(fill) : fill;
+    if (length > fill) stage.fill(0, fill, length);
+    const write = this.#handle.write([stage.subarray(0, length)], base).then(
+      () => giveStage(stage),
+      async (err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        // Refused (an alignment stricter than a page): this and all that follows
+        // go through the page cache.
+        this.#direct = false;
+        this.#plain ??= await this.#fs.open(this.path, 'readWrite');
+        await this.#plain.write([stage.subarray(0, fill)], base);
+      },
+    );
+    await this.#queue(write);
+  }
+
+  async #queue(write: Promise<void>): Promise<void> {
+    write.catch(() => undefined);
+    this.#writes.push(write);
+    if (this.#writes.length >= WRITES_IN_FLIGHT) await this.#writes.shift();
+  }
+}

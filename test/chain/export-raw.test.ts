@@ -1,0 +1,68 @@
+/**
+ * exportRawFile: the image reads exactly as the disk, to the last byte of a size
+ * that is not a multiple of the block size or of a page; zeros become holes; a
+ * large image bypasses the page cache, and an export that fails leaves nothing.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { exportRawFile } from '../../lib/chain/export-raw.js';
+import { Disk } from '../../lib/index.js';
+import { nodeFileSystem } from '../../lib/io/node-file-system.js';
+import { DirectProbeFS } from '../helpers/direct-fs.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+const MiB = 1024 * 1024;
+const BS = 64 * 1024;
+/** Not a multiple of a page: the image's last page is partial. */
+const SIZE = 24 * MiB + 5000;
+
+let dir: string;
+let cleanup: () => void;
+beforeEach(() => ({ dir, cleanup } = tempDir('deltadisk-export-')));
+afterEach(() => cleanup());
+
+async function makeDisk(): Promise<{ disk: Disk; expected: Buffer }> {
+  const disk = await Disk.create(path.join(dir, 'disk.chain'), { size: SIZE, blockSize: BS });
+  const expected = Buffer.alloc(SIZE);
+  const put = async (offset: number, data: Buffer): Promise<void> => {
+    await disk.write(offset, data);
+    data.copy(expected, offset);
+  };
+  await put(0, randomBytes(3 * BS + 100)); // ends mid-block, mid-page
+  await put(4 * MiB - BS, randomBytes(2 * BS)); // across an export chunk's edge
+  await put(9 * MiB, randomBytes(5 * MiB + 7)); // longer than a staging buffer
+  await put(SIZE - 300, randomBytes(300)); // the last, partial page
+  await disk.snapshot('s');
+  return { disk, expected };
+}
+
+describe('exportRawFile', () => {
+  it('writes the disk byte for byte, directly, with holes where it reads zeros', async () => {
+    const { disk, expected } = await makeDisk();
+    const probe = new DirectProbeFS(nodeFileSystem);
+    const out = path.join(dir, 'out.raw');
+    const reader = await disk.openSnapshot('s');
+    await exportRawFile(reader, out, { fs: probe });
+    await reader.close();
+    await disk.close();
+    expect(fs.readFileSync(out).equals(expected)).toBe(true);
+    // 5.3 MiB of data in 87 blocks and the partial last one, all of it direct; the rest holes.
+    expect(probe.directBytes).toBeGreaterThanOrEqual(87 * BS + 5000);
+    expect(fs.statSync(out).blocks * 512).toBeLessThan(7 * MiB);
+    expect(fs.readdirSync(dir).filter((n) => n.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('writes the same image through the page cache where direct writes are refused', async () => {
+    const { disk, expected } = await makeDisk();
+    const probe = new DirectProbeFS(nodeFileSystem, 1);
+    const out = path.join(dir, 'out.raw');
+    const reader = await disk.openSnapshot('s');
+    await exportRawFile(reader, out, { fs: probe });
+    await reader.close();
+    await disk.close();
+    expect(fs.readFileSync(out).equals(expected)).toBe(true);
+    expect(probe.plainBytes).toBeGreaterThan(0);
+  });
+});
