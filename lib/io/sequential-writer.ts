@@ -22,27 +22,19 @@
  * a write (EINVAL), the writer carries on through an ordinary handle, and a small
  * file is never staged at all: only speed depends on direct I/O.
  */
-import { alignedBuffer, DIRECT_ALIGN } from './aligned-buffer.js';
+import { DIRECT_ALIGN } from './aligned-buffer.js';
+import { alignedPool } from './buffer-pool.js';
 import type { FileHandle, FileSystem } from './file-system.js';
 
 /** One staging buffer: a direct write of at most this much. */
 const STAGE_BYTES = 4 * 1024 * 1024;
-/** Writes in flight per file, direct or not. */
+/** Staging buffers being written, per file. */
 const WRITES_IN_FLIGHT = 4;
-/** Staging buffers kept for the next file (process-wide). */
-const POOL_MAX = 8;
 /** Files smaller than this are written through the page cache. */
 export const MIN_DIRECT_FILE_BYTES = 1024 * 1024;
 
-const pool: Buffer[] = [];
-
-function takeStage(): Buffer {
-  return pool.pop() ?? alignedBuffer(STAGE_BYTES);
-}
-
-function giveStage(b: Buffer): void {
-  if (pool.length < POOL_MAX) pool.push(b);
-}
+const takeStage = (): Buffer => alignedPool.acquire(STAGE_BYTES);
+const giveStage = (b: Buffer): void => alignedPool.release(b);
 
 const alignDown = (n: number): number => n - (n % DIRECT_ALIGN);
 const alignUp = (n: number): number => alignDown(n + DIRECT_ALIGN - 1);
@@ -86,9 +78,8 @@ export class SequentialWriter {
 
   /**
    * Writes `data` at `offset`, at or after the end of what was written before (what
-   * lies between reads zeros). `data` must not change until `finish`: written
-   * through the page cache, it is written from where it is. Applies back-pressure:
-   * at most a few writes are in flight.
+   * lies between reads zeros). Resolves when `data` may be reused (copied, or, through
+   * the page cache, written); at most a few staging buffers are being written.
    */
   async write(data: Uint8Array, offset: number): Promise<void> {
     if (offset < this.#end) throw new Error(`internal: sequential write at ${offset} before the end ${this.#end}`);
@@ -149,7 +140,7 @@ export class SequentialWriter {
   async #plainWrite(data: Uint8Array, offset: number): Promise<void> {
     if (data.length === 0) return;
     this.#plain ??= await this.#fs.open(this.path, 'readWrite');
-    await this.#queue(this.#plain.write([data], offset));
+    await this.#plain.write([data], offset);
   }
 
   /**

@@ -33,6 +33,12 @@ export interface StagedFile {
   readonly name: string;
 }
 
+/** Bytes in a buffer lent from a pool: `release` once done with them, and not before. */
+export interface LeasedBytes {
+  readonly bytes: Buffer;
+  release(): void;
+}
+
 export interface StorageBackend {
   /** Human-readable location (a directory path, a URL). */
   readonly location: string;
@@ -49,6 +55,12 @@ export interface StorageBackend {
   /** A whole file of at most `maxBytes`. @throws NOT_FOUND, LIMIT_EXCEEDED */
   read(kind: RepoFileKind, name: string, maxBytes: number): Promise<Buffer>;
   readRange(kind: RepoFileKind, name: string, offset: number, length: number): Promise<Buffer>;
+  /**
+   * Like `readRange`, into a pooled buffer and past the page cache (for data read
+   * once, such as a restore's packs), where the backend can; undefined where it
+   * cannot, and the caller then uses `readRange`.
+   */
+  readRangeDirect?(kind: RepoFileKind, name: string, offset: number, length: number): Promise<LeasedBytes | undefined>;
   /** File size, or undefined when it does not exist. */
   size(kind: RepoFileKind, name: string): Promise<number | undefined>;
   write(kind: RepoFileKind, name: string, data: readonly Uint8Array[], mode: 'create' | 'replace'): Promise<void>;

@@ -2,19 +2,26 @@
  * Reading chunks back, verified, with as few requests as possible.
  *
  * Requests for chunks lying back to back in the same pack are merged into one read
- * (up to 16 MiB), a few reads are in flight at once, and every chunk is decompressed
+ * (up to 4 MiB), a few reads are in flight at once, and every chunk is decompressed
  * (bounded by its declared length) and checked against its hash before it is handed
  * out. Results come back in request order.
+ *
+ * With `transient`, a caller that is done with each chunk before it asks for the
+ * next (a restore copies it into its own buffers) lets the reads go past the page
+ * cache into pooled buffers (`readRangeDirect`): a restore reads each pack once, and
+ * through the page cache those reads cost the allocation of a page each.
  */
 import { DeltaDiskError } from '../errors.js';
 import type { Content } from '../format/manifest.js';
 import { BlobKind } from '../format/pack-header.js';
 import { HASH_SIZE, ZERO_HASH } from '../format/repo-limits.js';
+import type { LeasedBytes } from './backend.js';
 import type { ChunkIndex } from './chunk-index.js';
 import { contentPages } from './content-list.js';
 import type { Repository } from './repository.js';
 
-const MAX_GROUP = 4 * 1024 * 1024;
+/** So that the page-aligned range around a group fits a 4 MiB pooled buffer (readRangeDirect). */
+const MAX_GROUP = 4 * 1024 * 1024 - 2 * 4096;
 const GROUPS_IN_FLIGHT = 4;
 
 export interface ChunkRequest {
@@ -39,7 +46,20 @@ function missing(hash: Buffer, what: string): never {
   throw new DeltaDiskError('REPO_CORRUPT', `${what}: chunk ${hash.toString('hex').slice(0, 16)}… is missing from the repository (run \`deltadisk check\`)`);
 }
 
-export async function* fetchChunks(repo: Repository, index: ChunkIndex, requests: readonly ChunkRequest[], what: string): AsyncGenerator<FetchedChunk> {
+export interface FetchOptions {
+  /** A chunk's data is valid only until the next one is asked for. */
+  readonly transient?: boolean;
+}
+
+const keep = (): void => undefined;
+
+export async function* fetchChunks(
+  repo: Repository,
+  index: ChunkIndex,
+  requests: readonly ChunkRequest[],
+  what: string,
+  options: FetchOptions = {},
+): AsyncGenerator<FetchedChunk> {
   const groups: Group[] = [];
   for (const r of requests) {
     const id = index.find(r.hash);
@@ -56,25 +76,35 @@ export async function* fetchChunks(repo: Repository, index: ChunkIndex, requests
       groups.push({ pack, offset: off, length: len, members: [{ key: r.key, id }] });
     }
   }
-  const read = (g: Group): Promise<Buffer> => {
-    const p = repo.backend.readRange('pack', index.packName(g.pack), g.offset, g.length);
-    p.catch(() => undefined);
-    return p;
+  const backend = repo.backend;
+  const read = async (g: Group): Promise<LeasedBytes> => {
+    const name = index.packName(g.pack);
+    const leased = options.transient === true ? await backend.readRangeDirect?.('pack', name, g.offset, g.length) : undefined;
+    return leased ?? { bytes: await backend.readRange('pack', name, g.offset, g.length), release: keep };
   };
-  const pending: Promise<Buffer>[] = [];
+  const pending: Promise<LeasedBytes>[] = [];
+  const start = (g: Group): void => {
+    const p = read(g);
+    p.catch(() => undefined);
+    pending.push(p);
+  };
   try {
-    for (let i = 0; i < Math.min(GROUPS_IN_FLIGHT, groups.length); i++) pending.push(read(groups[i]!));
+    for (let i = 0; i < Math.min(GROUPS_IN_FLIGHT, groups.length); i++) start(groups[i]!);
     for (let i = 0; i < groups.length; i++) {
-      const bytes = await pending.shift()!;
-      if (i + GROUPS_IN_FLIGHT < groups.length) pending.push(read(groups[i + GROUPS_IN_FLIGHT]!));
-      const g = groups[i]!;
-      for (const m of g.members) {
-        const at = index.offsetOf(m.id) - g.offset;
-        yield { key: m.key, data: await repo.decodeBlob(index, m.id, bytes.subarray(at, at + index.storedLengthOf(m.id))) };
+      const { bytes, release } = await pending.shift()!;
+      try {
+        if (i + GROUPS_IN_FLIGHT < groups.length) start(groups[i + GROUPS_IN_FLIGHT]!);
+        const g = groups[i]!;
+        for (const m of g.members) {
+          const at = index.offsetOf(m.id) - g.offset;
+          yield { key: m.key, data: await repo.decodeBlob(index, m.id, bytes.subarray(at, at + index.storedLengthOf(m.id))) };
+        }
+      } finally {
+        release();
       }
     }
   } finally {
-    await Promise.allSettled(pending);
+    for (const r of await Promise.allSettled(pending)) if (r.status === 'fulfilled') r.value.release();
   }
 }
 
@@ -91,7 +121,7 @@ export interface ContentPiece {
  * byte beyond it.
  * @throws REPO_CORRUPT
  */
-export async function* readContent(repo: Repository, index: ChunkIndex, c: Content, what: string): AsyncGenerator<ContentPiece> {
+export async function* readContent(repo: Repository, index: ChunkIndex, c: Content, what: string, options: FetchOptions = {}): AsyncGenerator<ContentPiece> {
   const bad = (m: string): never => {
     throw new DeltaDiskError('REPO_CORRUPT', `${what}: ${m}`);
   };
@@ -125,7 +155,7 @@ export async function* readContent(repo: Repository, index: ChunkIndex, c: Conte
         offset += len;
       }
     };
-    for await (const f of fetchChunks(repo, index, requests, what)) {
+    for await (const f of fetchChunks(repo, index, requests, what, options)) {
       yield* emitZerosUpTo(f.key);
       if (offset + f.data.length > c.size) bad('chunks exceed the declared size');
       yield { offset, length: f.data.length, data: f.data };

@@ -22,6 +22,7 @@ import { decodePackTail, decodePackTrailer, packNameOf, PACK_TRAILER_SIZE } from
 import { HASH_SIZE, ZERO_HASH } from '../format/repo-limits.js';
 import { encodeDamageRecord } from '../format/damage-record.js';
 import { encodeVerifyRecord } from '../format/verify-record.js';
+import type { LeasedBytes } from './backend.js';
 import type { ChunkIndex } from './chunk-index.js';
 import { contentPages } from './content-list.js';
 import type { Repository } from './repository.js';
@@ -262,16 +263,18 @@ async function readPackData(repo: Repository, index: ChunkIndex, p: number, onBy
   const bad: number[] = [];
   const { first, count } = index.packEntries(p);
   const name = index.packName(p);
-  const GROUP = 16 * 1024 * 1024;
+  // The page-aligned range around a group fits a 16 MiB pooled buffer (readRangeDirect).
+  const GROUP = 16 * 1024 * 1024 - 2 * 4096;
   let id = first;
   while (id < first + count) {
     const start = index.offsetOf(id);
     let end = id;
     let len = 0;
     while (end < first + count && (len === 0 || len + index.storedLengthOf(end) <= GROUP)) len += index.storedLengthOf(end++);
-    let bytes: Buffer;
+    let leased: LeasedBytes;
     try {
-      bytes = await repo.backend.readRange('pack', name, start, len);
+      // Past the page cache where the backend can: every pack is read once.
+      leased = (await repo.backend.readRangeDirect?.('pack', name, start, len)) ?? { bytes: await repo.backend.readRange('pack', name, start, len), release: () => undefined };
     } catch (err) {
       if (!(err instanceof DeltaDiskError)) throw err;
       for (let k = id; k < end; k++) bad.push(k);
@@ -279,14 +282,18 @@ async function readPackData(repo: Repository, index: ChunkIndex, p: number, onBy
       continue;
     }
     onBytes(len);
-    for (let k = id; k < end; k++) {
-      const at = index.offsetOf(k) - start;
-      try {
-        await repo.decodeBlob(index, k, bytes.subarray(at, at + index.storedLengthOf(k)));
-      } catch (err) {
-        if (!(err instanceof DeltaDiskError)) throw err;
-        bad.push(k);
+    try {
+      for (let k = id; k < end; k++) {
+        const at = index.offsetOf(k) - start;
+        try {
+          await repo.decodeBlob(index, k, leased.bytes.subarray(at, at + index.storedLengthOf(k)));
+        } catch (err) {
+          if (!(err instanceof DeltaDiskError)) throw err;
+          bad.push(k);
+        }
       }
+    } finally {
+      leased.release();
     }
     id = end;
   }

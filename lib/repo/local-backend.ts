@@ -13,16 +13,19 @@
  * (create, which refuses an existing name), then the directory fsync'ed. Temporary
  * files never show in `list`; prune removes those left by a crash. Staged files
  * (packs) are written directly where they can be (`writeNewFile`); the small ones
- * (index files, manifests, locks) through the page cache.
+ * (index files, manifests, locks) through the page cache. `readRangeDirect` reads
+ * past it too, into pooled aligned buffers, for data read once (a restore's packs).
  */
 import path from 'node:path';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
 import { TEMP_INFIX, tempNameFor } from '../io/atomic-replace.js';
 import type { FileHandle, FileSystem } from '../io/file-system.js';
+import { DIRECT_ALIGN, isDirectAligned } from '../io/aligned-buffer.js';
+import { alignedPool } from '../io/buffer-pool.js';
 import { readExactly, readUpTo } from '../io/positional.js';
 import { settleLimited } from '../io/settle-limited.js';
 import { writeNewFile } from '../io/write-new-file.js';
-import { isValidRepoName, REPO_FILE_KINDS, type RepoFileKind, type StagedFile, type StorageBackend, type StoredFile } from './backend.js';
+import { isValidRepoName, REPO_FILE_KINDS, type LeasedBytes, type RepoFileKind, type StagedFile, type StorageBackend, type StoredFile } from './backend.js';
 
 const DIRS: Record<RepoFileKind, string> = {
   pack: 'packs',
@@ -75,6 +78,8 @@ async function closeRead(handle: FileHandle, p: string): Promise<void> {
 export class LocalBackend implements StorageBackend {
   readonly location: string;
   readonly #fs: FileSystem;
+  /** Cleared once the file system refuses a direct read: `readRangeDirect` then declines. */
+  #directReads = true;
   /** Read handles kept open, least recently used first. */
   readonly #handles = new Map<string, CachedHandle>();
 
@@ -205,6 +210,44 @@ export class LocalBackend implements StorageBackend {
     } finally {
       c.refs--;
       if (c.evicted && c.refs === 0) closeCached(c);
+    }
+  }
+
+  async readRangeDirect(kind: RepoFileKind, name: string, offset: number, length: number): Promise<LeasedBytes | undefined> {
+    if (!this.#directReads) return undefined;
+    const p = this.#pathOf(kind, name);
+    const start = offset - (offset % DIRECT_ALIGN);
+    const end = Math.ceil((offset + length) / DIRECT_ALIGN) * DIRECT_ALIGN;
+    const handle = await this.#fs.open(p, 'read', { direct: true }).catch((err: unknown) => {
+      throw fromSystemError(err, p, `reading ${kind} ${name} failed`);
+    });
+    try {
+      const buf = alignedPool.acquire(end - start);
+      if (handle.direct !== true || !isDirectAligned(buf)) {
+        alignedPool.release(buf);
+        this.#directReads = false;
+        return undefined;
+      }
+      try {
+        const need = offset + length - start;
+        let done = 0;
+        while (done < need) {
+          const n = await handle.read(buf, done, end - start - done, start + done);
+          if (n === 0) {
+            throw new DeltaDiskError('TRUNCATED', `${p}: wanted ${length} bytes at offset ${offset}, the file ends after ${start + done - offset}`, { path: p, offset: start + done });
+          }
+          done += n;
+        }
+      } catch (err) {
+        alignedPool.release(buf);
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw fromSystemError(err, p, `reading ${kind} ${name} failed`);
+        // An alignment stricter than a page: read through the page cache from now on.
+        this.#directReads = false;
+        return undefined;
+      }
+      return { bytes: buf.subarray(offset - start, offset - start + length), release: () => alignedPool.release(buf) };
+    } finally {
+      await closeRead(handle, p);
     }
   }
 

@@ -67,7 +67,8 @@ export async function restoreFile(t: TargetContext, c: Content, final: string, m
   try {
     let unsynced = 0;
     let syncing: Promise<void> | undefined;
-    for await (const piece of readContent(t.repo, t.index, c, final)) {
+    // Each piece is copied or written before the next is asked for (SequentialWriter).
+    for await (const piece of readContent(t.repo, t.index, c, final, { transient: true })) {
       if (piece.data !== null) {
         await file.write(piece.data, piece.offset);
         unsynced += piece.length;

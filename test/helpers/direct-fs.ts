@@ -1,7 +1,8 @@
 /**
- * A FileSystem wrapper that counts the bytes written through direct and ordinary
- * handles, and can refuse direct writes (EINVAL) after a number of them, as a file
- * system with a stricter alignment than ours would.
+ * A FileSystem wrapper that counts the bytes written and read through direct and
+ * ordinary handles, and can refuse direct writes (EINVAL) after a number of them, as
+ * a file system with a stricter alignment than ours would, or not grant direct
+ * opens at all, as one without O_DIRECT.
  */
 import type { FileHandle, FileStat, FileSystem, OpenMode, OpenOptions } from '../../lib/io/file-system.js';
 import { errno } from '../../lib/io/memory-file-system.js';
@@ -10,21 +11,29 @@ export class DirectProbeFS implements FileSystem {
   readonly inner: FileSystem;
   directBytes = 0;
   plainBytes = 0;
+  directReadBytes = 0;
   /** Direct writes allowed before every further one fails with EINVAL (Infinity: never). */
   directWritesAllowed: number;
+  /** Whether direct opens are passed on (else every handle is ordinary). */
+  readonly grantDirect: boolean;
 
-  constructor(inner: FileSystem, directWritesAllowed = Infinity) {
+  constructor(inner: FileSystem, directWritesAllowed = Infinity, grantDirect = true) {
     this.inner = inner;
     this.directWritesAllowed = directWritesAllowed;
+    this.grantDirect = grantDirect;
   }
 
   async open(p: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
-    const h = await this.inner.open(p, mode, options);
+    const h = await this.inner.open(p, mode, this.grantDirect ? options : {});
     const probe = this;
     return {
       path: h.path,
       direct: h.direct === true,
-      read: (b, o, l, pos) => h.read(b, o, l, pos),
+      async read(b, o, l, pos) {
+        const n = await h.read(b, o, l, pos);
+        if (h.direct === true) probe.directReadBytes += n;
+        return n;
+      },
       readv: (b, pos) => h.readv(b, pos),
       async write(buffers, position) {
         const n = buffers.reduce((s, b) => s + b.length, 0);

@@ -4,6 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { isDirectAligned } from '../../lib/io/aligned-buffer.js';
 import { BufferPool } from '../../lib/io/buffer-pool.js';
 import { propertyRuns } from '../helpers/temp-dir.js';
 
@@ -52,5 +53,26 @@ describe('BufferPool', () => {
       }),
       { numRuns: propertyRuns(200) },
     );
+  });
+});
+
+describe('BufferPool, aligned', () => {
+  it('hands out page-aligned buffers from 64 KiB classes, and reuses released ones', () => {
+    const pool = new BufferPool(256 * 1024, { aligned: true });
+    const a = pool.acquire(100);
+    expect(a.length).toBe(100);
+    expect(isDirectAligned(a)).toBe(true);
+    pool.release(a);
+    expect(pool.pooledBytes).toBe(64 * 1024);
+    const b = pool.acquire(70_000);
+    expect(isDirectAligned(b)).toBe(true);
+    expect(b.buffer).not.toBe(a.buffer);
+    const c = pool.acquire(60_000);
+    expect(c.buffer).toBe(a.buffer);
+    pool.release(Buffer.alloc(64 * 1024));
+    pool.release(b);
+    pool.release(c);
+    pool.release(pool.acquire(128 * 1024));
+    expect(pool.pooledBytes).toBe(3 * 64 * 1024);
   });
 });

@@ -57,7 +57,7 @@ describe('backup and restore', () => {
     expect(fs.statSync(path.join(out, 'src', 'a.txt')).mtimeMs).toBeCloseTo(mtime.getTime(), 0);
   });
 
-  it('writes packs, and restored files of a MiB or more, past the page cache', async () => {
+  it('writes packs, and restored files of a MiB or more, past the page cache, and restores from packs read so', async () => {
     const MiB = 1024 * 1024;
     const src = path.join(dir, 'src');
     writeTree(src, { 'big.bin': randomData(3 * MiB + 123), 'small.txt': textData(10_000) });
@@ -68,10 +68,14 @@ describe('backup and restore', () => {
     expect(packs.directBytes).toBeGreaterThan(3 * MiB - 4 * 4096);
     const target = new DirectProbeFS(nodeFileSystem);
     const out = path.join(dir, 'out');
-    await withRepo(repoDir, 'shared', (rp) => restore(rp, r.id, { target: out, fs: target, verify: true }));
+    const source = new DirectProbeFS(nodeFileSystem);
+    const rp = await Repository.open(repoDir, { lock: 'shared', fs: source });
+    await restore(rp, r.id, { target: out, fs: target, verify: true }).finally(() => rp.close());
     expect(snapshotTree(path.join(out, 'src'))).toEqual(snapshotTree(src));
     expect(target.directBytes).toBeGreaterThanOrEqual(3 * MiB + 123);
     expect(target.plainBytes).toBeGreaterThanOrEqual(10_000);
+    // The packs were read past the page cache too.
+    expect(source.directReadBytes).toBeGreaterThanOrEqual(3 * MiB);
   });
 
   it('restores a sparse file sparse, and stores none of its zeros', async () => {
