@@ -16,8 +16,9 @@
 import os from 'node:os';
 import path from 'node:path';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
-import { encodeManifest, type Manifest } from '../format/manifest.js';
+import { encodeManifest, type Content, type Manifest } from '../format/manifest.js';
 import { MAX_TAGS, MAX_TAG_LENGTH } from '../format/repo-limits.js';
+import { DIRECT_ALIGN } from '../io/aligned-buffer.js';
 import type { FileStat, FileSystem } from '../io/file-system.js';
 import { nodeFileSystem } from '../io/node-file-system.js';
 import { isPlainName } from '../io/path-guard.js';
@@ -37,6 +38,8 @@ export interface BackupResult {
   readonly warnings: readonly BackupWarning[];
 }
 
+/** Disk images at least this large are read past the page cache. */
+const DIRECT_IMAGE_BYTES = 1024 * 1024;
 const IMAGE_NAME = /(\.(raw|img|iso|dd)|-flat\.vmdk|-s\d{3}\.vmdk|-f\d{3}\.vmdk)$/i;
 
 export function isImageName(file: string): boolean {
@@ -179,6 +182,14 @@ async function estimateSize(fs: FileSystem, abs: readonly string[], stats: reado
 
 const modeOf = (st: FileStat): number => st.mode & 0o7777;
 
+/** Whether `err`, or an error it wraps (`cause`), is the system error `code`. */
+function causedByErrno(err: unknown, code: string): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e !== undefined && e !== null && depth < 8; e = e.cause as typeof e, depth++) {
+    if (e.code === code) return true;
+  }
+  return false;
+}
+
 async function walk(s: BackupSession, fs: FileSystem, abs: string, entryPath: string, st: FileStat): Promise<void> {
   if (st.isSymbolicLink) {
     try {
@@ -249,15 +260,30 @@ async function walk(s: BackupSession, fs: FileSystem, abs: string, entryPath: st
  */
 export async function backupFile(s: BackupSession, fs: FileSystem, abs: string, entryPath: string, st: FileStat): Promise<void> {
   const image = (s.options.isImage ?? ((p: string) => isImageName(p)))(abs, st.size);
+  const chunkSize = image ? s.repo.config.fixedChunkSize : 0;
+  // A disk image is read past the page cache (it is read once, and through the page
+  // cache each page read cost an allocation, the holes of a sparse image too).
+  const direct = image && st.size >= DIRECT_IMAGE_BYTES && chunkSize % DIRECT_ALIGN === 0;
   let handle;
   try {
-    handle = await fs.open(abs, 'read');
+    handle = await fs.open(abs, 'read', { direct });
   } catch (err) {
     s.warn(abs, fromSystemError(err, abs, 'cannot read file'));
     return;
   }
   try {
-    const content = await chunkFile(s, handle, abs, image ? s.repo.config.fixedChunkSize : 0, st.size);
+    let content: Content;
+    try {
+      content = await chunkFile(s, handle, abs, chunkSize, st.size);
+    } catch (err) {
+      // A direct read refused (an alignment stricter than 4 KiB): the file again, through the page cache.
+      if (!(err instanceof SourceReadError && handle.direct === true && causedByErrno(err, 'EINVAL'))) throw err;
+      await handle.close().catch(() => undefined);
+      handle = await fs.open(abs, 'read').catch((e: unknown) => {
+        throw new SourceReadError(e);
+      });
+      content = await chunkFile(s, handle, abs, chunkSize, st.size);
+    }
     s.addEntry({ type: 'file', path: entryPath, mode: modeOf(st), mtimeMs: st.mtimeMs, size: content.size, content });
     s.summary.files++;
     s.summary.bytes += content.size;

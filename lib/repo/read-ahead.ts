@@ -4,13 +4,15 @@
  * Memory is bounded by `depth` × `pieceSize` plus what the consumer keeps. A consumer
  * that is done with a piece and kept no view of it hands it back (`recycle`): reading
  * into memory already mapped saves the page faults of a fresh buffer, which is most
- * of the cost of reading the holes of a sparse image.
+ * of the cost of reading the holes of a sparse image. On a direct handle (O_DIRECT)
+ * pieces come from the process's aligned pool and go back to it.
  */
 import { fromSystemError } from '../errors.js';
+import { alignedPool } from '../io/buffer-pool.js';
 import type { FileHandle } from '../io/file-system.js';
 
 async function readPiece(handle: FileHandle, position: number, length: number, spare: Buffer[]): Promise<Buffer> {
-  const buf = length === spare[spare.length - 1]?.length ? spare.pop()! : Buffer.allocUnsafe(length);
+  const buf = handle.direct === true ? alignedPool.acquire(length) : length === spare[spare.length - 1]?.length ? spare.pop()! : Buffer.allocUnsafe(length);
   let done = 0;
   while (done < length) {
     let n: number;
@@ -42,7 +44,10 @@ export interface ReadAheadOptions {
    * time. The piece that ends the file is rounded up to `align` bytes.
    */
   readonly expectedSize?: number;
-  /** See `expectedSize` (default 1; pieceSize must be a multiple of it). */
+  /**
+   * See `expectedSize` (default 1; pieceSize must be a multiple of it). On a direct
+   * handle, a multiple of 4 KiB, as every read's length must be.
+   */
   readonly align?: number;
 }
 
@@ -52,7 +57,8 @@ export function readAhead(handle: FileHandle, options: ReadAheadOptions): ReadAh
   const spare: Buffer[] = [];
   const gen = pieces(handle, options, spare) as ReadAhead;
   gen.recycle = (piece: Buffer): void => {
-    if (piece.buffer.byteLength === pieceSize && piece.byteOffset === 0 && spare.length < (options.depth ?? 3)) spare.push(Buffer.from(piece.buffer, 0, pieceSize));
+    if (handle.direct === true) alignedPool.release(piece);
+    else if (piece.buffer.byteLength === pieceSize && piece.byteOffset === 0 && spare.length < (options.depth ?? 3)) spare.push(Buffer.from(piece.buffer, 0, pieceSize));
   };
   return gen;
 }

@@ -16,6 +16,8 @@ export class DirectProbeFS implements FileSystem {
   directWritesAllowed: number;
   /** Whether direct opens are passed on (else every handle is ordinary). */
   readonly grantDirect: boolean;
+  /** Direct reads fail with EINVAL (a stricter alignment than ours). */
+  refuseDirectReads = false;
 
   constructor(inner: FileSystem, directWritesAllowed = Infinity, grantDirect = true) {
     this.inner = inner;
@@ -30,6 +32,7 @@ export class DirectProbeFS implements FileSystem {
       path: h.path,
       direct: h.direct === true,
       async read(b, o, l, pos) {
+        if (h.direct === true && probe.refuseDirectReads) throw errno('EINVAL', 'read', p);
         const n = await h.read(b, o, l, pos);
         if (h.direct === true) probe.directReadBytes += n;
         return n;

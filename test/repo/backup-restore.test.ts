@@ -78,6 +78,23 @@ describe('backup and restore', () => {
     expect(source.directReadBytes).toBeGreaterThanOrEqual(3 * MiB);
   });
 
+  it('reads disk images past the page cache, and through it where direct reads are refused', async () => {
+    const MiB = 1024 * 1024;
+    const src = path.join(dir, 'src');
+    const image = Buffer.concat([randomData(2 * MiB), Buffer.alloc(MiB), randomData(MiB + 4096 * 3 + 17)]);
+    writeTree(src, { 'disk.img': image });
+    for (const refuse of [false, true]) {
+      const source = new DirectProbeFS(nodeFileSystem);
+      source.refuseDirectReads = refuse;
+      const r = await withRepo(repoDir, 'shared', (repo) => backup(repo, [src], { sourceFs: source }));
+      expect(r.summary.warnings).toBe(0);
+      expect(source.directReadBytes).toBe(refuse ? 0 : image.length);
+      const out = path.join(dir, `out-${refuse}`);
+      await withRepo(repoDir, 'shared', (repo) => restore(repo, r.id, { target: out }));
+      expect(fs.readFileSync(path.join(out, 'src', 'disk.img')).equals(image)).toBe(true);
+    }
+  });
+
   it('restores a sparse file sparse, and stores none of its zeros', async () => {
     const img = path.join(dir, 'disk.img');
     const fd = fs.openSync(img, 'w');
