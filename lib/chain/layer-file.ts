@@ -40,6 +40,8 @@ import {
   type RecordHeader,
 } from '../format/record.js';
 import type { FileHandle, FileSystem } from '../io/file-system.js';
+import { isDirectAligned } from '../io/aligned-buffer.js';
+import { alignedPool } from '../io/buffer-pool.js';
 import { GuardedHandle } from '../io/guarded-handle.js';
 import { readExactly, readUpTo } from '../io/positional.js';
 import { BlockTable } from './block-table.js';
@@ -66,6 +68,8 @@ const SCAN_WINDOW = 4 * 1024 * 1024;
  * the hundred-odd blocks a backup's anchor merge adds) then costs one read, not two.
  */
 const SEGMENT_READ_AHEAD = 16 * 1024;
+/** A `direct` append of at least this much goes past the page cache. */
+const DIRECT_APPEND_BYTES = 256 * 1024;
 
 export interface LayerIdentity {
   readonly diskId: string;
@@ -114,6 +118,9 @@ export class LayerFile {
   readonly map = new BlockTable();
 
   readonly #handle: GuardedHandle;
+  readonly #fs: FileSystem;
+  /** A second handle for direct appends: opened on first use; null once refused. */
+  #direct: FileHandle | null | undefined;
   readonly #tag: number;
   readonly #maxBlocks: number;
   readonly #writable: boolean;
@@ -137,7 +144,8 @@ export class LayerFile {
   #refs = 1;
   #closed = false;
 
-  private constructor(handle: FileHandle, file: string, header: DeltaHeader, slot: 0 | 1, writable: boolean) {
+  private constructor(fs: FileSystem, handle: FileHandle, file: string, header: DeltaHeader, slot: 0 | 1, writable: boolean) {
+    this.#fs = fs;
     this.#handle = handle instanceof GuardedHandle ? handle : new GuardedHandle(handle);
     this.path = handle.path;
     this.file = file;
@@ -250,7 +258,7 @@ export class LayerFile {
       }
       throw fromSystemError(err, p, 'creating delta failed');
     }
-    const layer = new LayerFile(handle, file, header, 0, true);
+    const layer = new LayerFile(fs, handle, file, header, 0, true);
     try {
       await layer.#handle.write([encodeDeltaHeader(header), Buffer.alloc(HEADER_SLOT_SIZE)], 0);
       await layer.#handle.datasync();
@@ -306,7 +314,7 @@ export class LayerFile {
       if (mismatch !== undefined) {
         throw new DeltaDiskError('CHAIN_CORRUPT', `${p} ${mismatch}`, { path: p, layer: expected.layerId });
       }
-      const layer = new LayerFile(handle, file, header, slot, options.writable);
+      const layer = new LayerFile(fs, handle, file, header, slot, options.writable);
       await layer.#load();
       return layer;
     } catch (err) {
@@ -325,6 +333,7 @@ export class LayerFile {
   async release(): Promise<void> {
     if (--this.#refs > 0 || this.#closed) return;
     this.#closed = true;
+    await this.#direct?.close().catch(() => undefined);
     await this.#handle.close().catch(() => undefined);
   }
 
@@ -540,9 +549,17 @@ export class LayerFile {
   /**
    * Appends runs as records at the end of the log, in one write. Not durable until
    * `sync()`. On failure nothing in memory changes and the handle is broken.
+   *
+   * `direct` (a merge's copy: data written once, not read back soon) writes a batch
+   * of 256 KiB or more past the page cache when the log ends on a LOG_ALIGN boundary:
+   * the records and a PAD to the next boundary are laid out in an aligned buffer
+   * and written through a second, direct handle, counted by the guarded one (its
+   * `datasync` covers them; a failure breaks it). Nothing changes for the log: the
+   * same records, and the PAD `sync()` would have added. Where direct writes are
+   * refused, the batch goes through the page cache.
    * @returns the rows added, in order.
    */
-  async append(runs: readonly Run[]): Promise<number[]> {
+  async append(runs: readonly Run[], options: { direct?: boolean } = {}): Promise<number[]> {
     this.#assertWritable();
     if (runs.length === 0) return [];
     const adding = runs.reduce((n, r) => n + (r.kind === RecordKind.ZERO ? r.count : r.kind === RecordKind.REF ? r.hashes.length : r.data.length), 0);
@@ -604,12 +621,51 @@ export class LayerFile {
       pos += RECORD_HEADER_SIZE + payloadLength;
       seq++;
     });
+    if (options.direct === true && pos - this.#logEnd >= DIRECT_APPEND_BYTES && this.#logEnd % LOG_ALIGN === 0) {
+      const pad = paddingAt(pos);
+      if (await this.#writeDirect([...iov, ...(pad === 0 ? [] : encodePadRecord(pad, seq, this.#tag))], pos + pad - this.#logEnd)) {
+        this.#tailBytes += pos + pad - this.#logEnd;
+        this.#logEnd = pos + pad;
+        this.#nextSeq = pad === 0 ? seq : seq + 1;
+        this.#endExposed = false;
+        return pending.map((p) => this.#addRow(p.kind, p.block, p.offset, p.crc, p.hash));
+      }
+    }
     await this.#handle.write(iov, this.#logEnd);
     this.#tailBytes += pos - this.#logEnd;
     this.#logEnd = pos;
     this.#nextSeq = seq;
     this.#endExposed = false;
     return pending.map((p) => this.#addRow(p.kind, p.block, p.offset, p.crc, p.hash));
+  }
+
+  /**
+   * Writes `buffers` (`length` bytes, a multiple of LOG_ALIGN) at the log end through
+   * the direct handle, from an aligned copy. False when direct writes are not to be
+   * had (then nothing was written).
+   */
+  async #writeDirect(buffers: readonly Uint8Array[], length: number): Promise<boolean> {
+    if (this.#direct === undefined) {
+      const h = await this.#fs.open(this.path, 'readWrite', { direct: true }).catch(() => undefined);
+      this.#direct = h?.direct === true ? h : null;
+      if (h !== undefined && this.#direct === null) await h.close().catch(() => undefined);
+    }
+    if (this.#direct === null) return false;
+    const staging = alignedPool.acquire(length);
+    try {
+      if (!isDirectAligned(staging)) return false;
+      let at = 0;
+      for (const b of buffers) {
+        staging.set(b, at);
+        at += b.length;
+      }
+      if (at !== length) throw new Error(`internal: direct append of ${at} bytes, expected ${length}`);
+      if (await this.#handle.writeThrough(this.#direct, [staging], this.#logEnd)) return true;
+      this.#direct = null;
+      return false;
+    } finally {
+      alignedPool.release(staging);
+    }
   }
 
   /**

@@ -347,11 +347,15 @@ async function copyBlocks(
     const toRead = runs.filter((r): r is DataToRead => 'rows' in r);
     const data = await readRows(removed, toRead.flatMap((r) => r.rows), bs);
     let k = 0;
-    await target.append(runs.map((r): Run => {
-      if (!('rows' in r)) return r;
-      k += r.rows.length;
-      return { kind: RecordKind.DATA, block: r.block, data: data.slice(k - r.rows.length, k), hashes: r.hashes, crcs: r.crcs };
-    }));
+    // Direct: a copy is written once and not read back soon (see LayerFile.append).
+    await target.append(
+      runs.map((r): Run => {
+        if (!('rows' in r)) return r;
+        k += r.rows.length;
+        return { kind: RecordKind.DATA, block: r.block, data: data.slice(k - r.rows.length, k), hashes: r.hashes, crcs: r.crcs };
+      }),
+      { direct: true },
+    );
   };
   const pushRun = async (run: Run | DataToRead, rows: number, bytes = 0): Promise<void> => {
     if (rowsInBatch + rows > MAX_APPEND_ROWS || (bytesInBatch > 0 && bytesInBatch + bytes > BATCH_BYTES)) await flushBatch();

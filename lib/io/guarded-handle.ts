@@ -61,6 +61,28 @@ export class GuardedHandle implements FileHandle {
     }
   }
 
+  /**
+   * Writes through `other`, a second handle on the same file (opened for direct
+   * I/O), as if through this one: counted, so that `datasync` syncs it, and a failure
+   * breaks this handle. Except EINVAL, the file system refusing the transfer before
+   * writing anything (a direct write's alignment): that returns false, and this
+   * handle stays usable.
+   */
+  async writeThrough(other: FileHandle, buffers: readonly Uint8Array[], position: number): Promise<boolean> {
+    this.#assertUsable();
+    this.#changes++;
+    this.#inFlight++;
+    try {
+      await other.write(buffers, position);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
+      throw this.#break(err, 'write failed');
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
   async datasync(): Promise<void> {
     this.#assertUsable();
     const changes = this.#changes;

@@ -6,9 +6,9 @@
  * their hash) and staged through the backend while the caller goes on. At most two
  * packs are being staged, so memory is a fixed three arenas whatever the amount of
  * data, no buffer of the caller is kept (it may reuse its read buffers at once), and
- * nothing is left for the garbage collector. Arenas are page-aligned, so a pack's
- * data goes to the device straight from its arena (direct I/O, `writeNewFile`),
- * never through the page cache. Staged packs are committed (fsync'ed, then renamed into place) a batch at a
+ * nothing is left for the garbage collector. Arenas are page-aligned (from
+ * `alignedPool`, and back to it after a flush), so a pack's data goes to the device
+ * straight from its arena (direct I/O, `writeNewFile`), never through the page cache. Staged packs are committed (fsync'ed, then renamed into place) a batch at a
  * time, several packs behind, so the device writes back while we hash instead of
  * stalling us on every fsync. Every blob is entered in the in-memory index the
  * moment it is added, so a second copy in the same run is deduplicated too.
@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import { DeltaDiskError } from '../errors.js';
-import { alignedBuffer } from '../io/aligned-buffer.js';
+import { alignedPool } from '../io/buffer-pool.js';
 import { encodeIndexFile, indexNameOf, type IndexedPack } from '../format/index-file.js';
 import { BlobKind, Compression, encodePackTail, packNameOf } from '../format/pack-header.js';
 import { INDEX_PACKS_PER_FILE, MAX_BLOB_SIZE, MAX_PACK_BLOBS } from '../format/repo-limits.js';
@@ -160,7 +160,7 @@ export class PackWriter {
   }
 
   #arena(): Buffer {
-    return this.#arenas.pop() ?? alignedBuffer(this.#arenaSize);
+    return this.#arenas.pop() ?? alignedPool.acquire(this.#arenaSize);
   }
 
   /**
@@ -187,6 +187,9 @@ export class PackWriter {
     await Promise.all(this.#inFlight.splice(0));
     await this.#committing;
     this.#assertHealthy();
+    // Every arena is idle now: they go back to the process's pool, already mapped,
+    // for whatever comes next (the next pack, or a merge's direct append).
+    for (const arena of this.#arenas.splice(0)) alignedPool.release(arena);
     if (!this.#options.dryRun) await this.#backend.commit(this.#staged.splice(0));
     const packs = this.#written.splice(0);
     for (let i = 0; i < packs.length; i += INDEX_PACKS_PER_FILE) {

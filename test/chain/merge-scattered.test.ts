@@ -4,7 +4,8 @@
  * written in random order, a record each, merged into the large layer below when
  * the anchor is deleted. Block by block, its 100 blocks cost 100 reads. What the
  * merge copies reads back the same, and damage to a block read together with others
- * still stops it, leaving the disk as it was.
+ * still stops it, leaving the disk as it was. The copy is written past the page
+ * cache where it can be.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,6 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Disk } from '../../lib/index.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
 import { FaultFS } from '../harness/fault-fs.js';
+import { DirectProbeFS } from '../helpers/direct-fs.js';
 import { Rng } from '../harness/rng.js';
 import { deltaFiles, pattern } from '../helpers/disk.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -82,6 +84,25 @@ describe('a merge of a layer of scattered records', () => {
     await snap.close();
     await r.close();
     expect((await Disk.check(file, { readData: true })).result).toBe('clean');
+  });
+
+  it('writes its copy past the page cache, and through it where direct writes are refused', async () => {
+    for (const allowed of [Infinity, 0]) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.mkdirSync(dir);
+      const { content } = await anchoredDisk();
+      const probe = new DirectProbeFS(nodeFileSystem, allowed);
+      const d = await Disk.open(file, { fs: probe });
+      await d.deleteSnapshot('old');
+      if (allowed === Infinity) expect(probe.directBytes).toBeGreaterThanOrEqual(CHANGED * BS);
+      else expect(probe.plainBytes).toBeGreaterThanOrEqual(CHANGED * BS);
+      expect((await d.read(0, BLOCKS * BS)).equals(content)).toBe(true);
+      await d.close();
+      const r = await Disk.open(file, { readOnly: true, verifyReads: true });
+      expect((await r.read(0, BLOCKS * BS)).equals(content)).toBe(true);
+      await r.close();
+      expect((await Disk.check(file, { readData: true })).result).toBe('clean');
+    }
   });
 
   it('stops at a damaged block read together with its neighbours, and leaves the layer unmerged', async () => {

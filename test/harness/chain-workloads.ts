@@ -36,6 +36,8 @@ export interface ChainWorkloadSpec {
   readonly steps: readonly ChainStep[];
   /** Delta files the steps must remove and keep (checked on a clean run). */
   readonly expectFiles?: { readonly gone: readonly string[]; readonly kept: readonly string[] };
+  /** The steps append to a layer directly (checked on a clean run). */
+  readonly expectDirectAppend?: boolean;
 }
 
 export type ChainWorkload = Workload<ChainSys, ChainModel> & { readonly spec: ChainWorkloadSpec };
@@ -206,6 +208,16 @@ export function chainWorkloads(): ChainWorkload[] {
       name: 'close and reopen',
       setup: [steps.write(0, content(36, 2)), steps.snapshot('a')],
       steps: [steps.write(2 * BS, content(37, 3)), steps.reopen(), steps.write(3 * BS + 5, content(38, 1), ' partial'), steps.reopen()],
+    }),
+    chainWorkload({
+      // A merge copying 256 KiB (4 blocks of 64 KiB) appends it past the page cache,
+      // through a second, direct handle (LayerFile.append's direct).
+      name: 'delete with a merge written directly',
+      virtualSize: 12 * 65536 + 1000,
+      blockSize: 65536,
+      setup: [steps.write(0, content(40, 4, 65536)), steps.snapshot('a'), steps.write(4 * 65536, content(41, 5, 65536)), steps.snapshot('b')],
+      steps: [steps.write(5, content(42, 1).subarray(0, 100), ' partial'), steps.deleteSnapshot('a'), steps.flush()],
+      expectDirectAppend: true,
     }),
     chainWorkload({
       name: 'two deletes and a consolidation',

@@ -23,6 +23,30 @@ beforeEach(() => {
 });
 afterEach(() => cleanup());
 
+/** A real file's handle that counts its syncs, and whose writes first wait for `hold()`. */
+async function counting(file: string, hold: () => Promise<void> | undefined = () => undefined): Promise<{ handle: FileHandle; syncs: number }> {
+  const inner = await nodeFileSystem.open(file, 'readWrite');
+  const c = {
+    syncs: 0,
+    handle: {
+      path: inner.path,
+      read: (...a) => inner.read(...a),
+      readv: (...a) => inner.readv(...a),
+      truncate: (n) => inner.truncate(n),
+      stat: () => inner.stat(),
+      close: () => inner.close(),
+      datasync: async () => {
+        c.syncs++;
+        await inner.datasync();
+      },
+      write: async (buffers, position) => {
+        await hold();
+        await inner.write(buffers, position);
+      },
+    } as FileHandle,
+  };
+  return c;
+}
 
 async function guarded(failOp: Op, code = 'EIO', times = 1) {
   const file = path.join(dir, 'f');
@@ -36,38 +60,21 @@ describe('GuardedHandle', () => {
   it('skips a sync only when everything written through it is synced already', async () => {
     const file = path.join(dir, 'f');
     fs.writeFileSync(file, 'abcdef');
-    const inner = await nodeFileSystem.open(file, 'readWrite');
-    let syncs = 0;
     let holdWrite: Promise<void> | undefined;
-    const counting: FileHandle = {
-      path: inner.path,
-      read: (...a) => inner.read(...a),
-      readv: (...a) => inner.readv(...a),
-      truncate: (n) => inner.truncate(n),
-      stat: () => inner.stat(),
-      close: () => inner.close(),
-      datasync: async () => {
-        syncs++;
-        await inner.datasync();
-      },
-      write: async (buffers, position) => {
-        await holdWrite;
-        await inner.write(buffers, position);
-      },
-    };
-    const h = new GuardedHandle(counting);
+    const c = await counting(file, () => holdWrite);
+    const h = new GuardedHandle(c.handle);
     // The first sync always runs: the file may hold another process's unsynced writes.
     await h.datasync();
-    expect(syncs).toBe(1);
+    expect(c.syncs).toBe(1);
     await h.datasync();
-    expect(syncs).toBe(1);
+    expect(c.syncs).toBe(1);
     await h.write([Buffer.from('X')], 0);
     await h.datasync();
     await h.datasync();
-    expect(syncs).toBe(2);
+    expect(c.syncs).toBe(2);
     await h.truncate(3);
     await h.datasync();
-    expect(syncs).toBe(3);
+    expect(c.syncs).toBe(3);
     // A write still in flight when a sync starts is not covered by it.
     let release!: () => void;
     holdWrite = new Promise((r) => (release = r));
@@ -75,11 +82,11 @@ describe('GuardedHandle', () => {
     const sync = h.datasync();
     release();
     await Promise.all([pending, sync]);
-    expect(syncs).toBe(4);
+    expect(c.syncs).toBe(4);
     await h.datasync();
-    expect(syncs).toBe(5);
+    expect(c.syncs).toBe(5);
     await h.datasync();
-    expect(syncs).toBe(5);
+    expect(c.syncs).toBe(5);
     await h.close();
     expect(fs.readFileSync(file, 'utf8')).toBe('XYc');
   });
@@ -139,6 +146,33 @@ describe('GuardedHandle', () => {
     await expect(h.read(Buffer.alloc(1), 0, 1, 0)).rejects.toMatchObject({ code: 'EIO' });
     expect(h.broken).toBe(false);
     await h.datasync();
+    await h.close();
+  });
+
+  it('counts a write through a second (direct) handle as its own: synced, breaking on failure, EINVAL only refused', async () => {
+    const file = path.join(dir, 'f');
+    fs.writeFileSync(file, 'abcdef');
+    const c = await counting(file);
+    const h = new GuardedHandle(c.handle);
+    await h.datasync();
+    expect(c.syncs).toBe(1);
+    const other = await nodeFileSystem.open(file, 'readWrite');
+    expect(await h.writeThrough(other, [Buffer.from('XY')], 0)).toBe(true);
+    await h.datasync();
+    expect(c.syncs).toBe(2);
+    expect(fs.readFileSync(file, 'utf8')).toBe('XYcdef');
+    // Refused before anything is written: not broken.
+    const refusing = new FaultFS(nodeFileSystem).fail({ op: 'write', code: 'EINVAL', times: 1 });
+    const r = await refusing.open(file, 'readWrite');
+    expect(await h.writeThrough(r, [Buffer.from('Z')], 0)).toBe(false);
+    expect(h.broken).toBe(false);
+    // Any other failure breaks it, as a failed write of its own would.
+    const failing = new FaultFS(nodeFileSystem).fail({ op: 'write', code: 'EIO', times: 1 });
+    const f = await failing.open(file, 'readWrite');
+    expect(await codeOf(h.writeThrough(f, [Buffer.from('Z')], 0))).toBe('IO_ERROR');
+    expect(h.broken).toBe(true);
+    expect(await codeOf(h.write([Buffer.from('Q')], 0))).toBe('HANDLE_BROKEN');
+    for (const x of [other, r, f]) await x.close();
     await h.close();
   });
 });
