@@ -661,6 +661,7 @@ export class LayerFile {
       }
       if (at !== length) throw new Error(`internal: direct append of ${at} bytes, expected ${length}`);
       if (await this.#handle.writeThrough(this.#direct, [staging], this.#logEnd)) return true;
+      await this.#direct.close().catch(() => undefined);
       this.#direct = null;
       return false;
     } finally {

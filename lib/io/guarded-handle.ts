@@ -64,9 +64,10 @@ export class GuardedHandle implements FileHandle {
   /**
    * Writes through `other`, a second handle on the same file (opened for direct
    * I/O), as if through this one: counted, so that `datasync` syncs it, and a failure
-   * breaks this handle. Except EINVAL, the file system refusing the transfer before
-   * writing anything (a direct write's alignment): that returns false, and this
-   * handle stays usable.
+   * breaks this handle. Except EINVAL, the file system refusing a direct write's
+   * alignment: that returns false, this handle stays usable, and the caller writes
+   * the same range again another way (a write cut in 4 MiB calls may have landed in
+   * part).
    */
   async writeThrough(other: FileHandle, buffers: readonly Uint8Array[], position: number): Promise<boolean> {
     this.#assertUsable();

@@ -43,8 +43,8 @@ export class SequentialWriter {
   readonly path: string;
   readonly #fs: FileSystem;
   readonly #handle: FileHandle;
-  /** An ordinary handle: `#handle` itself unless it is direct. */
-  #plain: FileHandle | undefined;
+  /** An ordinary handle: `#handle` itself unless it is direct (then opened once, when needed). */
+  #plain: Promise<FileHandle> | undefined;
   #direct: boolean;
   /** The staging buffer, its file offset (page-aligned), and the bytes staged. */
   #stage: Buffer | undefined;
@@ -59,7 +59,7 @@ export class SequentialWriter {
     this.path = path;
     this.#handle = handle;
     this.#direct = handle.direct === true;
-    this.#plain = this.#direct ? undefined : handle;
+    this.#plain = this.#direct ? undefined : Promise.resolve(handle);
   }
 
   /**
@@ -125,7 +125,9 @@ export class SequentialWriter {
   /** Writes what is staged, sets the file's size to `size` and makes it durable. */
   async finish(size: number): Promise<void> {
     if (this.#stage !== undefined) await this.#flushStage(true);
-    await Promise.all(this.#writes.splice(0));
+    // Every write has ended before this goes on (or throws), so none outlives close().
+    const failed = (await Promise.allSettled(this.#writes.splice(0))).find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
     await this.#handle.truncate(size);
     await this.#handle.datasync();
   }
@@ -133,14 +135,19 @@ export class SequentialWriter {
   /** Closes the file (after `finish`, or to give up). */
   async close(): Promise<void> {
     await Promise.allSettled(this.#writes.splice(0));
-    if (this.#plain !== undefined && this.#plain !== this.#handle) await this.#plain.close();
+    const plain = await this.#plain?.catch(() => undefined);
+    if (plain !== undefined && plain !== this.#handle) await plain.close();
     await this.#handle.close();
+  }
+
+  /** The ordinary handle, opened on first use (once, however many writes ask at once). */
+  #plainHandle(): Promise<FileHandle> {
+    return (this.#plain ??= this.#fs.open(this.path, 'readWrite'));
   }
 
   async #plainWrite(data: Uint8Array, offset: number): Promise<void> {
     if (data.length === 0) return;
-    this.#plain ??= await this.#fs.open(this.path, 'readWrite');
-    await this.#plain.write([data], offset);
+    await (await this.#plainHandle()).write([data], offset);
   }
 
   /**
@@ -154,8 +161,8 @@ export class SequentialWriter {
     const fill = this.#fill;
     this.#stage = undefined;
     if (!this.#direct) {
-      this.#plain ??= await this.#fs.open(this.path, 'readWrite');
-      return this.#queue(this.#plain.write([stage.subarray(0, fill)], base).then(() => giveStage(stage)));
+      const plain = await this.#plainHandle();
+      return this.#queue(plain.write([stage.subarray(0, fill)], base).then(() => giveStage(stage)));
     }
     const length = pad ? alignUp(fill) : fill;
     if (length > fill) stage.fill(0, fill, length);
@@ -166,8 +173,8 @@ export class SequentialWriter {
         // Refused (an alignment stricter than a page): this and all that follows
         // go through the page cache.
         this.#direct = false;
-        this.#plain ??= await this.#fs.open(this.path, 'readWrite');
-        await this.#plain.write([stage.subarray(0, fill)], base);
+        await (await this.#plainHandle()).write([stage.subarray(0, fill)], base);
+        giveStage(stage);
       },
     );
     await this.#queue(write);

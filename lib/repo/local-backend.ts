@@ -222,12 +222,13 @@ export class LocalBackend implements StorageBackend {
       throw fromSystemError(err, p, `reading ${kind} ${name} failed`);
     });
     try {
-      const buf = alignedPool.acquire(end - start);
-      if (handle.direct !== true || !isDirectAligned(buf)) {
-        alignedPool.release(buf);
+      if (handle.direct !== true) {
         this.#directReads = false;
         return undefined;
       }
+      const buf = alignedPool.acquire(end - start);
+      // No aligned memory to be had this time (no address space left for it).
+      if (!isDirectAligned(buf)) return undefined;
       try {
         const need = offset + length - start;
         let done = 0;

@@ -8,7 +8,9 @@
  * data, no buffer of the caller is kept (it may reuse its read buffers at once), and
  * nothing is left for the garbage collector. Arenas are page-aligned (from
  * `alignedPool`, and back to it after a flush), so a pack's data goes to the device
- * straight from its arena (direct I/O, `writeNewFile`), never through the page cache. Staged packs are committed (fsync'ed, then renamed into place) a batch at a
+ * straight from its arena (direct I/O, `writeNewFile`; its last partial page and
+ * its tail, or all of it where the file system has no direct I/O, through the page
+ * cache). Staged packs are committed (fsync'ed, then renamed into place) a batch at a
  * time, several packs behind, so the device writes back while we hash instead of
  * stalling us on every fsync. Every blob is entered in the in-memory index the
  * moment it is added, so a second copy in the same run is deduplicated too.
@@ -188,7 +190,8 @@ export class PackWriter {
     await this.#committing;
     this.#assertHealthy();
     // Every arena is idle now: they go back to the process's pool, already mapped,
-    // for whatever comes next (the next pack, or a merge's direct append).
+    // for whatever comes next (the next pack, or a merge's direct append of up to
+    // an arena's size, such as the older anchor's after an incremental backup).
     for (const arena of this.#arenas.splice(0)) alignedPool.release(arena);
     if (!this.#options.dryRun) await this.#backend.commit(this.#staged.splice(0));
     const packs = this.#written.splice(0);

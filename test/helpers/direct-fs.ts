@@ -12,6 +12,8 @@ export class DirectProbeFS implements FileSystem {
   directBytes = 0;
   plainBytes = 0;
   directReadBytes = 0;
+  /** Opens of existing files for writing (a writer's second, ordinary handle). */
+  readWriteOpens = 0;
   /** Direct writes allowed before every further one fails with EINVAL (Infinity: never). */
   directWritesAllowed: number;
   /** Whether direct opens are passed on (else every handle is ordinary). */
@@ -26,6 +28,7 @@ export class DirectProbeFS implements FileSystem {
   }
 
   async open(p: string, mode: OpenMode, options?: OpenOptions): Promise<FileHandle> {
+    if (mode === 'readWrite') this.readWriteOpens++;
     const h = await this.inner.open(p, mode, this.grantDirect ? options : {});
     const probe = this;
     return {

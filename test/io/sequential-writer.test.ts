@@ -129,6 +129,8 @@ describe('SequentialWriter', () => {
           [new DirectProbeFS(mem, allowed), `/m/r${n}`],
         ] as const) {
           await runPlan(probe, p, { ...pl, big: true });
+          // One ordinary handle at most, however many refused writes were in flight.
+          expect(probe.readWriteOpens).toBeLessThanOrEqual(1);
           await probe.unlink(p);
         }
         n++;
