@@ -96,15 +96,21 @@ describe('crash consistency (SIGKILL)', () => {
     const trees = new Map<number, Record<string, string>>();
     const acked = new Set<number>();
     let killed = 0;
+    // How long the last backup that was let finish took: the others are killed at a
+    // random point of that (a fixed range of delays stopped killing anything once
+    // backups got faster than it).
+    let lastMs = 500;
     const rounds = propertyRuns(6);
     for (let v = 0; v < rounds; v++) {
       trees.set(v, writeVersion(v));
       await writeDiskVersion(v);
+      const t0 = performance.now();
       const run = startCli(['backup', src, '--repo', repo, '--tag', `v${v}`, '--json']);
-      const delay = v % 3 === 0 ? 10_000 : 50 + Math.floor(Math.random() * 400);
+      const delay = v % 3 === 0 ? 10_000 : Math.floor(lastMs * (0.2 + 0.7 * Math.random()));
       const timer = setTimeout(() => run.child.kill('SIGKILL'), delay);
       const r = await run.done;
       clearTimeout(timer);
+      if (v % 3 === 0) lastMs = performance.now() - t0;
       if (r.code === 0) acked.add(v);
       else {
         expect(r.signal, r.stderr).toBe('SIGKILL');
