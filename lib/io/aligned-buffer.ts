@@ -18,6 +18,10 @@
 /** The alignment of a direct transfer's memory, offset and length. */
 export const DIRECT_ALIGN = 4096;
 
+/** `n` rounded down, and up, to a multiple of DIRECT_ALIGN. */
+export const alignDown = (n: number): number => n - (n % DIRECT_ALIGN);
+export const alignUp = (n: number): number => alignDown(n + DIRECT_ALIGN - 1);
+
 const WASM_PAGE = 65536;
 /** A WebAssembly memory holds at most 65536 pages (4 GiB). */
 const MAX_WASM_PAGES = 65536;

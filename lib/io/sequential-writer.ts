@@ -22,7 +22,7 @@
  * a write (EINVAL), the writer carries on through an ordinary handle, and a small
  * file is never staged at all: only speed depends on direct I/O.
  */
-import { DIRECT_ALIGN } from './aligned-buffer.js';
+import { alignDown, alignUp } from './aligned-buffer.js';
 import { alignedPool } from './buffer-pool.js';
 import type { FileHandle, FileSystem } from './file-system.js';
 
@@ -36,8 +36,6 @@ export const MIN_DIRECT_FILE_BYTES = 1024 * 1024;
 const takeStage = (): Buffer => alignedPool.acquire(STAGE_BYTES);
 const giveStage = (b: Buffer): void => alignedPool.release(b);
 
-const alignDown = (n: number): number => n - (n % DIRECT_ALIGN);
-const alignUp = (n: number): number => alignDown(n + DIRECT_ALIGN - 1);
 
 export class SequentialWriter {
   readonly path: string;

@@ -20,7 +20,7 @@
  * Durability is the caller's: nothing here syncs, and a `datasync` of the file makes
  * both parts durable alike.
  */
-import { DIRECT_ALIGN, isDirectAligned } from './aligned-buffer.js';
+import { alignDown, isDirectAligned } from './aligned-buffer.js';
 import type { FileSystem } from './file-system.js';
 
 /**
@@ -30,7 +30,7 @@ import type { FileSystem } from './file-system.js';
  */
 export async function writeNewFile(fs: FileSystem, path: string, data: readonly Uint8Array[]): Promise<{ direct: boolean }> {
   const first = data[0];
-  const directLength = first !== undefined && isDirectAligned(first) ? first.length - (first.length % DIRECT_ALIGN) : 0;
+  const directLength = first !== undefined && isDirectAligned(first) ? alignDown(first.length) : 0;
   const handle = await fs.open(path, 'createExclusive', { direct: directLength > 0 });
   try {
     if (handle.direct !== true) {

@@ -76,6 +76,17 @@ export interface StorageBackend {
 }
 
 /** Whether `name` is a valid name for a file of `kind`. */
+/**
+ * A range of a file as a lease: past the page cache where the backend can
+ * (`readRangeDirect`), else an ordinary read whose release does nothing. For data
+ * read once, by a reader that is done with it before it releases it.
+ */
+export async function readLeased(backend: StorageBackend, kind: RepoFileKind, name: string, offset: number, length: number): Promise<LeasedBytes> {
+  return (await backend.readRangeDirect?.(kind, name, offset, length)) ?? { bytes: await backend.readRange(kind, name, offset, length), release: keep };
+}
+
+const keep = (): void => undefined;
+
 export function isValidRepoName(kind: RepoFileKind, name: string): boolean {
   switch (kind) {
     case 'pack':

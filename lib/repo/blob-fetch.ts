@@ -12,16 +12,17 @@
  * through the page cache those reads cost the allocation of a page each.
  */
 import { DeltaDiskError } from '../errors.js';
+import { DIRECT_ALIGN } from '../io/aligned-buffer.js';
 import type { Content } from '../format/manifest.js';
 import { BlobKind } from '../format/pack-header.js';
 import { HASH_SIZE, ZERO_HASH } from '../format/repo-limits.js';
-import type { LeasedBytes } from './backend.js';
+import { readLeased, type LeasedBytes } from './backend.js';
 import type { ChunkIndex } from './chunk-index.js';
 import { contentPages } from './content-list.js';
 import type { Repository } from './repository.js';
 
 /** So that the page-aligned range around a group fits a 4 MiB pooled buffer (readRangeDirect). */
-const MAX_GROUP = 4 * 1024 * 1024 - 2 * 4096;
+const MAX_GROUP = 4 * 1024 * 1024 - 2 * DIRECT_ALIGN;
 const GROUPS_IN_FLIGHT = 4;
 
 export interface ChunkRequest {
@@ -51,8 +52,6 @@ export interface FetchOptions {
   readonly transient?: boolean;
 }
 
-const keep = (): void => undefined;
-
 export async function* fetchChunks(
   repo: Repository,
   index: ChunkIndex,
@@ -79,8 +78,7 @@ export async function* fetchChunks(
   const backend = repo.backend;
   const read = async (g: Group): Promise<LeasedBytes> => {
     const name = index.packName(g.pack);
-    const leased = options.transient === true ? await backend.readRangeDirect?.('pack', name, g.offset, g.length) : undefined;
-    return leased ?? { bytes: await backend.readRange('pack', name, g.offset, g.length), release: keep };
+    return options.transient === true ? readLeased(backend, 'pack', name, g.offset, g.length) : { bytes: await backend.readRange('pack', name, g.offset, g.length), release: () => undefined };
   };
   const pending: Promise<LeasedBytes>[] = [];
   const start = (g: Group): void => {

@@ -17,12 +17,13 @@
  * later full `--read-data` check removes the records that no longer hold.
  */
 import { DeltaDiskError, isDeltaDiskError } from '../errors.js';
+import { DIRECT_ALIGN } from '../io/aligned-buffer.js';
 import type { Content, Manifest } from '../format/manifest.js';
 import { decodePackTail, decodePackTrailer, packNameOf, PACK_TRAILER_SIZE } from '../format/pack-header.js';
 import { HASH_SIZE, ZERO_HASH } from '../format/repo-limits.js';
 import { encodeDamageRecord } from '../format/damage-record.js';
 import { encodeVerifyRecord } from '../format/verify-record.js';
-import type { LeasedBytes } from './backend.js';
+import { readLeased, type LeasedBytes } from './backend.js';
 import type { ChunkIndex } from './chunk-index.js';
 import { contentPages } from './content-list.js';
 import type { Repository } from './repository.js';
@@ -264,7 +265,7 @@ async function readPackData(repo: Repository, index: ChunkIndex, p: number, onBy
   const { first, count } = index.packEntries(p);
   const name = index.packName(p);
   // The page-aligned range around a group fits a 16 MiB pooled buffer (readRangeDirect).
-  const GROUP = 16 * 1024 * 1024 - 2 * 4096;
+  const GROUP = 16 * 1024 * 1024 - 2 * DIRECT_ALIGN;
   let id = first;
   while (id < first + count) {
     const start = index.offsetOf(id);
@@ -274,7 +275,7 @@ async function readPackData(repo: Repository, index: ChunkIndex, p: number, onBy
     let leased: LeasedBytes;
     try {
       // Past the page cache where the backend can: every pack is read once.
-      leased = (await repo.backend.readRangeDirect?.('pack', name, start, len)) ?? { bytes: await repo.backend.readRange('pack', name, start, len), release: () => undefined };
+      leased = await readLeased(repo.backend, 'pack', name, start, len);
     } catch (err) {
       if (!(err instanceof DeltaDiskError)) throw err;
       for (let k = id; k < end; k++) bad.push(k);

@@ -20,7 +20,7 @@ import path from 'node:path';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
 import { TEMP_INFIX, tempNameFor } from '../io/atomic-replace.js';
 import type { FileHandle, FileSystem } from '../io/file-system.js';
-import { DIRECT_ALIGN, isDirectAligned } from '../io/aligned-buffer.js';
+import { alignDown, alignUp, isDirectAligned } from '../io/aligned-buffer.js';
 import { alignedPool } from '../io/buffer-pool.js';
 import { readExactly, readUpTo } from '../io/positional.js';
 import { settleLimited } from '../io/settle-limited.js';
@@ -216,8 +216,8 @@ export class LocalBackend implements StorageBackend {
   async readRangeDirect(kind: RepoFileKind, name: string, offset: number, length: number): Promise<LeasedBytes | undefined> {
     if (!this.#directReads) return undefined;
     const p = this.#pathOf(kind, name);
-    const start = offset - (offset % DIRECT_ALIGN);
-    const end = Math.ceil((offset + length) / DIRECT_ALIGN) * DIRECT_ALIGN;
+    const start = alignDown(offset);
+    const end = alignUp(offset + length);
     const handle = await this.#fs.open(p, 'read', { direct: true }).catch((err: unknown) => {
       throw fromSystemError(err, p, `reading ${kind} ${name} failed`);
     });

@@ -38,16 +38,21 @@ async function makeDisk(): Promise<{ disk: Disk; expected: Buffer }> {
   return { disk, expected };
 }
 
+/** Exports makeDisk's snapshot through `probe`; the image must read as the disk. */
+async function exportThrough(probe: DirectProbeFS): Promise<{ probe: DirectProbeFS; out: string }> {
+  const { disk, expected } = await makeDisk();
+  const out = path.join(dir, 'out.raw');
+  const reader = await disk.openSnapshot('s');
+  await exportRawFile(reader, out, { fs: probe });
+  await reader.close();
+  await disk.close();
+  expect(fs.readFileSync(out).equals(expected)).toBe(true);
+  return { probe, out };
+}
+
 describe('exportRawFile', () => {
   it('writes the disk byte for byte, directly, with holes where it reads zeros', async () => {
-    const { disk, expected } = await makeDisk();
-    const probe = new DirectProbeFS(nodeFileSystem);
-    const out = path.join(dir, 'out.raw');
-    const reader = await disk.openSnapshot('s');
-    await exportRawFile(reader, out, { fs: probe });
-    await reader.close();
-    await disk.close();
-    expect(fs.readFileSync(out).equals(expected)).toBe(true);
+    const { probe, out } = await exportThrough(new DirectProbeFS(nodeFileSystem));
     // 5.3 MiB of data in 87 blocks and the partial last one, all of it direct; the rest holes.
     expect(probe.directBytes).toBeGreaterThanOrEqual(87 * BS + 5000);
     expect(fs.statSync(out).blocks * 512).toBeLessThan(7 * MiB);
@@ -55,14 +60,7 @@ describe('exportRawFile', () => {
   });
 
   it('writes the same image through the page cache where direct writes are refused', async () => {
-    const { disk, expected } = await makeDisk();
-    const probe = new DirectProbeFS(nodeFileSystem, 1);
-    const out = path.join(dir, 'out.raw');
-    const reader = await disk.openSnapshot('s');
-    await exportRawFile(reader, out, { fs: probe });
-    await reader.close();
-    await disk.close();
-    expect(fs.readFileSync(out).equals(expected)).toBe(true);
+    const { probe } = await exportThrough(new DirectProbeFS(nodeFileSystem, 1));
     expect(probe.plainBytes).toBeGreaterThan(0);
   });
 });
