@@ -38,6 +38,16 @@ export interface CompactResult {
   readonly zeroedBlocks: number;
 }
 
+/** Data read and appended at once (compaction holds two batches, whatever the layer's size). */
+const BATCH_BYTES = 32 * 1024 * 1024;
+
+/** Blocks `blocks[first, end)` of the layer, with where each one's data goes in its buffer (-1: not read). */
+interface Batch {
+  readonly first: number;
+  readonly end: number;
+  readonly at: readonly number[];
+}
+
 const hex = (h: Uint8Array): string => Buffer.from(h.buffer, h.byteOffset, h.byteLength).toString('hex');
 
 /**
@@ -67,6 +77,7 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
     blockSize: d.blockSize,
     virtualSize: d.virtualSize,
   });
+  let committing = false;
   let committed = false;
   try {
     const held = new Set<string>(); // hashes whose content the new file holds
@@ -75,7 +86,8 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
     let dedupedBlocks = 0;
     let zeroedBlocks = 0;
     const flush = async (): Promise<void> => {
-      if (runs.length > 0) await next.append(runs);
+      // Direct: the new file is written once and not read back soon (LayerFile.append).
+      if (runs.length > 0) await next.append(runs, { direct: true });
       runs = [];
       rows = 0;
     };
@@ -113,43 +125,119 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
       return hit !== undefined && hit.slot < slot;
     };
 
+    // The blocks are taken in batches of up to BATCH_BYTES of data: their data is read
+    // first, consecutive blocks with one read and several reads in flight (a layer
+    // is mostly in block order: a backup's anchors compact a disk-sized layer), then
+    // each block is decided in order as before, and the batch appended past the page
+    // cache. Read block by block and appended through the page cache, compacting a
+    // 1 GiB layer took 6-8 s, inside the backup whose merge had set it off.
     const blocks = old.map.blocks();
-    for (const block of blocks) {
-      const kind = old.map.tag(block);
-      const row = old.map.num(block);
-      if (kind === RecordKind.ZERO) {
-        await push({ kind: RecordKind.ZERO, block, count: 1 }, 1);
-        continue;
+    const batchBytes = Math.max(bs, Math.floor(BATCH_BYTES / bs) * bs);
+    const buffers = [0, 1].map(() => Buffer.allocUnsafe(Math.min(batchBytes, blocks.length * bs)));
+
+    /** The batch from `blocks[first]`: where each block's data goes in its buffer (-1: not needed). */
+    const plan = (first: number): Batch => {
+      const at: number[] = [];
+      let used = 0;
+      let end = first;
+      for (; end < blocks.length && end - first < MAX_APPEND_ROWS; end++) {
+        const block = blocks[end]!;
+        const kind = old.map.tag(block);
+        const known = kind === RecordKind.REF && old.records.hasHash(old.map.num(block)) ? old.records.hash(old.map.num(block)) : undefined;
+        // A ZERO block, or a reference resolving below this layer, is kept without its data.
+        if (kind === RecordKind.ZERO || (known !== undefined && below(known))) {
+          at.push(-1);
+          continue;
+        }
+        if (used + bs > batchBytes) break;
+        at.push(used);
+        used += bs;
       }
-      let hash: Uint8Array | undefined = old.records.hasHash(row) ? Uint8Array.from(old.records.hash(row)) : undefined;
-      if (kind === RecordKind.REF && !options.dedup && hash !== undefined && below(hash)) {
-        await push({ kind: RecordKind.REF, block, hashes: [hash] }, 1);
-        continue;
+      return { first, end, at };
+    };
+
+    /** Reads a batch's data: runs of consecutive blocks with one request each (the view coalesces and verifies). */
+    const read = async (batch: Batch, buffer: Buffer): Promise<void> => {
+      const { first, at } = batch;
+      const reads: Promise<void>[] = [];
+      for (let i = 0; i < at.length; ) {
+        if (at[i]! < 0) {
+          i++;
+          continue;
+        }
+        let n = 1;
+        while (i + n < at.length && at[i + n]! >= 0 && blocks[first + i + n] === blocks[first + i]! + n && n < maxRun) n++;
+        const start = blocks[first + i]! * bs;
+        const inside = Math.min(n * bs, d.virtualSize - start);
+        const out = buffer.subarray(at[i]!, at[i]! + n * bs);
+        reads.push(view.readInto(out.subarray(0, inside), start, true).then(() => void out.fill(0, inside)));
+        i += n;
       }
-      if (kind === RecordKind.REF && hash !== undefined && (below(hash) || held.has(hex(hash)))) {
-        await push({ kind: RecordKind.REF, block, hashes: [hash] }, 1);
-        continue;
-      }
-      // The block's bytes, wherever the view finds them (this layer, for DATA and self-refs).
-      const data = Buffer.allocUnsafe(bs);
-      await view.readBlock(block, data);
-      if (options.dedup) {
-        if (isAllZero(data)) {
+      // Every read has ended before this returns, whichever failed.
+      const settled = await Promise.allSettled(reads);
+      for (const r of settled) if (r.status === 'rejected') throw r.reason;
+    };
+
+    /** Decides each block of a batch in order and appends the batch. */
+    const write = async (batch: Batch, buffer: Buffer): Promise<void> => {
+      for (let i = 0; i < batch.at.length; i++) {
+        const block = blocks[batch.first + i]!;
+        const kind = old.map.tag(block);
+        const row = old.map.num(block);
+        if (kind === RecordKind.ZERO) {
           await push({ kind: RecordKind.ZERO, block, count: 1 }, 1);
-          zeroedBlocks++;
           continue;
         }
-        hash ??= sha256(data);
-        if (below(hash) || held.has(hex(hash))) {
+        let hash: Uint8Array | undefined = old.records.hasHash(row) ? Uint8Array.from(old.records.hash(row)) : undefined;
+        if (kind === RecordKind.REF && !options.dedup && hash !== undefined && below(hash)) {
           await push({ kind: RecordKind.REF, block, hashes: [hash] }, 1);
-          dedupedBlocks++;
           continue;
         }
+        if (kind === RecordKind.REF && hash !== undefined && (below(hash) || held.has(hex(hash)))) {
+          await push({ kind: RecordKind.REF, block, hashes: [hash] }, 1);
+          continue;
+        }
+        // The block's bytes, wherever the view found them (this layer, for DATA and self-refs).
+        const data = buffer.subarray(batch.at[i]!, batch.at[i]! + bs);
+        if (options.dedup) {
+          if (isAllZero(data)) {
+            await push({ kind: RecordKind.ZERO, block, count: 1 }, 1);
+            zeroedBlocks++;
+            continue;
+          }
+          hash ??= sha256(data);
+          if (below(hash) || held.has(hex(hash))) {
+            await push({ kind: RecordKind.REF, block, hashes: [hash] }, 1);
+            dedupedBlocks++;
+            continue;
+          }
+        }
+        if (hash !== undefined) held.add(hex(hash));
+        await push({ kind: RecordKind.DATA, block, data: [data], hashes: hash === undefined ? undefined : [hash] }, 1);
       }
-      if (hash !== undefined) held.add(hex(hash));
-      await push({ kind: RecordKind.DATA, block, data: [data], hashes: hash === undefined ? undefined : [hash] }, 1);
+      // Appended before its buffer is read into again.
+      await flush();
+    };
+
+    // The blocks go in batches of up to BATCH_BYTES of data, each read while the one
+    // before is appended past the page cache; a batch's blocks are decided in block
+    // order as one at a time would be. Read block by block and appended through the
+    // page cache, compacting a 1 GiB layer took 6-8 s, inside the backup whose merge
+    // of its older anchor had set it off.
+    let batch: Batch | undefined = blocks.length > 0 ? plan(0) : undefined;
+    let reading = batch === undefined ? undefined : read(batch, buffers[0]!);
+    for (let k = 0; batch !== undefined; k ^= 1) {
+      await reading;
+      const next = batch.end < blocks.length ? plan(batch.end) : undefined;
+      reading = next === undefined ? undefined : read(next, buffers[k ^ 1]!);
+      try {
+        await write(batch, buffers[k]!);
+      } catch (err) {
+        await reading?.catch(() => undefined);
+        throw err;
+      }
+      batch = next;
     }
-    await flush();
 
     // Content that references (here or further up) need from this layer.
     const referrers = [entry, ...tree.descendants(id)];
@@ -179,6 +267,9 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
       sealed: id !== d.active,
       snapshot: snap === undefined ? null : { id: snap.id, name: snap.name, created: snap.created },
     });
+    // From here the new file may be named: a descriptor replacement that fails after
+    // its rename (syncing the directory) has taken effect all the same.
+    committing = true;
     await ctx.commitDescriptor({
       ...d,
       generation: d.generation + 1,
@@ -199,10 +290,10 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
     });
     return { layer: id, bytesBefore, bytesAfter: next.logEnd, dedupedBlocks, zeroedBlocks };
   } catch (err) {
-    if (!committed) {
-      await next.release();
-      await ctx.fs.unlink(path.join(ctx.paths.dir, file)).catch(() => undefined);
-    }
+    if (!committed) await next.release();
+    // Removed only while no descriptor can name it; after a failed commit, the next
+    // writable open removes it if the descriptor on disk does not (leftover-files.ts).
+    if (!committing) await ctx.fs.unlink(path.join(ctx.paths.dir, file)).catch(() => undefined);
     throw err;
   }
 }

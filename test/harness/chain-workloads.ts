@@ -220,6 +220,18 @@ export function chainWorkloads(): ChainWorkload[] {
       expectDirectAppend: true,
     }),
     chainWorkload({
+      // Deleting 'a' copies b's 3 blocks down into a's layer (fewer than the 5 it
+      // would copy up), leaving 3 of its 11 blocks overwritten: over the 25 %
+      // consolidate compacts at. Compaction appends the 8 blocks still in use (512
+      // KiB) to the new file past the page cache.
+      name: 'compaction written directly',
+      virtualSize: 12 * 65536 + 1000,
+      blockSize: 65536,
+      setup: [steps.write(0, content(43, 8, 65536)), steps.snapshot('a'), steps.write(0, content(44, 3, 65536)), steps.snapshot('b'), steps.deleteSnapshot('a')],
+      steps: [steps.write(9 * 65536 + 5, content(45, 1).subarray(0, 100), ' partial'), steps.consolidate(), steps.flush()],
+      expectDirectAppend: true,
+    }),
+    chainWorkload({
       name: 'two deletes and a consolidation',
       setup: [
         steps.write(0, content(30, 2)),
