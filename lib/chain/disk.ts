@@ -161,6 +161,7 @@ export class Disk {
     const lock = (options.lock ?? fs === nodeFileSystem) ? await acquireWriterLock(paths.descriptor, 'create') : undefined;
     let base: BaseImage = zeroBase;
     const created: string[] = [];
+    let describing = false;
     try {
       // A create cut short earlier left its first delta without a descriptor.
       await removeInterruptedCreate(fs, paths);
@@ -207,6 +208,7 @@ export class Disk {
         layers: [{ id: layerId, file, parent: null, created: layer.header.created }],
         snapshots: [],
       };
+      describing = true;
       await createDescriptor(fs, paths.descriptor, d);
       const layers = new LayerSet(fs, paths, true);
       layers.add(layer);
@@ -215,7 +217,12 @@ export class Disk {
       disk.#rebuildView(await layers.getAll(d, [layerId]));
       return disk;
     } catch (err) {
-      for (const p of created) await fs.unlink(p).catch(() => undefined);
+      // A descriptor that may exist (the failure came after its link: removing the
+      // temporary name, syncing the directory) is taken back first: the delta is
+      // removed only once no descriptor can name it, else the next create finds an
+      // interrupted one (leftover-files.ts).
+      const named = describing && !isDeltaDiskError(err, 'ALREADY_EXISTS') && !(await removedOrAbsent(fs, paths.descriptor));
+      if (!named) for (const p of created) await fs.unlink(p).catch(() => undefined);
       await base.release();
       await lock?.release();
       throw err;
@@ -885,6 +892,17 @@ export class Disk {
       descriptor: () => this.#d,
       commitDescriptor: (next) => this.#commit(next),
     };
+  }
+}
+
+/** Unlinks `p`; true when it is gone (or was never there), false when it may still exist. */
+async function removedOrAbsent(fs: FileSystem, p: string): Promise<boolean> {
+  try {
+    await fs.unlink(p);
+    await fs.syncDir(path.dirname(p));
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT';
   }
 }
 

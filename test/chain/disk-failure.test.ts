@@ -4,6 +4,7 @@
  * recovers everything acknowledged before. The exhaustive fault and power-loss runs
  * live elsewhere; this pins the behaviour a caller sees.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Disk } from '../../lib/index.js';
@@ -101,5 +102,43 @@ describe('a failed fsync', () => {
     expect(olds + news).toBe(128);
     expect(news).toBeGreaterThan(0); // the pieces before the failure landed
     expect(olds).toBeGreaterThan(0); // the ones from the failure on never did
+  });
+});
+
+describe('a create that fails at any call', () => {
+  // A failure after the descriptor's link (removing the temporary name, syncing the
+  // directory) left the descriptor naming a first delta the failed create then
+  // removed: a disk that no longer opened, and a retried create refused.
+  it('leaves no disk, or one that opens; a retried create succeeds where none was left', async () => {
+    const probe = new FaultFS(nodeFileSystem);
+    await (await Disk.create(path.join(dir, 'probe.chain'), { size: SIZE, blockSize: BS, fs: probe, lock: true })).close();
+    const calls = probe.calls;
+    expect(calls).toBeGreaterThan(5);
+    for (let at = 1; at <= calls; at++) {
+      for (const code of ['EIO', 'ENOSPC'] as const) {
+        const p = path.join(dir, `d-${at}-${code}.chain`);
+        const ffs = new FaultFS(nodeFileSystem);
+        ffs.arm({ at, ops: 'any', errno: code, persistent: false });
+        const created = await Disk.create(p, { size: SIZE, blockSize: BS, fs: ffs, lock: true }).then(
+          async (d) => (await d.close(), true),
+          () => false,
+        );
+        const where = `${code} at call ${at} of ${calls}`;
+        const opened = await Disk.open(p, { readOnly: true }).then(
+          async (d) => {
+            const zeros = (await d.read(0, SIZE)).every((b) => b === 0);
+            await d.close();
+            return zeros;
+          },
+          (err: unknown) => (err as { code?: string }).code ?? String(err),
+        );
+        if (created) expect(opened, where).toBe(true);
+        else if (opened !== true) {
+          // No disk at all: no descriptor (one naming a missing delta opens as NOT_FOUND too).
+          expect({ opened, descriptor: fs.existsSync(p) }, where).toEqual({ opened: 'NOT_FOUND', descriptor: false });
+          await (await Disk.create(p, { size: SIZE, blockSize: BS, lock: true })).close();
+        }
+      }
+    }
   });
 });
