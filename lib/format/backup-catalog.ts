@@ -28,7 +28,7 @@ const MAX_FIELD = 64;
 
 /** What the catalog keeps of one manifest. */
 export interface CatalogedBackup {
-  /** Bytes of the manifest file (a manifest listed with another size is read again). */
+  /** Bytes of the manifest file, as it was read (kept for diagnostics: a manifest is never rewritten). */
   readonly size: number;
   readonly time: string;
   readonly end: string;

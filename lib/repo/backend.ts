@@ -13,7 +13,7 @@
  *    without waiting for them to reach the disk, `commit` makes a batch of staged
  *    files appear under their names, atomically and durably. A staged file that is
  *    never committed is a temporary file (invisible to `list`, removed by prune).
- *  - `list` never shows a file that is still being written.
+ *  - `list` and `listNames` never show a file that is still being written.
  *  - reads reject with NOT_FOUND for a missing file, TRUNCATED for a short one.
  */
 import { HEX32, HEX64 } from '../format/framed.js';
@@ -49,6 +49,13 @@ export interface StorageBackend {
   /** Writes the config; the commit point of `init`. @throws ALREADY_EXISTS */
   createConfig(bytes: Uint8Array): Promise<void>;
   list(kind: RepoFileKind): Promise<StoredFile[]>;
+  /**
+   * The names `list` would show, in the same order, without their sizes: no file is
+   * looked at, so it costs one directory read however many files there are (a
+   * backup lists every manifest and index file). A name that is not a regular file
+   * may appear; reading it then fails.
+   */
+  listNames(kind: RepoFileKind): Promise<string[]>;
   /** Leftover temporary files, as `<kind>/<name>` strings for `removeTemp`. */
   listTemps(): Promise<string[]>;
   removeTemp(name: string): Promise<void>;

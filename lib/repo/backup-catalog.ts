@@ -12,7 +12,8 @@
  *
  * When the catalog is used (and when not), as for the index cache (index-cache.ts):
  *  - it is keyed by the repository id; a backup it holds counts only while the
- *    repository lists its manifest with the same size, so forgotten backups drop out;
+ *    repository lists its manifest, so forgotten backups drop out (names alone: a
+ *    manifest is never rewritten, and listing names stats no file);
  *  - anything wrong with the file (absent, damaged, another repository) is a miss:
  *    every manifest is read, never an error;
  *  - the manifest a backup builds on is always read from the repository itself.

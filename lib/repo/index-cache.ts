@@ -10,10 +10,11 @@
  * does not cover.
  *
  * When the cache is used (and when not):
- *  - every index file it was built from must still be listed, with the same size
- *    (index files are named by their content's hash, so name and size stand for the
- *    content); files listed beyond those are read as usual. If one is gone (a prune
- *    replaced it), the cache is not used: it may name packs that are gone.
+ *  - every index file it was built from must still be listed (index files are named
+ *    by their content's hash, so the name stands for the content, and listing names
+ *    stats no file: a repository of a year of daily backups holds hundreds); files
+ *    listed beyond those are read as usual. If one is gone (a prune replaced it), the
+ *    cache is not used: it may name packs that are gone.
  *  - the packs condemned by a prune plan and marked bad by a check must be the ones
  *    it was built under (entry preference depends on them);
  *  - the frame's SHA-256 must match and the columns must fit together
@@ -31,6 +32,7 @@ import { CacheFile } from '../io/cache-file.js';
 import type { FileSystem } from '../io/file-system.js';
 import { CACHE_USABLE, decodeIndexCache, encodeIndexCache, type CachedIndexFile } from '../format/index-cache.js';
 import { PACK_ENTRY_SIZE } from '../format/pack-header.js';
+import { MAX_INDEX_FILE } from '../format/repo-limits.js';
 import { catalogName } from './backup-catalog.js';
 import { ChunkIndex } from './chunk-index.js';
 
@@ -52,8 +54,8 @@ export function avoidDigest(condemned: Iterable<string>, bad: Iterable<string>):
 
 export interface CacheHit {
   readonly index: ChunkIndex;
-  /** Names of the index files the cached index already holds. */
-  readonly covered: ReadonlySet<string>;
+  /** The index files the cached index already holds: name → size. */
+  readonly covered: ReadonlyMap<string, number>;
 }
 
 export class IndexCache {
@@ -72,21 +74,22 @@ export class IndexCache {
   }
 
   /**
-   * The cached index, when it may stand for the index files `listed` under the
-   * marks `avoid`; undefined otherwise (absent, stale, damaged, or built under other marks).
+   * The cached index, when it may stand for the index files named `listed` under
+   * the marks `avoid`; undefined otherwise (absent, stale, damaged, or built under
+   * other marks).
    */
-  async load(listed: readonly CachedIndexFile[], avoid: Buffer): Promise<CacheHit | undefined> {
+  async load(listed: readonly string[], avoid: Buffer): Promise<CacheHit | undefined> {
     if (!CACHE_USABLE) return undefined;
-    const entries = listed.reduce((n, f) => n + Math.floor(f.size / PACK_ENTRY_SIZE), 0);
-    const maxBytes = entries * CACHE_BYTES_PER_ENTRY + listed.length * 64 + CACHE_SLACK_BYTES;
+    // What `listed.length` index files could hold at most (the file is read at its own size).
+    const maxBytes = listed.length * (Math.floor(MAX_INDEX_FILE / PACK_ENTRY_SIZE) * CACHE_BYTES_PER_ENTRY + 64) + CACHE_SLACK_BYTES;
     const bytes = await this.#file.read(maxBytes);
     if (bytes === undefined) return undefined;
     try {
       const c = decodeIndexCache(bytes, maxBytes, this.#file.path);
       if (c.repo !== this.#repoId || !c.avoid.equals(avoid)) return undefined;
-      const sizes = new Map(listed.map((f) => [f.name, f.size]));
-      if (!c.files.every((f) => sizes.get(f.name) === f.size)) return undefined;
-      return { index: ChunkIndex.fromColumns(c.columns), covered: new Set(c.files.map((f) => f.name)) };
+      const names = new Set(listed);
+      if (!c.files.every((f) => names.has(f.name))) return undefined;
+      return { index: ChunkIndex.fromColumns(c.columns), covered: new Map(c.files.map((f) => [f.name, f.size])) };
     } catch {
       return undefined;
     }

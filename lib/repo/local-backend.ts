@@ -144,16 +144,7 @@ export class LocalBackend implements StorageBackend {
   }
 
   async list(kind: RepoFileKind): Promise<StoredFile[]> {
-    const dirs = kind === 'pack' ? await this.#packDirs() : [path.join(this.location, DIRS[kind])];
-    const listed = await settleLimited(dirs, STAT_CONCURRENCY, (dir) => this.#readdir(dir));
-    const files: { dir: string; name: string }[] = [];
-    listed.forEach((r, i) => {
-      if (r.status === 'rejected') throw r.reason;
-      const dir = dirs[i]!;
-      for (const name of r.value) {
-        if (isValidRepoName(kind, name) && (kind !== 'pack' || dir.endsWith(name.slice(0, 2)))) files.push({ dir, name });
-      }
-    });
+    const files = await this.#listed(kind);
     const stats = await settleLimited(files, STAT_CONCURRENCY, (f) => this.#fs.lstat(path.join(f.dir, f.name)));
     const out: StoredFile[] = [];
     stats.forEach((st, i) => {
@@ -165,6 +156,25 @@ export class LocalBackend implements StorageBackend {
       }
     });
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async listNames(kind: RepoFileKind): Promise<string[]> {
+    return (await this.#listed(kind)).map((f) => f.name).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  /** The valid names of `kind` in its directories (a pack only in the directory of its prefix). */
+  async #listed(kind: RepoFileKind): Promise<{ dir: string; name: string }[]> {
+    const dirs = kind === 'pack' ? await this.#packDirs() : [path.join(this.location, DIRS[kind])];
+    const listed = await settleLimited(dirs, STAT_CONCURRENCY, (dir) => this.#readdir(dir));
+    const files: { dir: string; name: string }[] = [];
+    listed.forEach((r, i) => {
+      if (r.status === 'rejected') throw r.reason;
+      const dir = dirs[i]!;
+      for (const name of r.value) {
+        if (isValidRepoName(kind, name) && (kind !== 'pack' || dir.endsWith(name.slice(0, 2)))) files.push({ dir, name });
+      }
+    });
+    return files;
   }
 
   async listTemps(): Promise<string[]> {

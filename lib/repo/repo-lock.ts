@@ -71,9 +71,9 @@ async function classify(backend: StorageBackend, name: string, now: number): Pro
 export async function listLocks(backend: StorageBackend, except?: string): Promise<ListedLock[]> {
   const now = Date.now();
   const out: ListedLock[] = [];
-  for (const f of await backend.list('lock')) {
-    if (f.name === except) continue;
-    const l = await classify(backend, f.name, now);
+  for (const name of await backend.listNames('lock')) {
+    if (name === except) continue;
+    const l = await classify(backend, name, now);
     if (l !== undefined) out.push(l);
   }
   return out;

@@ -25,7 +25,7 @@ import { nodeFileSystem } from '../io/node-file-system.js';
 import type { StorageBackend, StoredFile } from './backend.js';
 import { ChunkIndex, PackFlag } from './chunk-index.js';
 import { BackupCatalog, catalogEntry, type CatalogedBackup } from './backup-catalog.js';
-import { avoidDigest, IndexCache } from './index-cache.js';
+import { avoidDigest, IndexCache, type CacheHit } from './index-cache.js';
 import { decompressChunk } from './compression.js';
 import { LocalBackend } from './local-backend.js';
 import { sha256 } from './pack-writer.js';
@@ -205,11 +205,16 @@ export class Repository {
 
   async backupIds(): Promise<string[]> {
     this.assertOpen();
-    return (await this.backend.list('snapshot')).map((f) => f.name);
+    return this.backend.listNames('snapshot');
   }
 
   /** @throws BACKUP_NOT_FOUND, REPO_CORRUPT */
   async loadManifest(id: string): Promise<Manifest> {
+    return (await this.#readManifest(id)).manifest;
+  }
+
+  /** Manifest `id` and its size in bytes. @throws BACKUP_NOT_FOUND, REPO_CORRUPT */
+  async #readManifest(id: string): Promise<{ manifest: Manifest; size: number }> {
     this.assertOpen();
     if (!HEX32.test(id)) throw new DeltaDiskError('BACKUP_NOT_FOUND', `no backup ${JSON.stringify(id)}`);
     let bytes: Buffer;
@@ -219,7 +224,7 @@ export class Repository {
       if (isDeltaDiskError(err, 'NOT_FOUND')) throw new DeltaDiskError('BACKUP_NOT_FOUND', `no backup ${id} in ${this.location}`);
       throw err;
     }
-    return decodeManifest(bytes, id, path.join(this.location, 'snapshots', id));
+    return { manifest: decodeManifest(bytes, id, path.join(this.location, 'snapshots', id)), size: bytes.length };
   }
 
   /**
@@ -234,20 +239,21 @@ export class Repository {
     const known = (await this.#catalog?.load()) ?? new Map<string, CatalogedBackup>();
     const out = new Map<string, CatalogedBackup>();
     let learned = false;
-    for (const f of await this.backend.list('snapshot')) {
-      let c = known.get(f.name);
-      if (c === undefined || c.size !== f.size) {
+    // By name alone: a manifest is never rewritten, and listing names looks at no file.
+    for (const id of await this.backend.listNames('snapshot')) {
+      let c = known.get(id);
+      if (c === undefined) {
         try {
-          const m = await this.loadManifest(f.name);
-          c = catalogEntry(m, f.size);
-          onRead?.(m);
+          const { manifest, size } = await this.#readManifest(id);
+          c = catalogEntry(manifest, size);
+          onRead?.(manifest);
         } catch (err) {
-          if (!isDeltaDiskError(err, 'BACKUP_NOT_FOUND')) onDamaged(f.name, err);
+          if (!isDeltaDiskError(err, 'BACKUP_NOT_FOUND')) onDamaged(id, err);
           continue;
         }
         learned = true;
       }
-      out.set(f.name, c);
+      out.set(id, c);
     }
     if (learned || out.size !== known.size) await this.#catalog?.save(out);
     return out;
@@ -258,7 +264,7 @@ export class Repository {
    * `onDamaged` (and skipped) when given; otherwise listing fails.
    */
   async listBackups(onDamaged?: (id: string, err: DeltaDiskError) => void): Promise<BackupInfo[]> {
-    const failed = new Set((await this.backend.list('verify')).map((f) => f.name));
+    const failed = new Set(await this.backend.listNames('verify'));
     const out: BackupInfo[] = [];
     for (const id of await this.backupIds()) {
       let m: Manifest;
@@ -314,14 +320,14 @@ export class Repository {
   async verifyRecords(): Promise<Map<string, VerifyRecord>> {
     this.assertOpen();
     const out = new Map<string, VerifyRecord>();
-    for (const f of await this.backend.list('verify')) {
+    for (const name of await this.backend.listNames('verify')) {
       try {
-        const r = decodeVerifyRecord(await this.backend.read('verify', f.name, MAX_VERIFY_BYTES), path.join(this.location, 'verify', f.name));
-        if (r.backup === f.name) out.set(f.name, r);
+        const r = decodeVerifyRecord(await this.backend.read('verify', name, MAX_VERIFY_BYTES), path.join(this.location, 'verify', name));
+        if (r.backup === name) out.set(name, r);
       } catch (err) {
         if (isDeltaDiskError(err, 'NOT_FOUND')) continue;
         // An unreadable record still says "this backup failed": never trust it as a base.
-        out.set(f.name, { backup: f.name, time: '', problems: [(err as Error).message] });
+        out.set(name, { backup: name, time: '', problems: [(err as Error).message] });
       }
     }
     return out;
@@ -346,12 +352,29 @@ export class Repository {
   async #loadIndexOnce(options: LoadIndexOptions, retry: boolean): Promise<ChunkIndex | undefined> {
     const plan = await this.readPlan();
     const condemned = new Set(plan?.condemned ?? []);
-    const bad = new Set((await this.backend.list('damage')).map((f) => f.name));
-    const listed = await this.backend.list('index');
+    const bad = new Set(await this.backend.listNames('damage'));
     // Only a load that may use the cache is keyed and remembered for it.
     const cache = options.useCache === true ? this.#cache : undefined;
     const avoid = cache === undefined ? undefined : avoidDigest(condemned, bad);
-    const hit = cache === undefined ? undefined : await cache.load(listed, avoid!);
+    let listed: StoredFile[];
+    let hit: CacheHit | undefined;
+    if (cache === undefined) {
+      listed = await this.backend.list('index');
+    } else {
+      // The cache knows the sizes of the files it covers: only the others are looked at.
+      const names = await this.backend.listNames('index');
+      hit = await cache.load(names, avoid!);
+      if (hit === undefined) {
+        listed = await this.backend.list('index');
+      } else {
+        listed = [];
+        for (const name of names) {
+          const size = hit.covered.get(name) ?? (await this.backend.size('index', name));
+          if (size !== undefined) listed.push({ name, size });
+          else if (retry) return undefined;
+        }
+      }
+    }
     const index = hit?.index ?? new ChunkIndex();
     const toRead = hit === undefined ? listed : listed.filter((f) => !hit.covered.has(f.name));
     // Every entry takes PACK_ENTRY_SIZE bytes of its index file: the files' sizes
