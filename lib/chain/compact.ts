@@ -24,6 +24,8 @@ import type { ChainContext } from './chain-context.js';
 import { reconcileHeader } from './merge.js';
 import { Tree } from './tree.js';
 import { isAllZero } from './write-plan.js';
+import { readRows } from './read-rows.js';
+import { BufferPool } from '../io/buffer-pool.js';
 
 export interface CompactOptions {
   /** Store blocks identical to ones in an ancestor or earlier in the layer as references. */
@@ -38,14 +40,31 @@ export interface CompactResult {
   readonly zeroedBlocks: number;
 }
 
-/** Data read and appended at once (compaction holds two batches, whatever the layer's size). */
-const BATCH_BYTES = 32 * 1024 * 1024;
+/**
+ * Data read and appended at once (compaction holds two batches and their gaps,
+ * whatever the layer's size). With its record headers and padding an append stays
+ * within a 32 MiB staging buffer (LayerFile.append), which the pool then keeps.
+ */
+const BATCH_BYTES = 31 * 1024 * 1024;
 
-/** Blocks `blocks[first, end)` of the layer, with where each one's data goes in its buffer (-1: not read). */
+/**
+ * Blocks `blocks[first, end)` of the layer and the data they need: the rows of this
+ * layer to read (`rowOf[i]`, an index into `rows`, for a DATA block), the blocks to
+ * read through the view (`refOf[i]`, into `refs`, for a reference), -1 for none.
+ */
 interface Batch {
   readonly first: number;
   readonly end: number;
-  readonly at: readonly number[];
+  readonly rowOf: readonly number[];
+  readonly refOf: readonly number[];
+  readonly rows: readonly number[];
+  readonly refs: readonly number[];
+}
+
+/** A batch's data as read: block `first + i`'s bytes; `release` once appended. */
+interface BatchData {
+  data(i: number): Buffer;
+  release(): void;
 }
 
 const hex = (h: Uint8Array): string => Buffer.from(h.buffer, h.byteOffset, h.byteLength).toString('hex');
@@ -97,16 +116,19 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
       // Extend the previous run when it continues it.
       if (last !== undefined && last.kind === run.kind && run.kind !== RecordKind.BLOB) {
         // Runs join only when both know their hashes or neither does: a reference may
-        // resolve to any stored copy, so a known hash must never be dropped.
+        // resolve to any stored copy, so a known hash must never be dropped. Likewise
+        // their CRCs (known for the rows read from this layer, else computed by append).
         if (
           last.kind === RecordKind.DATA &&
           run.kind === RecordKind.DATA &&
           last.block + last.data.length === run.block &&
           last.data.length < maxRun &&
-          (last.hashes === undefined) === (run.hashes === undefined)
+          (last.hashes === undefined) === (run.hashes === undefined) &&
+          (last.crcs === undefined) === (run.crcs === undefined)
         ) {
           (last.data as Uint8Array[]).push(...run.data);
           if (last.hashes !== undefined && run.hashes !== undefined) (last.hashes as Uint8Array[]).push(...run.hashes);
+          if (last.crcs !== undefined && run.crcs !== undefined) (last.crcs as number[]).push(...run.crcs);
           rows += n;
           return;
         }
@@ -132,55 +154,67 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
     // cache. Read block by block and appended through the page cache, compacting a
     // 1 GiB layer took 6-8 s, inside the backup whose merge had set it off.
     const blocks = old.map.blocks();
-    const batchBytes = Math.max(bs, Math.floor(BATCH_BYTES / bs) * bs);
-    const buffers = [0, 1].map(() => Buffer.allocUnsafe(Math.min(batchBytes, blocks.length * bs)));
+    // Two batches at a time: their spans (gaps included) and the blocks references resolve to.
+    const pool = new BufferPool(4 * BATCH_BYTES);
 
-    /** The batch from `blocks[first]`: where each block's data goes in its buffer (-1: not needed). */
+    /** The batch from `blocks[first]`: which blocks need their data read, and how. */
     const plan = (first: number): Batch => {
-      const at: number[] = [];
-      let used = 0;
+      const rowOf: number[] = [];
+      const refOf: number[] = [];
+      const rows: number[] = [];
+      const refs: number[] = [];
       let end = first;
       for (; end < blocks.length && end - first < MAX_APPEND_ROWS; end++) {
         const block = blocks[end]!;
         const kind = old.map.tag(block);
-        const known = kind === RecordKind.REF && old.records.hasHash(old.map.num(block)) ? old.records.hash(old.map.num(block)) : undefined;
+        const row = old.map.num(block);
+        const known = kind === RecordKind.REF && old.records.hasHash(row) ? old.records.hash(row) : undefined;
         // A ZERO block, or a reference resolving below this layer, is kept without its data.
-        if (kind === RecordKind.ZERO || (known !== undefined && below(known))) {
-          at.push(-1);
-          continue;
-        }
-        if (used + bs > batchBytes) break;
-        at.push(used);
-        used += bs;
+        const needed = !(kind === RecordKind.ZERO || (known !== undefined && below(known)));
+        if (needed && (rows.length + refs.length + 1) * bs > BATCH_BYTES) break;
+        rowOf.push(needed && kind === RecordKind.DATA ? rows.push(row) - 1 : -1);
+        refOf.push(needed && kind !== RecordKind.DATA ? refs.push(block) - 1 : -1);
       }
-      return { first, end, at };
+      return { first, end, rowOf, refOf, rows, refs };
     };
 
-    /** Reads a batch's data: runs of consecutive blocks with one request each (the view coalesces and verifies). */
-    const read = async (batch: Batch, buffer: Buffer): Promise<void> => {
-      const { first, at } = batch;
-      const reads: Promise<void>[] = [];
-      for (let i = 0; i < at.length; ) {
-        if (at[i]! < 0) {
-          i++;
-          continue;
+    /**
+     * Reads a batch's data: its own rows in file order, several to a read (a layer a
+     * backup's anchors merged into holds every block overwritten since scattered
+     * through its log, and read one block at a time that took 4 s of CPU for 1 GiB);
+     * blocks of references through the view.
+     */
+    const read = async (batch: Batch): Promise<BatchData> => {
+      const refData = batch.refs.map(() => pool.acquire(bs));
+      const release = (): void => {
+        for (const b of refData) pool.release(b);
+      };
+      try {
+        // Garbage up to two blocks long is read across rather than split around.
+        const own = await readRows(old, batch.rows, bs, { gap: 2 * bs, pool });
+        const refsRead = await Promise.allSettled(batch.refs.map((block, k) => view.readBlock(block, refData[k]!)));
+        for (const r of refsRead) {
+          if (r.status === 'rejected') {
+            own.release();
+            throw r.reason;
+          }
         }
-        let n = 1;
-        while (i + n < at.length && at[i + n]! >= 0 && blocks[first + i + n] === blocks[first + i]! + n && n < maxRun) n++;
-        const start = blocks[first + i]! * bs;
-        const inside = Math.min(n * bs, d.virtualSize - start);
-        const out = buffer.subarray(at[i]!, at[i]! + n * bs);
-        reads.push(view.readInto(out.subarray(0, inside), start, true).then(() => void out.fill(0, inside)));
-        i += n;
+        return {
+          data: (i) => (batch.rowOf[i]! >= 0 ? own.data[batch.rowOf[i]!]! : refData[batch.refOf[i]!]!),
+          release: () => {
+            own.release();
+            release();
+          },
+        };
+      } catch (err) {
+        release();
+        throw err;
       }
-      // Every read has ended before this returns, whichever failed.
-      const settled = await Promise.allSettled(reads);
-      for (const r of settled) if (r.status === 'rejected') throw r.reason;
     };
 
     /** Decides each block of a batch in order and appends the batch. */
-    const write = async (batch: Batch, buffer: Buffer): Promise<void> => {
-      for (let i = 0; i < batch.at.length; i++) {
+    const write = async (batch: Batch, got: BatchData): Promise<void> => {
+      for (let i = 0; i < batch.end - batch.first; i++) {
         const block = blocks[batch.first + i]!;
         const kind = old.map.tag(block);
         const row = old.map.num(block);
@@ -198,7 +232,7 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
           continue;
         }
         // The block's bytes, wherever the view found them (this layer, for DATA and self-refs).
-        const data = buffer.subarray(batch.at[i]!, batch.at[i]! + bs);
+        const data = got.data(i);
         if (options.dedup) {
           if (isAllZero(data)) {
             await push({ kind: RecordKind.ZERO, block, count: 1 }, 1);
@@ -213,9 +247,11 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
           }
         }
         if (hash !== undefined) held.add(hex(hash));
-        await push({ kind: RecordKind.DATA, block, data: [data], hashes: hash === undefined ? undefined : [hash] }, 1);
+        // A DATA row's CRC on record goes with it: readRows checked the data against it.
+        const crcs = kind === RecordKind.DATA ? [old.records.crc(row)] : undefined;
+        await push({ kind: RecordKind.DATA, block, data: [data], hashes: hash === undefined ? undefined : [hash], crcs }, 1);
       }
-      // Appended before its buffer is read into again.
+      // Appended before its data goes back to the pool.
       await flush();
     };
 
@@ -225,16 +261,18 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
     // page cache, compacting a 1 GiB layer took 6-8 s, inside the backup whose merge
     // of its older anchor had set it off.
     let batch: Batch | undefined = blocks.length > 0 ? plan(0) : undefined;
-    let reading = batch === undefined ? undefined : read(batch, buffers[0]!);
-    for (let k = 0; batch !== undefined; k ^= 1) {
-      await reading;
+    let reading = batch === undefined ? undefined : read(batch);
+    while (batch !== undefined) {
+      const got = await reading!;
       const next = batch.end < blocks.length ? plan(batch.end) : undefined;
-      reading = next === undefined ? undefined : read(next, buffers[k ^ 1]!);
+      reading = next === undefined ? undefined : read(next);
       try {
-        await write(batch, buffers[k]!);
+        await write(batch, got);
       } catch (err) {
-        await reading?.catch(() => undefined);
+        await reading?.then((r) => r.release(), () => undefined);
         throw err;
+      } finally {
+        got.release();
       }
       batch = next;
     }

@@ -27,17 +27,15 @@ import type { ChainContext } from './chain-context.js';
 import { ChainView, layerHasRefs } from './chain-view.js';
 import { removeOpState, writeOpState } from './descriptor-file.js';
 import { MAX_APPEND_ROWS, type LayerFile, type Run } from './layer-file.js';
+import { readRows } from './read-rows.js';
 import type { LayerSet } from './layer-set.js';
 import { Tree } from './tree.js';
 import path from 'node:path';
-import { readInto } from '../io/positional.js';
 
 /** Write the progress mark after copying this many bytes. */
 const PROGRESS_EVERY_BYTES = 256 * 1024 * 1024;
 /** Data read ahead and appended at once (memory of a merge, whatever the layer's size). */
 const BATCH_BYTES = 32 * 1024 * 1024;
-/** The longest read of several rows (see readRows). */
-const MAX_SPAN = 8 * 1024 * 1024;
 
 /** A run of data blocks to copy, read when its batch is complete. */
 interface DataToRead {
@@ -345,7 +343,8 @@ async function copyBlocks(
     rowsInBatch = 0;
     bytesInBatch = 0;
     const toRead = runs.filter((r): r is DataToRead => 'rows' in r);
-    const data = await readRows(removed, toRead.flatMap((r) => r.rows), bs);
+    // Rows a quarter block apart at most with one read: at most a quarter more than the data.
+    const { data } = await readRows(removed, toRead.flatMap((r) => r.rows), bs, { gap: bs / 4 });
     let k = 0;
     // Direct: a copy is written once and not read back soon (see LayerFile.append).
     await target.append(
@@ -469,45 +468,4 @@ async function keepReferenced(
 
 function dataHash(layer: LayerFile, row: number): Uint8Array | undefined {
   return layer.records.hasHash(row) ? Uint8Array.from(layer.records.hash(row)) : undefined;
-}
-
-/**
- * Reads the blocks of DATA rows `rows` of `layer` (in that order in the result), each
- * verified: damaged data must fail the merge, not be copied. They are read in file
- * order, rows at most a quarter block apart with one read (what lies between, record
- * headers and map segments, read and dropped: at most a quarter more than the data):
- * a backup's older anchor holds blocks written in random order, a record each, and
- * read block by block its 164 blocks (1 % of a 1 GiB disk) cost as many reads.
- */
-async function readRows(layer: LayerFile, rows: readonly number[], bs: number): Promise<Buffer[]> {
-  const at = (k: number): number => layer.dataOffset(rows[k]!);
-  const order = rows.map((_, k) => k).sort((a, b) => at(a) - at(b));
-  const gap = bs / 4;
-  const out = new Array<Buffer>(rows.length);
-  const reads: Promise<void>[] = [];
-  for (let i = 0; i < order.length; ) {
-    const start = at(order[i]!);
-    let end = start + bs;
-    let j = i + 1;
-    while (j < order.length && at(order[j]!) - end <= gap && at(order[j]!) + bs - start <= MAX_SPAN) {
-      end = Math.max(end, at(order[j]!) + bs);
-      j++;
-    }
-    const span = Buffer.allocUnsafe(end - start);
-    const members = order.slice(i, j);
-    reads.push(
-      readInto(layer.handle, span, start).then(() => {
-        for (const k of members) {
-          const data = span.subarray(at(k) - start, at(k) - start + bs);
-          layer.verifyRow(rows[k]!, data);
-          out[k] = data;
-        }
-      }),
-    );
-    i = j;
-  }
-  // Every read has ended before this returns, whichever failed.
-  const settled = await Promise.allSettled(reads);
-  for (const r of settled) if (r.status === 'rejected') throw r.reason;
-  return out;
 }

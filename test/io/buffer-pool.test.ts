@@ -34,6 +34,26 @@ describe('BufferPool', () => {
     expect(pool.acquire(4096).buffer).not.toBe(a.buffer);
   });
 
+  it('keeps the buffer just released when full, dropping ones of other sizes to make room', () => {
+    // A merge's 16 MiB staging, then a compaction's 32 MiB ones under a 40 MiB cap:
+    // each 32 MiB one must come back, not be made (and faulted in) afresh.
+    const pool = new BufferPool(40 * 1024 * 1024);
+    const small = pool.acquire(10 * 1024 * 1024);
+    pool.release(small);
+    const first = pool.acquire(32 * 1024 * 1024);
+    const other = pool.acquire(20 * 1024 * 1024); // in use: never dropped
+    pool.release(first);
+    expect(pool.pooledBytes).toBe(32 * 1024 * 1024);
+    expect(pool.acquire(31 * 1024 * 1024).buffer).toBe(first.buffer);
+    expect(pool.acquire(10 * 1024 * 1024).buffer).not.toBe(small.buffer);
+    pool.release(other);
+    expect(pool.pooledBytes).toBe(32 * 1024 * 1024);
+    // A buffer larger than the cap is never kept, and drops nothing.
+    const huge = pool.acquire(64 * 1024 * 1024);
+    pool.release(huge);
+    expect(pool.pooledBytes).toBe(32 * 1024 * 1024);
+  });
+
   it('never hands out memory that is in use', () => {
     fc.assert(
       fc.property(fc.array(fc.oneof(fc.integer({ min: 1, max: 70_000 }), fc.constant(-1)), { maxLength: 80 }), (ops) => {
