@@ -10,6 +10,7 @@
  *     offset 16    h bytes  header (msgpack):
  *                             { repo: str, avoid: bin 32,
  *                               files: [ [ name: bin 32, size: int ] … ],   index files it covers
+ *                               vouched: bin (16 × k),                  backups it vouches for (optional)
  *                               packs: bin (32 × packs: names), sizes: [int], counts: [int],
  *                               packFlags: bin, entries: n, slots: t }
  *     offset 16+h  columns, back to back: hash (32 n), pack, offset, stored, raw
@@ -21,6 +22,9 @@
  * digest of the packs a prune plan condemns and a check marked bad: entry preference
  * depends on them, so a cache built under other marks is not used. The columns are
  * those of ChunkIndexColumns; ChunkIndex.fromColumns checks that they fit together.
+ * `vouched` lists the backups (at most MAX_VOUCHED, latest first) whose every chunk
+ * this index held, usable, when it was stored: backups made from this machine that
+ * stored it (index-cache.ts says when that still holds).
  */
 import { createHash } from 'node:crypto';
 import { decode, encode } from '@msgpack/msgpack';
@@ -58,11 +62,17 @@ export interface ChunkIndexColumns {
   readonly table: Int32Array;
 }
 
+/** Backups an index cache vouches for, at most. */
+export const MAX_VOUCHED = 16;
+const BACKUP_ID_BYTES = 16;
+
 export interface IndexCacheContent {
   readonly repo: string;
   /** Digest of the condemned and bad pack names the preferences were computed under. */
   readonly avoid: Buffer;
   readonly files: readonly CachedIndexFile[];
+  /** Ids of the backups whose every chunk the index held, usable, when it was stored (latest first). */
+  readonly vouched: readonly string[];
   readonly columns: ChunkIndexColumns;
 }
 
@@ -83,6 +93,7 @@ export function encodeIndexCache(c: IndexCacheContent): Buffer {
     repo: c.repo,
     avoid: c.avoid,
     files: c.files.map((f) => [Buffer.from(f.name, 'hex'), f.size]),
+    vouched: Buffer.concat(c.vouched.slice(0, MAX_VOUCHED).map((id) => Buffer.from(id, 'hex'))),
     packs: Buffer.concat(k.packNames.map((name) => Buffer.from(name, 'hex'))),
     sizes: k.packSizes,
     counts: k.packCounts,
@@ -136,6 +147,11 @@ export function decodeIndexCache(bytes: Uint8Array, maxBytes: number, path?: str
     if (!(name instanceof Uint8Array) || name.length !== HASH_SIZE || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) f.fail('a file entry is malformed');
     return { name: Buffer.from(name as Uint8Array).toString('hex'), size: size as number };
   });
+  // Absent from caches stored before it existed: they vouch for nothing.
+  const vouchedBytes = f.has('vouched') ? f.bin('vouched', undefined, MAX_VOUCHED * BACKUP_ID_BYTES) : Buffer.alloc(0);
+  if (vouchedBytes.length % BACKUP_ID_BYTES !== 0) f.fail('vouched backups are not whole ids');
+  const vouched: string[] = [];
+  for (let at = 0; at < vouchedBytes.length; at += BACKUP_ID_BYTES) vouched.push(vouchedBytes.toString('hex', at, at + BACKUP_ID_BYTES));
   const packBytes = f.bin('packs');
   if (packBytes.length % HASH_SIZE !== 0) f.fail('pack names are not whole hashes');
   const packNames: string[] = [];
@@ -164,6 +180,7 @@ export function decodeIndexCache(bytes: Uint8Array, maxBytes: number, path?: str
     repo: f.str('repo', 64),
     avoid: Buffer.from(f.bin('avoid', HASH_SIZE)),
     files,
+    vouched,
     columns: { packNames, packSizes: ints('sizes'), packCounts: ints('counts'), packFlags: Uint8Array.from(f.bin('packFlags')), hash, pack, offset, stored, raw, meta, preferred, table },
   };
 }

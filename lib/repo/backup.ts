@@ -117,7 +117,7 @@ export async function runBackup(
     committed = true;
     // The next backup starts from the index as it is now (best effort; stored while
     // the after-commit work waits on its disk).
-    const caching = session.dryRun ? undefined : repo.saveIndexCache(index, session.writer.indexFilesWritten);
+    const caching = session.dryRun ? undefined : repo.saveIndexCache(index, session.writer.indexFilesWritten, session.id);
     for (const fn of session.afterCommit) await fn().catch((err: unknown) => session.warn('after the backup', err));
     await caching;
   } finally {

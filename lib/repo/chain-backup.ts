@@ -147,19 +147,19 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
 
   // The base: the latest good backup of this disk whose anchor is still in the chain.
   const prev = await s.previousChain(diskId);
-  let base: { backupId: string; content: Content; changed: Uint8Array } | undefined;
+  let base: { backupId: string; content: Content; changed: Uint8Array; usable: boolean } | undefined;
   if (prev !== undefined && anchor !== undefined) {
     const pc = prev.entry.chain.capture;
     const present = all.some((x) => x.name === pc.name && x.id === pc.id);
     if (present && prev.entry.chain.virtualSize === disk.virtualSize && pc.content.chunkSize === cs && pc.content.count === n) {
       const blocks = await disk.changedBlocks(pc.name, anchor.name);
-      base = { backupId: prev.backupId, content: pc.content, changed: changedChunks(blocks, disk.blockSize, cs, n) };
+      base = { backupId: prev.backupId, content: pc.content, changed: changedChunks(blocks, disk.blockSize, cs, n), usable: s.repo.vouchesFor(s.index, prev.backupId) };
     }
   }
   const label = abs;
   const captureContent = await readChainPoint(s, capture, {
     chunkSize: cs,
-    ...(base === undefined ? {} : { base: { content: base.content, changed: base.changed } }),
+    ...(base === undefined ? {} : { base: { content: base.content, changed: base.changed, usable: base.usable } }),
   }, label);
   s.summary.bytes += disk.virtualSize;
 

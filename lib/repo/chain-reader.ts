@@ -26,8 +26,12 @@ const READS_IN_FLIGHT = 16;
 
 export interface ChainReadPlan {
   readonly chunkSize: number;
-  /** Chunks that may differ from `base` (1 = changed), when there is a base. */
-  readonly base?: { readonly content: Content; readonly changed: Uint8Array };
+  /**
+   * Chunks that may differ from `base` (1 = changed), when there is a base; `usable`
+   * when every chunk of the base is known to be in the index, usable (the index
+   * cache vouches for the backup it comes from), so none is looked up.
+   */
+  readonly base?: { readonly content: Content; readonly changed: Uint8Array; readonly usable?: boolean };
 }
 
 /** Marks the chunks holding any of `blocks`. */
@@ -74,7 +78,8 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
     if (changed !== undefined) {
       page.set(basePage as Buffer);
       words = new Int32Array(page.buffer, page.byteOffset, page.length >> 2);
-      s.index.usableInPage(page, count, usable);
+      if (plan.base!.usable === true) usable.fill(1, 0, count);
+      else s.index.usableInPage(page, count, usable);
     }
     const toRead: number[] = [];
     for (let k = 0; k < count; k++) {

@@ -26,6 +26,7 @@ import type { StorageBackend, StoredFile } from './backend.js';
 import { ChunkIndex, PackFlag } from './chunk-index.js';
 import { BackupCatalog, catalogEntry, type CatalogedBackup } from './backup-catalog.js';
 import { avoidDigest, IndexCache, type CacheHit } from './index-cache.js';
+import { MAX_VOUCHED } from '../format/index-cache.js';
 import { decompressChunk } from './compression.js';
 import { LocalBackend } from './local-backend.js';
 import { sha256 } from './pack-writer.js';
@@ -92,6 +93,8 @@ interface IndexBasis {
   readonly avoid: Buffer;
   /** The cache held exactly this index already. */
   readonly cached: boolean;
+  /** The backups the cache vouched for (index-cache.ts). */
+  readonly vouched: readonly string[];
 }
 
 function byTime(a: { time: string; end: string; id: string }, b: { time: string; end: string; id: string }): number {
@@ -406,23 +409,37 @@ export class Repository {
         index.addPack(p.name, p.size, p.tail, flags, where);
       }
     }
-    if (avoid !== undefined) this.#basis.set(index, { files: listed.filter((f) => !skipped.has(f.name)), avoid, cached: hit !== undefined && toRead.length === 0 });
+    if (avoid !== undefined) {
+      this.#basis.set(index, { files: listed.filter((f) => !skipped.has(f.name)), avoid, cached: hit !== undefined && toRead.length === 0, vouched: hit?.vouched ?? [] });
+    }
     return index;
   }
 
   /**
    * Stores `index` (loaded by loadIndex, then extended by a backup that wrote the
    * index files `written`) in the index cache, when the repository has one and the
-   * cache does not hold it already. Best effort: false when nothing was stored.
+   * cache does not hold it already. `published`, a backup whose every chunk `index`
+   * holds, usable (the one that just extended it), is vouched for. Best effort: false
+   * when nothing was stored.
    */
-  async saveIndexCache(index: ChunkIndex, written: readonly StoredFile[]): Promise<boolean> {
+  async saveIndexCache(index: ChunkIndex, written: readonly StoredFile[], published?: string): Promise<boolean> {
     const basis = this.#basis.get(index);
-    if (this.#cache === undefined || basis === undefined || (basis.cached && written.length === 0)) return false;
+    if (this.#cache === undefined || basis === undefined) return false;
+    if (basis.cached && written.length === 0 && (published === undefined || basis.vouched.includes(published))) return false;
     const files = new Map(basis.files.map((f) => [f.name, f]));
     for (const f of written) files.set(f.name, f);
-    const saved = await this.#cache.save(index, [...files.values()], basis.avoid);
-    if (saved) this.#basis.set(index, { files: [...files.values()], avoid: basis.avoid, cached: true });
+    const vouched = published === undefined ? basis.vouched : [published, ...basis.vouched.filter((id) => id !== published)].slice(0, MAX_VOUCHED);
+    const saved = await this.#cache.save(index, [...files.values()], basis.avoid, vouched);
+    if (saved) this.#basis.set(index, { files: [...files.values()], avoid: basis.avoid, cached: true, vouched });
     return saved;
+  }
+
+  /**
+   * Whether every chunk of backup `id` is known to be in `index`, usable, without
+   * looking them up: the index came from a cache that vouches for it (index-cache.ts).
+   */
+  vouchesFor(index: ChunkIndex, id: string): boolean {
+    return this.#basis.get(index)?.vouched.includes(id) === true;
   }
 
   /**

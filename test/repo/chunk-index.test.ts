@@ -170,11 +170,13 @@ describe('ChunkIndex', () => {
             const { index, hashes } = randomIndex(packs);
             const avoid = randomBytes(32);
             const files = [{ name: randomBytes(32).toString('hex'), size: 1234 }];
-            const bytes = encodeIndexCache({ repo: 'r'.repeat(32), avoid, files, columns: index.columns() });
+            const vouched = Array.from({ length: packs.length % 4 }, () => randomBytes(16).toString('hex'));
+            const bytes = encodeIndexCache({ repo: 'r'.repeat(32), avoid, files, vouched, columns: index.columns() });
             const c = decodeIndexCache(bytes, bytes.length);
             expect(c.repo).toBe('r'.repeat(32));
             expect(c.avoid.equals(avoid)).toBe(true);
             expect(c.files).toEqual(files);
+            expect(c.vouched).toEqual(vouched);
             const loaded = ChunkIndex.fromColumns(c.columns);
             expectSame(index, loaded, hashes);
             // It is a working index: new entries resolve, old ones still do.
@@ -190,7 +192,7 @@ describe('ChunkIndex', () => {
 
     it('keep where each pack\'s entries start (counterexample: one pack of one entry, then a second pack)', () => {
       const { index, hashes } = randomIndex([{ n: 1, reuse: 0, flags: 0 }]);
-      const loaded = ChunkIndex.fromColumns(decodeIndexCache(encodeIndexCache({ repo: 'x', avoid: Buffer.alloc(32), files: [], columns: index.columns() }), 1 << 20).columns);
+      const loaded = ChunkIndex.fromColumns(decodeIndexCache(encodeIndexCache({ repo: 'x', avoid: Buffer.alloc(32), files: [], vouched: [], columns: index.columns() }), 1 << 20).columns);
       expect([loaded.packEntries(0), loaded.packEntries(1)]).toEqual([{ first: 0, count: 1 }, { first: 1, count: 1 }]);
       expectSame(index, loaded, hashes);
     });
@@ -198,7 +200,7 @@ describe('ChunkIndex', () => {
     it('are refused when they do not fit together', () => {
       const { index } = randomIndex([{ n: 30, reuse: 10, flags: 0 }, { n: 20, reuse: 15, flags: PackFlag.BAD }]);
       const c = index.columns();
-      const copy = (): ChunkIndexColumns => decodeIndexCache(encodeIndexCache({ repo: 'x', avoid: Buffer.alloc(32), files: [], columns: c }), 1 << 24).columns;
+      const copy = (): ChunkIndexColumns => decodeIndexCache(encodeIndexCache({ repo: 'x', avoid: Buffer.alloc(32), files: [], vouched: [], columns: c }), 1 << 24).columns;
       expect(() => ChunkIndex.fromColumns(copy())).not.toThrow();
       const broken: [string, (k: ChunkIndexColumns) => ChunkIndexColumns][] = [
         ['an entry in the wrong pack', (k) => (k.pack[3] = 1, k)],

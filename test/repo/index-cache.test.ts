@@ -7,8 +7,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { backup, checkRepository, forget, prune, Repository, restore } from '../../lib/index.js';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { backup, checkRepository, Disk, forget, prune, Repository, restore } from '../../lib/index.js';
+import { ChunkIndex } from '../../lib/repo/chunk-index.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
 import { avoidDigest, IndexCache } from '../../lib/repo/index-cache.js';
 import { randomData, snapshotTree, writeTree } from '../helpers/repo.js';
@@ -141,6 +142,48 @@ describe('index cache', () => {
     // A damaged cache is replaced by the next backup.
     await backUp('two', { 'b.bin': randomData(10_000) });
     expect(await c.load(indexFiles(), avoidDigest([], []))).toBeDefined();
+  });
+
+  it('vouches for the backup that stored it: the next incremental chain backup looks none of its chunks up, unless a mark changed', async () => {
+    const diskPath = path.join(dir, 'vm', 'disk.chain');
+    fs.mkdirSync(path.dirname(diskPath));
+    const BS = 64 * 1024;
+    const d = await Disk.create(diskPath, { size: 8 << 20, blockSize: BS });
+    await d.write(0, randomData(4 << 20));
+    await d.close();
+    const change = async (blocks: number[]): Promise<Buffer> => {
+      const x = await Disk.open(diskPath);
+      for (const b of blocks) await x.write(b * BS + 9, randomData(100));
+      const state = await x.read(0, x.virtualSize);
+      await x.close();
+      return state;
+    };
+    /** Backs the disk up, counting the chunk lookups of its unchanged chunks, and checks the restore. */
+    const backUpDisk = async (state: Buffer) => {
+      const lookups = vi.spyOn(ChunkIndex.prototype, 'usableInPage');
+      const r = await withRepo('shared', (repo) => backup(repo, [diskPath]));
+      const looked = lookups.mock.calls.length;
+      vi.restoreAllMocks();
+      const out = path.join(dir, `out-${r.id}`);
+      await withRepo('shared', (repo) => restore(repo, r.id, { target: out, flatten: true, verify: true }), false);
+      expect(fs.readFileSync(path.join(out, 'disk.raw')).equals(state)).toBe(true);
+      return { r, looked };
+    };
+    await backUpDisk(await change([]));
+    const second = await backUpDisk(await change([1, 40]));
+    expect(second.r.summary.chunksNew).toBe(2);
+    expect(second.looked).toBe(0);
+    const vouched = await withRepo(false, async (r) => r.vouchesFor(await r.loadIndex({ useCache: true }), second.r.id));
+    expect(vouched).toBe(true);
+    // A pack marked bad changes the marks the cache was built under: it is not
+    // used, and the next backup looks its base's chunks up; those in the bad pack
+    // are stored again, not reused.
+    const packs = fs.readdirSync(path.join(repoDir, 'packs')).flatMap((p) => fs.readdirSync(path.join(repoDir, 'packs', p)).map((f) => path.join(repoDir, 'packs', p, f)));
+    const largest = packs.sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0]!; // the first backup's data
+    fs.writeFileSync(path.join(repoDir, 'damaged', path.basename(largest)), '');
+    const third = await backUpDisk(await change([2]));
+    expect(third.looked).toBeGreaterThan(0);
+    expect(third.r.summary.chunksNew).toBeGreaterThan(1);
   });
 
   it('forgets the caches of repositories unused for 30 days, and leftover temporaries', async () => {
