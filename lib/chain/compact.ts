@@ -41,11 +41,13 @@ export interface CompactResult {
 }
 
 /**
- * Data read and appended at once (compaction holds two batches and their gaps,
- * whatever the layer's size). With its record headers and padding an append stays
- * within a 32 MiB staging buffer (LayerFile.append), which the pool then keeps.
+ * Data read and appended at once. Compaction holds two batches, each read with the
+ * gaps between its rows (a quarter of a block at most per row) in spans the pool
+ * rounds up to a power of two: ~80 MiB at most, whatever the layer's size. With its
+ * record headers and padding an append stays within a 16 MiB staging buffer
+ * (LayerFile.append), the size a merge's takes after a backup.
  */
-const BATCH_BYTES = 31 * 1024 * 1024;
+const BATCH_BYTES = 15 * 1024 * 1024;
 
 /**
  * Blocks `blocks[first, end)` of the layer and the data they need: the rows of this
@@ -147,15 +149,9 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
       return hit !== undefined && hit.slot < slot;
     };
 
-    // The blocks are taken in batches of up to BATCH_BYTES of data: their data is read
-    // first, consecutive blocks with one read and several reads in flight (a layer
-    // is mostly in block order: a backup's anchors compact a disk-sized layer), then
-    // each block is decided in order as before, and the batch appended past the page
-    // cache. Read block by block and appended through the page cache, compacting a
-    // 1 GiB layer took 6-8 s, inside the backup whose merge had set it off.
     const blocks = old.map.blocks();
     // Two batches at a time: their spans (gaps included) and the blocks references resolve to.
-    const pool = new BufferPool(4 * BATCH_BYTES);
+    const pool = new BufferPool(6 * BATCH_BYTES);
 
     /** The batch from `blocks[first]`: which blocks need their data read, and how. */
     const plan = (first: number): Batch => {
@@ -179,10 +175,9 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
     };
 
     /**
-     * Reads a batch's data: its own rows in file order, several to a read (a layer a
-     * backup's anchors merged into holds every block overwritten since scattered
-     * through its log, and read one block at a time that took 4 s of CPU for 1 GiB);
-     * blocks of references through the view.
+     * Reads a batch's data: its own rows in file order, several to a read (a layer
+     * a backup's anchors merged into holds the blocks overwritten since scattered
+     * through its log), and the blocks of references through the view, meanwhile.
      */
     const read = async (batch: Batch): Promise<BatchData> => {
       const refData = batch.refs.map(() => pool.acquire(bs));
@@ -190,9 +185,10 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
         for (const b of refData) pool.release(b);
       };
       try {
-        // Garbage up to two blocks long is read across rather than split around.
-        const own = await readRows(old, batch.rows, bs, { gap: 2 * bs, pool });
+        const reading = readRows(old, batch.rows, bs, { gap: bs / 4, pool });
+        reading.catch(() => undefined); // awaited below, after the references' reads
         const refsRead = await Promise.allSettled(batch.refs.map((block, k) => view.readBlock(block, refData[k]!)));
+        const own = await reading;
         for (const r of refsRead) {
           if (r.status === 'rejected') {
             own.release();
@@ -257,9 +253,9 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
 
     // The blocks go in batches of up to BATCH_BYTES of data, each read while the one
     // before is appended past the page cache; a batch's blocks are decided in block
-    // order as one at a time would be. Read block by block and appended through the
-    // page cache, compacting a 1 GiB layer took 6-8 s, inside the backup whose merge
-    // of its older anchor had set it off.
+    // order as one at a time would be. Read block by block, appended through the page
+    // cache from staging made afresh each time, compacting a 1 GiB layer a backup's
+    // anchors had scattered took 5-7 s, inside the backup whose merge set it off.
     let batch: Batch | undefined = blocks.length > 0 ? plan(0) : undefined;
     let reading = batch === undefined ? undefined : read(batch);
     while (batch !== undefined) {

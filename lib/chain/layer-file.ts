@@ -91,7 +91,7 @@ export type Run =
       readonly hashes?: readonly Uint8Array[] | undefined;
       /**
        * The blocks' CRC-32s when the caller computed them already (the write plan,
-       * merges): trusted, so they must be the CRCs of exactly these bytes, which
+       * merges and compaction, from the rows they read and checked): trusted, so they must be the CRCs of exactly these bytes, which
        * must not change until `append` settles; a wrong one fails the block's reads.
        */
       readonly crcs?: readonly number[] | undefined;

@@ -34,8 +34,12 @@ import path from 'node:path';
 
 /** Write the progress mark after copying this many bytes. */
 const PROGRESS_EVERY_BYTES = 256 * 1024 * 1024;
-/** Data read ahead and appended at once (memory of a merge, whatever the layer's size). */
-const BATCH_BYTES = 32 * 1024 * 1024;
+/**
+ * Data read ahead and appended at once (memory of a merge, whatever the layer's
+ * size). With its record headers and padding an append stays within a 32 MiB
+ * staging buffer (LayerFile.append), not the next size up.
+ */
+const BATCH_BYTES = 31 * 1024 * 1024;
 
 /** A run of data blocks to copy, read when its batch is complete. */
 interface DataToRead {

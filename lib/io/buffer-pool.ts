@@ -75,17 +75,21 @@ export class BufferPool {
     const ab = buf.buffer;
     if (!this.#ours.has(ab) || this.#idle.has(ab)) return;
     const size = ab.byteLength;
-    if (size > this.#maxBytes) return;
-    // Full: buffers of other sizes make room. The one just used is the likelier to be
-    // asked for again (a compaction's staging, after a merge's smaller one), and a
-    // large buffer dropped costs a page fault per page when the next is made.
-    for (const [other, list] of this.#free) {
-      while (this.#pooledBytes + size > this.#maxBytes && other !== size && list.length > 0) {
-        this.#idle.delete(list.pop()!);
+    // Full: smaller buffers make room, when dropping them is enough. The one just
+    // used is the likelier to be asked for again (a compaction's staging, after a
+    // merge's smaller one), and a large buffer dropped costs a page fault per page
+    // when the next is made; a small one is never kept at a large one's expense.
+    let smaller = 0;
+    for (const [other, list] of this.#free) if (other < size) smaller += other * list.length;
+    if (this.#pooledBytes - smaller + size > this.#maxBytes) return;
+    for (const [other, list] of [...this.#free].sort((a, b) => a[0] - b[0])) {
+      while (this.#pooledBytes + size > this.#maxBytes && other < size && list.length > 0) {
+        const dropped = list.pop()!;
+        this.#idle.delete(dropped);
+        this.#ours.delete(dropped);
         this.#pooledBytes -= other;
       }
     }
-    if (this.#pooledBytes + size > this.#maxBytes) return;
     let list = this.#free.get(size);
     if (list === undefined) this.#free.set(size, (list = []));
     list.push(ab);

@@ -73,6 +73,12 @@ export interface FileSystem {
   /** Like stat, but describes a symbolic link itself. */
   lstat(path: string): Promise<FileStat>;
   readdir(path: string): Promise<string[]>;
+  /**
+   * The names of the regular files in a directory (not directories, links or
+   * devices), from the directory itself where it records entry types: no stat of
+   * each. Optional: without it, callers stat the names `readdir` gives.
+   */
+  readdirFiles?(path: string): Promise<string[]>;
   /** Creates one directory (its parent must exist); EEXIST if it does. */
   mkdir(path: string, mode?: number): Promise<void>;
   rename(from: string, to: string): Promise<void>;

@@ -210,6 +210,13 @@ export class MemoryFileSystem implements FileSystem {
     return [...node.entries.keys()].sort();
   }
 
+  async readdirFiles(p: string): Promise<string[]> {
+    const { node } = this.#walk(p);
+    if (node === undefined) throw errno('ENOENT', 'scandir', p);
+    if (!isDir(node)) throw errno('ENOTDIR', 'scandir', p);
+    return [...node.entries].filter(([, child]) => !isDir(child)).map(([name]) => name).sort();
+  }
+
   async mkdir(p: string): Promise<void> {
     const { parent, name, node } = this.#walk(p);
     if (node !== undefined) throw errno('EEXIST', 'mkdir', p);

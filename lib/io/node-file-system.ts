@@ -216,6 +216,11 @@ export class NodeFileSystem implements FileSystem {
     return fs.promises.readdir(path);
   }
 
+  async readdirFiles(path: string): Promise<string[]> {
+    // Node looks an entry up itself where the file system records no type.
+    return (await fs.promises.readdir(path, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
+  }
+
   async mkdir(path: string, mode = 0o755): Promise<void> {
     await fs.promises.mkdir(path, { mode });
   }

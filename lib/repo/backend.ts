@@ -50,10 +50,11 @@ export interface StorageBackend {
   createConfig(bytes: Uint8Array): Promise<void>;
   list(kind: RepoFileKind): Promise<StoredFile[]>;
   /**
-   * The names `list` would show, in the same order, without their sizes: no file is
-   * looked at, so it costs one directory read however many files there are (a
-   * backup lists every manifest and index file). A name that is not a regular file
-   * may appear; reading it then fails.
+   * The names `list` would show, in the same order, without their sizes: where the
+   * directory records its entries' types, no file is looked at, so it costs one
+   * directory read however many files there are (a backup lists every manifest and
+   * index file). A file removed since may still be named; reading it then fails
+   * with NOT_FOUND.
    */
   listNames(kind: RepoFileKind): Promise<string[]>;
   /** Leftover temporary files, as `<kind>/<name>` strings for `removeTemp`. */
@@ -68,7 +69,7 @@ export interface StorageBackend {
    * cannot, and the caller then uses `readRange`.
    */
   readRangeDirect?(kind: RepoFileKind, name: string, offset: number, length: number): Promise<LeasedBytes | undefined>;
-  /** File size, or undefined when it does not exist. */
+  /** File size, or undefined when no regular file of that name exists. */
   size(kind: RepoFileKind, name: string): Promise<number | undefined>;
   write(kind: RepoFileKind, name: string, data: readonly Uint8Array[], mode: 'create' | 'replace'): Promise<void>;
   /** Writes a file that appears (replacing any file of that name) only once committed. */

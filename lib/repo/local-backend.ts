@@ -159,13 +159,19 @@ export class LocalBackend implements StorageBackend {
   }
 
   async listNames(kind: RepoFileKind): Promise<string[]> {
-    return (await this.#listed(kind)).map((f) => f.name).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    // Regular files only, as `list`: from the directory's own entry types where the
+    // file system gives them, else by a stat of each.
+    if (this.#fs.readdirFiles === undefined) return (await this.list(kind)).map((f) => f.name);
+    return (await this.#listed(kind, true)).map((f) => f.name).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
 
-  /** The valid names of `kind` in its directories (a pack only in the directory of its prefix). */
-  async #listed(kind: RepoFileKind): Promise<{ dir: string; name: string }[]> {
+  /**
+   * The valid names of `kind` in its directories (a pack only in the directory of
+   * its prefix); with `filesOnly`, those the directory records as regular files.
+   */
+  async #listed(kind: RepoFileKind, filesOnly = false): Promise<{ dir: string; name: string }[]> {
     const dirs = kind === 'pack' ? await this.#packDirs() : [path.join(this.location, DIRS[kind])];
-    const listed = await settleLimited(dirs, STAT_CONCURRENCY, (dir) => this.#readdir(dir));
+    const listed = await settleLimited(dirs, STAT_CONCURRENCY, (dir) => this.#readdir(dir, filesOnly));
     const files: { dir: string; name: string }[] = [];
     listed.forEach((r, i) => {
       if (r.status === 'rejected') throw r.reason;
@@ -265,7 +271,9 @@ export class LocalBackend implements StorageBackend {
   async size(kind: RepoFileKind, name: string): Promise<number | undefined> {
     const p = this.#pathOf(kind, name);
     try {
-      return (await this.#fs.lstat(p)).size;
+      // Only a regular file counts, as for `list`.
+      const st = await this.#fs.lstat(p);
+      return st.isFile ? st.size : undefined;
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return undefined;
       throw fromSystemError(err, p, `reading ${kind} ${name} failed`);
@@ -346,9 +354,9 @@ export class LocalBackend implements StorageBackend {
     return (await this.#readdir(root)).filter((d) => /^[0-9a-f]{2}$/.test(d)).sort().map((d) => path.join(root, d));
   }
 
-  async #readdir(dir: string): Promise<string[]> {
+  async #readdir(dir: string, filesOnly = false): Promise<string[]> {
     try {
-      return await this.#fs.readdir(dir);
+      return await (filesOnly && this.#fs.readdirFiles !== undefined ? this.#fs.readdirFiles(dir) : this.#fs.readdir(dir));
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return [];
       throw fromSystemError(err, dir, 'listing repository failed');

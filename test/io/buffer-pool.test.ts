@@ -52,6 +52,11 @@ describe('BufferPool', () => {
     const huge = pool.acquire(64 * 1024 * 1024);
     pool.release(huge);
     expect(pool.pooledBytes).toBe(32 * 1024 * 1024);
+    // Nor is a smaller one kept at a larger one's expense.
+    const mid = pool.acquire(16 * 1024 * 1024);
+    pool.release(mid);
+    expect(pool.pooledBytes).toBe(32 * 1024 * 1024);
+    expect(pool.acquire(32 * 1024 * 1024).buffer).toBe(other.buffer);
   });
 
   it('never hands out memory that is in use', () => {

@@ -186,6 +186,27 @@ describe('index cache', () => {
     expect(third.r.summary.chunksNew).toBeGreaterThan(1);
   });
 
+  it('lists by name what a stat-based listing lists: regular files only', async () => {
+    const first = await backUp('one', { 'a.bin': randomData(100_000) });
+    const second = await backUp('two', { 'b.bin': randomData(100_000) });
+    // Entries named like a manifest and an index file that are not regular files.
+    const fake = 'f'.repeat(32);
+    fs.mkdirSync(path.join(repoDir, 'snapshots', fake));
+    fs.symlinkSync(path.join(repoDir, 'snapshots', first.id), path.join(repoDir, 'snapshots', 'e'.repeat(32)));
+    fs.mkdirSync(path.join(repoDir, 'index', 'd'.repeat(64)));
+    await withRepo(false, async (r) => {
+      for (const kind of ['snapshot', 'index'] as const) {
+        expect(await r.backend.listNames(kind)).toEqual((await r.backend.list(kind)).map((f) => f.name));
+      }
+      expect((await r.backend.listNames('snapshot')).sort()).toEqual([first.id, second.id].sort());
+      expect(await r.backend.size('snapshot', fake)).toBeUndefined();
+    });
+    // A backup and the listings that read every manifest go on as if they were not there.
+    const third = await backUp('three', { 'c.bin': randomData(50_000) });
+    expect(third.warnings).toEqual([]);
+    expect((await withRepo('shared', (r) => r.listBackups())).map((b) => b.id).sort()).toEqual([first.id, second.id, third.id].sort());
+  });
+
   it('forgets the caches of repositories unused for 30 days, and leftover temporaries', async () => {
     fs.mkdirSync(cacheDir, { recursive: true });
     const at = (name: string, daysAgo: number): string => {
