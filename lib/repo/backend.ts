@@ -39,6 +39,20 @@ export interface LeasedBytes {
   release(): void;
 }
 
+/**
+ * A file written in pieces while its content grows (a pack while it fills), staged
+ * under its name only once complete: invisible to `list` until committed, and a
+ * temporary file (removed by prune) if never finished.
+ */
+export interface GrowingFile {
+  /** Writes a piece at `offset`; pieces never overlap, and may be written together. */
+  write(data: Uint8Array, offset: number): Promise<void>;
+  /** Once every piece has been written: writes `rest` from `offset` and stages the whole as `name` (then `commit`). */
+  finish(name: string, rest: readonly Uint8Array[], offset: number): Promise<StagedFile>;
+  /** Drops the file (after a failure, or when it is not needed). */
+  discard(): Promise<void>;
+}
+
 export interface StorageBackend {
   /** Human-readable location (a directory path, a URL). */
   readonly location: string;
@@ -74,6 +88,11 @@ export interface StorageBackend {
   write(kind: RepoFileKind, name: string, data: readonly Uint8Array[], mode: 'create' | 'replace'): Promise<void>;
   /** Writes a file that appears (replacing any file of that name) only once committed. */
   stage(kind: RepoFileKind, name: string, data: readonly Uint8Array[]): Promise<StagedFile>;
+  /**
+   * Starts a file of `kind` whose name is known only once it is complete (see
+   * GrowingFile), where the backend can; the caller uses `stage` otherwise.
+   */
+  growing?(kind: RepoFileKind): Promise<GrowingFile>;
   /** Makes staged files durable and visible under their names. */
   commit(files: readonly StagedFile[]): Promise<void>;
   /** Drops staged files. */

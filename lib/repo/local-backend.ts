@@ -16,16 +16,17 @@
  * (index files, manifests, locks) through the page cache. `readRangeDirect` reads
  * past it too, into pooled aligned buffers, for data read once (a restore's packs).
  */
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
 import { TEMP_INFIX, tempNameFor } from '../io/atomic-replace.js';
 import type { FileHandle, FileSystem } from '../io/file-system.js';
-import { alignDown, alignUp, isDirectAligned } from '../io/aligned-buffer.js';
+import { alignDown, alignUp, isDirectAligned, isDirectTransfer } from '../io/aligned-buffer.js';
 import { alignedPool } from '../io/buffer-pool.js';
 import { readExactly, readUpTo } from '../io/positional.js';
 import { settleLimited } from '../io/settle-limited.js';
 import { writeNewFile } from '../io/write-new-file.js';
-import { isValidRepoName, REPO_FILE_KINDS, type LeasedBytes, type RepoFileKind, type StagedFile, type StorageBackend, type StoredFile } from './backend.js';
+import { isValidRepoName, REPO_FILE_KINDS, type GrowingFile, type LeasedBytes, type RepoFileKind, type StagedFile, type StorageBackend, type StoredFile } from './backend.js';
 
 const DIRS: Record<RepoFileKind, string> = {
   pack: 'packs',
@@ -300,6 +301,74 @@ export class LocalBackend implements StorageBackend {
     return staged;
   }
 
+  /**
+   * A growing file lives under a temporary name in the first pack directory (there
+   * `listTemps` finds it if it is never finished) and is renamed into its own by
+   * `commit`. Pieces page-aligned in memory and on disk go to the device directly
+   * (a pack's arena, written while the pack fills); the rest, and everything where the
+   * file system refuses direct I/O, through an ordinary handle.
+   */
+  async growing(kind: RepoFileKind): Promise<GrowingFile> {
+    const dir = kind === 'pack' ? path.join(this.location, DIRS.pack, '00') : path.join(this.location, DIRS[kind]);
+    const tmp = path.join(dir, `growing${TEMP_INFIX}${randomBytes(6).toString('hex')}`);
+    const fs = this.#fs;
+    let first: FileHandle;
+    try {
+      first = await fs.open(tmp, 'createExclusive', { direct: true });
+    } catch (err) {
+      throw fromSystemError(err, tmp, 'writing repository file failed');
+    }
+    // Without direct I/O the one handle is the ordinary one.
+    let direct: FileHandle | undefined = first.direct === true ? first : undefined;
+    let ordinary: Promise<FileHandle> | undefined = direct === undefined ? Promise.resolve(first) : undefined;
+    const plain = (): Promise<FileHandle> => (ordinary ??= fs.open(tmp, 'readWrite'));
+    let refused = false;
+    const close = async (): Promise<void> => {
+      const handles = [direct, ordinary === undefined ? undefined : await ordinary.catch(() => undefined)];
+      direct = undefined;
+      ordinary = undefined;
+      for (const h of handles) await h?.close();
+    };
+    const write = async (data: readonly Uint8Array[], offset: number): Promise<void> => {
+      try {
+        if (direct !== undefined && !refused && isDirectTransfer(data, offset)) {
+          try {
+            await direct.write(data, offset);
+            return;
+          } catch (err) {
+            if (!isErrno(err, 'EINVAL')) throw err;
+            refused = true; // an alignment stricter than a page: the rest through the page cache
+          }
+        }
+        await (await plain()).write(data, offset);
+      } catch (err) {
+        throw fromSystemError(err, tmp, 'writing repository file failed');
+      }
+    };
+    return {
+      write: (data, offset) => write([data], offset),
+      finish: async (name, rest, offset) => {
+        const target = this.#pathOf(kind, name);
+        // The whole pages of the first buffer directly, what follows them ordinarily.
+        const head = rest[0] !== undefined && isDirectAligned(rest[0]) ? alignDown(rest[0].length) : 0;
+        if (head > 0) await write([rest[0]!.subarray(0, head)], offset);
+        const tail = head > 0 ? [rest[0]!.subarray(head), ...rest.slice(1)] : rest;
+        if (tail.some((b) => b.length > 0)) await write(tail, offset + head);
+        try {
+          await close();
+        } catch (err) {
+          throw fromSystemError(err, tmp, 'writing repository file failed');
+        }
+        const staged: LocalStaged = { kind, name, tmp, target };
+        return staged;
+      },
+      discard: async () => {
+        await close().catch(() => undefined);
+        await fs.unlink(tmp).catch(() => undefined);
+      },
+    };
+  }
+
   async commit(files: readonly StagedFile[]): Promise<void> {
     const list = files as readonly LocalStaged[];
     // 1. Data durable (a few fsyncs at a time: the device works on them together).
@@ -327,6 +396,8 @@ export class LocalBackend implements StorageBackend {
       }
       await this.#dropHandle(f.target);
       dirs.add(path.dirname(f.target));
+      // A growing file's temporary name lay in another directory: its removal too.
+      dirs.add(path.dirname(f.tmp));
     }
     for (const d of dirs) await this.#sync(d);
   }

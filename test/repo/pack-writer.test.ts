@@ -15,6 +15,9 @@ import type { StorageBackend } from '../../lib/repo/backend.js';
 import { PackWriter } from '../../lib/repo/pack-writer.js';
 import { ChunkIndex } from '../../lib/repo/chunk-index.js';
 import { propertyRuns, tempDir } from '../helpers/temp-dir.js';
+import { DirectProbeFS } from '../helpers/direct-fs.js';
+import { FaultFS } from '../harness/fault-fs.js';
+import { nodeFileSystem } from '../../lib/io/node-file-system.js';
 
 const { dir, cleanup } = tempDir('deltadisk-pack-writer-');
 afterAll(cleanup);
@@ -39,6 +42,51 @@ function checking(real: StorageBackend, violations: string[]): StorageBackend {
 }
 
 const sha = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
+
+describe('PackWriter writing a pack ahead while it fills', () => {
+  const MiB = 1024 * 1024;
+  const blobs = Array.from({ length: 5 }, () => randomBytes(200 * 1024));
+
+  it('writes its filled pages before the pack is sealed, past the page cache; the pack reads back', async () => {
+    const at = path.join(dir, 'ahead');
+    await Repository.init(at, { packSize: MiB });
+    const probe = new DirectProbeFS(nodeFileSystem);
+    const repo = await Repository.open(at, { lock: 'shared', purpose: 'test', fs: probe });
+    try {
+      const writer = new PackWriter(repo.backend, new ChunkIndex(), { packSize: MiB, compress: false });
+      for (const b of blobs.slice(0, 3)) await writer.add(sha(b), b);
+      // 600 KiB added: the first 400 KiB written already (a piece holds a quarter pack at least).
+      await new Promise((r) => setTimeout(r, 50));
+      expect(probe.directBytes).toBe(400 * 1024);
+      expect(fs.readdirSync(path.join(at, 'packs', '00')).filter((n) => n.startsWith('growing.tmp-'))).toHaveLength(1);
+      for (const b of blobs.slice(3)) await writer.add(sha(b), b);
+      await writer.flush();
+      expect(fs.readdirSync(path.join(at, 'packs', '00')).filter((n) => n.includes('.tmp-'))).toEqual([]);
+      expect(probe.plainBytes).toBeLessThan(8192 + 4096);
+      const index = await repo.loadIndex();
+      for (const b of blobs) expect((await repo.readBlob(index, index.findUsable(sha(b)))).equals(b)).toBe(true);
+    } finally {
+      await repo.close();
+    }
+  });
+
+  it('fails the flush when a piece cannot be written, and leaves no file behind once aborted', async () => {
+    const at = path.join(dir, 'ahead-fails');
+    await Repository.init(at, { packSize: MiB });
+    const faults = new FaultFS(nodeFileSystem).fail({ op: 'write', path: (p) => p.includes('growing.tmp-'), code: 'EIO' });
+    const repo = await Repository.open(at, { lock: 'shared', purpose: 'test', fs: faults });
+    try {
+      const writer = new PackWriter(repo.backend, new ChunkIndex(), { packSize: MiB, compress: false });
+      for (const b of blobs.slice(0, 3)) await writer.add(sha(b), b);
+      await expect(writer.flush()).rejects.toMatchObject({ code: 'IO_ERROR' });
+      await writer.abort();
+      expect(fs.readdirSync(path.join(at, 'packs', '00'))).toEqual([]);
+      expect(await repo.backend.list('pack')).toEqual([]);
+    } finally {
+      await repo.close();
+    }
+  });
+});
 
 describe('PackWriter', () => {
   it('adds from several producers at once, with flushes among them, never index a pack before it is committed', async () => {
