@@ -186,7 +186,12 @@ export class PackWriter {
   #writeAhead(pack: OpenPack): void {
     const upTo = alignDown(pack.size);
     if (this.#options.dryRun || this.#backend.growing === undefined || upTo - pack.written < this.#piece) return;
-    const file = (pack.file ??= this.#backend.growing('pack'));
+    if (pack.file === undefined) {
+      pack.file = this.#backend.growing('pack');
+      // Awaited by the pieces, #seal and abort; a failure must not go unhandled before.
+      pack.file.catch(() => undefined);
+    }
+    const file = pack.file;
     const from = pack.written;
     pack.written = upTo;
     const piece = pack.writing.then(async () => (await file).write(pack.arena.subarray(from, upTo), from));
