@@ -11,7 +11,9 @@
  * Writes follow DESIGN's crash rule 3: a temporary file in the target's directory
  * (`<name>.tmp-<random>`), written, fdatasync'ed, then renamed (replace) or linked
  * (create, which refuses an existing name), then the directory fsync'ed. Temporary
- * files never show in `list`; prune removes those left by a crash. Staged files
+ * files never show in `list`; prune removes those left by a crash. A pack written
+ * while it fills (`growing`) has no name yet: its temporary file lies in `packs/00`
+ * until the commit renames it into its own directory. Staged files
  * (packs) are written directly where they can be (`writeNewFile`); the small ones
  * (index files, manifests, locks) through the page cache. `readRangeDirect` reads
  * past it too, into pooled aligned buffers, for data read once (a restore's packs).
@@ -327,7 +329,9 @@ export class LocalBackend implements StorageBackend {
       const handles = [direct, ordinary === undefined ? undefined : await ordinary.catch(() => undefined)];
       direct = undefined;
       ordinary = undefined;
-      for (const h of handles) await h?.close();
+      // Both are closed, whichever fails.
+      const closed = await Promise.allSettled(handles.map((h) => h?.close()));
+      for (const c of closed) if (c.status === 'rejected') throw c.reason;
     };
     const write = async (data: readonly Uint8Array[], offset: number): Promise<void> => {
       try {

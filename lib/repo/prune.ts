@@ -130,50 +130,59 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
   const used = await markUsed(repo, index, manifests);
   const condemned: string[] = [];
   const writer = new PackWriter(repo.backend, index, { packSize: repo.config.packSize, dryRun });
-  const copied = new Set<string>();
-  const existing = index.packCount; // the repacked packs are added after these
-  for (let p = 0; p < existing; p++) {
-    const name = index.packName(p);
-    const { first, count } = index.packEntries(p);
-    let total = 0;
-    let inUse = 0;
-    for (let id = first; id < first + count; id++) {
-      total += index.storedLengthOf(id);
-      if (used[id] === 1) inUse += index.storedLengthOf(id);
-    }
-    if (!sizes.has(name)) {
-      if (inUse > 0) throw new DeltaDiskError('REPO_CORRUPT', `pack ${name} is missing but backups need it; prune deletes nothing until \`deltadisk check\` is clean`);
-      condemned.push(name); // an index entry pointing nowhere: dropped from the index
-      continue;
-    }
-    if (inUse === 0) {
-      condemned.push(name);
-      continue;
-    }
-    if ((total - inUse) / total < threshold) continue;
-    // Repack: copy the used blobs (verified first) into new packs. A pack with a
-    // damaged blob still in use stays as it is: check reports it.
-    const blobs: { id: number; stored: Buffer }[] = [];
-    let damaged = false;
-    for (let id = first; id < first + count && !damaged; id++) {
-      if (used[id] !== 1 || copied.has(index.hashOf(id).toString('hex'))) continue;
-      const stored = await repo.backend.readRange('pack', name, index.offsetOf(id), index.storedLengthOf(id));
-      try {
-        await repo.decodeBlob(index, id, stored);
-        blobs.push({ id, stored });
-      } catch (err) {
-        if (!isDeltaDiskError(err, 'REPO_CORRUPT')) throw err;
-        options.onNote?.(`not repacking pack ${name}: ${err.message}`);
-        damaged = true;
+  try {
+    await repack();
+  } catch (err) {
+    // Nothing is left open or half written behind a failed prune (its files are temporaries).
+    await writer.abort();
+    throw err;
+  }
+  async function repack(): Promise<void> {
+    const copied = new Set<string>();
+    const existing = index.packCount; // the repacked packs are added after these
+    for (let p = 0; p < existing; p++) {
+      const name = index.packName(p);
+      const { first, count } = index.packEntries(p);
+      let total = 0;
+      let inUse = 0;
+      for (let id = first; id < first + count; id++) {
+        total += index.storedLengthOf(id);
+        if (used[id] === 1) inUse += index.storedLengthOf(id);
       }
+      if (!sizes.has(name)) {
+        if (inUse > 0) throw new DeltaDiskError('REPO_CORRUPT', `pack ${name} is missing but backups need it; prune deletes nothing until \`deltadisk check\` is clean`);
+        condemned.push(name); // an index entry pointing nowhere: dropped from the index
+        continue;
+      }
+      if (inUse === 0) {
+        condemned.push(name);
+        continue;
+      }
+      if ((total - inUse) / total < threshold) continue;
+      // Repack: copy the used blobs (verified first) into new packs. A pack with a
+      // damaged blob still in use stays as it is: check reports it.
+      const blobs: { id: number; stored: Buffer }[] = [];
+      let damaged = false;
+      for (let id = first; id < first + count && !damaged; id++) {
+        if (used[id] !== 1 || copied.has(index.hashOf(id).toString('hex'))) continue;
+        const stored = await repo.backend.readRange('pack', name, index.offsetOf(id), index.storedLengthOf(id));
+        try {
+          await repo.decodeBlob(index, id, stored);
+          blobs.push({ id, stored });
+        } catch (err) {
+          if (!isDeltaDiskError(err, 'REPO_CORRUPT')) throw err;
+          options.onNote?.(`not repacking pack ${name}: ${err.message}`);
+          damaged = true;
+        }
+      }
+      if (damaged) continue;
+      for (const { id, stored } of blobs) {
+        copied.add(index.hashOf(id).toString('hex'));
+        await writer.copy(Buffer.from(index.hashOf(id)), stored, index.rawLengthOf(id), index.kindOf(id), index.compressionOf(id));
+      }
+      condemned.push(name);
+      result.packsRepacked++;
     }
-    if (damaged) continue;
-    for (const { id, stored } of blobs) {
-      copied.add(index.hashOf(id).toString('hex'));
-      await writer.copy(Buffer.from(index.hashOf(id)), stored, index.rawLengthOf(id), index.kindOf(id), index.compressionOf(id));
-    }
-    condemned.push(name);
-    result.packsRepacked++;
   }
   for (const name of sizes.keys()) if (index.packId(name) === undefined) condemned.push(name);
   const temps = await repo.backend.listTemps();

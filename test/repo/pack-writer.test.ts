@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { Repository } from '../../lib/repo/repository.js';
 import { decodeIndexFile } from '../../lib/format/index-file.js';
 import type { StorageBackend } from '../../lib/repo/backend.js';
@@ -56,8 +56,7 @@ describe('PackWriter writing a pack ahead while it fills', () => {
       const writer = new PackWriter(repo.backend, new ChunkIndex(), { packSize: MiB, compress: false });
       for (const b of blobs.slice(0, 3)) await writer.add(sha(b), b);
       // 600 KiB added: the first 400 KiB written already (a piece holds a quarter pack at least).
-      await new Promise((r) => setTimeout(r, 50));
-      expect(probe.directBytes).toBe(400 * 1024);
+      await vi.waitFor(() => expect(probe.directBytes).toBe(400 * 1024), { timeout: 10_000 });
       expect(fs.readdirSync(path.join(at, 'packs', '00')).filter((n) => n.startsWith('growing.tmp-'))).toHaveLength(1);
       for (const b of blobs.slice(3)) await writer.add(sha(b), b);
       await writer.flush();
@@ -70,20 +69,40 @@ describe('PackWriter writing a pack ahead while it fills', () => {
     }
   });
 
-  it('fails the flush when a piece cannot be written, and leaves no file behind once aborted', async () => {
-    const at = path.join(dir, 'ahead-fails');
-    await Repository.init(at, { packSize: MiB });
-    const faults = new FaultFS(nodeFileSystem).fail({ op: 'write', path: (p) => p.includes('growing.tmp-'), code: 'EIO' });
-    const repo = await Repository.open(at, { lock: 'shared', purpose: 'test', fs: faults });
-    try {
-      const writer = new PackWriter(repo.backend, new ChunkIndex(), { packSize: MiB, compress: false });
-      for (const b of blobs.slice(0, 3)) await writer.add(sha(b), b);
-      await expect(writer.flush()).rejects.toMatchObject({ code: 'IO_ERROR' });
-      await writer.abort();
-      expect(fs.readdirSync(path.join(at, 'packs', '00'))).toEqual([]);
-      expect(await repo.backend.list('pack')).toEqual([]);
-    } finally {
-      await repo.close();
+  for (const op of ['write', 'create'] as const) {
+    it(`fails the flush when a piece's file cannot be ${op === 'write' ? 'written' : 'created'}, and leaves no file behind`, async () => {
+      const at = path.join(dir, `ahead-fails-${op}`);
+      await Repository.init(at, { packSize: MiB });
+      const faults = new FaultFS(nodeFileSystem).fail({ op, path: (p) => p.includes('growing.tmp-'), code: 'EIO' });
+      const repo = await Repository.open(at, { lock: 'shared', purpose: 'test', fs: faults });
+      try {
+        const writer = new PackWriter(repo.backend, new ChunkIndex(), { packSize: MiB, compress: false });
+        for (const b of blobs.slice(0, 3)) await writer.add(sha(b), b);
+        await expect(writer.flush()).rejects.toMatchObject({ code: 'IO_ERROR' });
+        await writer.abort();
+        expect(fs.readdirSync(path.join(at, 'packs', '00'))).toEqual([]);
+        expect(await repo.backend.list('pack')).toEqual([]);
+      } finally {
+        await repo.close();
+      }
+    });
+  }
+
+  it('leaves no file behind when aborted while the pack fills, pieces written or failing', async () => {
+    for (const failing of [false, true]) {
+      const at = path.join(dir, `ahead-abort-${failing}`);
+      await Repository.init(at, { packSize: MiB });
+      const faults = new FaultFS(nodeFileSystem);
+      if (failing) faults.fail({ op: 'write', path: (p) => p.includes('growing.tmp-'), code: 'ENOSPC' });
+      const repo = await Repository.open(at, { lock: 'shared', purpose: 'test', fs: faults });
+      try {
+        const writer = new PackWriter(repo.backend, new ChunkIndex(), { packSize: MiB, compress: false });
+        for (const b of blobs.slice(0, 3)) await writer.add(sha(b), b);
+        await writer.abort(); // no flush: the pack is still open, its pieces written (or refused)
+        expect(fs.readdirSync(path.join(at, 'packs', '00')), `failing ${failing}`).toEqual([]);
+      } finally {
+        await repo.close();
+      }
     }
   });
 });
@@ -98,7 +117,8 @@ describe('PackWriter', () => {
         const repo = await Repository.open(at, { lock: 'shared', purpose: 'test' });
         try {
           const violations: string[] = [];
-          const writer = new PackWriter(checking(repo.backend, violations), new ChunkIndex(), { packSize: 64 * 1024, compress: false });
+          // 256 KiB packs: pieces of 64 KiB are written ahead while they fill, and packs seal.
+          const writer = new PackWriter(checking(repo.backend, violations), new ChunkIndex(), { packSize: 256 * 1024, compress: false });
           const flushedBlobs: Buffer[][] = [];
           // Each producer adds its blobs in turn; 0 stands for a flush.
           await Promise.all(
