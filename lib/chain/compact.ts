@@ -185,7 +185,7 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
         for (const b of refData) pool.release(b);
       };
       try {
-        const reading = readRows(old, batch.rows, bs, { gap: bs / 4, pool });
+        const reading = readRows(old, batch.rows, bs, { pool });
         reading.catch(() => undefined); // awaited below, after the references' reads
         const refsRead = await Promise.allSettled(batch.refs.map((block, k) => view.readBlock(block, refData[k]!)));
         const own = await reading;

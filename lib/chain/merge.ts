@@ -347,8 +347,7 @@ async function copyBlocks(
     rowsInBatch = 0;
     bytesInBatch = 0;
     const toRead = runs.filter((r): r is DataToRead => 'rows' in r);
-    // Rows a quarter block apart at most with one read: at most a quarter more than the data.
-    const { data } = await readRows(removed, toRead.flatMap((r) => r.rows), bs, { gap: bs / 4 });
+    const { data } = await readRows(removed, toRead.flatMap((r) => r.rows), bs);
     let k = 0;
     // Direct: a copy is written once and not read back soon (see LayerFile.append).
     await target.append(

@@ -1,9 +1,10 @@
 /**
  * Reading many data rows of one layer at once: a merge's copy, a compaction's batch.
  *
- * The rows are read in file order, those at most `gap` bytes apart with one read of
- * at most MAX_SPAN (what lies between, record headers, map segments or overwritten
- * blocks, is read and dropped), several reads in flight. Every row is checked
+ * The rows are read in file order, those at most a quarter block apart with one read
+ * of at most MAX_SPAN (what lies between, record headers, map segments or
+ * overwritten blocks, is read and dropped: at most a quarter more than the data),
+ * several reads in flight. Every row is checked
  * against its CRC: a copy must fail on damaged data, never launder it under a fresh
  * CRC. A layer written in random order (a backup's older anchor holds blocks in the
  * order they were written, a record each) costs a few reads, not one per row.
@@ -23,8 +24,6 @@ export interface RowsRead {
 }
 
 export interface ReadRowsOptions {
-  /** Rows at most this many bytes apart are read with one read. */
-  readonly gap: number;
   /** Where the spans come from (and go back to on `release`); fresh memory otherwise. */
   readonly pool?: BufferPool;
 }
@@ -33,7 +32,8 @@ export interface ReadRowsOptions {
  * Reads the blocks of DATA rows `rows` of `layer` (`bs` bytes each), verified.
  * @throws CHECKSUM_MISMATCH, IO_ERROR; every read has ended when it rejects
  */
-export async function readRows(layer: LayerFile, rows: readonly number[], bs: number, options: ReadRowsOptions): Promise<RowsRead> {
+export async function readRows(layer: LayerFile, rows: readonly number[], bs: number, options: ReadRowsOptions = {}): Promise<RowsRead> {
+  const gap = bs / 4;
   const at = (k: number): number => layer.dataOffset(rows[k]!);
   const order = rows.map((_, k) => k).sort((a, b) => at(a) - at(b));
   const out = new Array<Buffer>(rows.length);
@@ -47,7 +47,7 @@ export async function readRows(layer: LayerFile, rows: readonly number[], bs: nu
     const start = at(order[i]!);
     let end = start + bs;
     let j = i + 1;
-    while (j < order.length && at(order[j]!) - end <= options.gap && at(order[j]!) + bs - start <= MAX_SPAN) {
+    while (j < order.length && at(order[j]!) - end <= gap && at(order[j]!) + bs - start <= MAX_SPAN) {
       end = Math.max(end, at(order[j]!) + bs);
       j++;
     }

@@ -102,7 +102,6 @@ export interface StorageBackend {
   close(): Promise<void>;
 }
 
-/** Whether `name` is a valid name for a file of `kind`. */
 /**
  * A range of a file as a lease: past the page cache where the backend can
  * (`readRangeDirect`), else an ordinary read whose release does nothing. For data
@@ -114,6 +113,7 @@ export async function readLeased(backend: StorageBackend, kind: RepoFileKind, na
 
 const keep = (): void => undefined;
 
+/** Whether `name` is a valid name for a file of `kind`. */
 export function isValidRepoName(kind: RepoFileKind, name: string): boolean {
   switch (kind) {
     case 'pack':

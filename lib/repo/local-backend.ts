@@ -333,18 +333,24 @@ export class LocalBackend implements StorageBackend {
       const closed = await Promise.allSettled(handles.map((h) => h?.close()));
       for (const c of closed) if (c.status === 'rejected') throw c.reason;
     };
+    /** The whole pages of the first buffer directly (where they may be), what follows them ordinarily. */
     const write = async (data: readonly Uint8Array[], offset: number): Promise<void> => {
       try {
-        if (direct !== undefined && !refused && isDirectTransfer(data, offset)) {
+        const first = data[0];
+        const whole = first === undefined ? 0 : alignDown(first.length);
+        const head = whole > 0 && isDirectTransfer([first!.subarray(0, whole)], offset) ? whole : 0;
+        let rest = data;
+        if (direct !== undefined && !refused && head > 0) {
           try {
-            await direct.write(data, offset);
-            return;
+            await direct.write([first!.subarray(0, head)], offset);
+            rest = [first!.subarray(head), ...data.slice(1)];
           } catch (err) {
             if (!isErrno(err, 'EINVAL')) throw err;
             refused = true; // an alignment stricter than a page: the rest through the page cache
           }
         }
-        await (await plain()).write(data, offset);
+        const at = offset + (rest === data ? 0 : head);
+        if (rest.some((b) => b.length > 0)) await (await plain()).write(rest, at);
       } catch (err) {
         throw fromSystemError(err, tmp, 'writing repository file failed');
       }
@@ -353,11 +359,7 @@ export class LocalBackend implements StorageBackend {
       write: (data, offset) => write([data], offset),
       finish: async (name, rest, offset) => {
         const target = this.#pathOf(kind, name);
-        // The whole pages of the first buffer directly, what follows them ordinarily.
-        const head = rest[0] !== undefined && isDirectAligned(rest[0]) ? alignDown(rest[0].length) : 0;
-        if (head > 0) await write([rest[0]!.subarray(0, head)], offset);
-        const tail = head > 0 ? [rest[0]!.subarray(head), ...rest.slice(1)] : rest;
-        if (tail.some((b) => b.length > 0)) await write(tail, offset + head);
+        await write(rest, offset);
         try {
           await close();
         } catch (err) {
