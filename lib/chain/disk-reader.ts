@@ -8,6 +8,7 @@
  * reference goes).
  */
 import { DeltaDiskError } from '../errors.js';
+import { MAX_IO_LENGTH } from '../format/limits.js';
 import type { BlockSource, ChainView } from './chain-view.js';
 
 /** A run of consecutive blocks served from the same place (as `qemu-img map`). */
@@ -67,6 +68,28 @@ export class DiskReader {
     if (!Buffer.isBuffer(target)) throw new DeltaDiskError('INVALID_ARGUMENT', 'target must be a Buffer');
     this.#view.assertRange(offset, target.length);
     await this.#view.readInto(target, offset, this.#verify);
+  }
+
+  /**
+   * Fills `target` with several ranges of the disk, back to back: `starts[k]`,
+   * `lengths[k]` bytes each, `target` exactly their total. One request, read in file
+   * order (see `ChainView.gatherInto`): scattered blocks stored near each other cost
+   * a few reads, not one each.
+   * @throws INVALID_ARGUMENT, OUT_OF_RANGE, LIMIT_EXCEEDED (in all more than a request may be), and as `readInto`
+   */
+  async gatherInto(target: Buffer, starts: readonly number[], lengths: readonly number[]): Promise<void> {
+    this.#assertOpen();
+    if (!Buffer.isBuffer(target)) throw new DeltaDiskError('INVALID_ARGUMENT', 'target must be a Buffer');
+    if (starts.length !== lengths.length) throw new DeltaDiskError('INVALID_ARGUMENT', `${starts.length} starts but ${lengths.length} lengths`);
+    const view = this.#view;
+    let total = 0;
+    for (let k = 0; k < starts.length; k++) {
+      view.assertRange(starts[k]!, lengths[k]!);
+      total += lengths[k]!;
+    }
+    if (total > MAX_IO_LENGTH) throw new DeltaDiskError('LIMIT_EXCEEDED', `a single request may cover at most ${MAX_IO_LENGTH} bytes, these ranges ${total}`);
+    if (total !== target.length) throw new DeltaDiskError('INVALID_ARGUMENT', `the ranges hold ${total} bytes, the target ${target.length}`);
+    await view.gatherInto(target, starts, lengths, this.#verify);
   }
 
   /** Where block `block` is served from. */

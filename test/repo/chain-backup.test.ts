@@ -71,6 +71,34 @@ describe('chain backup', () => {
     }, true);
   });
 
+  it('reads scattered changed blocks with a few reads of the layer holding them', async () => {
+    const blocks = 512;
+    const d = await Disk.create(diskPath, { size: blocks * BS, blockSize: BS });
+    await d.write(0, randomBytes(blocks * BS));
+    await d.close();
+    await withRepo(repoDir, 'shared', (repo) => backup(repo, [diskPath]));
+    const changed = new Set<number>();
+    while (changed.size < 100) changed.add(Math.floor(Math.random() * blocks));
+    // Partial writes in random order: each block copied up whole into a record of its own.
+    await withDisk(async (x) => {
+      for (const b of changed) await x.write(b * BS + 512, randomBytes(4096));
+      await x.flush();
+    });
+    const deltas = fs.readdirSync(path.join(dir, 'vm')).filter((f) => f.endsWith('.delta')).sort();
+    const holding = path.join(dir, 'vm', deltas[deltas.length - 1]!); // the top layer: the anchor freezes it
+    const traced = new FaultFS(nodeFileSystem, { trace: true });
+    const second = await withRepo(repoDir, 'shared', (repo) => backup(repo, [diskPath], { sourceFs: traced }));
+    expect(second.summary.bytesRead).toBe(changed.size * BS);
+    const reads = traced.trace!.filter((t) => t === `read ${holding}`).length;
+    // 100 chunks of 64 KiB, gathered 1 MiB a request (16 chunks) in the order they
+    // were written: 7 reads; the rest are the layer's open and the older anchor's merge.
+    expect(reads).toBeGreaterThan(7);
+    expect(reads).toBeLessThanOrEqual(14);
+    const out = path.join(dir, 'out');
+    await withRepo(repoDir, 'shared', (repo) => restore(repo, second.id, { target: out, flatten: true, verify: true }));
+    await withDisk(async (x) => expect(fs.readFileSync(path.join(out, 'disk.raw')).equals(await x.read(0, x.virtualSize))).toBe(true), true);
+  });
+
   it('falls back to a full (deduplicated) read when the previous anchor is gone', async () => {
     const d = await Disk.create(diskPath, { size: 8 * MiB, blockSize: BS });
     await d.write(0, randomBytes(4 * MiB));
