@@ -13,6 +13,7 @@
  *   DELTADISK_BENCH_MIB         image size in MiB (default 1024)
  *   DELTADISK_BENCH_SPARSE_GIB  size of the sparse image for the memory figure (default 16; 0 skips)
  *   DELTADISK_BENCH_RESTIC      set to 0 to skip restic
+ *   DELTADISK_BENCH_CHAIN_MIB   sizes of further chain disks for the incremental figure, e.g. 4096 (default none)
  *   DELTADISK_BENCH_QUIET_SECONDS  pause after the sync before each timed step (default 4)
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -28,6 +29,8 @@ import { quiet } from './bench-util.js';
 const MiB = 2 ** 20;
 const SIZE = Number(process.env.DELTADISK_BENCH_MIB ?? 1024) * MiB;
 const SPARSE = Number(process.env.DELTADISK_BENCH_SPARSE_GIB ?? 16) * 1024 * MiB;
+/** Sizes of further chain disks (MiB) for the incremental figure: it falls with the disk's size. */
+const CHAIN_MIB = (process.env.DELTADISK_BENCH_CHAIN_MIB ?? '').split(',').filter((x) => x !== '').map(Number);
 const ROOT = process.env.DELTADISK_BENCH_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'deltadisk-bench-'));
 const CLI = path.resolve(import.meta.dirname, '../deltadisk.cjs');
 // The CLI's index cache lives with the benchmark's files, not in ~/.cache.
@@ -126,6 +129,78 @@ function summaryOf(r: Run): Record<string, unknown> {
   const line = r.stdout.split('\n').find((l) => l.includes('"message_type":"summary"'));
   if (line === undefined) fail('no summary line');
   return JSON.parse(line) as Record<string, unknown>;
+}
+
+/**
+ * A chain disk of `size` bytes (`image`'s, or random): first backup, then three rounds
+ * of 1 % of its blocks changed and a backup; the median round is reported, restic's
+ * two backups of the same data beside it when an image is given.
+ */
+async function chainIncremental(size: number, key: string, image: Buffer | undefined): Promise<void> {
+  const vm = path.join(ROOT, 'vm');
+  fs.mkdirSync(vm, { recursive: true });
+  const diskPath = path.join(vm, 'disk.chain');
+  const disk = await Disk.create(diskPath, { size, blockSize: 64 * 1024 });
+  for (let off = 0; off < size; off += 8 * MiB) await disk.write(off, image === undefined ? randomBytes(8 * MiB) : image.subarray(off, off + 8 * MiB));
+  await disk.close();
+  const repo3 = path.join(ROOT, 'repo-chain');
+  await deltadisk('repo', 'init', repo3);
+  quiet();
+  const c1 = await deltadisk('backup', diskPath, '--repo', repo3, '--json');
+  const blocks = size / (64 * 1024);
+  const changed = Math.round(blocks / 100);
+  // Three rounds of: change 1 % of the blocks, back up. The median round is reported
+  // (one incremental is a few hundred ms: one device hiccup would decide a single
+  // figure). Each backup is restored and compared after the last round: restoring one
+  // between rounds meant writing, reading and deleting a gigabyte just before the
+  // next timed backup, which then ran up to twice as long on this VM however long
+  // the device was left to settle.
+  const rounds: { run: Run; summary: Record<string, unknown>; current: string }[] = [];
+  for (let round = 0; round < 3; round++) {
+    const d2 = await Disk.open(diskPath);
+    const picked = new Set<number>();
+    while (picked.size < changed) picked.add(randomBytes(4).readUInt32LE(0) % blocks);
+    for (const b of picked) await d2.write(b * 64 * 1024 + 512, randomBytes(4096));
+    await d2.flush();
+    const current = await d2.read(0, Math.min(size, 256 * MiB)).then(async (head) => {
+      const h = createHash('sha256').update(head);
+      for (let off = head.length; off < size; off += 256 * MiB) h.update(await d2.read(off, Math.min(256 * MiB, size - off)));
+      return h.digest('hex');
+    });
+    await d2.close();
+    quiet();
+    const run = await deltadisk('backup', diskPath, '--repo', repo3, '--json');
+    const summary = summaryOf(run);
+    if (Number(summary.bytes_read) > changed * 64 * 1024) fail(`incremental chain backup read ${String(summary.bytes_read)} bytes for ${changed} changed blocks`);
+    rounds.push({ run, summary, current });
+  }
+  for (const r of rounds) await verifyRestore(repo3, r.summary.backup_id as string, 'disk.raw', r.current, ['--flatten']);
+  rounds.sort((x, y) => Number(x.summary.total_duration) - Number(y.summary.total_duration));
+  const { run: c2, summary: s } = rounds[1]!;
+  const in1 = Number(summaryOf(c1).total_duration);
+  const in2 = Number(s.total_duration);
+  let line = `chain disk of ${size / MiB} MiB: first backup ${c1.seconds.toFixed(2)} s; after changing 1 % of the blocks (${changed}), incremental backup ${c2.seconds.toFixed(2)} s = ${((c2.seconds / c1.seconds) * 100).toFixed(1)} % of the first ` +
+    `(inside the process: ${in1.toFixed(2)} s, then ${in2.toFixed(3)} s = ${((in2 / in1) * 100).toFixed(1)} %; median of 3 rounds, inside the process ${rounds.map((r) => Number(r.summary.total_duration).toFixed(3)).join(', ')} s), ${((Number(s.bytes_read) / size) * 100).toFixed(2)} % of the disk read`;
+  const vals3: Record<string, number> = { firstSeconds: c1.seconds, secondSeconds: c2.seconds, percentOfFirst: (c2.seconds / c1.seconds) * 100, inProcessPercent: (in2 / in1) * 100, bytesRead: Number(s.bytes_read) };
+  if (RESTIC && image !== undefined) {
+    // restic has no change map: it reads the whole image again (exported raw, same data).
+    const rr = path.join(ROOT, 'restic-chain');
+    await restic('init', '--repo', rr);
+    const raw = path.join(ROOT, 'chain-state.raw');
+    fs.writeFileSync(raw, image);
+    quiet();
+    const rb1 = await restic('backup', '--repo', rr, raw);
+    await deltadisk('export', diskPath, '-o', raw, '--force');
+    quiet();
+    const rb2 = await restic('backup', '--repo', rr, raw);
+    line += ` | restic on the raw image: ${rb1.seconds.toFixed(2)} s, then ${rb2.seconds.toFixed(2)} s (${((rb2.seconds / rb1.seconds) * 100).toFixed(1)} %) | deltadisk's second backup ${(rb2.seconds / c2.seconds).toFixed(1)}x faster`;
+    Object.assign(vals3, { resticFirstSeconds: rb1.seconds, resticSecondSeconds: rb2.seconds });
+    fs.rmSync(rr, { recursive: true, force: true });
+    fs.rmSync(raw, { force: true });
+  }
+  report(key, line, vals3);
+  fs.rmSync(repo3, { recursive: true, force: true });
+  fs.rmSync(vm, { recursive: true, force: true });
 }
 
 async function main(): Promise<void> {
@@ -227,71 +302,10 @@ async function main(): Promise<void> {
   report('halfZero', line, vals2);
   fs.rmSync(repo2, { recursive: true, force: true });
 
-  // 3. A chain disk: first backup, then 1 % of its blocks changed, second backup.
-  const vm = path.join(ROOT, 'vm');
-  fs.mkdirSync(vm, { recursive: true });
-  const diskPath = path.join(vm, 'disk.chain');
-  const disk = await Disk.create(diskPath, { size: SIZE, blockSize: 64 * 1024 });
-  for (let off = 0; off < SIZE; off += 8 * MiB) await disk.write(off, bytes.subarray(off, off + 8 * MiB));
-  await disk.close();
-  const repo3 = path.join(ROOT, 'repo-chain');
-  await deltadisk('repo', 'init', repo3);
-  quiet();
-  const c1 = await deltadisk('backup', diskPath, '--repo', repo3, '--json');
-  const blocks = SIZE / (64 * 1024);
-  const changed = Math.round(blocks / 100);
-  // Three rounds of: change 1 % of the blocks, back up. The median round is reported
-  // (one incremental is a few hundred ms: one device hiccup would decide a single
-  // figure). Each backup is restored and compared after the last round: restoring one
-  // between rounds meant writing, reading and deleting a gigabyte just before the
-  // next timed backup, which then ran up to twice as long on this VM however long
-  // the device was left to settle.
-  const rounds: { run: Run; summary: Record<string, unknown>; current: string }[] = [];
-  for (let round = 0; round < 3; round++) {
-    const d2 = await Disk.open(diskPath);
-    const picked = new Set<number>();
-    while (picked.size < changed) picked.add(randomBytes(4).readUInt32LE(0) % blocks);
-    for (const b of picked) await d2.write(b * 64 * 1024 + 512, randomBytes(4096));
-    await d2.flush();
-    const current = await d2.read(0, Math.min(SIZE, 256 * MiB)).then(async (head) => {
-      const h = createHash('sha256').update(head);
-      for (let off = head.length; off < SIZE; off += 256 * MiB) h.update(await d2.read(off, Math.min(256 * MiB, SIZE - off)));
-      return h.digest('hex');
-    });
-    await d2.close();
-    quiet();
-    const run = await deltadisk('backup', diskPath, '--repo', repo3, '--json');
-    const summary = summaryOf(run);
-    if (Number(summary.bytes_read) > changed * 64 * 1024) fail(`incremental chain backup read ${String(summary.bytes_read)} bytes for ${changed} changed blocks`);
-    rounds.push({ run, summary, current });
-  }
-  for (const r of rounds) await verifyRestore(repo3, r.summary.backup_id as string, 'disk.raw', r.current, ['--flatten']);
-  rounds.sort((x, y) => Number(x.summary.total_duration) - Number(y.summary.total_duration));
-  const { run: c2, summary: s } = rounds[1]!;
-  const in1 = Number(summaryOf(c1).total_duration);
-  const in2 = Number(s.total_duration);
-  line = `chain disk: first backup ${c1.seconds.toFixed(2)} s; after changing 1 % of the blocks (${changed}), incremental backup ${c2.seconds.toFixed(2)} s = ${((c2.seconds / c1.seconds) * 100).toFixed(1)} % of the first ` +
-    `(inside the process: ${in1.toFixed(2)} s, then ${in2.toFixed(3)} s = ${((in2 / in1) * 100).toFixed(1)} %; median of 3 rounds, inside the process ${rounds.map((r) => Number(r.summary.total_duration).toFixed(3)).join(', ')} s), ${((Number(s.bytes_read) / SIZE) * 100).toFixed(2)} % of the disk read`;
-  const vals3: Record<string, number> = { firstSeconds: c1.seconds, secondSeconds: c2.seconds, percentOfFirst: (c2.seconds / c1.seconds) * 100, inProcessPercent: (in2 / in1) * 100, bytesRead: Number(s.bytes_read) };
-  if (RESTIC) {
-    // restic has no change map: it reads the whole image again (exported raw, same data).
-    const rr = path.join(ROOT, 'restic-chain');
-    await restic('init', '--repo', rr);
-    const raw = path.join(ROOT, 'chain-state.raw');
-    fs.writeFileSync(raw, bytes);
-    quiet();
-    const rb1 = await restic('backup', '--repo', rr, raw);
-    await deltadisk('export', diskPath, '-o', raw, '--force');
-    quiet();
-    const rb2 = await restic('backup', '--repo', rr, raw);
-    line += ` | restic on the raw image: ${rb1.seconds.toFixed(2)} s, then ${rb2.seconds.toFixed(2)} s (${((rb2.seconds / rb1.seconds) * 100).toFixed(1)} %) | deltadisk's second backup ${(rb2.seconds / c2.seconds).toFixed(1)}x faster`;
-    Object.assign(vals3, { resticFirstSeconds: rb1.seconds, resticSecondSeconds: rb2.seconds });
-    fs.rmSync(rr, { recursive: true, force: true });
-    fs.rmSync(raw, { force: true });
-  }
-  report('chainIncremental', line, vals3);
-  fs.rmSync(repo3, { recursive: true, force: true });
-  fs.rmSync(vm, { recursive: true, force: true });
+  // 3. A chain disk: first backup, then 1 % of its blocks changed, second backup; at
+  // the image's size (with restic beside it), then at any other sizes asked for.
+  await chainIncremental(SIZE, 'chainIncremental', bytes);
+  for (const mib of CHAIN_MIB) await chainIncremental(mib * MiB, `chainIncremental${mib}MiB`, undefined);
 
   // 4. Memory: a large sparse image (the holes are read, not stored).
   if (SPARSE > 0) {
