@@ -280,7 +280,9 @@ export class ChainView {
       outAt += lengths[r]!;
     }
     const jobs = this.#readExtents(out, x);
-    const done = jobs.length === 1 ? jobs[0]! : Promise.all(jobs);
+    // Every read has ended when the request settles, failed or not: nothing is left
+    // writing into buffers the caller may reuse.
+    const done = jobs.length === 1 ? jobs[0]! : Promise.allSettled(jobs).then(firstFailure);
     if (checks.length === 0) return done.then(() => undefined);
     return done.then(async () => {
       // One checksumBlocks call for the whole read (CRC-32 alone runs on this thread:
@@ -359,6 +361,11 @@ export class ChainView {
     await this.readInto(out.subarray(0, inside), start, true);
     if (inside < this.blockSize) out.fill(0, inside);
   }
+}
+
+/** Throws the reason of the first rejected result, if any. */
+function firstFailure(results: readonly PromiseSettledResult<void>[]): void {
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
 }
 
 /** Adds the hashed DATA and BLOB rows of the layer in `slot` to `index`. */

@@ -9,6 +9,9 @@
  */
 import { DeltaDiskError } from '../errors.js';
 import { MAX_IO_LENGTH } from '../format/limits.js';
+
+/** Ranges one `gatherInto` request may hold at most. */
+export const MAX_GATHER_RANGES = 65536;
 import type { BlockSource, ChainView } from './chain-view.js';
 
 /** A run of consecutive blocks served from the same place (as `qemu-img map`). */
@@ -75,19 +78,30 @@ export class DiskReader {
    * `lengths[k]` bytes each, `target` exactly their total. One request, read in file
    * order (see `ChainView.gatherInto`): scattered blocks stored near each other cost
    * a few reads, not one each.
-   * @throws INVALID_ARGUMENT, OUT_OF_RANGE, LIMIT_EXCEEDED (in all more than a request may be), and as `readInto`
+   * @throws INVALID_ARGUMENT, OUT_OF_RANGE, LIMIT_EXCEEDED (more than MAX_GATHER_RANGES
+   *   ranges, or blocks touched worth more than MAX_IO_LENGTH), and as `readInto`
    */
   async gatherInto(target: Buffer, starts: readonly number[], lengths: readonly number[]): Promise<void> {
     this.#assertOpen();
     if (!Buffer.isBuffer(target)) throw new DeltaDiskError('INVALID_ARGUMENT', 'target must be a Buffer');
-    if (starts.length !== lengths.length) throw new DeltaDiskError('INVALID_ARGUMENT', `${starts.length} starts but ${lengths.length} lengths`);
-    const view = this.#view;
-    let total = 0;
-    for (let k = 0; k < starts.length; k++) {
-      view.assertRange(starts[k]!, lengths[k]!);
-      total += lengths[k]!;
+    if (!Array.isArray(starts) || !Array.isArray(lengths) || starts.length !== lengths.length) {
+      throw new DeltaDiskError('INVALID_ARGUMENT', 'starts and lengths must be arrays of the same length');
     }
-    if (total > MAX_IO_LENGTH) throw new DeltaDiskError('LIMIT_EXCEEDED', `a single request may cover at most ${MAX_IO_LENGTH} bytes, these ranges ${total}`);
+    if (starts.length > MAX_GATHER_RANGES) throw new DeltaDiskError('LIMIT_EXCEEDED', `a request may gather at most ${MAX_GATHER_RANGES} ranges, not ${starts.length}`);
+    const view = this.#view;
+    const bs = view.blockSize;
+    let total = 0;
+    // What the request costs: a verified read takes every block it touches whole,
+    // partly covered ones into buffers of their own.
+    let charged = 0;
+    for (let k = 0; k < starts.length; k++) {
+      const start = starts[k]!;
+      const length = lengths[k]!;
+      view.assertRange(start, length);
+      total += length;
+      if (length > 0) charged += Math.ceil((start + length) / bs) * bs - Math.floor(start / bs) * bs;
+    }
+    if (charged > MAX_IO_LENGTH) throw new DeltaDiskError('LIMIT_EXCEEDED', `a single request may touch at most ${MAX_IO_LENGTH} bytes of blocks, these ranges ${charged}`);
     if (total !== target.length) throw new DeltaDiskError('INVALID_ARGUMENT', `the ranges hold ${total} bytes, the target ${target.length}`);
     await view.gatherInto(target, starts, lengths, this.#verify);
   }

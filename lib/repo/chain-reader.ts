@@ -25,6 +25,12 @@ const MAX_READ = 8 * 1024 * 1024;
 const READ_AHEAD_BYTES = 3 * MAX_READ;
 const READS_IN_FLIGHT = 16;
 /**
+ * Bytes of buffers held at once by groups of scattered chunks: four 1 MiB groups in
+ * flight keep hashing fed from the page cache, and an incremental backup allocates
+ * 4 MiB of read buffers, not 16 (fresh ArrayBuffers cost it a full collection).
+ */
+const SHORT_AHEAD = 4 * 1024 * 1024;
+/**
  * Scattered chunks are read together up to this many bytes a request: larger groups
  * make hashing wait for more to arrive, smaller ones cost more requests. (Reading an
  * incremental backup's 10 MiB of a 1 GiB chain, in disk order, not yet storage
@@ -148,11 +154,11 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
     function runBytes(r: number): number {
       return Math.min(runs[r]![1] * cs, size - runs[r]![0] * cs);
     }
-    // Reads ahead: up to READ_AHEAD_BYTES of buffers (three full groups) and
-    // READS_IN_FLIGHT requests, so the next reads are on their way while this group
-    // is hashed. A group of less than half the largest gets a buffer of its size
-    // class from the short-group pool, not a full one; each counts against the limit
-    // for the memory it holds.
+    // Reads ahead: up to READ_AHEAD_BYTES of buffers (three full groups; SHORT_AHEAD
+    // before a short group) and READS_IN_FLIGHT requests, so the next reads are on
+    // their way while this group is hashed. A group of less than half the largest
+    // gets a buffer of its size class from the short-group pool, not a full one; each
+    // counts against the limit for the memory it holds.
     const pending: Promise<{ buffer: Buffer | undefined; data: Buffer }>[] = [];
     let next = 0;
     let ahead = 0;
@@ -179,7 +185,7 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
     };
     const groupCount = groups.length - 1;
     const readAhead = (): void => {
-      while (next < groupCount && pending.length < READS_IN_FLIGHT && (pending.length === 0 || ahead + holds(bytesOf(next)) <= READ_AHEAD_BYTES)) {
+      while (next < groupCount && pending.length < READS_IN_FLIGHT && (pending.length === 0 || ahead + holds(bytesOf(next)) <= (isShort(bytesOf(next)) ? SHORT_AHEAD : READ_AHEAD_BYTES))) {
         ahead += holds(bytesOf(next));
         pending.push(start(next++));
       }
@@ -191,8 +197,10 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
         ahead -= holds(data.length);
         readAhead();
         read += data.length;
-        // Hashed and stored a run at a time, as a run is what the hashing helper
-        // thread would be worth starting for (block-checksums.ts).
+        // Hashed and stored a run at a time (a short group's chunks one by one): a
+        // group's scattered chunks hashed together would start the hashing helper
+        // thread, and an incremental backup then waited for it to boot
+        // (block-checksums.ts).
         let at = 0;
         for (let r = groups[g]!; r < groups[g + 1]!; r++) {
           const [i0, len] = runs[r]!;

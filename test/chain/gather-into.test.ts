@@ -9,7 +9,10 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MAX_GATHER_RANGES } from '../../lib/chain/disk-reader.js';
+import { MAX_IO_LENGTH } from '../../lib/format/limits.js';
 import { Disk } from '../../lib/index.js';
+import type { FileHandle, FileSystem } from '../../lib/io/file-system.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
 import { FaultFS } from '../harness/fault-fs.js';
 import { Rng, seedFromEnv } from '../harness/rng.js';
@@ -27,6 +30,27 @@ beforeEach(() => {
   file = path.join(dir, 'd.chain');
 });
 afterEach(() => cleanup());
+
+/** `inner` with every read and readv of an opened file going through `around`. */
+function wrapReads(inner: FileSystem, around: (path: string, read: () => Promise<number>) => Promise<number>): FileSystem {
+  const wrapHandle = (h: FileHandle): FileHandle =>
+    new Proxy(h, {
+      get(target, key): unknown {
+        const v: unknown = Reflect.get(target, key);
+        if (typeof v !== 'function') return v;
+        if (key === 'read' || key === 'readv') return (...args: unknown[]) => around(target.path, () => (v as (...a: unknown[]) => Promise<number>).apply(target, args));
+        return (v as (...a: unknown[]) => unknown).bind(target);
+      },
+    });
+  return new Proxy(inner, {
+    get(target, key): unknown {
+      const v: unknown = Reflect.get(target, key);
+      if (typeof v !== 'function') return v;
+      if (key === 'open') return async (...args: unknown[]) => wrapHandle(await (v as (...a: unknown[]) => Promise<FileHandle>).apply(target, args));
+      return (v as (...a: unknown[]) => unknown).bind(target);
+    },
+  });
+}
 
 /**
  * A disk on a base image, with a snapshot and writes, zeroes and partial writes in
@@ -97,10 +121,65 @@ describe('gatherInto', () => {
     const starts = new Array<number>(1100).fill(0);
     const lengths = new Array<number>(1100).fill(BLOCKS * BS);
     await expect(reader.gatherInto(Buffer.alloc(0), starts, lengths)).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    const many = new Array<number>(MAX_GATHER_RANGES + 1).fill(0);
+    await expect(reader.gatherInto(Buffer.alloc(many.length), many, many.map(() => 1))).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    await expect(reader.gatherInto(Buffer.alloc(BS), undefined as unknown as number[], [BS])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(reader.gatherInto(Buffer.alloc(0), 5 as unknown as number[], 5 as unknown as number[])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     const empty = Buffer.alloc(0);
     await reader.gatherInto(empty, [], []);
     await d.close();
     await expect(reader.gatherInto(Buffer.alloc(BS), [0], [BS])).rejects.toMatchObject({ code: 'NOT_OPEN' });
+  });
+
+  it('counts a partly read block whole: one-byte ranges of large blocks cannot add up to gigabytes', async () => {
+    const big = 1024 * 1024;
+    const d = await Disk.create(file, { size: 4 * big, blockSize: big });
+    await d.close();
+    const r = await Disk.open(file, { readOnly: true, verifyReads: true });
+    try {
+      const reader = r.currentReader();
+      const n = MAX_IO_LENGTH / big + 1; // each touches a whole 1 MiB block: one more than a request may
+      const starts = Array.from({ length: n }, (_, k) => (k % 4) * big + 7);
+      await expect(reader.gatherInto(Buffer.alloc(n), starts, starts.map(() => 1))).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+      const out = Buffer.alloc(n - 1, 0xee);
+      await reader.gatherInto(out, starts.slice(1), starts.slice(1).map(() => 1));
+      expect(out.equals(Buffer.alloc(n - 1))).toBe(true);
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('has ended every read when a request fails', async () => {
+    const bs = 64 * 1024;
+    const d = await Disk.create(file, { size: 16 * bs, blockSize: bs });
+    await d.write(0, randomBytes(16 * bs));
+    await d.snapshot('s');
+    await d.write(8 * bs, randomBytes(bs)); // block 8 in the top layer, the rest below
+    await d.close();
+    const [lower] = deltaFiles(dir);
+    let armed = false;
+    let inFlight = 0;
+    // Reads of the lower layer fail at once; those of the top layer take 100 ms.
+    const slowFs = wrapReads(nodeFileSystem, async (p, read) => {
+      if (!armed) return read();
+      if (p.endsWith(lower!)) throw Object.assign(new Error('injected'), { code: 'EIO' });
+      inFlight++;
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return await read();
+      } finally {
+        inFlight--;
+      }
+    });
+    const r = await Disk.open(file, { readOnly: true, fs: slowFs });
+    try {
+      armed = true;
+      await expect(r.currentReader().gatherInto(Buffer.alloc(2 * bs), [8 * bs, 0], [bs, bs])).rejects.toMatchObject({ code: 'IO_ERROR' });
+      expect(inFlight).toBe(0);
+    } finally {
+      armed = false;
+      await r.close();
+    }
   });
 
   it('finds a damaged block among the ones read together', async () => {
