@@ -164,6 +164,17 @@ export class BackupSession {
     this.options.onWarning?.(w);
   }
 
+  /** Where the progress counts stand (see `rewindProgress`). */
+  progressMark(): { readonly done: number; readonly read: number } {
+    return { done: this.#bytesDone, read: this.summary.bytesRead };
+  }
+
+  /** Takes back what was counted since `mark`: a file read again from its start is counted once. */
+  rewindProgress(mark: { readonly done: number; readonly read: number }): void {
+    this.#bytesDone = mark.done;
+    this.summary.bytesRead = mark.read;
+  }
+
   /** Counts progress: `done` logical bytes dealt with, `read` of them actually read. */
   progress(path: string, done: number, read: number): void {
     this.#bytesDone += done;

@@ -273,11 +273,14 @@ export async function backupFile(s: BackupSession, fs: FileSystem, abs: string, 
   }
   try {
     let content: Content;
+    const mark = s.progressMark();
     try {
       content = await chunkFile(s, handle, abs, chunkSize, st.size);
     } catch (err) {
-      // A direct read refused (an alignment stricter than 4 KiB): the file again, through the page cache.
+      // A direct read refused (an alignment stricter than 4 KiB): the file again,
+      // through the page cache, its bytes counted once.
       if (!(err instanceof SourceReadError && handle.direct === true && causedByErrno(err, 'EINVAL'))) throw err;
+      s.rewindProgress(mark);
       await handle.close().catch(() => undefined);
       handle = await fs.open(abs, 'read').catch((e: unknown) => {
         throw new SourceReadError(e);

@@ -1,6 +1,6 @@
 /**
  * A FileSystem wrapper that counts the bytes written and read through direct and
- * ordinary handles, and can refuse direct writes (EINVAL) after a number of them, as
+ * ordinary handles, and can refuse direct writes or reads (EINVAL) after a number of them, as
  * a file system with a stricter alignment than ours would, or not grant direct
  * opens at all, as one without O_DIRECT.
  */
@@ -20,6 +20,8 @@ export class DirectProbeFS implements FileSystem {
   readonly grantDirect: boolean;
   /** Direct reads fail with EINVAL (a stricter alignment than ours). */
   refuseDirectReads = false;
+  /** Direct reads allowed before every further one fails with EINVAL (Infinity: never). */
+  directReadsAllowed = Infinity;
 
   constructor(inner: FileSystem, directWritesAllowed = Infinity, grantDirect = true) {
     this.inner = inner;
@@ -35,7 +37,8 @@ export class DirectProbeFS implements FileSystem {
       path: h.path,
       direct: h.direct === true,
       async read(b, o, l, pos) {
-        if (h.direct === true && probe.refuseDirectReads) throw errno('EINVAL', 'read', p);
+        if (h.direct === true && (probe.refuseDirectReads || probe.directReadsAllowed <= 0)) throw errno('EINVAL', 'read', p);
+        if (h.direct === true) probe.directReadsAllowed--;
         const n = await h.read(b, o, l, pos);
         if (h.direct === true) probe.directReadBytes += n;
         return n;

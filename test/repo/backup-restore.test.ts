@@ -95,6 +95,24 @@ describe('backup and restore', () => {
     }
   });
 
+  it('counts a disk image once when a direct read is refused midway and it is read again', async () => {
+    const MiB = 1024 * 1024;
+    const src = path.join(dir, 'src');
+    const image = randomData(9 * MiB + 4096);
+    writeTree(src, { 'disk.img': image });
+    const source = new DirectProbeFS(nodeFileSystem);
+    source.directReadsAllowed = 2; // two 4 MiB pieces read and counted, then EINVAL
+    const seen: number[] = [];
+    const r = await withRepo(repoDir, 'shared', (repo) => backup(repo, [src], { sourceFs: source, onProgress: (p) => seen.push(p.bytesDone, p.bytesRead) }));
+    expect(source.directReadBytes).toBe(8 * MiB);
+    expect(r.summary.warnings).toBe(0);
+    expect(r.summary.bytesRead).toBe(image.length);
+    expect(Math.max(...seen)).toBe(image.length);
+    const out = path.join(dir, 'out');
+    await withRepo(repoDir, 'shared', (repo) => restore(repo, r.id, { target: out }));
+    expect(fs.readFileSync(path.join(out, 'src', 'disk.img')).equals(image)).toBe(true);
+  });
+
   it('restores a sparse file sparse, and stores none of its zeros', async () => {
     const img = path.join(dir, 'disk.img');
     const fd = fs.openSync(img, 'w');
