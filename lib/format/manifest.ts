@@ -23,6 +23,8 @@
  * list blobs in packs (up to 16384 hashes each) named in `lists`. In fixed-size
  * content the all-zero hash stands for a chunk of zeros, which is never stored.
  *
+ * All points in time of one disk share one chunk size (and so one chunk count).
+ *
  * Decoding bounds every string, list and number and checks the shapes. It does not
  * judge whether paths are safe to restore: that is restore's job (restore-plan.ts),
  * which must see hostile names to refuse them.
@@ -241,6 +243,11 @@ function decodeChain(f: Fields, path?: string): ChainInfo {
   for (const p of [capture, ...points]) {
     if (p.content.size !== virtualSize || p.content.chunkSize === 0 || p.content.chunkSize % blockSize !== 0) {
       f.fail(`point ${p.name} does not cover the disk in block-aligned chunks`);
+    }
+    // Restore writes each point as its difference from its parent, chunk i against
+    // chunk i (chain-restore.ts): that only means something when both are cut alike.
+    if (p.content.chunkSize !== capture.content.chunkSize) {
+      f.fail(`point ${p.name} is cut in ${p.content.chunkSize}-byte chunks, the disk's other points in ${capture.content.chunkSize}-byte ones`);
     }
   }
   const ids = new Set(points.map((p) => p.id));

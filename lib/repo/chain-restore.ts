@@ -45,8 +45,15 @@ async function* lockstep(t: TargetContext, c: Content, base: Content | undefined
   const basePages = base === undefined ? undefined : contentPages(t.repo, t.index, base);
   try {
     for await (const page of contentPages(t.repo, t.index, c)) {
-      const b = basePages === undefined ? undefined : (await basePages.next()).value;
-      yield [page, b instanceof Buffer && b.length === page.length ? b : undefined];
+      if (basePages === undefined) {
+        yield [page, undefined];
+        continue;
+      }
+      // The manifest guarantees points cut alike; a base that does not line up would
+      // silently leave the base's data where this point differs from it.
+      const b = (await basePages.next()).value;
+      if (!(b instanceof Buffer) || b.length !== page.length) throw new DeltaDiskError('REPO_CORRUPT', 'the points in time of a disk are not cut in the same chunks');
+      yield [page, b];
     }
   } finally {
     await basePages?.return(undefined);
@@ -94,17 +101,30 @@ async function writeDifference(t: TargetContext, disk: Disk, c: Content, base: C
   }
 }
 
+/**
+ * Links `from` in as `to`, never replacing anything (link() fails if `to` exists).
+ * Once the link is made `to` is in place; the old name is left for the caller's
+ * cleanup of the work directory.
+ */
 async function moveInto(fs: FileSystem, from: string, to: string): Promise<void> {
   try {
     await fs.link(from, to);
-    await fs.unlink(from);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new DeltaDiskError('ALREADY_EXISTS', `${to} exists; not replacing it`, { path: to });
     throw fromSystemError(err, to, 'moving a restored disk into place failed');
   }
+  await fs.unlink(from).catch(() => undefined);
 }
 
-/** Restores chain entry `e` as a working chain at `final` (a `.chain` path). */
+/**
+ * Restores chain entry `e` as a working chain at `final` (a `.chain` path).
+ *
+ * Every file of the chain gets the entry's mode (without setuid, setgid and sticky)
+ * and modification time, as a restored file does. Until the descriptor is in place
+ * nothing is left behind on failure: delta files already moved beside it are removed
+ * again (they are ours: link() never replaces a name), so a failed restore does not
+ * block the next one.
+ */
 export async function restoreChain(t: TargetContext, e: ChainEntry, final: string): Promise<void> {
   const chain = e.chain;
   const dir = path.dirname(final);
@@ -113,9 +133,13 @@ export async function restoreChain(t: TargetContext, e: ChainEntry, final: strin
   await t.fs.mkdir(work, 0o700).catch((err: unknown) => {
     throw fromSystemError(err, work, 'creating a work directory failed');
   });
+  const placed: string[] = [];
+  let committed = false;
   try {
     const desc = path.join(work, name);
-    const disk = await Disk.create(desc, { size: chain.virtualSize, blockSize: chain.blockSize, dedup: chain.dedup, fs: t.fs });
+    const disk = await Disk.create(desc, { size: chain.virtualSize, blockSize: chain.blockSize, dedup: chain.dedup, fs: t.fs }).catch((err: unknown) => {
+      throw fromSystemError(err, final, 'creating a restored disk failed');
+    });
     try {
       const order = restoreOrder(chain);
       const byId = new Map(chain.points.map((p) => [p.id, p]));
@@ -141,11 +165,28 @@ export async function restoreChain(t: TargetContext, e: ChainEntry, final: strin
     } finally {
       await disk.close();
     }
-    const names = (await t.fs.readdir(work)).filter((n) => n !== name && !n.includes(TEMP_INFIX) && !n.endsWith('.lock'));
-    for (const n of names) await moveInto(t.fs, path.join(work, n), path.join(dir, n));
+    const listed = await t.fs.readdir(work).catch((err: unknown) => {
+      throw fromSystemError(err, work, 'listing a restored disk failed');
+    });
+    const names = listed.filter((n) => n !== name && !n.includes(TEMP_INFIX) && !n.endsWith('.lock'));
+    for (const n of [...names, name]) {
+      const p = path.join(work, n);
+      try {
+        await t.ops.chmod(p, e.mode & 0o777);
+        await t.ops.lutimes(p, e.mtimeMs, e.mtimeMs);
+      } catch (err) {
+        throw fromSystemError(err, final, 'setting the mode and time of a restored disk failed');
+      }
+    }
+    for (const n of names) {
+      await moveInto(t.fs, path.join(work, n), path.join(dir, n));
+      placed.push(path.join(dir, n));
+    }
     await moveInto(t.fs, desc, final);
-    t.touched.add(dir);
+    committed = true;
   } finally {
+    if (!committed) for (const p of placed.reverse()) await t.fs.unlink(p).catch(() => undefined);
+    if (placed.length > 0 || committed) t.touched.add(dir);
     for (const n of await t.fs.readdir(work).catch(() => [] as string[])) await t.fs.unlink(path.join(work, n)).catch(() => undefined);
     await t.fs.rmdir(work).catch(() => undefined);
   }

@@ -8,6 +8,8 @@
  * verified chunk by chunk and published only when complete, restore-target.ts),
  * create symbolic links last, and set directory modes and times deepest first.
  * Modes are restored without setuid, setgid and sticky bits; ownership is not.
+ * File system failures reach the caller as DeltaDiskErrors naming the path
+ * (fromSystemError), never as bare errno errors.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -19,7 +21,7 @@ import { nodeFileSystem } from '../io/node-file-system.js';
 import { readExactly } from '../io/positional.js';
 import type { BackupWarning } from './backup-session.js';
 import { restoreChain, verifyChain } from './chain-restore.js';
-import { chainOwns, isSpecial, pathParts, planRestore } from './restore-plan.js';
+import { chainOwns, isSpecial, outputPath, pathParts, planRestore } from './restore-plan.js';
 import { ensureDirectory, restoreFile, restoreSymlink, type TargetContext } from './restore-target.js';
 import { verifyContent } from './restore-verify.js';
 import type { Repository } from './repository.js';
@@ -72,26 +74,19 @@ export interface RestoreResult {
   readonly warnings: readonly RestoreWarning[];
 }
 
-function flatName(chainPath: string): string {
-  return `${chainPath.slice(0, -'.chain'.length)}.raw`;
-}
-
 /** Whether names differing only in case refer to the same file in `dir`. */
 async function probeCaseInsensitive(fs: FileSystem, dir: string): Promise<boolean> {
   const name = `.deltadisk-probe-${randomBytes(6).toString('hex')}`;
   const p = path.join(dir, name);
-  const h = await fs.open(p, 'createExclusive');
+  const h = await fs.open(p, 'createExclusive').catch((err: unknown) => {
+    throw fromSystemError(err, p, 'probing whether the restore target ignores case failed');
+  });
   await h.close();
   try {
     return (await fs.lstat(path.join(dir, name.toUpperCase())).catch(() => undefined)) !== undefined;
   } finally {
     await fs.unlink(p).catch(() => undefined);
   }
-}
-
-/** What the restore would write for `e`, relative to the target. */
-function outputPath(e: Entry, flatten: boolean): string {
-  return e.type === 'chain' && flatten ? flatName(e.path) : e.path;
 }
 
 /** Refuses to start when the target is in the way (see the file comment). */
@@ -140,10 +135,15 @@ export async function restore(repo: Repository, id: string, options: RestoreOpti
   await makeDirs(fs, requested, 0o755).catch((err: unknown) => {
     throw fromSystemError(err, requested, 'creating the restore target failed');
   });
-  const root = await fs.realpath(requested);
-  if (!(await fs.stat(root)).isDirectory) throw new DeltaDiskError('ALREADY_EXISTS', `${root} is not a directory`, { path: root });
+  const root = await fs.realpath(requested).catch((err: unknown) => {
+    throw fromSystemError(err, requested, 'resolving the restore target failed');
+  });
+  const rootStat = await fs.stat(root).catch((err: unknown) => {
+    throw fromSystemError(err, root, 'reading the restore target failed');
+  });
+  if (!rootStat.isDirectory) throw new DeltaDiskError('ALREADY_EXISTS', `${root} is not a directory`, { path: root });
   const caseInsensitive = options.caseInsensitive ?? (await probeCaseInsensitive(fs, root));
-  const entries = planRestore(manifest.entries, { caseInsensitive, ...(options.include === undefined ? {} : { include: options.include }) });
+  const entries = planRestore(manifest.entries, { caseInsensitive, flatten: options.flatten === true, ...(options.include === undefined ? {} : { include: options.include }) });
   await preflight(fs, root, entries, options);
 
   const warnings: RestoreWarning[] = [];
@@ -211,8 +211,12 @@ export async function restore(repo: Repository, id: string, options: RestoreOpti
     summary.symlinks++;
   }
   for (const { p, e } of dirs.reverse()) {
-    await t.ops.chmod(p, e.mode & 0o777);
-    await t.ops.lutimes(p, e.mtimeMs, e.mtimeMs);
+    try {
+      await t.ops.chmod(p, e.mode & 0o777);
+      await t.ops.lutimes(p, e.mtimeMs, e.mtimeMs);
+    } catch (err) {
+      throw fromSystemError(err, p, 'setting the mode and time of a restored directory failed');
+    }
   }
   for (const d of t.touched) await fs.syncDir(d).catch(() => undefined);
 
@@ -233,9 +237,13 @@ export async function restore(repo: Repository, id: string, options: RestoreOpti
 }
 
 async function verifyFile(fs: FileSystem, repo: Repository, t: TargetContext, c: ChainEntry['chain']['capture']['content'], p: string): Promise<void> {
-  const h = await fs.open(p, 'read');
+  const h = await fs.open(p, 'read').catch((err: unknown) => {
+    throw fromSystemError(err, p, 'opening a restored file to verify it failed');
+  });
   try {
-    const size = (await h.stat()).size;
+    const size = (await h.stat().catch((err: unknown) => {
+      throw fromSystemError(err, p, 'reading a restored file to verify it failed');
+    })).size;
     await verifyContent(repo, t.index, c, (o, l) => (o >= size ? Promise.resolve(Buffer.alloc(0)) : readExactly(h, o, Math.min(l, size - o))), p);
   } finally {
     await h.close();
