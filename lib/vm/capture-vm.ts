@@ -32,6 +32,7 @@ import { CAPTURE_DIR_PREFIX } from './leftover-files.js';
 import { claimCaptureDir, removeDeadCaptureDirs, type CaptureClaim } from './capture-owner.js';
 import { inspectVm } from './vm-inventory.js';
 import type { VmFile } from './vm-inventory-types.js';
+import { isInside } from './vm-reference.js';
 import { parseVmx } from './vmx-file.js';
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -114,6 +115,16 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
       inPlaceItems.push(fileItem(f, f.path, 'in-place', st.size, st.mtimeMs));
     }
     const toClone = plain.filter((x) => !(inPlace && x.immutable));
+    // Files keep their place relative to the VM directory (a disk in `disks/` is
+    // cloned to `<capture>/disks/`): the directories are made now, before the freeze,
+    // and every destination must lie inside the capture directory.
+    const destinations = toClone.map((f, i) => path.join(captureDir, cloneName(f, i)));
+    for (const dst of destinations) {
+      if (!isInside(captureDir, dst) || dst === captureDir) throw new DeltaDiskError('UNSAFE_PATH', `${dst} would lie outside the capture directory`, { path: dst });
+      await fsp.mkdir(path.dirname(dst), { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+        throw fromSystemError(err, path.dirname(dst), 'creating a directory in the capture directory failed');
+      });
+    }
     const cloner = new FileCloner(options.clone ?? 'auto');
     const session = new QuiesceSession(
       plan,
@@ -139,10 +150,9 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
         }
       });
       throwFirstFailure(results);
-      let n = 0;
-      for (const f of toClone) {
+      for (const [i, f] of toClone.entries()) {
         checkAborted(options.signal);
-        const dst = path.join(captureDir, cloneName(f, n++));
+        const dst = destinations[i]!;
         const r = await cloner.clone(f.path, dst, options.signal);
         items.push(fileItem(f, dst, r.method, r.size, (await fsp.stat(f.path)).mtimeMs));
       }

@@ -39,6 +39,7 @@ import type { Capture, CaptureOptions, CapturedChainDisk, CapturedFile, Captured
 import { DISKS_AT_ONCE, reachChainDisk, type CaptureTarget } from './capture-target.js';
 import { captureVm } from './capture-vm.js';
 import { CAPTURE_SNAPSHOT_PREFIX } from './chain-disk-probe.js';
+import type { VmDisk } from './vm-inventory-types.js';
 
 export interface VmBackupOptions
   extends Pick<BackupOptions, 'tags' | 'host' | 'user' | 'dryRun' | 'compress' | 'onProgress' | 'onWarning' | 'chainSnapshots'>,
@@ -89,6 +90,16 @@ function hookRecords(c: Capture): VmHookRecord[] {
   }));
 }
 
+/** Every descriptor and extent of a VMDK disk's running chain, by real path. */
+function chainFiles(d: VmDisk): Set<string> {
+  const out = new Set<string>();
+  for (const l of d.links) {
+    out.add(l.path);
+    for (const e of l.extents) if (e.path !== null) out.add(e.path);
+  }
+  return out;
+}
+
 function vmRecord(c: Capture, names: Map<CapturedItem, string>, warnings: readonly string[]): VmRecord {
   const byName = new Map([...names].map(([item, entry]) => [item.source, entry]));
   const disks: VmDiskRecord[] = c.inventory.disks
@@ -97,7 +108,10 @@ function vmRecord(c: Capture, names: Map<CapturedItem, string>, warnings: readon
       node: d.node,
       fileName: d.fileName,
       format: d.format,
-      entries: c.inventory.files.filter((f) => f.disk === d.node || f.path === d.path).map((f) => byName.get(f.path)).filter((e): e is string => e !== undefined),
+      // A file of the set is attributed to the first disk that reached it (VmFile.disk);
+      // a parent two disks share belongs to both, so every link of this disk's chain
+      // counts too: restoring one disk must bring its whole chain.
+      entries: c.inventory.files.filter((f) => f.disk === d.node || f.path === d.path || chainFiles(d).has(f.path)).map((f) => byName.get(f.path)).filter((e): e is string => e !== undefined),
     }));
   const vmxItem = c.items.find((i): i is CapturedFile => i.type === 'file' && i.kind === 'config');
   return {

@@ -87,12 +87,23 @@ export async function readVmx(fs: FileSystem, loc: VmLocation): Promise<VmxConfi
   return parseVmx(await readSmallFile(fs, p, MAX_VMX_BYTES, 'configuration'), p);
 }
 
-/** The vmsd of a VM; an absent file is an empty tree. */
+/**
+ * The vmsd of a VM; an absent file is an empty tree. It is read only when it is a
+ * regular file inside the VM directory (a symbolic link leading out is refused: its
+ * snapshot names would otherwise steer what we read and delete).
+ * @throws UNSAFE_PATH, LIMIT_EXCEEDED, VM_INVALID …
+ */
 export async function readVmsd(fs: FileSystem, loc: VmLocation): Promise<{ vmsd: Vmsd; exists: boolean }> {
-  const p = path.join(loc.dir, `${loc.stem}.vmsd`);
+  const name = `${loc.stem}.vmsd`;
+  const p = path.join(loc.dir, name);
   const exists = await fs.lstat(p).then(() => true, () => false);
   if (!exists) return { vmsd: EMPTY_VMSD, exists };
-  return { vmsd: parseVmsd(await readSmallFile(fs, p, MAX_VMSD_BYTES, 'snapshot database'), p), exists };
+  const r = await resolveVmReference({ fs, vmDir: loc.dir, allowPaths: [] }, loc.dir, `./${name}`, 'snapshot database');
+  if (r.kind !== 'ok' || !r.inside) {
+    const why = r.kind === 'unsafe' ? r.error.message : `${name} is not a regular file inside ${loc.dir}`;
+    throw new DeltaDiskError('UNSAFE_PATH', why, { path: p });
+  }
+  return { vmsd: parseVmsd(await readSmallFile(fs, r.path, MAX_VMSD_BYTES, 'snapshot database'), r.path), exists };
 }
 
 /** Inspects a VM directory. See the module comment. */
@@ -119,7 +130,7 @@ export async function inspectVm(target: string, options: InspectOptions & { fs?:
     f.problem('SNAPSHOT_INCONSISTENT', 'error', `${loc.stem}.vmsd cannot be read: ${err.message} [${err.code}]`);
     return { vmsd: EMPTY_VMSD, exists: false };
   });
-  if (exists) await f.addFile(path.join(loc.dir, `${loc.stem}.vmsd`), 'snapshot-list');
+  if (exists) await f.addFile(await fs.realpath(path.join(loc.dir, `${loc.stem}.vmsd`)), 'snapshot-list');
   const snapshots = await inspectSnapshots(f, vmsd, disks, known);
 
   await addNamedFile(f, vmx.nvram ?? `${loc.stem}.nvram`, 'nvram', vmx.nvram !== undefined);
@@ -133,17 +144,17 @@ export async function inspectVm(target: string, options: InspectOptions & { fs?:
     const lower = name.toLowerCase();
     if (isDir.get(name) !== true && (isVmwareLog(name) || (vmx.logFile !== undefined && name === vmx.logFile))) {
       if (options.includeLogs !== false) {
-        await f.addFile(p, 'log');
+        await addDirectoryEntry(f, name, 'log');
         continue;
       }
     }
     if (suspended && isDir.get(name) !== true && lower.endsWith('.vmem')) {
-      await f.addFile(p, 'suspend-memory');
+      await addDirectoryEntry(f, name, 'suspend-memory', 'error');
       continue;
     }
     const left = classifyLeftover(name, isDir.get(name) === true, suspended);
     if (left.kind === 'unknown' && options.includeUnknown === true && isDir.get(name) !== true) {
-      await f.addFile(p, 'other');
+      await addDirectoryEntry(f, name, 'other');
       continue;
     }
     skipped.push({ name, kind: left.kind, reason: left.reason });
@@ -163,6 +174,18 @@ export async function inspectVm(target: string, options: InspectOptions & { fs?:
     snapshots,
     problems: [...f.problems].sort((a, b) => order[a.severity] - order[b.severity]),
   };
+}
+
+/**
+ * Adds a file found by listing the VM directory. A directory entry is a name like
+ * any other: a symbolic link leading outside (or to something that is not a regular
+ * file) is reported, not followed, exactly as a name found in the vmx would be.
+ */
+async function addDirectoryEntry(f: VmFindings, name: string, kind: 'log' | 'suspend-memory' | 'other', severity: 'warning' | 'error' = 'warning'): Promise<void> {
+  // `./` keeps a name such as `c:x` a file name rather than a protocol-like reference.
+  const r = await resolveVmReference(f, f.vmDir, `./${name}`, kind === 'other' ? 'file' : kind);
+  const p = f.resolvedOrReport(r, kind === 'other' ? 'file' : kind, severity);
+  if (p !== undefined) await f.addFile(p, kind);
 }
 
 async function addNamedFile(f: VmFindings, ref: string, kind: 'nvram' | 'extended-config' | 'suspend-state', named: boolean, severity: 'warning' | 'error' = 'warning'): Promise<void> {
@@ -211,9 +234,14 @@ async function inspectSnapshots(f: VmFindings, vmsd: Vmsd, disks: VmDisk[], know
         await f.addFile(p, 'snapshot-state', { immutable: true });
         file = f.name(p);
         const mem = p.replace(/\.vmsn$/i, '.vmem');
-        if (mem !== p && (await f.fs.stat(mem).then((st) => st.isFile, () => false))) {
-          await f.addFile(mem, 'snapshot-memory', { immutable: true });
-          memoryFile = f.name(mem);
+        if (mem !== p) {
+          // The memory file is found by name, so it passes the guard like any reference; absent is normal.
+          const rm = await resolveVmReference(f, f.vmDir, mem, `memory of snapshot ${s.uid}`);
+          const pm = rm.kind === 'missing' ? undefined : f.resolvedOrReport(rm, `memory of snapshot ${s.uid}`, 'warning');
+          if (pm !== undefined) {
+            await f.addFile(pm, 'snapshot-memory', { immutable: true });
+            memoryFile = f.name(pm);
+          }
         }
       }
     }

@@ -11,11 +11,12 @@
  *    when they were never committed (uid above `snapshot.lastUID`: a create that
  *    stopped) or when our own vmsn for that uid is still there (a delete that
  *    stopped after its commit); likewise their vmsn and vmem files. VMware's own
- *    files (another vmsn magic) are never touched.
+ *    files (another vmsn magic) are never touched, nor is anything by such a name
+ *    that is not a regular file (a directory, a FIFO, a symbolic link).
  */
 import path from 'node:path';
 import { Disk } from '../chain/disk.js';
-import { DeltaDiskError } from '../errors.js';
+import { DeltaDiskError, fromSystemError } from '../errors.js';
 import { decodeVmsn, isOurVmsn, MAX_VMSN_CONFIG, MAX_VMSN_METADATA, type Vmsn } from '../format/vmsn.js';
 import { atomicReplace } from '../io/atomic-replace.js';
 import type { FileSystem } from '../io/file-system.js';
@@ -132,8 +133,44 @@ export class VmSnapshotContext {
     return readSmallFile(this.fs, this.vmxPath, MAX_VMX_BYTES, 'configuration');
   }
 
+  /**
+   * Resolves a file name the vmsd or a vmsn gives (a snapshot's state or memory
+   * file) to a file this VM owns: inside the VM directory (the user's --allow-path
+   * does not extend to files we read back or delete), reached without a symbolic
+   * link, a regular file, and none of the VM's configuration, snapshot list or
+   * disks. These names are data, possibly hostile: without this, deleting a
+   * snapshot named `../victim.txt` would delete a file outside the VM, and a revert
+   * would copy out whatever its vmsn names as memory.
+   * @returns the path, or null when the file does not exist
+   * @throws UNSAFE_PATH (refused; nothing has been changed by this call)
+   */
+  async ownFile(name: string, what: string): Promise<string | null> {
+    const r = await resolveVmReference({ fs: this.fs, vmDir: this.loc.dir, allowPaths: [] }, this.loc.dir, name, what);
+    if (r.kind === 'missing') {
+      // A dangling symbolic link is "missing" to the resolver but still a name we must not follow or delete through.
+      const link = await this.fs.lstat(r.path).catch(() => undefined);
+      if (link === undefined) return null;
+      throw new DeltaDiskError('UNSAFE_PATH', `${what} ${JSON.stringify(name)} is not a regular file of the VM directory`, { path: r.path });
+    }
+    if (r.kind === 'outside') throw new DeltaDiskError('UNSAFE_PATH', `${what} ${JSON.stringify(name)} lies outside the VM directory ${this.loc.dir}`, { path: r.path });
+    if (r.kind === 'unsafe') throw new DeltaDiskError('UNSAFE_PATH', r.error.message, { path: r.path, cause: r.error });
+    const lexical = path.resolve(this.loc.dir, name);
+    const st = await this.fs.lstat(lexical).catch((err: unknown) => {
+      throw fromSystemError(err, lexical, `${what} cannot be examined`);
+    });
+    if (st.isSymbolicLink || !st.isFile || r.path !== lexical) {
+      throw new DeltaDiskError('UNSAFE_PATH', `${what} ${JSON.stringify(name)} is reached through a symbolic link or is not a regular file; it is not used`, { path: lexical });
+    }
+    if (r.path === this.vmxPath || r.path === this.vmsdPath || this.disks.some((d) => d.path === r.path)) {
+      throw new DeltaDiskError('UNSAFE_PATH', `${what} ${JSON.stringify(name)} names the VM's configuration, snapshot list or a disk`, { path: r.path });
+    }
+    return r.path;
+  }
+
+  /** Reads a snapshot's vmsn, named by the vmsd: guarded by {@link ownFile}. @throws NOT_FOUND, UNSAFE_PATH, CHAIN_CORRUPT … */
   async readVmsn(name: string): Promise<Vmsn> {
-    const p = path.join(this.loc.dir, name);
+    const p = await this.ownFile(name, 'snapshot state');
+    if (p === null) throw new DeltaDiskError('NOT_FOUND', `snapshot state ${name} does not exist`, { path: path.resolve(this.loc.dir, name) });
     return decodeVmsn(await readSmallFile(this.fs, p, 32 + MAX_VMSN_METADATA + MAX_VMSN_CONFIG, 'snapshot state'), p);
   }
 
@@ -141,9 +178,11 @@ export class VmSnapshotContext {
     return this.fs.lstat(path.join(this.loc.dir, name)).then(() => true, () => false);
   }
 
+  /** Removes a file of the VM directory; `name` must be a plain name we derived, or a path {@link ownFile} returned. */
   async removeFile(name: string): Promise<void> {
-    await this.fs.unlink(path.join(this.loc.dir, name)).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err;
+    const p = path.resolve(this.loc.dir, name);
+    await this.fs.unlink(p).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw fromSystemError(err, p, `removing ${name} failed`);
     });
   }
 
@@ -166,6 +205,9 @@ export class VmSnapshotContext {
     for (const name of await this.fs.readdir(this.loc.dir)) {
       const m = pattern.exec(name);
       if (m === null || named.has(Number(m[1]))) continue;
+      // Only regular files are ours to read or remove: not a directory, a FIFO, or a symbolic link (leading anywhere).
+      const st = await this.fs.lstat(path.join(this.loc.dir, name)).catch(() => undefined);
+      if (st === undefined || !st.isFile || st.isSymbolicLink) continue;
       const uid = Number(m[1]);
       const vmsn = m[2] === 'vmsn';
       if (vmsn && (await this.#isOurs(name))) ours.add(uid);

@@ -7,8 +7,11 @@
  * The vmsd is the commit point and never names a snapshot the disks do not have:
  *  create: lock VM and all disks → (copy the memory file) → freeze hooks → one disk
  *          snapshot per disk, all taken together → thaw → write the vmsn → replace the vmsd.
- *  delete: replace the vmsd without it → delete each disk's snapshot (merging) →
- *          remove vmem, then vmsn.
+ *  delete: check the files to remove → replace the vmsd without it → delete each
+ *          disk's snapshot (merging) → remove vmem, then vmsn.
+ * Every file name the vmsd or a vmsn gives is data: it is used only when it names a
+ * regular file inside the VM directory reached without a symbolic link
+ * (VmSnapshotContext.ownFile), and checked before the vmsd is rewritten.
  *  revert: mark the vmsd `revertPending` → revert each disk → restore the vmx from the
  *          vmsn → replace the vmsd (current = the snapshot, mark removed).
  * A crash anywhere leaves extra files or disk snapshots, never a dangling name; the
@@ -203,6 +206,12 @@ export async function revertVmSnapshot(target: string, ref: string, o: VmSnapsho
     const s = findVmSnapshot(ctx.vmsd.snapshots, ref, (x) => x.displayName);
     const vmsn = await ctx.readVmsn(s.fileName ?? ctx.vmsnName(s.uid));
     if (o.memoryOut !== undefined && vmsn.metadata.memory === null) throw new DeltaDiskError('INVALID_ARGUMENT', `snapshot ${s.displayName} has no memory state`);
+    // The vmsn names its memory file: guarded like every vmsd-named file, before anything changes.
+    let memoryPath: string | null = null;
+    if (o.memoryOut !== undefined) {
+      memoryPath = await ctx.ownFile(vmsn.metadata.memory!.file, `memory file of snapshot ${s.uid}`);
+      if (memoryPath === null) throw new DeltaDiskError('NOT_FOUND', `the memory file of snapshot ${s.displayName} does not exist`, { path: path.resolve(ctx.loc.dir, vmsn.metadata.memory!.file) });
+    }
     for (const d of vmsn.metadata.disks) {
       const open = await ctx.openDisk(d.node, d.fileName);
       if (!open.disk.snapshots().some((x) => x.id === d.snapshotId)) {
@@ -211,7 +220,7 @@ export async function revertVmSnapshot(target: string, ref: string, o: VmSnapsho
     }
     await ctx.writeVmsd({ ...ctx.vmsd, extra: [...ctx.vmsd.extra, [REVERT_PENDING_KEY, String(s.uid)]] });
     await finishRevert(ctx, s.uid);
-    if (o.memoryOut !== undefined) await new FileCloner('auto').clone(path.join(ctx.loc.dir, vmsn.metadata.memory!.file), path.resolve(o.memoryOut));
+    if (o.memoryOut !== undefined) await new FileCloner('auto').clone(memoryPath!, path.resolve(o.memoryOut));
     return { uid: s.uid, disks: vmsn.metadata.disks.map((d) => d.fileName), recovered: ctx.recovered };
   });
 }
@@ -241,6 +250,9 @@ export async function deleteVmSnapshot(target: string, ref: string, o: VmSnapsho
     const s = findVmSnapshot(ctx.vmsd.snapshots, ref, (x) => x.displayName);
     const snapshots = ctx.vmsd.snapshots.filter((x) => x.uid !== s.uid).map((x) => (x.parent === s.uid ? { ...x, parent: s.parent } : x));
     const current = ctx.vmsd.current === s.uid ? s.parent : ctx.vmsd.current;
+    // The files to remove are checked before the commit: a hostile or broken name is refused with nothing changed.
+    const stateFile = s.fileName === undefined ? null : await ctx.ownFile(s.fileName, `state file of snapshot ${s.uid}`);
+    const memoryFile = await ctx.ownFile(ctx.vmemName(s.uid), `memory file of snapshot ${s.uid}`);
     await ctx.writeVmsd({ ...ctx.vmsd, snapshots, current });
     for (const d of s.disks) {
       if (d.chainSnapshot === undefined) continue;
@@ -248,8 +260,8 @@ export async function deleteVmSnapshot(target: string, ref: string, o: VmSnapsho
       const snap = open.disk.snapshots().find((x) => x.id === d.chainSnapshot);
       if (snap !== undefined) await open.disk.deleteSnapshot(snap.name);
     }
-    await ctx.removeFile(ctx.vmemName(s.uid));
-    if (s.fileName !== undefined) await ctx.removeFile(s.fileName);
+    if (memoryFile !== null) await ctx.removeFile(memoryFile);
+    if (stateFile !== null) await ctx.removeFile(stateFile);
     await ctx.fs.syncDir(ctx.loc.dir);
     return { uid: s.uid, recovered: ctx.recovered };
   });

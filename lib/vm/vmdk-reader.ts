@@ -20,7 +20,18 @@ export interface VmdkFile {
   readonly size: number;
 }
 
+/**
+ * Opens `p` for reading only when it is a regular file. The type is checked before
+ * the open: opening a FIFO for reading blocks until a writer appears (forever, in a
+ * VM directory), and opening a device can have side effects. After the open, the
+ * handle must still be that same regular file (a swap in between is refused).
+ * @throws UNSAFE_PATH (not a regular file), NOT_FOUND, IO_ERROR …
+ */
 export async function withReadHandle<T>(fs: FileSystem, p: string, what: string, fn: (h: FileHandle, size: number) => Promise<T>): Promise<T> {
+  const before = await fs.stat(p).catch((err: unknown) => {
+    throw fromSystemError(err, p, `opening ${what} failed`);
+  });
+  if (!before.isFile) throw new DeltaDiskError('UNSAFE_PATH', `${what} ${p} is not a regular file`, { path: p });
   let h: FileHandle;
   try {
     h = await fs.open(p, 'read');
@@ -29,7 +40,7 @@ export async function withReadHandle<T>(fs: FileSystem, p: string, what: string,
   }
   try {
     const st = await h.stat();
-    if (!st.isFile) throw new DeltaDiskError('UNSAFE_PATH', `${what} ${p} is not a regular file`, { path: p });
+    if (!st.isFile || st.ino !== before.ino || st.dev !== before.dev) throw new DeltaDiskError('UNSAFE_PATH', `${what} ${p} is not a regular file, or was replaced while being opened`, { path: p });
     return await fn(h, st.size);
   } finally {
     await h.close().catch(() => undefined);

@@ -9,7 +9,8 @@
  *    killed it (timeout, interruption), since it had no chance to undo what it began.
  *    Then: interrupted → INTERRUPTED; `required` → HOOK_FAILED; `optional` → the
  *    session continues unquiesced (crash-consistent) and says so.
- *  thaw(): runs the thaw hooks of every frozen unit in reverse order. It ignores the
+ *  thaw(): runs the thaw hooks of every frozen unit in reverse order (freezeFail
+ *    instead, should freeze() have stopped half-way without its own cleanup). It ignores the
  *    abort signal (thaw hooks always run to completion, each within its timeout),
  *    never throws, runs once, and records failures (`thawFailed`).
  * Use as `try { await s.freeze(); … } finally { await s.thaw(); }`; `withQuiesce`
@@ -58,6 +59,7 @@ export class QuiesceSession {
   #logBytes = 0;
   #state: SessionState = 'idle';
   #frozen: HookUnit[] = [];
+  /** Values come from VM metadata (displayName…); runHook makes them safe for an environment (NUL). */
   readonly #env: Record<string, string>;
   readonly #o: SessionOptions;
   /** When the last freeze hook finished (performance.now()), or undefined. */
@@ -139,14 +141,23 @@ export class QuiesceSession {
 
   /** Runs the thaw hooks of every frozen unit, in reverse order. Never throws; runs once. */
   async thaw(): Promise<void> {
+    if (this.#state === 'freezing') {
+      // freeze() stopped without finishing its own bookkeeping (it did not return or
+      // throw through #failed): the units that froze still get their freezeFail.
+      this.#state = 'thawed';
+      const units = this.#frozen.reverse();
+      this.#frozen = [];
+      for (const unit of units) if (unit.thaw !== undefined) await this.#run(unit, 'freezeFail', false).catch(() => undefined);
+      return;
+    }
     if (this.#state !== 'frozen') {
-      if (this.#state === 'idle' || this.#state === 'freezing') this.#state = 'thawed';
+      if (this.#state === 'idle') this.#state = 'thawed';
       return;
     }
     this.#state = 'thawed';
     const units = this.#frozen.reverse();
     this.#frozen = [];
-    for (const unit of units) if (unit.thaw !== undefined) await this.#run(unit, 'thaw', false);
+    for (const unit of units) if (unit.thaw !== undefined) await this.#run(unit, 'thaw', false).catch(() => undefined);
   }
 
   async #run(unit: HookUnit, phase: HookPhase, abortable: boolean): Promise<HookOutcome> {

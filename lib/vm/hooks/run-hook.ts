@@ -1,6 +1,11 @@
 /**
- * Runs one hook process and reports how it ended; never throws.
+ * Runs one hook process and reports how it ended; never throws (the returned promise
+ * never rejects). A hook that cannot be started, for whatever reason (ENOENT,
+ * EACCES, an argument spawn refuses), is a failed outcome with `error` set, so the
+ * caller's freeze/thaw bookkeeping always continues.
  *
+ *  - Environment values are data (a VM's displayName): NUL, which no environment
+ *    can carry, is replaced by U+FFFD rather than making spawn fail.
  *  - The hook gets its own process group, so a terminal's Ctrl-C reaches deltadisk
  *    only (which then decides what the hooks get), and a timeout or interruption
  *    kills the whole group: SIGTERM, then SIGKILL after a grace period. Background
@@ -11,7 +16,7 @@
  *  - The outcome is final once the process has exited (plus a short drain of its
  *    output); a descendant keeping the pipes open does not hold us up.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { HookInvocation } from './hook-plan.js';
 
 export type HookPhase = 'freeze' | 'thaw' | 'freezeFail';
@@ -88,18 +93,39 @@ export function runHook(inv: HookInvocation, o: RunHookOptions): Promise<HookOut
   const started = Date.now();
   const startedAt = new Date(started).toISOString();
   const out = new BoundedOutput();
-  const env = { ...process.env, ...o.env, DELTADISK_HOOK_PHASE: o.phase };
-  return new Promise((resolve) => {
+  const env = sanitizeEnv({ ...process.env, ...o.env, DELTADISK_HOOK_PHASE: o.phase });
+  const failedToStart = (error: string): HookOutcome => ({
+    hook: inv.name,
+    phase: o.phase,
+    ok: false,
+    exitCode: null,
+    signal: null,
+    timedOut: false,
+    interrupted: false,
+    error,
+    startedAt,
+    durationMs: Date.now() - started,
+    output: '',
+    outputTruncated: false,
+  });
+  return new Promise<HookOutcome>((resolve) => {
     let timedOut = false;
     let interrupted = false;
     let settled = false;
     let exit: { code: number | null; signal: string | null } | undefined;
     let drain: NodeJS.Timeout | undefined;
     let killTimer: NodeJS.Timeout | undefined;
-    const child =
-      inv.kind === 'command'
-        ? spawn('/bin/sh', ['-c', inv.command, inv.name, o.phase], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env })
-        : spawn(inv.path, [o.phase], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
+    let child: ChildProcess;
+    try {
+      child =
+        inv.kind === 'command'
+          ? spawn('/bin/sh', ['-c', inv.command, inv.name, o.phase], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env })
+          : spawn(inv.path, [o.phase], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
+    } catch (err) {
+      // spawn throws synchronously for arguments it refuses (NUL in a command, …).
+      resolve(failedToStart(err instanceof Error ? err.message : String(err)));
+      return;
+    }
     const finish = (error: string | null): void => {
       if (settled) return;
       settled = true;
@@ -152,7 +178,11 @@ export function runHook(inv: HookInvocation, o: RunHookOptions): Promise<HookOut
       stream?.on('data', (chunk: Buffer) => {
         if (settled) return;
         out.add(chunk);
-        o.onOutput?.(inv.name, o.phase, name, chunk.toString('utf8'));
+        try {
+          o.onOutput?.(inv.name, o.phase, name, chunk.toString('utf8'));
+        } catch {
+          // A failing log callback must not take the hook bookkeeping down with it.
+        }
       });
     }
     child.on('error', (err) => finish(err.message));
@@ -163,5 +193,15 @@ export function runHook(inv: HookInvocation, o: RunHookOptions): Promise<HookOut
     child.on('close', () => {
       if (exit !== undefined) finish(null);
     });
-  });
+  }).catch((err: unknown) => failedToStart(err instanceof Error ? err.message : String(err)));
+}
+
+/** Copies an environment, dropping unset values and replacing NUL (which spawn refuses) by U+FFFD. */
+function sanitizeEnv(env: Record<string, string | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined || k.length === 0 || k.includes('=') || k.includes('\0')) continue;
+    out[k] = v.replaceAll('\0', '\uFFFD');
+  }
+  return out;
 }
