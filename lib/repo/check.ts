@@ -35,6 +35,7 @@ export type ProblemKind =
   | 'damaged-pack'
   | 'damaged-chunk'
   | 'damaged-manifest'
+  | 'damaged-plan'
   | 'missing-chunk'
   | 'unindexed-pack'
   | 'unused-data'
@@ -82,7 +83,15 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
     options.onProblem?.(p);
   };
   const stats = { indexFiles: 0, packs: 0, backups: 0, chunks: 0, packsRead: 0, bytesRead: 0, unusedBytes: 0 };
-  const plan = await repo.readPlan();
+  // A damaged prune plan is reported, not thrown: the rest of the check still runs
+  // (then without knowing which packs a prune had condemned), and prune replaces it.
+  let plan: Awaited<ReturnType<Repository['readPlan']>>;
+  try {
+    plan = await repo.readPlan();
+  } catch (err) {
+    if (!isDeltaDiskError(err, 'REPO_CORRUPT')) throw err;
+    report('damaged-plan', err.message);
+  }
   const condemned = new Set(plan?.condemned ?? []);
 
   // 1. Manifests first (readers go the other way from writers), then the index.
@@ -98,7 +107,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   }
   stats.backups = manifests.length;
   stats.indexFiles = (await repo.backend.list('index')).length;
-  const index = await repo.loadIndex({ onDamaged: (name, err) => report('damaged-index', `index file ${name} is damaged: ${err.message}`) });
+  const index = await repo.loadIndex({ onDamaged: (name, err) => report('damaged-index', `index file ${name} is damaged: ${err.message}`), ignoreDamagedPlan: true });
   stats.chunks = index.entryCount;
 
   // 2. Packs: present, right size, header intact.

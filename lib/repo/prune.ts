@@ -114,7 +114,18 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
     await options.onStep?.(s);
   };
 
-  const pending = await repo.readPlan();
+  // A plan that cannot be read is dropped: the plan made below is worked out from
+  // what the repository holds, and waits out every operation under way, whatever
+  // the old plan said (it mattered only to finish that prune's deletions).
+  let pending: Awaited<ReturnType<Repository['readPlan']>>;
+  let damagedPlan = false;
+  try {
+    pending = await repo.readPlan();
+  } catch (err) {
+    if (!isDeltaDiskError(err, 'REPO_CORRUPT')) throw err;
+    options.onNote?.(`replacing a damaged prune plan: ${err.message}`);
+    damagedPlan = true;
+  }
   if (pending !== undefined && !dryRun) {
     options.onNote?.(`finishing the prune planned ${pending.created}`);
     await finish(repo, pending, options, result, step);
@@ -125,7 +136,7 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
   // packs (a pack an index names was durable before the index was written).
   await step('plan');
   const manifests = await loadManifests(repo);
-  const index = await repo.loadIndex();
+  const index = await repo.loadIndex({ ignoreDamagedPlan: true });
   const sizes = await listPacks();
   const used = await markUsed(repo, index, manifests);
   const condemned: string[] = [];
@@ -160,17 +171,18 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
       }
       if ((total - inUse) / total < threshold) continue;
       // Repack: copy the used blobs (verified first) into new packs. A pack with a
-      // damaged blob still in use stays as it is: check reports it.
+      // damaged or truncated blob still in use stays as it is: check reports it.
       const blobs: { id: number; stored: Buffer }[] = [];
       let damaged = false;
       for (let id = first; id < first + count && !damaged; id++) {
         if (used[id] !== 1 || copied.has(index.hashOf(id).toString('hex'))) continue;
-        const stored = await repo.backend.readRange('pack', name, index.offsetOf(id), index.storedLengthOf(id));
         try {
+          const stored = await repo.backend.readRange('pack', name, index.offsetOf(id), index.storedLengthOf(id));
           await repo.decodeBlob(index, id, stored);
           blobs.push({ id, stored });
         } catch (err) {
-          if (!isDeltaDiskError(err, 'REPO_CORRUPT')) throw err;
+          // Damaged (a blob that does not decode) or cut short: the same for prune.
+          if (!isDeltaDiskError(err, 'REPO_CORRUPT') && !isDeltaDiskError(err, 'TRUNCATED')) throw err;
           options.onNote?.(`not repacking pack ${name}: ${err.message}`);
           damaged = true;
         }
@@ -187,6 +199,7 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
   for (const name of sizes.keys()) if (index.packId(name) === undefined) condemned.push(name);
   const temps = await repo.backend.listTemps();
   if (condemned.length === 0 && temps.length === 0) {
+    if (damagedPlan && !dryRun) await repo.backend.remove('plan', 'prune');
     result.bytesAfter = result.bytesBefore;
     return result;
   }

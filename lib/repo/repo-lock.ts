@@ -93,6 +93,8 @@ export class RepoLock {
   #server: net.Server | undefined;
   #timer: NodeJS.Timeout | undefined;
   #lastRefresh = performance.now();
+  /** The same moment by the wall clock: the one other hosts judge staleness by. */
+  #lastRefreshWall = Date.now();
   #lost: string | undefined;
   #released = false;
   #refreshing: Promise<void> | undefined;
@@ -163,13 +165,19 @@ export class RepoLock {
     if (this.#refreshing !== undefined) return this.#refreshing;
     this.#refreshing = (async () => {
       try {
+        // Past LOCK_VALID_MS without a refresh, others may have judged the lock stale
+        // and acted on it (a prune deleting what this holder is about to reference):
+        // a late refresh must not bring it back.
+        if (this.#checkGap()) return;
         if ((await this.#backend.size('lock', this.token)) === undefined) {
           this.#lost = 'its lock file was removed (by `deltadisk unlock`?)';
           return;
         }
         this.#info = { ...this.#info, refreshed: new Date().toISOString() };
         await this.#backend.write('lock', this.token, [encodeRepoLock(this.#info)], 'replace');
+        if (this.#checkGap()) return;
         this.#lastRefresh = performance.now();
+        this.#lastRefreshWall = Date.now();
       } catch {
         // Tried again at the next tick; assertValid stops the holder if this persists.
       } finally {
@@ -188,14 +196,24 @@ export class RepoLock {
     if (this.#lost === undefined && (await this.#backend.size('lock', this.token).catch(() => 0)) === undefined) {
       this.#lost = 'its lock file was removed (by `deltadisk unlock`?)';
     }
-    if (this.#lost === undefined && performance.now() - this.#lastRefresh > LOCK_VALID_MS) {
-      this.#lost = `it could not be refreshed for ${Math.round((performance.now() - this.#lastRefresh) / 60000)} minutes`;
-    }
+    this.#checkGap();
     if (this.#lost !== undefined) {
       throw new DeltaDiskError('LOCK_LOST', `the repository lock of this ${this.#info.purpose} was lost: ${this.#lost}; stopped before changing anything more`, {
         path: this.#backend.location,
       });
     }
+  }
+
+  /**
+   * Marks the lock lost when it has gone unrefreshed for more than LOCK_VALID_MS, by
+   * either clock: the monotonic one (immune to clock steps) or the wall clock (the
+   * one others judge by, and the only one that runs while the machine is suspended).
+   */
+  #checkGap(): boolean {
+    if (this.#lost !== undefined) return true;
+    const gap = Math.max(performance.now() - this.#lastRefresh, Date.now() - this.#lastRefreshWall);
+    if (gap > LOCK_VALID_MS) this.#lost = `it could not be refreshed for ${Math.round(gap / 60000)} minutes`;
+    return this.#lost !== undefined;
   }
 
   /** Removes the lock file and the liveness socket; idempotent. */

@@ -85,6 +85,12 @@ export interface LoadIndexOptions {
   readonly onDamaged?: (name: string, err: DeltaDiskError) => void;
   /** Start from the index cache when the repository was opened with one (backups only: see index-cache.ts). */
   readonly useCache?: boolean;
+  /**
+   * Take a prune plan that cannot be read as none (no pack condemned): for check,
+   * which reports it, and prune, which replaces it. Anything else fails on it: a
+   * backup must know which packs a prune is deleting.
+   */
+  readonly ignoreDamagedPlan?: boolean;
 }
 
 /** What a loaded index was built from, for updating the cache after a backup. */
@@ -316,6 +322,7 @@ export class Repository {
       return decodePrunePlan(await this.backend.read('plan', 'prune', MAX_PLAN_BYTES), path.join(this.location, 'plans', 'prune'));
     } catch (err) {
       if (isDeltaDiskError(err, 'NOT_FOUND')) return undefined;
+      if (isDeltaDiskError(err, 'REPO_CORRUPT')) throw new DeltaDiskError('REPO_CORRUPT', `${err.message} (a damaged prune plan: \`deltadisk prune\` replaces it)`, { path: path.join(this.location, 'plans', 'prune') });
       throw err;
     }
   }
@@ -353,7 +360,10 @@ export class Repository {
   }
 
   async #loadIndexOnce(options: LoadIndexOptions, retry: boolean): Promise<ChunkIndex | undefined> {
-    const plan = await this.readPlan();
+    const plan = await this.readPlan().catch((err: unknown) => {
+      if (options.ignoreDamagedPlan === true && isDeltaDiskError(err, 'REPO_CORRUPT')) return undefined;
+      throw err;
+    });
     const condemned = new Set(plan?.condemned ?? []);
     const bad = new Set(await this.backend.listNames('damage'));
     // Only a load that may use the cache is keyed and remembered for it.

@@ -1,14 +1,17 @@
 /**
  * Repository locks: which kinds exclude which, a SIGKILLed holder proven gone, stale
  * locks of holders we cannot check, unreadable lock files, and a holder whose lock
- * was removed stopping before it publishes anything.
+ * was removed stopping before it publishes anything, or one that went unrefreshed
+ * longer than a lock stays valid (by either clock) stopping even after a late
+ * refresh succeeds.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { backup, breakRepoLocks, listLocks, Repository } from '../../lib/index.js';
 import { encodeRepoLock } from '../../lib/format/repo-lock.js';
+import { LOCK_VALID_MS } from '../../lib/repo/repo-lock.js';
 import { writeTree } from '../helpers/repo.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -22,7 +25,10 @@ beforeEach(async () => {
   repoDir = path.join(dir, 'repo');
   await Repository.init(repoDir);
 });
-afterEach(() => cleanup());
+afterEach(() => {
+  vi.useRealTimers();
+  cleanup();
+});
 
 function foreignLock(refreshedMsAgo: number, token = 'ab'.repeat(16)): void {
   const t = new Date(Date.now() - refreshedMsAgo).toISOString();
@@ -96,6 +102,34 @@ describe('repository locks', () => {
     setTimeout(() => void x.close(), 300);
     const r = await Repository.open(repoDir, { lock: 'shared', retryLockMs: 5000 });
     await r.close();
+  });
+
+  it('a holder unrefreshed past LOCK_VALID_MS stays lost, even after a refresh succeeds', async () => {
+    // A prune elsewhere may have judged the lock stale meanwhile and deleted what the
+    // holder is about to reference. Both clocks: an outage the monotonic clock sees,
+    // and a suspended machine, whose monotonic clock stood still while others' ran.
+    for (const clock of ['performance', 'Date'] as const) {
+      vi.useFakeTimers({ toFake: [clock], now: Date.now() });
+      const repo = await Repository.open(repoDir, { lock: 'shared', purpose: 'backup' });
+      try {
+        await repo.lock!.refresh();
+        await repo.lock!.assertValid();
+        vi.advanceTimersByTime(LOCK_VALID_MS + 60_000);
+        await repo.lock!.refresh(); // the file system is back: the write would succeed
+        await expect(repo.lock!.assertValid(), clock).rejects.toMatchObject({ code: 'LOCK_LOST' });
+      } finally {
+        await repo.close();
+        vi.useRealTimers();
+      }
+    }
+    // Within the validity, nothing is lost.
+    vi.useFakeTimers({ toFake: ['performance', 'Date'], now: Date.now() });
+    const repo = await Repository.open(repoDir, { lock: 'shared', purpose: 'backup' });
+    vi.advanceTimersByTime(LOCK_VALID_MS - 60_000);
+    await repo.lock!.refresh();
+    vi.advanceTimersByTime(LOCK_VALID_MS - 60_000);
+    await repo.lock!.assertValid();
+    await repo.close();
   });
 
   it('stops a backup whose lock was removed before it publishes', async () => {

@@ -87,6 +87,54 @@ describe('prune', () => {
     expect(again).toMatchObject({ packsDeleted: 0, packsRepacked: 0, bytesAfter: again.bytesBefore });
   });
 
+  it('leaves a truncated pack still in use as it is, and prunes the rest', async () => {
+    writeTree(src(), { a: randomData(300_000), b: randomData(300_000) });
+    await run('shared', (repo) => backup(repo, [src()]));
+    fs.unlinkSync(path.join(src(), 'b'));
+    await run('shared', (repo) => backup(repo, [src()]));
+    await run('maintenance', (repo) => forget(repo, { keepLast: 1 }));
+    const packs = fs.readdirSync(path.join(repoDir, 'packs')).flatMap((s) => fs.readdirSync(path.join(repoDir, 'packs', s)).map((n) => path.join(repoDir, 'packs', s, n)));
+    expect(packs).toHaveLength(1); // a and b in one pack, b's part now unused: a repack candidate
+    fs.truncateSync(packs[0]!, 100_000);
+    const notes: string[] = [];
+    const r = await run('maintenance', (repo) => prune(repo, { repackThreshold: 0.1, onNote: (n) => notes.push(n) }));
+    expect(r.completed).toBe(true);
+    expect(r.packsRepacked).toBe(0);
+    expect(notes.some((n) => n.startsWith('not repacking pack'))).toBe(true);
+    expect(fs.existsSync(packs[0]!)).toBe(true);
+    const c = await run('shared', (repo) => checkRepository(repo));
+    expect(c.errors.length).toBeGreaterThan(0);
+  });
+
+  it('check reports a damaged prune plan, and prune replaces it', async () => {
+    for (const work of ['nothing to delete', 'a forgotten backup to delete']) {
+      fs.rmSync(src(), { recursive: true, force: true });
+      writeTree(src(), { f: randomData(200_000), ...(work === 'nothing to delete' ? {} : { gone: randomData(1_500_000) }) });
+      await run('shared', (repo) => backup(repo, [src()]));
+      if (work !== 'nothing to delete') {
+        fs.unlinkSync(path.join(src(), 'gone'));
+        await run('shared', (repo) => backup(repo, [src()]));
+        await run('maintenance', (repo) => forget(repo, { keepLast: 1 }));
+      }
+      await damagedPlanIsReplaced(work);
+    }
+  });
+
+  async function damagedPlanIsReplaced(work: string): Promise<void> {
+    const a = (await run('shared', (repo) => repo.resolveBackup('latest')));
+    fs.writeFileSync(path.join(repoDir, 'plans', 'prune'), Buffer.from('DDPP\r\n\x1a\ngarbage'));
+    const c = await run('shared', (repo) => checkRepository(repo));
+    expect(c.errors.map((e) => e.kind), work).toEqual(['damaged-plan']);
+    const notes: string[] = [];
+    const r = await run('maintenance', (repo) => prune(repo, { onNote: (n) => notes.push(n) }));
+    expect(r.completed).toBe(true);
+    expect(notes.some((n) => n.startsWith('replacing a damaged prune plan')), work).toBe(true);
+    expect(fs.readdirSync(path.join(repoDir, 'plans')), work).toEqual([]);
+    if (work !== 'nothing to delete') expect(r.packsDeleted + r.packsRepacked, work).toBeGreaterThan(0);
+    await cleanCheck();
+    await restoresAs(a, snapshotTree(src()));
+  }
+
   it('reports in a dry run what it would delete, and deletes nothing', async () => {
     writeTree(src(), { f: randomData(500_000) });
     await run('shared', (repo) => backup(repo, [src()]));
