@@ -235,7 +235,9 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
       const gone = index.packId(f.name) === undefined && !stored.has(f.name);
       if (gone || (readWhole.has(f.name) && !damage.has(f.name))) await repo.backend.remove('damage', f.name);
     }
-    if (options.readData && options.subset === undefined) for (const id of passed) await repo.backend.remove('verify', id);
+    // Only a check that read every chunk may say a backup is whole again (a subset of 1/1 is every chunk).
+    const readAll = options.readData === true && (options.subset === undefined || options.subset.t === 1);
+    if (readAll) for (const id of passed) await repo.backend.remove('verify', id);
   }
 
   // 5. Leaks: chunks nothing references, leftover temporary files.

@@ -71,6 +71,27 @@ describe('check', () => {
     expect(deep.failedBackups).toEqual([backupId]);
   });
 
+  it('keeps a failed backup marked until a check reading every chunk finds it whole', async () => {
+    const p = packFiles()[0]!;
+    const original = fs.readFileSync(p);
+    const damaged = Buffer.from(original);
+    damaged[10]! ^= 0xff; // inside the first blob: only a read of the data sees it
+    fs.writeFileSync(p, damaged);
+    expect((await check(true)).failedBackups).toEqual([backupId]);
+    const verify = (): string[] => fs.readdirSync(path.join(repoDir, 'verify'));
+    expect(verify()).toEqual([backupId]);
+    // Checks that do not read every chunk cannot clear it, however clean they look.
+    expect((await check()).failedBackups).toEqual([]);
+    expect(verify()).toEqual([backupId]);
+    await withRepo(repoDir, 'shared', (repo) => checkRepository(repo, { readData: true, subset: { n: 2, t: 2 } }));
+    expect(verify()).toEqual([backupId]);
+    // Repaired (the pack as it was), a check reading everything clears it: 1/1 is everything.
+    fs.writeFileSync(p, original);
+    const whole = await withRepo(repoDir, 'shared', (repo) => checkRepository(repo, { readData: true, subset: { n: 1, t: 1 } }));
+    expect(whole.errors).toEqual([]);
+    expect(verify()).toEqual([]);
+  });
+
   it('finds an index entry pointing nowhere', async () => {
     const list = [{ hash: randomData(32), storedLength: 100, rawLength: 100, kind: BlobKind.DATA, compression: Compression.NONE }];
     const tail = encodePackTail(list);
