@@ -71,17 +71,19 @@ export function escapeValue(value: string): string {
 
 /**
  * Decodes the bytes of a configuration file to text: refuses files over `maxBytes`,
- * honours `.encoding` (looked for in an ASCII-compatible reading first), strips a
- * UTF-8 byte-order mark, and refuses bytes invalid in the declared encoding.
+ * honours the declared character set (the key `encodingKey`: `.encoding` in a vmx or
+ * vmsd, `encoding` in a VMDK descriptor; looked for in an ASCII-compatible reading
+ * first), strips a UTF-8 byte-order mark, and refuses bytes invalid in it.
  * @throws LIMIT_EXCEEDED, VM_INVALID
  */
-export function decodeConfigText(bytes: Uint8Array, maxBytes: number, what: string): { text: string; encoding: string } {
+export function decodeConfigText(bytes: Uint8Array, maxBytes: number, what: string, encodingKey = '.encoding'): { text: string; encoding: string } {
   if (bytes.length > maxBytes) {
     throw new DeltaDiskError('LIMIT_EXCEEDED', `${what} is ${bytes.length} bytes, at most ${maxBytes} are accepted`);
   }
   let body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) body = body.subarray(3);
-  const m = /^[ \t]*\.encoding[ \t]*=[ \t]*"?([A-Za-z0-9._:-]{1,40})"?[ \t]*\r?$/im.exec(body.toString('latin1'));
+  const key = encodingKey.replaceAll('.', '\\.');
+  const m = new RegExp(`^[ \\t]*${key}[ \\t]*=[ \\t]*"?([A-Za-z0-9._:-]{1,40})"?[ \\t]*\\r?$`, 'im').exec(body.toString('latin1'));
   const encoding = m?.[1] ?? 'UTF-8';
   let decoder: TextDecoder;
   try {

@@ -83,7 +83,7 @@ export function parseVmdkDescriptor(bytes: Uint8Array, what = 'VMDK descriptor')
   while (end > 0 && bytes[end - 1] === 0) end--;
   const body = bytes.subarray(0, end);
   if (body.includes(0)) throw new DeltaDiskError('VM_INVALID', `${what} contains NUL bytes: not a text descriptor`);
-  const { text, encoding } = decodeConfigText(body, MAX_VMDK_DESCRIPTOR_BYTES, what);
+  const { text, encoding } = decodeConfigText(body, MAX_VMDK_DESCRIPTOR_BYTES, what, 'encoding');
   const header = new Map<string, string>();
   const ddb = new Map<string, string>();
   const extents: VmdkExtent[] = [];

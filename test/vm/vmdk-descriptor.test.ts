@@ -18,6 +18,18 @@ describe('parseVmdkDescriptor', () => {
     expect(d.ddb.get('longcontentid')).toBe('f3b2 0a9b8c7d');
   });
 
+  it('decodes the character set its encoding= line declares (VMDK descriptors say encoding, not .encoding)', () => {
+    const latin = parseVmdkDescriptor(Buffer.from(base(['RW 100 FLAT "Caf\u00e9.vmdk" 0'], 'encoding="windows-1252"\n'), 'latin1'));
+    expect(latin.encoding).toBe('windows-1252');
+    expect(latin.extents[0]!.file).toBe('Caf\u00e9.vmdk');
+    const [head, tail] = base(['RW 100 FLAT "@.vmdk" 0'], 'encoding="GBK"\n').split('@');
+    const gbk = parseVmdkDescriptor(Buffer.concat([Buffer.from(head!), Buffer.from([0xd6, 0xd0]), Buffer.from(tail!)]));
+    expect(gbk.encoding).toBe('GBK');
+    expect(gbk.extents[0]!.file).toBe('\u4e2d.vmdk');
+    expect(parse(base(['RW 100 FLAT "Caf\u00e9.vmdk" 0'])).encoding).toBe('UTF-8');
+    expect(() => parseVmdkDescriptor(Buffer.from(base(['RW 100 FLAT "a.vmdk" 0'], 'encoding="no-such-charset"\n')))).toThrow(/unknown character set/);
+  });
+
   it('sums split extents, allows ZERO extents and spaces in names; flags device-backed disks', () => {
     const d = parse(base(['RW 4192256 SPARSE "big disk-s001.vmdk"', 'RDONLY 4192256 FLAT "big disk-f002.vmdk" 2048', 'NOACCESS 100 ZERO']));
     expect(d.capacity).toBe((4192256 * 2 + 100) * 512);
