@@ -18,7 +18,7 @@ import { probeChainDisk, VM_SNAPSHOT_DISK_NAME } from './chain-disk-probe.js';
 import { classifyLeftover, isVmwareLog } from './leftover-files.js';
 import { VmFindings } from './vm-findings.js';
 import type { InspectOptions, SkippedFile, VmDisk, VmdkLink, VmInventory, VmSnapshotNode } from './vm-inventory-types.js';
-import { resolveVmReference } from './vm-reference.js';
+import { isInside, resolveVmReference } from './vm-reference.js';
 import { walkVmdkChain } from './vmdk-chain-walk.js';
 import { EMPTY_VMSD, MAX_VMSD_BYTES, parseVmsd, type Vmsd } from './vmsd-file.js';
 import { MAX_VMX_BYTES, parseVmx, type VmxConfig } from './vmx-file.js';
@@ -63,6 +63,15 @@ export async function locateVm(target: string, fs: FileSystem = nodeFileSystem):
     vmx = candidates[0]!;
   }
   const real = await fs.realpath(dir);
+  if (!st.isFile) {
+    // Found by listing: it must be the directory's own file. A symbolic link leading
+    // out would have us read, back up and (reverting a snapshot) rewrite another.
+    const at = path.join(real, vmx);
+    const to = await fs.realpath(at).catch((err: unknown) => {
+      throw fromSystemError(err, at, 'opening the configuration failed');
+    });
+    if (!isInside(real, to)) throw new DeltaDiskError('UNSAFE_PATH', `${at} is a symbolic link leading outside the VM directory (to ${to}); name the .vmx file itself if it is meant`, { path: at });
+  }
   return { dir: real, vmx, stem: vmx.replace(/\.vm[xt]x?$/i, '') };
 }
 

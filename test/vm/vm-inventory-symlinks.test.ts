@@ -35,6 +35,19 @@ function expectNothingOutside(inv: Awaited<ReturnType<typeof inspectVm>>, dir: s
 }
 
 describe('inspectVm: symbolic links among directory entries', () => {
+  it('a .vmx found by listing that links outside is refused; one linking inside is read', async () => {
+    const { dir, outside } = setup();
+    const elsewhere = path.join(outside, 'other.vmx');
+    fs.writeFileSync(elsewhere, 'displayName = "other"\n');
+    fs.symlinkSync(elsewhere, path.join(dir, 't.vmx'));
+    await expect(inspectVm(dir)).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
+    // A link to a file inside the directory is its own file under another name.
+    fs.rmSync(path.join(dir, 't.vmx'));
+    fs.writeFileSync(path.join(dir, 'real.vmx.orig'), 'displayName = "v"\n');
+    fs.symlinkSync('real.vmx.orig', path.join(dir, 't.vmx'));
+    await expect(inspectVm(dir)).resolves.toBeDefined();
+  });
+
   it('a log or unknown file linking outside is reported, not included', async () => {
     const { dir, outside, secret } = setup();
     fs.writeFileSync(path.join(dir, 't.vmx'), 'displayName = "v"\n');
