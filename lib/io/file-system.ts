@@ -30,6 +30,12 @@ export interface OpenOptions {
    * direct write leaves durable is no different: `datasync` is still the barrier.
    */
   readonly direct?: boolean;
+  /**
+   * Permission bits of a file this open creates (before the umask; default 0o644).
+   * A restore creates its temporary files 0o600 and gives them their mode once
+   * written, so a private file is never readable by others on its way in.
+   */
+  readonly mode?: number;
 }
 
 export interface FileStat {

@@ -184,16 +184,17 @@ class NodeFileHandle implements FileHandle {
 export class NodeFileSystem implements FileSystem {
   async open(path: string, mode: OpenMode, options: OpenOptions = {}): Promise<FileHandle> {
     const direct = options.direct === true && process.env.DELTADISK_DIRECT_IO !== '0' ? fs.constants.O_DIRECT : undefined;
+    const perm = options.mode ?? 0o644;
     if (direct !== undefined) {
       try {
-        const fd = await fsCall<number>((cb) => fs.open(path, FLAGS[mode] | direct, 0o644, cb));
+        const fd = await fsCall<number>((cb) => fs.open(path, FLAGS[mode] | direct, perm, cb));
         return new NodeFileHandle(path, fd, true);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
       }
     }
     try {
-      const fd = await fsCall<number>((cb) => fs.open(path, FLAGS[mode], 0o644, cb));
+      const fd = await fsCall<number>((cb) => fs.open(path, FLAGS[mode], perm, cb));
       return new NodeFileHandle(path, fd, false);
     } catch (err) {
       // Linux refuses O_DIRECT after O_CREAT has made the file (O_EXCL passed, so the

@@ -61,11 +61,12 @@ export class SequentialWriter {
   }
 
   /**
-   * Creates `path` (O_EXCL, no symlink followed) for a content of `size` bytes; a
-   * content of {@link MIN_DIRECT_FILE_BYTES} or more is written directly where it can be.
+   * Creates `path` (O_EXCL, no symlink followed; permission bits `mode`, default
+   * 0o644) for a content of `size` bytes; a content of {@link MIN_DIRECT_FILE_BYTES}
+   * or more is written directly where it can be.
    */
-  static async create(fs: FileSystem, path: string, size: number): Promise<SequentialWriter> {
-    const handle = await fs.open(path, 'createExclusive', { direct: size >= MIN_DIRECT_FILE_BYTES });
+  static async create(fs: FileSystem, path: string, size: number, mode?: number): Promise<SequentialWriter> {
+    const handle = await fs.open(path, 'createExclusive', { direct: size >= MIN_DIRECT_FILE_BYTES, ...(mode === undefined ? {} : { mode }) });
     return new SequentialWriter(fs, path, handle);
   }
 

@@ -20,7 +20,7 @@ import { SequentialWriter } from '../io/sequential-writer.js';
 import { readContent } from './blob-fetch.js';
 import type { ChunkIndex } from './chunk-index.js';
 import type { Repository } from './repository.js';
-import type { TreeOps } from './tree-ops.js';
+import { noTreeOps, type TreeOps } from './tree-ops.js';
 
 /**
  * Start an fdatasync after this many bytes written (without waiting for it): the
@@ -61,7 +61,9 @@ export async function publish(t: TargetContext, tmp: string, final: string): Pro
 /** Writes `content` as the regular file `final` (sparse where it reads zeros). */
 export async function restoreFile(t: TargetContext, c: Content, final: string, mode: number, mtimeMs: number): Promise<void> {
   const tmp = tempNameFor(final);
-  const file = await SequentialWriter.create(t.fs, tmp, c.size).catch((err: unknown) => {
+  // Owner-only until written: the file gets its own mode just before it is published
+  // (where the file system keeps modes; elsewhere it keeps the default it was made with).
+  const file = await SequentialWriter.create(t.fs, tmp, c.size, t.ops === noTreeOps ? undefined : 0o600).catch((err: unknown) => {
     throw fromSystemError(err, final, 'creating a restored file failed');
   });
   try {

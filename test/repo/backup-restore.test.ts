@@ -113,6 +113,27 @@ describe('backup and restore', () => {
     expect(fs.readFileSync(path.join(out, 'src', 'disk.img')).equals(image)).toBe(true);
   });
 
+  it('keeps a file readable by its owner alone until it is written, then gives it its mode', async () => {
+    const src = path.join(dir, 'src');
+    writeTree(src, { 'public.bin': randomData(6 * 1024 * 1024) });
+    fs.chmodSync(path.join(src, 'public.bin'), 0o644);
+    const r = await withRepo(repoDir, 'shared', (repo) => backup(repo, [src]));
+    const out = path.join(dir, 'out');
+    const seen: number[] = [];
+    await withRepo(repoDir, 'shared', (repo) =>
+      restore(repo, r.id, {
+        target: out,
+        onProgress: () => {
+          const d = path.join(out, 'src');
+          for (const n of fs.existsSync(d) ? fs.readdirSync(d) : []) if (n.includes('.tmp-')) seen.push(fs.lstatSync(path.join(d, n)).mode & 0o777);
+        },
+      }),
+    );
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((m) => (m & 0o077) === 0)).toBe(true);
+    expect(fs.statSync(path.join(out, 'src', 'public.bin')).mode & 0o777).toBe(0o644);
+  });
+
   it('restores a sparse file sparse, and stores none of its zeros', async () => {
     const img = path.join(dir, 'disk.img');
     const fd = fs.openSync(img, 'w');
