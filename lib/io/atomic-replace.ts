@@ -22,6 +22,11 @@ export function tempNameFor(target: string): string {
   return `${target}${TEMP_INFIX}${randomBytes(6).toString('hex')}`;
 }
 
+/** Whether the file name `name` is one `tempNameFor` gives for the file name `base`. */
+export function isTempNameOf(name: string, base: string): boolean {
+  return name.length === base.length + TEMP_INFIX.length + 12 && name.startsWith(`${base}${TEMP_INFIX}`) && /^[0-9a-f]{12}$/.test(name.slice(-12));
+}
+
 export async function atomicReplace(fs: FileSystem, target: string, data: Uint8Array, options: { readonly durable?: boolean } = {}): Promise<void> {
   const durable = options.durable ?? true;
   const tmp = tempNameFor(target);

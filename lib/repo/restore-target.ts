@@ -9,12 +9,14 @@
  * only then published under its name: by link() when it must not replace anything
  * (which fails if the name exists), by rename() with --overwrite (which replaces the
  * directory entry itself, never following a symlink that was there). A failure
- * leaves at most a temporary file, removed on the way out.
+ * leaves at most a temporary file, removed on the way out; a restore killed midway
+ * leaves its temporary files, and the next restore of the same name removes them
+ * (the rule of atomic-replace.ts: whoever next replaces a file removes its leftovers).
  */
 import path from 'node:path';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
 import type { Content } from '../format/manifest.js';
-import { tempNameFor } from '../io/atomic-replace.js';
+import { isTempNameOf, TEMP_INFIX, tempNameFor } from '../io/atomic-replace.js';
 import type { FileSystem } from '../io/file-system.js';
 import { SequentialWriter } from '../io/sequential-writer.js';
 import { readContent } from './blob-fetch.js';
@@ -36,6 +38,13 @@ export interface TargetContext {
   readonly overwrite: boolean;
   /** Directories whose entries changed and must be fsync'ed at the end. */
   readonly touched: Set<string>;
+  /**
+   * Per directory, the temporary names found in it when the restore first wrote
+   * there (listed once, before any of this restore's own temporary files exist).
+   */
+  readonly leftovers: Map<string, Promise<readonly string[]>>;
+  /** Every path the restore publishes (never taken for a leftover). */
+  readonly planned: ReadonlySet<string>;
   onBytes(n: number): void;
 }
 
@@ -58,8 +67,39 @@ export async function publish(t: TargetContext, tmp: string, final: string): Pro
   t.touched.add(path.dirname(final));
 }
 
+/**
+ * Removes what an interrupted restore left of `final`: symbolic links, and regular
+ * files still owner-only (as `restoreFile` creates them), named as `tempNameFor(final)`
+ * names them and not themselves restored by this restore. Never a directory, never
+ * through a link (a name is unlinked, not followed).
+ */
+export async function removeLeftovers(t: TargetContext, final: string): Promise<void> {
+  const dir = path.dirname(final);
+  let listed = t.leftovers.get(dir);
+  if (listed === undefined) {
+    listed = t.fs.readdir(dir).then(
+      (names) => names.filter((n) => n.includes(TEMP_INFIX)),
+      () => [],
+    );
+    t.leftovers.set(dir, listed);
+  }
+  const base = path.basename(final);
+  for (const name of await listed) {
+    if (!isTempNameOf(name, base)) continue;
+    const p = path.join(dir, name);
+    if (t.planned.has(p)) continue;
+    const st = await t.fs.lstat(p).catch(() => undefined);
+    if (st === undefined || !(st.isSymbolicLink || (st.isFile && (st.mode & 0o777) === 0o600))) continue;
+    await t.fs.unlink(p).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, p, 'removing a temporary file an interrupted restore left failed');
+    });
+    t.touched.add(dir);
+  }
+}
+
 /** Writes `content` as the regular file `final` (sparse where it reads zeros). */
 export async function restoreFile(t: TargetContext, c: Content, final: string, mode: number, mtimeMs: number): Promise<void> {
+  await removeLeftovers(t, final);
   const tmp = tempNameFor(final);
   // Owner-only until written: the file gets its own mode just before it is published
   // (where the file system keeps modes; elsewhere it keeps the default it was made with).
@@ -97,6 +137,7 @@ export async function restoreFile(t: TargetContext, c: Content, final: string, m
 
 /** Creates the symbolic link `final` → `target` (never following anything). */
 export async function restoreSymlink(t: TargetContext, target: string, final: string, mtimeMs: number): Promise<void> {
+  await removeLeftovers(t, final);
   const tmp = tempNameFor(final);
   try {
     await t.ops.symlink(target, tmp);

@@ -163,6 +163,8 @@ export async function restore(repo: Repository, id: string, options: RestoreOpti
     index,
     overwrite: options.overwrite === true,
     touched: new Set<string>(),
+    leftovers: new Map(),
+    planned: new Set(entries.map((e) => path.join(root, ...pathParts(outputPath(e, options.flatten === true))))),
     onBytes(n) {
       done += n;
       const now = performance.now();
