@@ -2,7 +2,7 @@
  * Repository lock files (`locks/<token>`): JSON naming who holds which kind of lock.
  *
  *     { format: "deltadisk-repo-lock", version: 1, kind, purpose, host, pid, bootId,
- *       netns, created, refreshed, token }
+ *       machineId?, netns, created, refreshed, token }
  *
  * `kind` is `shared` (backup, restore, check, stats, diff), `maintenance` (forget,
  * prune: excludes other maintenance, not backups) or `exclusive` (excludes all).
@@ -21,6 +21,8 @@ export interface RepoLockInfo {
   readonly host: string;
   readonly pid: number;
   readonly bootId: string;
+  /** `/etc/machine-id` of the holder's machine; absent in locks of earlier writers. */
+  readonly machineId?: string | undefined;
   readonly netns: string;
   readonly created: string;
   readonly refreshed: string;
@@ -50,6 +52,7 @@ export function decodeRepoLock(bytes: Uint8Array, path?: string): RepoLockInfo {
   if (o.kind !== 'shared' && o.kind !== 'maintenance' && o.kind !== 'exclusive') bad();
   if (typeof o.pid !== 'number' || !Number.isSafeInteger(o.pid) || typeof o.token !== 'string' || !HEX32.test(o.token)) bad();
   for (const k of strs) if (typeof o[k] !== 'string' || (o[k] as string).length > 1024) bad();
+  if (o.machineId !== undefined && (typeof o.machineId !== 'string' || o.machineId.length > 1024)) bad();
   if (Number.isNaN(Date.parse(o.refreshed as string))) bad();
   return {
     kind: o.kind as LockKind,
@@ -57,6 +60,7 @@ export function decodeRepoLock(bytes: Uint8Array, path?: string): RepoLockInfo {
     host: o.host as string,
     pid: o.pid as number,
     bootId: o.bootId as string,
+    ...(o.machineId === undefined ? {} : { machineId: o.machineId as string }),
     netns: o.netns as string,
     created: o.created as string,
     refreshed: o.refreshed as string,

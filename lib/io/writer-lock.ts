@@ -13,8 +13,9 @@
  * writer the socket cannot see: a process on another host sharing the directory over
  * NFS, or in another network namespace. Its life:
  *  - whoever holds the socket may replace a lock file whose holder is provably gone
- *    (same host and namespace: it would hold the socket if it were alive; same host,
- *    other boot id: the machine rebooted since);
+ *    (same host, boot and namespace: it would hold the socket if it were alive; same
+ *    host name and machine id, other boot id: the machine rebooted since. A host
+ *    name alone does not prove the same machine: see host-identity.ts);
  *  - a lock file naming a holder we cannot check is LOCKED, and `deltadisk unlock`
  *    is the documented way out once the operator knows that holder is gone;
  *  - a lock file we cannot parse is LOCK_INVALID, with the same way out.
@@ -29,12 +30,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
 import { atomicReplace } from './atomic-replace.js';
+import { BOOT_ID, MACHINE_ID, NETNS, rebootedSince } from './host-identity.js';
 import { nodeFileSystem } from './node-file-system.js';
 
 export interface LockHolder {
   readonly host: string;
   readonly pid: number;
   readonly bootId: string;
+  /** Absent in lock files written before holders recorded it (host-identity.ts). */
+  readonly machineId?: string | undefined;
   readonly netns: string;
   readonly started: string;
   readonly purpose: string;
@@ -52,22 +56,6 @@ export interface WriterLock {
 const MAX_LOCK_FILE = 64 * 1024;
 const HOLDER_QUERY_TIMEOUT_MS = 1000;
 
-function readSmallFile(p: string): string {
-  try {
-    return fs.readFileSync(p, 'utf8').trim();
-  } catch {
-    return '';
-  }
-}
-
-const BOOT_ID = readSmallFile('/proc/sys/kernel/random/boot_id') || 'unknown';
-const NETNS = (() => {
-  try {
-    return fs.readlinkSync('/proc/self/ns/net');
-  } catch {
-    return 'unknown';
-  }
-})();
 const HAS_ABSTRACT_SOCKETS = process.platform === 'linux';
 
 export function lockPathFor(target: string): string {
@@ -99,6 +87,7 @@ function parseHolder(text: string): LockHolder | undefined {
     typeof o.pid !== 'number' ||
     !Number.isSafeInteger(o.pid) ||
     typeof o.bootId !== 'string' ||
+    (o.machineId !== undefined && typeof o.machineId !== 'string') ||
     typeof o.netns !== 'string' ||
     typeof o.started !== 'string' ||
     typeof o.purpose !== 'string' ||
@@ -142,7 +131,10 @@ function pidAlive(pid: number): boolean {
  */
 function provablyGone(h: LockHolder, socketHeld: boolean): boolean {
   if (h.host !== os.hostname()) return false;
-  if (h.bootId !== BOOT_ID && h.bootId !== 'unknown' && BOOT_ID !== 'unknown') return true;
+  if (rebootedSince(h)) return true;
+  // Another boot, and not provably of this machine: a namesake host sharing the
+  // directory, whose pids and namespaces mean nothing here.
+  if (h.bootId !== BOOT_ID) return false;
   if (socketHeld && h.netns === NETNS && NETNS !== 'unknown') return true;
   if (!socketHeld) return !pidAlive(h.pid);
   return false;
@@ -204,6 +196,7 @@ export async function acquireWriterLock(target: string, purpose: string): Promis
     host: os.hostname(),
     pid: process.pid,
     bootId: BOOT_ID,
+    machineId: MACHINE_ID,
     netns: NETNS,
     started: new Date().toISOString(),
     purpose,

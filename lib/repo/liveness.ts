@@ -7,29 +7,13 @@
  * finds the name unbound knows the holder is gone; a pid can be reused, a clock can
  * jump, a socket name cannot outlive its owner. (The same idea as the chain's writer
  * lock, lib/io/writer-lock.ts.) Where the holder cannot be probed (another host or
- * namespace) the answer is 'unknown' and the caller falls back to the lock's age.
+ * namespace, or another boot of a host of the same name that is not provably this
+ * machine) the answer is 'unknown' and the caller falls back to the lock's age.
  */
-import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
+import { BOOT_ID, HOST, NETNS, rebootedSince } from '../io/host-identity.js';
 
-function readTrimmed(p: string): string {
-  try {
-    return fs.readFileSync(p, 'utf8').trim();
-  } catch {
-    return '';
-  }
-}
-
-export const HOST = os.hostname();
-export const BOOT_ID = readTrimmed('/proc/sys/kernel/random/boot_id') || 'unknown';
-export const NETNS = (() => {
-  try {
-    return fs.readlinkSync('/proc/self/ns/net');
-  } catch {
-    return 'unknown';
-  }
-})();
+export { BOOT_ID, HOST, MACHINE_ID, NETNS } from '../io/host-identity.js';
 const ABSTRACT = process.platform === 'linux';
 const PROBE_TIMEOUT_MS = 2000;
 
@@ -70,6 +54,8 @@ export interface HolderIdentity {
   readonly host: string;
   readonly pid: number;
   readonly bootId: string;
+  /** Absent in identities recorded before holders wrote it (lib/io/host-identity.ts). */
+  readonly machineId?: string | undefined;
   readonly netns: string;
   readonly token: string;
 }
@@ -77,7 +63,10 @@ export interface HolderIdentity {
 /** 'dead' only with proof; 'unknown' when the holder cannot be checked from here. */
 export async function probeHolder(h: HolderIdentity): Promise<'alive' | 'dead' | 'unknown'> {
   if (h.host !== HOST) return 'unknown';
-  if (h.bootId !== BOOT_ID && h.bootId !== 'unknown' && BOOT_ID !== 'unknown') return 'dead';
+  if (rebootedSince(h)) return 'dead';
+  // Another boot, and not provably of this machine: a namesake host's, which the
+  // checks below (pids, namespaces, socket names) know nothing of.
+  if (h.bootId !== BOOT_ID) return 'unknown';
   if (!ABSTRACT) return pidAlive(h.pid) ? 'alive' : 'dead';
   if (h.netns !== NETNS || NETNS === 'unknown') return 'unknown';
   return new Promise((resolve) => {

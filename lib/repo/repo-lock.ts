@@ -24,7 +24,7 @@ import { DeltaDiskError, isDeltaDiskError } from '../errors.js';
 import { MAX_LOCK_BYTES } from '../format/repo-limits.js';
 import { decodeRepoLock, encodeRepoLock, type LockKind, type RepoLockInfo } from '../format/repo-lock.js';
 import type { StorageBackend } from './backend.js';
-import { BOOT_ID, HOST, holdLiveness, NETNS, probeHolder, releaseLiveness } from './liveness.js';
+import { BOOT_ID, HOST, holdLiveness, MACHINE_ID, NETNS, probeHolder, releaseLiveness } from './liveness.js';
 
 export const LOCK_REFRESH_MS = 5 * 60 * 1000;
 export const LOCK_STALE_MS = 30 * 60 * 1000;
@@ -127,7 +127,7 @@ export class RepoLock {
   static async #tryAcquire(backend: StorageBackend, kind: LockKind, purpose: string, refreshMs: number): Promise<RepoLock> {
     const token = randomBytes(16).toString('hex');
     const now = new Date().toISOString();
-    const info: RepoLockInfo = { kind, purpose, host: HOST, pid: process.pid, bootId: BOOT_ID, netns: NETNS, created: now, refreshed: now, token };
+    const info: RepoLockInfo = { kind, purpose, host: HOST, pid: process.pid, bootId: BOOT_ID, machineId: MACHINE_ID, netns: NETNS, created: now, refreshed: now, token };
     const server = await holdLiveness(token);
     try {
       await backend.write('lock', token, [encodeRepoLock(info)], 'create');

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import type net from 'node:net';
 import path from 'node:path';
-import { BOOT_ID, HOST, holdLiveness, NETNS, probeHolder, releaseLiveness, type HolderIdentity } from '../repo/liveness.js';
+import { BOOT_ID, HOST, holdLiveness, MACHINE_ID, NETNS, probeHolder, releaseLiveness, type HolderIdentity } from '../repo/liveness.js';
 import { CAPTURE_DIR_PREFIX } from './leftover-files.js';
 
 const OWNER = '.owner';
@@ -28,7 +28,7 @@ export interface CaptureClaim {
 export async function claimCaptureDir(dir: string): Promise<CaptureClaim> {
   const token = `capture-${randomBytes(12).toString('hex')}`;
   const server: net.Server | undefined = await holdLiveness(token);
-  const me: HolderIdentity = { host: HOST, pid: process.pid, bootId: BOOT_ID, netns: NETNS, token };
+  const me: HolderIdentity = { host: HOST, pid: process.pid, bootId: BOOT_ID, machineId: MACHINE_ID, netns: NETNS, token };
   await fsp.writeFile(path.join(dir, OWNER), JSON.stringify(me), { mode: 0o600 });
   return { release: () => releaseLiveness(server) };
 }
@@ -41,6 +41,7 @@ async function ownerOf(dir: string): Promise<HolderIdentity | undefined> {
       const { bytesRead } = await h.read(buf, 0, buf.length, 0);
       const v = JSON.parse(buf.subarray(0, bytesRead).toString('utf8')) as Partial<HolderIdentity>;
       if (typeof v.host !== 'string' || typeof v.pid !== 'number' || typeof v.bootId !== 'string' || typeof v.netns !== 'string' || typeof v.token !== 'string') return undefined;
+      if (v.machineId !== undefined && typeof v.machineId !== 'string') return undefined;
       return v as HolderIdentity;
     } finally {
       await h.close();

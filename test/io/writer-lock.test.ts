@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isDeltaDiskError } from '../../lib/errors.js';
+import { MACHINE_ID } from '../../lib/io/host-identity.js';
 import { acquireWriterLock, breakWriterLock, lockPathFor, readLockFile, type LockHolder, type WriterLock } from '../../lib/io/writer-lock.js';
 import { holdInChild } from '../helpers/child-holder.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -133,9 +134,27 @@ describe('lock files left behind', () => {
     expect((readLockFile(l.lockPath) as LockHolder).purpose).toBe('taker');
   });
 
-  it('a lock file from before a reboot of this host is taken over', async () => {
-    plantLockFile({ bootId: 'another-boot', netns: 'net:[1]' });
+  it.runIf(MACHINE_ID !== 'unknown')('a lock file from before a reboot of this machine is taken over', async () => {
+    plantLockFile({ bootId: 'another-boot', machineId: MACHINE_ID, netns: 'net:[1]' });
     await acquire();
+  });
+
+  // Two machines of one host name sharing the directory (NFS, cloned VMs): another boot
+  // id proves a reboot only when the machine id is ours too. Before, the namesake's
+  // live lock was taken over and two writers wrote one disk.
+  it.each([
+    ['another machine of the same host name', { machineId: 'f'.repeat(32) }],
+    ['a lock that does not record its machine', {}],
+  ])('a lock file of another boot of %s is LOCKED', async (_what, h) => {
+    plantLockFile({ bootId: 'another-boot', ...h });
+    const f = await failure(acquireWriterLock(target, 'x'));
+    expect(f.code).toBe('LOCKED');
+    expect(f.holder).toMatchObject({ bootId: 'another-boot' });
+  });
+
+  it('records the machine id in its lock file', async () => {
+    const l = await acquire();
+    expect((readLockFile(l.lockPath) as LockHolder).machineId).toBe(MACHINE_ID);
   });
 
   it('a lock file from another host is LOCKED (it cannot be checked), until unlocked', async () => {

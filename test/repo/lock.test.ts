@@ -12,6 +12,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { backup, breakRepoLocks, listLocks, Repository } from '../../lib/index.js';
 import { encodeRepoLock } from '../../lib/format/repo-lock.js';
 import { LOCK_VALID_MS } from '../../lib/repo/repo-lock.js';
+import { HOST, MACHINE_ID } from '../../lib/repo/liveness.js';
 import { writeTree } from '../helpers/repo.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -71,6 +72,31 @@ describe('repository locks', () => {
     const r = await Repository.open(repoDir, { lock: 'exclusive' });
     await r.close();
     expect(fs.readdirSync(path.join(repoDir, 'locks'))).toEqual([]);
+  });
+
+  // Another boot id proves the holder gone only on this machine: a namesake host
+  // sharing the repository (NFS, cloned VMs) runs its backup on. Before, its live lock
+  // counted as dead, and a prune here could delete the chunks its backup was storing.
+  it.each([
+    ['this machine before a reboot', { machineId: MACHINE_ID }, 'dead'],
+    ['another machine of this host name', { machineId: 'f'.repeat(32) }, 'live'],
+    ['a holder that did not record its machine', {}, 'live'],
+  ] as const)('judges a recent lock of another boot of %s', async (what, h, state) => {
+    if (MACHINE_ID === 'unknown' && state === 'dead') return;
+    const t = new Date().toISOString();
+    const token = 'cd'.repeat(16);
+    fs.writeFileSync(path.join(repoDir, 'locks', token), encodeRepoLock({ kind: 'exclusive', purpose: 'prune', host: HOST, pid: process.pid, bootId: 'another-boot', ...h, netns: 'y', created: t, refreshed: t, token }));
+    const plain = await Repository.open(repoDir, { lock: false });
+    expect((await listLocks(plain.backend))[0]!.state, what).toBe(state);
+    if (state === 'live') await expect(Repository.open(repoDir, { lock: 'shared' })).rejects.toMatchObject({ code: 'LOCKED' });
+    else await (await Repository.open(repoDir, { lock: 'shared' })).close();
+  });
+
+  it('records the machine id in its lock file', async () => {
+    const r = await Repository.open(repoDir, { lock: 'shared' });
+    const [name] = fs.readdirSync(path.join(repoDir, 'locks'));
+    expect(JSON.parse(fs.readFileSync(path.join(repoDir, 'locks', name!), 'utf8'))).toMatchObject({ host: HOST, machineId: MACHINE_ID });
+    await r.close();
   });
 
   it('honours a recent lock of another host, ignores a stale one, and unlock removes only the stale', async () => {
