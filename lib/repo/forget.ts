@@ -15,6 +15,11 @@ export interface ForgetOptions extends RetentionPolicy {
   readonly tags?: readonly string[];
   /** Days and weeks in UTC instead of local time. */
   readonly utc?: boolean;
+  /**
+   * Forget only backups among these (the ones a confirmation showed): a backup the
+   * policy drops only because of backups made since stays, kept as `unconfirmed`.
+   */
+  readonly only?: ReadonlySet<string>;
 }
 
 export interface ForgetGroup {
@@ -43,14 +48,17 @@ export async function forget(repo: Repository, options: ForgetOptions): Promise<
   for (const list of groups.values()) {
     const decision = applyRetention(list.map((b) => ({ ...b, quiesced: b.vm?.consistency === 'quiesced' })), options, options.utc ?? false);
     const timeOf = new Map(list.map((b) => [b.id, b.time]));
+    const only = options.only;
+    const doomed = only === undefined ? decision.remove : decision.remove.filter((id) => only.has(id));
+    const spared = only === undefined ? [] : decision.remove.filter((id) => !only.has(id));
     out.push({
       host: list[0]!.host,
       paths: list[0]!.paths,
-      keep: decision.keep.map((k) => ({ id: k.id, time: timeOf.get(k.id)!, reasons: k.reasons })),
-      remove: decision.remove.map((id) => ({ id, time: timeOf.get(id)! })),
+      keep: [...decision.keep.map((k) => ({ id: k.id, time: timeOf.get(k.id)!, reasons: k.reasons })), ...spared.map((id) => ({ id, time: timeOf.get(id)!, reasons: ['unconfirmed'] }))],
+      remove: doomed.map((id) => ({ id, time: timeOf.get(id)! })),
     });
     if (options.dryRun) continue;
-    for (const id of decision.remove) {
+    for (const id of doomed) {
       await lock!.assertValid();
       if (await repo.backend.remove('snapshot', id)) removed.push(id);
       await repo.backend.remove('verify', id);

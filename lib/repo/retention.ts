@@ -4,7 +4,11 @@
  * Semantics are restic's: backups are taken newest first (by time; equal times in
  * the order given, the later counting as newer); `keepLast` n keeps the n
  * newest; `keepDaily` n keeps, for each of the n most recent days that have backups,
- * the newest backup of that day (`keepWeekly` by ISO week, `keepMonthly` by month);
+ * the newest backup of that day (`keepHourly` by hour, `keepWeekly` by ISO week,
+ * `keepMonthly` by month, `keepYearly` by year); `keepWithin` keeps every backup
+ * taken within that many milliseconds before the newest one (restic's
+ * `--keep-within`: measured from the newest backup, not from now, so a source that
+ * stopped being backed up keeps its last ones);
  * `keepTags` keeps every backup carrying one of the tags; `keepQuiesced` n keeps the
  * n newest quiesced VM backups (so a run of crash-consistent ones never pushes the
  * last application-consistent points out). A backup is kept if any rule
@@ -14,9 +18,13 @@ import { DeltaDiskError } from '../errors.js';
 
 export interface RetentionPolicy {
   readonly keepLast?: number | undefined;
+  readonly keepHourly?: number | undefined;
   readonly keepDaily?: number | undefined;
   readonly keepWeekly?: number | undefined;
   readonly keepMonthly?: number | undefined;
+  readonly keepYearly?: number | undefined;
+  /** Keep every backup taken at most this many milliseconds before the newest. */
+  readonly keepWithin?: number | undefined;
   readonly keepTags?: readonly string[] | undefined;
   /** Keep the n newest quiesced backups (VM backups whose freeze hooks all succeeded). */
   readonly keepQuiesced?: number | undefined;
@@ -38,11 +46,11 @@ export interface RetentionDecision {
   readonly remove: string[];
 }
 
-function parts(ms: number, utc: boolean): { y: number; m: number; d: number; dow: number } {
+function parts(ms: number, utc: boolean): { y: number; m: number; d: number; h: number } {
   const t = new Date(ms);
   return utc
-    ? { y: t.getUTCFullYear(), m: t.getUTCMonth() + 1, d: t.getUTCDate(), dow: t.getUTCDay() }
-    : { y: t.getFullYear(), m: t.getMonth() + 1, d: t.getDate(), dow: t.getDay() };
+    ? { y: t.getUTCFullYear(), m: t.getUTCMonth() + 1, d: t.getUTCDate(), h: t.getUTCHours() }
+    : { y: t.getFullYear(), m: t.getMonth() + 1, d: t.getDate(), h: t.getHours() };
 }
 
 /** ISO 8601 week of a calendar day: `YYYY-Www` (weeks start on Monday; week 1 holds January 4th). */
@@ -55,22 +63,36 @@ export function isoWeek(y: number, m: number, d: number): string {
   return `${ty}-W${String(week).padStart(2, '0')}`;
 }
 
-export function bucketOf(rule: 'daily' | 'weekly' | 'monthly', ms: number, utc: boolean): string {
+export type CalendarRule = 'hourly' | 'daily' | 'weekly' | 'monthly' | 'yearly';
+
+export function bucketOf(rule: CalendarRule, ms: number, utc: boolean): string {
   const p = parts(ms, utc);
+  if (rule === 'yearly') return `${p.y}`;
   if (rule === 'monthly') return `${p.y}-${p.m}`;
   if (rule === 'weekly') return isoWeek(p.y, p.m, p.d);
+  if (rule === 'hourly') return `${p.y}-${p.m}-${p.d} ${p.h}h`;
   return `${p.y}-${p.m}-${p.d}`;
 }
 
+const COUNTS = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly', 'keepQuiesced'] as const;
+
 export function hasPolicy(p: RetentionPolicy): boolean {
-  return (p.keepLast ?? 0) > 0 || (p.keepDaily ?? 0) > 0 || (p.keepWeekly ?? 0) > 0 || (p.keepMonthly ?? 0) > 0 || (p.keepTags ?? []).length > 0 || (p.keepQuiesced ?? 0) > 0;
+  return COUNTS.some((k) => (p[k] ?? 0) > 0) || (p.keepTags ?? []).length > 0 || p.keepWithin !== undefined;
+}
+
+/** `keepWithin` in a reason: whole days where it is some, else hours. */
+function formatWithin(ms: number): string {
+  const h = Math.round(ms / 3_600_000);
+  return h % 24 === 0 ? `${h / 24}d` : `${h}h`;
 }
 
 export function applyRetention(items: readonly RetentionItem[], policy: RetentionPolicy, utc = false): RetentionDecision {
-  for (const k of ['keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepQuiesced'] as const) {
+  for (const k of COUNTS) {
     const v = policy[k];
     if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new DeltaDiskError('INVALID_ARGUMENT', `${k} must be a whole number ≥ 0`);
   }
+  const within = policy.keepWithin;
+  if (within !== undefined && (!Number.isSafeInteger(within) || within < 0)) throw new DeltaDiskError('INVALID_ARGUMENT', 'keepWithin must be a whole number of milliseconds ≥ 0');
   if (!hasPolicy(policy)) throw new DeltaDiskError('INVALID_ARGUMENT', 'no keep rule given: nothing would be kept; give at least one --keep-… option');
   const sorted = [...items]
     .map((i, order) => ({ ...i, ms: Date.parse(i.time), order }))
@@ -81,10 +103,16 @@ export function applyRetention(items: readonly RetentionItem[], policy: Retentio
     .filter((i) => i.quiesced === true)
     .slice(0, policy.keepQuiesced ?? 0)
     .forEach((i) => reasons.get(i.id)!.push('quiesced'));
-  const rules: ['daily' | 'weekly' | 'monthly', number][] = [
+  if (within !== undefined) {
+    const newest = sorted.reduce((m, i) => (Number.isNaN(i.ms) ? m : Math.max(m, i.ms)), -Infinity);
+    for (const i of sorted) if (newest - i.ms <= within) reasons.get(i.id)!.push(`within ${formatWithin(within)}`);
+  }
+  const rules: [CalendarRule, number][] = [
+    ['hourly', policy.keepHourly ?? 0],
     ['daily', policy.keepDaily ?? 0],
     ['weekly', policy.keepWeekly ?? 0],
     ['monthly', policy.keepMonthly ?? 0],
+    ['yearly', policy.keepYearly ?? 0],
   ];
   for (const [rule, n] of rules) {
     let last: string | undefined;

@@ -16,11 +16,15 @@ function reference(items: readonly RetentionItem[], p: RetentionPolicy): Set<str
   const sorted = items.map((i, order) => ({ ...i, order })).sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || b.order - a.order);
   const keep = new Set<string>(sorted.slice(0, p.keepLast ?? 0).map((i) => i.id));
   const bucket = {
+    hourly: (t: Date) => t.toISOString().slice(0, 13),
+    yearly: (t: Date) => t.toISOString().slice(0, 4),
     daily: (t: Date) => t.toISOString().slice(0, 10),
     weekly: (t: Date) => isoWeek(t.getUTCFullYear(), t.getUTCMonth() + 1, t.getUTCDate()),
     monthly: (t: Date) => t.toISOString().slice(0, 7),
   };
-  for (const [rule, n] of [['daily', p.keepDaily], ['weekly', p.keepWeekly], ['monthly', p.keepMonthly]] as const) {
+  const newest = Math.max(...items.map((i) => Date.parse(i.time)));
+  if (p.keepWithin !== undefined) for (const i of items) if (newest - Date.parse(i.time) <= p.keepWithin) keep.add(i.id);
+  for (const [rule, n] of [['hourly', p.keepHourly], ['daily', p.keepDaily], ['weekly', p.keepWeekly], ['monthly', p.keepMonthly], ['yearly', p.keepYearly]] as const) {
     const seen: string[] = [];
     for (const i of sorted) {
       const b = bucket[rule](new Date(i.time));
@@ -37,18 +41,25 @@ function reference(items: readonly RetentionItem[], p: RetentionPolicy): Set<str
 }
 
 const items = fc.array(
-  fc.record({ t: fc.integer({ min: 0, max: 800 * DAY }), tag: fc.constantFrom('', 'keep', 'x'), quiesced: fc.boolean() }),
+  fc.record({ t: fc.oneof(fc.integer({ min: 0, max: 800 * DAY }), fc.integer({ min: 0, max: 3 * DAY })), tag: fc.constantFrom('', 'keep', 'x'), quiesced: fc.boolean() }),
   { maxLength: 60 },
 ).map((list) => list.map((x, i) => ({ id: `b${String(i).padStart(3, '0')}`, time: new Date(T0 + x.t).toISOString(), tags: x.tag === '' ? [] : [x.tag], quiesced: x.quiesced })));
 
 const policy = fc.record({
   keepLast: fc.option(fc.nat(5), { nil: undefined }),
+  keepHourly: fc.option(fc.nat(12), { nil: undefined }),
   keepDaily: fc.option(fc.nat(10), { nil: undefined }),
   keepWeekly: fc.option(fc.nat(6), { nil: undefined }),
   keepMonthly: fc.option(fc.nat(12), { nil: undefined }),
+  keepYearly: fc.option(fc.nat(3), { nil: undefined }),
+  keepWithin: fc.option(fc.integer({ min: 0, max: 40 * DAY }), { nil: undefined }),
   keepTags: fc.constantFrom([], ['keep']),
   keepQuiesced: fc.option(fc.nat(4), { nil: undefined }),
-}).filter((p) => (p.keepLast ?? 0) + (p.keepDaily ?? 0) + (p.keepWeekly ?? 0) + (p.keepMonthly ?? 0) + p.keepTags.length + (p.keepQuiesced ?? 0) > 0);
+}).filter(
+  (p) =>
+    (p.keepLast ?? 0) + (p.keepHourly ?? 0) + (p.keepDaily ?? 0) + (p.keepWeekly ?? 0) + (p.keepMonthly ?? 0) + (p.keepYearly ?? 0) + p.keepTags.length + (p.keepQuiesced ?? 0) > 0 ||
+    p.keepWithin !== undefined,
+);
 
 describe('retention policy', () => {
   it('keeps exactly what the reference keeps', () => {
@@ -64,11 +75,11 @@ describe('retention policy', () => {
 
   it('always keeps the newest backup, and a larger limit never removes a kept one', () => {
     fc.assert(
-      fc.property(items.filter((l) => l.length > 0), policy, fc.constantFrom('keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly'), (list, p, rule) => {
+      fc.property(items.filter((l) => l.length > 0), policy, fc.constantFrom('keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly', 'keepWithin'), (list, p, rule) => {
         const d = applyRetention(list, p, true);
         const newest = list.map((i, order) => ({ ...i, order })).sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || b.order - a.order)[0]!;
-        const ruleCount = (p.keepLast ?? 0) + (p.keepDaily ?? 0) + (p.keepWeekly ?? 0) + (p.keepMonthly ?? 0);
-        if (ruleCount > 0) expect(d.keep.map((k) => k.id)).toContain(newest.id);
+        const ruleCount = (p.keepLast ?? 0) + (p.keepHourly ?? 0) + (p.keepDaily ?? 0) + (p.keepWeekly ?? 0) + (p.keepMonthly ?? 0) + (p.keepYearly ?? 0);
+        if (ruleCount > 0 || p.keepWithin !== undefined) expect(d.keep.map((k) => k.id)).toContain(newest.id);
         const more = applyRetention(list, { ...p, [rule]: (p[rule] ?? 0) + 1 }, true);
         const kept = new Set(more.keep.map((k) => k.id));
         for (const k of d.keep) expect(kept.has(k.id)).toBe(true);
@@ -98,6 +109,27 @@ describe('retention policy', () => {
     const d = applyRetention(list, { keepLast: 1, keepQuiesced: 1 }, true);
     expect(d.keep).toEqual([{ id: 'c5', reasons: ['last'] }, { id: 'q2', reasons: ['quiesced'] }]);
     expect(d.remove).toEqual(['c4', 'c3', 'q1']);
+  });
+
+  it('counts hours and years, and keeps within a span of the newest backup, not of now', () => {
+    const at = (iso: string, id: string): RetentionItem => ({ id, time: iso, tags: [] });
+    // A source last backed up long ago: a span measured from now would forget all of it.
+    const list = [
+      at('2020-03-10T12:40:00Z', 'newest'),
+      at('2020-03-10T12:05:00Z', 'same-hour'),
+      at('2020-03-10T11:59:00Z', 'hour-before'),
+      at('2020-03-03T12:40:00Z', 'week-before'),
+      at('2020-03-03T12:39:59Z', 'just-older'),
+      at('2019-12-31T23:00:00Z', 'last-year'),
+      at('2018-06-01T00:00:00Z', 'two-years'),
+    ];
+    expect(applyRetention(list, { keepHourly: 2 }, true).keep.map((k) => k.id)).toEqual(['newest', 'hour-before']);
+    expect(applyRetention(list, { keepYearly: 3 }, true).keep.map((k) => k.id)).toEqual(['newest', 'last-year', 'two-years']);
+    const within = applyRetention(list, { keepWithin: 7 * DAY }, true);
+    expect(within.keep).toEqual(['newest', 'same-hour', 'hour-before', 'week-before'].map((id) => ({ id, reasons: ['within 7d'] })));
+    expect(within.remove).toEqual(['just-older', 'last-year', 'two-years']);
+    expect(() => applyRetention(list, { keepWithin: -1 }, true)).toThrow(/keepWithin/);
+    expect(() => applyRetention(list, { keepYearly: 1.5 }, true)).toThrow(/keepYearly/);
   });
 
   it('refuses an empty policy', () => {
