@@ -80,6 +80,36 @@ export interface BackupInfo {
   readonly vm: { readonly name: string | null; readonly consistency: VmConsistency; readonly freezeWindowMs: number; readonly hooks: number } | null;
 }
 
+/** Which backups `latest` may name (restic's --host, --path, --tag); all given must hold. */
+export interface BackupFilter {
+  readonly host?: string | undefined;
+  /** Every one of these is among the backup's source paths. */
+  readonly paths?: readonly string[] | undefined;
+  /** The backup carries every one of these tags. */
+  readonly tags?: readonly string[] | undefined;
+  /** A VM backup (true), or a backup of the VM of this name. */
+  readonly vm?: boolean | string | undefined;
+}
+
+export function matchesFilter(b: BackupInfo, f: BackupFilter): boolean {
+  if (f.host !== undefined && b.host !== f.host) return false;
+  if (f.paths !== undefined && !f.paths.every((p) => b.paths.includes(p))) return false;
+  if (f.tags !== undefined && !f.tags.every((t) => b.tags.includes(t))) return false;
+  if (f.vm === true && b.vm === null) return false;
+  if (typeof f.vm === 'string' && b.vm?.name !== f.vm) return false;
+  return true;
+}
+
+function describeFilter(f: BackupFilter): string {
+  const parts = [
+    ...(f.host === undefined ? [] : [`of host ${f.host}`]),
+    ...(f.paths === undefined || f.paths.length === 0 ? [] : [`of ${f.paths.join(', ')}`]),
+    ...(f.tags === undefined || f.tags.length === 0 ? [] : [`tagged ${f.tags.join(', ')}`]),
+    ...(f.vm === true ? ['of a VM'] : typeof f.vm === 'string' ? [`of VM ${f.vm}`] : []),
+  ];
+  return parts.length === 0 ? '' : ` ${parts.join(' ')}`;
+}
+
 export interface LoadIndexOptions {
   /** Called for a damaged index file, which is then skipped; without it, loading fails. */
   readonly onDamaged?: (name: string, err: DeltaDiskError) => void;
@@ -294,16 +324,17 @@ export class Repository {
   }
 
   /**
-   * A backup id from what a user typed: `latest`, a full id, or a unique prefix of
-   * at least 4 hex digits.
+   * A backup id from what a user typed: `latest` (the newest backup `filter`
+   * admits), a full id, or a unique prefix of at least 4 hex digits (`filter` does
+   * not apply: an id names one backup).
    * @throws BACKUP_NOT_FOUND, INVALID_ARGUMENT (ambiguous prefix)
    */
-  async resolveBackup(spec: string): Promise<string> {
+  async resolveBackup(spec: string, filter: BackupFilter = {}): Promise<string> {
     this.assertOpen();
     if (spec === 'latest') {
-      const all = await this.listBackups();
+      const all = (await this.listBackups()).filter((b) => matchesFilter(b, filter));
       const last = all[all.length - 1];
-      if (last === undefined) throw new DeltaDiskError('BACKUP_NOT_FOUND', `${this.location} holds no backups`);
+      if (last === undefined) throw new DeltaDiskError('BACKUP_NOT_FOUND', `${this.location} holds no backups${describeFilter(filter)}`);
       return last.id;
     }
     if (!/^[0-9a-f]{4,32}$/.test(spec)) throw new DeltaDiskError('BACKUP_NOT_FOUND', `${JSON.stringify(spec)} is not a backup id`);

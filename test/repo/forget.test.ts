@@ -2,7 +2,8 @@
  * `forget` on a real repository: a policy applies to each series (host and source
  * paths) on its own, `tags` narrows what is considered, a dry run removes nothing,
  * and `only` (what a confirmation showed) bounds what is removed, so a backup made
- * between the confirmation and the forget never widens it.
+ * between the confirmation and the forget never widens it; and `latest` with a
+ * filter names the newest backup of one series.
  */
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -66,5 +67,22 @@ describe('forget', () => {
     expect(done.removed).toEqual([a1]);
     expect(done.groups[0]!.keep).toContainEqual(expect.objectContaining({ id: a2, reasons: ['unconfirmed'] }));
     expect(await listed()).toEqual([a2, a3].sort());
+  });
+});
+
+describe('latest', () => {
+  it('names the newest backup the filter admits', async () => {
+    const a = await backupOf('a', { tags: ['nightly'] });
+    const b = await backupOf('b', { host: 'db-host' });
+    const aOther = await backupOf('a', { host: 'other-host' });
+    await withRepo(repoDir, false, async (r) => {
+      expect(await r.resolveBackup('latest')).toBe(aOther);
+      expect(await r.resolveBackup('latest', { paths: [path.join(dir, 'b')] })).toBe(b);
+      expect(await r.resolveBackup('latest', { tags: ['nightly'] })).toBe(a);
+      expect(await r.resolveBackup('latest', { host: 'other-host', paths: [path.join(dir, 'a')] })).toBe(aOther);
+      await expect(r.resolveBackup('latest', { host: 'db-host', tags: ['nightly'] })).rejects.toMatchObject({ code: 'BACKUP_NOT_FOUND', message: expect.stringContaining('of host db-host tagged nightly') });
+      await expect(r.resolveBackup('latest', { vm: true })).rejects.toMatchObject({ code: 'BACKUP_NOT_FOUND' });
+      expect(await r.resolveBackup(b.slice(0, 8), { host: 'elsewhere' })).toBe(b);
+    });
   });
 });
