@@ -6,7 +6,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { DeltaDiskError, Disk } from '../lib/index.js';
-import { NotConfirmed } from './confirm.js';
 import { Output, type GlobalOptions } from './output.js';
 
 export interface Context {
@@ -14,6 +13,8 @@ export interface Context {
   readonly globals: GlobalOptions;
   /** Paths the user trusts outside a disk's directory: --allow-path and DELTADISK_ALLOW_PATHS. */
   readonly allowPaths: readonly string[];
+  /** The command being run (where an option's value came from: `getOptionValueSource`). */
+  readonly command: Command;
   openDisk(descriptor: string, readOnly: boolean): Promise<Disk>;
 }
 
@@ -36,6 +37,7 @@ export function contextFor(cmd: Command): Context {
     out: new Output(globals),
     globals,
     allowPaths,
+    command: cmd,
     openDisk: (descriptor, readOnly) => Disk.open(descriptor, { readOnly, allowPaths }),
   };
 }
@@ -52,11 +54,6 @@ export function handler<A extends unknown[]>(fn: (ctx: Context, ...args: A) => P
       const code = await fn(ctx, ...(params.slice(0, -1) as A));
       process.exitCode = code ?? 0;
     } catch (err) {
-      if (err instanceof NotConfirmed) {
-        process.stderr.write(`deltadisk: ${err.message}\n`);
-        process.exitCode = err.exitCode;
-        return;
-      }
       process.exitCode = ctx.out.error(err);
     }
   };
@@ -82,6 +79,20 @@ export function assertNotOwnFile(disk: Disk, output: string): void {
   if (disk.files().some((f) => real(f) === target)) {
     throw new DeltaDiskError('INVALID_ARGUMENT', `${output} is one of the disk's own files; choose another output`, { path: target });
   }
+}
+
+/**
+ * Refuses an output file that exists, naming the option that replaces it (the
+ * library's own refusal, kept for a file appearing meanwhile, speaks of `overwrite`).
+ */
+export function assertNoOutput(output: string): void {
+  let exists = true;
+  try {
+    fs.lstatSync(output);
+  } catch {
+    exists = false;
+  }
+  if (exists) throw new DeltaDiskError('ALREADY_EXISTS', `${output} exists; pass --force to replace it`, { path: path.resolve(output) });
 }
 
 /** Runs `fn` with `disk` and always closes it; a close error does not hide the first one. */

@@ -22,6 +22,8 @@ export const ExitCode = {
   NO_SPACE: 13,
   /** Interrupted by SIGINT or SIGTERM. */
   INTERRUPTED: 130,
+  /** The reader of stdout (or stderr) went away before the command finished (as SIGPIPE ends other tools). */
+  BROKEN_PIPE: 141,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

@@ -26,6 +26,9 @@ import { registerStats } from './commands/stats.js';
 import { registerUnlock } from './commands/unlock.js';
 import { registerVm } from './commands/vm.js';
 import { ExitCode } from './exit-codes.js';
+import { Output } from './output.js';
+
+const json = (): boolean => process.argv.includes('--json');
 
 export function buildProgram(): Command {
   const program = new Command('deltadisk')
@@ -37,16 +40,20 @@ export function buildProgram(): Command {
     .addOption(new Option('--no-progress', 'never show progress bars'))
     .option('-y, --yes', 'confirm destructive actions without asking')
     .option('--allow-path <path>', 'trust this file or directory outside a disk\'s directory (repeatable; also DELTADISK_ALLOW_PATHS)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .showHelpAfterError(process.argv.includes('--json') ? false : '(add --help for usage)')
+    .showHelpAfterError(json() ? false : '(add --help for usage)')
     .configureOutput({
-      // Commander reports usage mistakes itself; with --json they are JSON like every other error.
+      // Commander reports usage mistakes itself; with --json they are JSON like every other error,
+      // and the help it shows on stderr for a missing command gives way to one (see main).
       outputError: (text, write) => {
-        if (process.argv.includes('--json')) {
+        if (json()) {
           const message = text.replace(/^error: /, '').split('\n')[0]!.trim();
-          write(`${JSON.stringify({ type: 'error', code: 'USAGE', message })}\n`);
+          process.stderr.write(`${JSON.stringify({ type: 'error', code: 'USAGE', message })}\n`);
         } else {
           write(text);
         }
+      },
+      writeErr: (text) => {
+        if (!json()) process.stderr.write(text);
       },
     })
     .exitOverride();
@@ -78,10 +85,11 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: readonly string[]): Promise<void> {
-  // A reader that goes away (`deltadisk map … | head`) ends us quietly, as it would cat.
+  // A reader that goes away (`deltadisk map … | head`) ends us quietly, as SIGPIPE ends
+  // cat: with 141, because what was left to do (and to print) was not done.
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      if (err.code === 'EPIPE') process.exit(ExitCode.BROKEN_PIPE);
       throw err;
     });
   }
@@ -90,8 +98,12 @@ export async function main(argv: readonly string[]): Promise<void> {
     await program.parseAsync(argv as string[]);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // Help asked for is success; help shown because no command was given is a usage error.
-      const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version';
+      // Help asked for (--help, `help [command]`) is success; help shown because no
+      // command was given is a usage error (commander gives it exit code 1).
+      const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || (err.code === 'commander.help' && err.exitCode === 0);
+      if (!ok && err.code === 'commander.help' && json()) {
+        process.stderr.write(`${JSON.stringify({ type: 'error', code: 'USAGE', message: 'no command given (see --help)' })}\n`);
+      }
       process.exitCode = ok ? ExitCode.OK : ExitCode.USAGE;
       return;
     }
@@ -100,7 +112,8 @@ export async function main(argv: readonly string[]): Promise<void> {
 }
 
 // Not a top-level await: the bundle is CommonJS (launcher.ts runs it from a code cache).
+// Whatever escapes the handlers (say, an option parser throwing the wrong kind of error)
+// is reported like any error, never as a bare stack trace.
 main(process.argv).catch((err: unknown) => {
-  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exitCode = ExitCode.FAILURE;
+  process.exitCode = new Output({ json: json(), quiet: false, progress: undefined, yes: false, allowPath: [] }).error(err);
 });

@@ -4,6 +4,7 @@
  * streams directly, so a command cannot mix a log line into machine output.
  */
 import { isDeltaDiskError } from '../lib/index.js';
+import { NotConfirmed } from './confirm.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 
 export interface GlobalOptions {
@@ -63,6 +64,12 @@ export class Output {
 
   /** Reports an error on stderr and returns the exit code for it. */
   error(err: unknown): number {
+    if (err instanceof NotConfirmed) {
+      // Nothing failed (no DeltaDiskError), but with --json still an error object like every other.
+      if (this.json) process.stderr.write(`${JSON.stringify({ type: 'error', code: 'NOT_CONFIRMED', message: err.message })}\n`);
+      else process.stderr.write(`deltadisk: ${err.message}\n`);
+      return err.exitCode;
+    }
     if (isDeltaDiskError(err)) {
       if (this.json) process.stderr.write(`${JSON.stringify({ type: 'error', ...err.toJSON() })}\n`);
       else process.stderr.write(`deltadisk: error: ${err.message} [${err.code}]\n`);

@@ -28,6 +28,13 @@ export function parseCount(text: string): number {
   return n;
 }
 
+/** Parses a fraction in (0, 1] (thresholds). */
+export function parseFraction(text: string): number {
+  const n = Number(text);
+  if (text.trim() === '' || !(n > 0 && n <= 1)) throw new InvalidArgumentError(`not a fraction in (0, 1]: ${JSON.stringify(text)}`);
+  return n;
+}
+
 /** 1536 → "1.5 KiB"; exact byte counts below 1 KiB. */
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;

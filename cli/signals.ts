@@ -5,6 +5,7 @@
  * (each bounded by its own timeout). Only SIGKILL ends deltadisk before that.
  * The handlers exist only while `fn` runs; outside it the default behaviour holds.
  */
+import { DeltaDiskError } from '../lib/index.js';
 import type { Output } from './output.js';
 
 export async function withTerminationSignals<T>(out: Output, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
@@ -19,6 +20,32 @@ export async function withTerminationSignals<T>(out: Output, fn: (signal: AbortS
   process.on('SIGTERM', onSignal);
   try {
     return await fn(ac.signal);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/**
+ * SIGINT and SIGTERM during a command that writes a file (`export`, `convert`): the
+ * first signal makes the next `checkpoint()` throw INTERRUPTED (exit 130), so the
+ * command stops between two chunks and removes what it had half-written instead of
+ * dying with a temporary file or a partial disk left behind. Later signals are
+ * ignored until it has. A command that has finished its last checkpoint completes.
+ */
+export async function withInterruption<T>(out: Output, fn: (checkpoint: () => void) => Promise<T>): Promise<T> {
+  let received: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (received === undefined) out.info(`${sig} received: stopping and removing the partial output`);
+    received ??= sig;
+  };
+  const checkpoint = (): void => {
+    if (received !== undefined) throw new DeltaDiskError('INTERRUPTED', `interrupted by ${received}; the partial output was removed`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await fn(checkpoint);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -2,9 +2,10 @@ import { once } from 'node:events';
 import type { Command } from 'commander';
 import { DeltaDiskError } from '../../lib/index.js';
 import { exportRawFile, rawChunks } from '../../lib/chain/export-raw.js';
-import { assertNotOwnFile, handler, withDisk } from '../context.js';
+import { assertNoOutput, assertNotOwnFile, handler, withDisk } from '../context.js';
 import { formatBytes } from '../parse-size.js';
 import { startProgress } from '../progress.js';
+import { withInterruption } from '../signals.js';
 
 export function registerExport(program: Command): void {
   program
@@ -28,9 +29,19 @@ export function registerExport(program: Command): void {
               }
               return;
             }
+            if (o.force !== true) assertNoOutput(o.output);
             const progress = startProgress(ctx.out, 'export', reader.virtualSize);
             try {
-              await exportRawFile(reader, o.output, { overwrite: o.force === true, onProgress: (n) => progress.add(n) });
+              // A signal stops the export between two chunks; exportRawFile then removes its temporary file.
+              await withInterruption(ctx.out, (checkpoint) =>
+                exportRawFile(reader, o.output, {
+                  overwrite: o.force === true,
+                  onProgress: (n) => {
+                    progress.add(n);
+                    checkpoint();
+                  },
+                }),
+              );
             } finally {
               progress.stop();
             }

@@ -44,14 +44,15 @@ async function run(ctx: Context, o: ForgetCliOptions): Promise<number | void> {
     }
   };
   if (o.dryRun || doomed === 0) {
-    ctx.out.result({ dry_run: o.dryRun === true, groups: plan.groups, removed: [] });
+    ctx.out.jsonLine({ dry_run: o.dryRun === true, groups: plan.groups, removed: [] });
     print(plan.groups, o.dryRun === true);
     if (doomed === 0) ctx.out.line('nothing to forget');
     return;
   }
   await confirm(`Forget ${doomed} backup(s) of ${o.repo}?`, ctx.globals.yes);
   const done = await withRepo(o, 'maintenance', 'forget', (repo) => forget(repo, policy));
-  ctx.out.result({ dry_run: false, groups: done.groups, removed: done.removed });
+  // One line, so that with --prune (whose summary line follows) stdout is JSON lines.
+  ctx.out.jsonLine({ dry_run: false, groups: done.groups, removed: done.removed });
   print(done.groups, false);
   ctx.out.line(`forgot ${done.removed.length} backup(s)${o.prune ? '' : '; run `deltadisk prune` to reclaim their space'}`);
   if (o.prune) return runPrune(ctx, { ...o, confirmed: true });

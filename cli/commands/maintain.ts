@@ -1,13 +1,16 @@
 /**
  * Keeping a disk small and shallow: consolidate, compact, dedup, convert.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { DeltaDiskError, type ConsolidateResult } from '../../lib/index.js';
+import { DeltaDiskError, isDeltaDiskError, type ConsolidateResult } from '../../lib/index.js';
+import { DiskPaths } from '../../lib/chain/descriptor-file.js';
 import { flatten } from '../../lib/chain/flatten.js';
-import { assertNotOwnFile, handler, withDisk } from '../context.js';
-import { formatBytes, parseCount, parseSize } from '../parse-size.js';
+import { assertNoOutput, assertNotOwnFile, handler, withDisk } from '../context.js';
+import { formatBytes, parseCount, parseFraction, parseSize } from '../parse-size.js';
 import { startProgress } from '../progress.js';
+import { withInterruption } from '../signals.js';
 
 function describeConsolidation(r: ConsolidateResult, line: (s: string) => void, files: Map<string, string>): void {
   const name = (id: string): string => files.get(id) ?? id.slice(0, 8);
@@ -22,6 +25,28 @@ function describeConsolidation(r: ConsolidateResult, line: (s: string) => void, 
   }
   line(`depth ${r.depthBefore} → ${r.depthAfter}`);
   if (r.blocked) line(`cannot meet the depth cap: ${r.blocked}`);
+}
+
+/** The files of a disk at `descriptor` that exist now (descriptor, lock, operation record, deltas). */
+function chainFilesAt(descriptor: string): Set<string> {
+  const p = new DiskPaths(descriptor);
+  const names = new Set<string>();
+  let entries: string[] = [];
+  try {
+    entries = fs.readdirSync(p.dir);
+  } catch {
+    // No directory: nothing exists (the create will say so).
+  }
+  for (const name of entries) {
+    const full = path.join(p.dir, name);
+    if (full === p.descriptor || full === `${p.descriptor}.lock` || full === p.opState || p.layerNumber(name) !== undefined) names.add(full);
+  }
+  return names;
+}
+
+/** Removes the files of the disk at `descriptor` that were not there `before` (a convert that failed). */
+function removeNewChainFiles(descriptor: string, before: ReadonlySet<string>): void {
+  for (const f of chainFilesAt(descriptor)) if (!before.has(f)) fs.rmSync(f, { force: true });
 }
 
 export function registerMaintain(program: Command): void {
@@ -46,7 +71,7 @@ export function registerMaintain(program: Command): void {
     .command('compact')
     .description('rewrite layers holding overwritten data into smaller files')
     .argument('<disk>', 'descriptor path')
-    .option('--threshold <ratio>', 'compact layers whose overwritten share of the log reaches this (default 0.25)', Number.parseFloat)
+    .option('--threshold <ratio>', 'compact layers whose overwritten share of the log reaches this (default 0.25)', parseFraction)
     .action(
       handler(async (ctx, disk: string, o: { threshold?: number }) => {
         const d = await ctx.openDisk(disk, false);
@@ -89,15 +114,27 @@ export function registerMaintain(program: Command): void {
         const d = await ctx.openDisk(disk, true);
         await withDisk(d, async (x) => {
           assertNotOwnFile(x, o.output);
+          if (format === 'raw' && o.force !== true) assertNoOutput(o.output);
           const reader = o.snapshot === undefined ? x.currentReader() : await x.openSnapshot(o.snapshot);
           const progress = startProgress(ctx.out, 'convert', reader.virtualSize);
+          const before = format === 'chain' ? chainFilesAt(o.output) : undefined;
           try {
-            await flatten(reader, o.output, {
-              format,
-              ...(o.blockSize !== undefined ? { blockSize: o.blockSize } : {}),
-              overwrite: o.force === true,
-              onProgress: (n) => progress.add(n),
-            });
+            // A signal stops the copy between two chunks (a raw image's temporary file is removed by flatten).
+            await withInterruption(ctx.out, (checkpoint) =>
+              flatten(reader, o.output, {
+                format,
+                ...(o.blockSize !== undefined ? { blockSize: o.blockSize } : {}),
+                overwrite: o.force === true,
+                onProgress: (n) => {
+                  progress.add(n);
+                  checkpoint();
+                },
+              }),
+            );
+          } catch (err) {
+            // A new disk left half-copied would read as a whole, clean disk: remove what this run created.
+            if (before !== undefined && !isDeltaDiskError(err, 'ALREADY_EXISTS') && !isDeltaDiskError(err, 'LOCKED')) removeNewChainFiles(o.output, before);
+            throw err;
           } finally {
             progress.stop();
             await reader.close();

@@ -4,11 +4,11 @@
  * be deferred (run it again later). Asks for confirmation.
  */
 import type { Command } from 'commander';
-import { DeltaDiskError, prune } from '../../lib/index.js';
+import { prune } from '../../lib/index.js';
 import { confirm } from '../confirm.js';
 import { handler, type Context } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
-import { formatBytes, parseCount } from '../parse-size.js';
+import { formatBytes, parseCount, parseFraction } from '../parse-size.js';
 import { seconds, withRepo, withRepoOptions, type RepoOptions } from '../repo-context.js';
 
 export interface PruneCliOptions extends RepoOptions {
@@ -16,12 +16,6 @@ export interface PruneCliOptions extends RepoOptions {
   maxWait?: number;
   repackThreshold?: number;
   confirmed?: boolean;
-}
-
-function parseFraction(v: string): number {
-  const n = Number(v);
-  if (!(n > 0 && n <= 1)) throw new DeltaDiskError('INVALID_ARGUMENT', `--repack-threshold is a fraction in (0, 1], not ${v}`);
-  return n;
 }
 
 export async function runPrune(ctx: Context, o: PruneCliOptions): Promise<number> {

@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { breakWriterLock, DeltaDiskError } from '../../lib/index.js';
 import { handler } from '../context.js';
@@ -16,8 +18,14 @@ export function registerUnlock(program: Command): void {
     .action(
       handler(async (ctx, disk: string | undefined, o: RepoOptions & { removeAll?: boolean }) => {
         if (o.repo !== undefined && disk === undefined) return runRepoUnlock(ctx, o);
-        if (disk === undefined || o.repo !== undefined) throw new DeltaDiskError('INVALID_ARGUMENT', 'give a disk, or --repo <repo>, not both');
+        // DELTADISK_REPOSITORY set in the environment does not make `unlock <disk>` ambiguous; --repo given with a disk does.
+        if (disk === undefined || (o.repo !== undefined && ctx.command.getOptionValueSource('repo') !== 'env')) {
+          throw new DeltaDiskError('INVALID_ARGUMENT', 'give a disk, or --repo <repo>, not both');
+        }
+        if (o.removeAll) throw new DeltaDiskError('INVALID_ARGUMENT', '--remove-all is for repositories (--repo); a disk has one lock');
         const removed = await breakWriterLock(disk);
+        // No lock and no disk: a mistyped path must not pass for "unlocked".
+        if (removed === undefined && !fs.existsSync(disk)) throw new DeltaDiskError('NOT_FOUND', `no disk at ${path.resolve(disk)}`, { path: path.resolve(disk) });
         ctx.out.result({ removed: removed ?? null });
         if (removed === undefined) ctx.out.line(`${disk} was not locked`);
         else if (removed === 'garbage') ctx.out.line(`removed an unreadable lock file of ${disk}`);

@@ -36,6 +36,7 @@ describe('docs/CLI.md exit codes', () => {
       CORRUPT: /damaged|corrupt/,
       NO_SPACE: /space/,
       INTERRUPTED: /interrupted/,
+      BROKEN_PIPE: /closed|pipe/,
     };
     for (const [name, re] of Object.entries(words)) expect(table.get(ExitCode[name as keyof typeof ExitCode]), name).toMatch(re);
   });
