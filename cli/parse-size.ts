@@ -5,6 +5,7 @@
  * a trailing `B` are accepted and change nothing. The result must be a safe integer.
  */
 import { InvalidArgumentError } from 'commander';
+import type { CalendarSpan } from '../lib/index.js';
 
 const UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50 };
 
@@ -26,6 +27,14 @@ export function parseCount(text: string): number {
   const n = Number(text);
   if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`${text} is too large`);
   return n;
+}
+
+/** Parses a calendar span as restic writes it: `1y2m3d4h`, any of the parts, in that order. */
+export function parseSpan(text: string): CalendarSpan {
+  const m = /^(?:(\d{1,6})y)?(?:(\d{1,6})m)?(?:(\d{1,6})d)?(?:(\d{1,6})h)?$/.exec(text.trim());
+  if (m === null || text.trim() === '') throw new InvalidArgumentError(`not a span: ${JSON.stringify(text)} (use e.g. 7d, 2m, 1y6m, 36h)`);
+  const [years, months, days, hours] = [m[1], m[2], m[3], m[4]].map((v) => (v === undefined ? 0 : Number(v)));
+  return { years: years!, months: months!, days: days!, hours: hours! };
 }
 
 /** Parses a fraction in (0, 1] (thresholds). */

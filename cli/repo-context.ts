@@ -4,8 +4,9 @@
  * progress of long operations as a bar on a terminal or, with --json, as restic-style
  * JSON lines (`status` at most once a second, then one `summary`).
  */
+import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { DeltaDiskError, defaultCacheDir, Repository, type LockKind } from '../lib/index.js';
+import { DeltaDiskError, defaultCacheDir, Repository, type BackupFilter, type LockKind } from '../lib/index.js';
 import type { Context } from './context.js';
 import { parseCount } from './parse-size.js';
 import { startProgress, type Progress } from './progress.js';
@@ -23,6 +24,28 @@ export function withRepoOptions(cmd: Command, required = true): Command {
     .addOption(new Option('-r, --repo <repo>', `repository directory${required ? '' : ' (required for the repository variant)'}`).env('DELTADISK_REPOSITORY'))
     .option('--retry-lock <seconds>', 'keep trying this long if the repository is locked', parseCount)
     .option('--no-cache', 'do not use or update the local cache of the repository index (DELTADISK_CACHE_DIR, else ~/.cache/deltadisk)');
+}
+
+export interface LatestFilterOptions {
+  host?: string;
+  path: string[];
+  tag: string[];
+}
+
+/** `--host`, `--path`, `--tag`: which backups `latest` may name (restic's filters). */
+export function withLatestFilterOptions(cmd: Command): Command {
+  return cmd
+    .option('--host <name>', 'with "latest": the newest backup of this host')
+    .option('--path <path>', 'with "latest": the newest backup of this source path (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--tag <tag>', 'with "latest": the newest backup with this tag (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[]);
+}
+
+export function latestFilter(o: LatestFilterOptions): BackupFilter {
+  return {
+    ...(o.host === undefined ? {} : { host: o.host }),
+    ...(o.path.length === 0 ? {} : { paths: o.path.map((p) => path.resolve(p)) }),
+    ...(o.tag.length === 0 ? {} : { tags: o.tag }),
+  };
 }
 
 export function repoPath(o: RepoOptions): string {

@@ -96,7 +96,7 @@ export type { RestoreOptions, RestoreProgress, RestoreResult, RestoreSummary } f
 export { checkRepository, inSubset } from './repo/check.js';
 export type { CheckOptions as RepoCheckOptions, CheckProblem as RepoCheckProblem, CheckReport as RepoCheckReport, ProblemKind as RepoProblemKind } from './repo/check.js';
 export { applyRetention } from './repo/retention.js';
-export type { RetentionDecision, RetentionItem, RetentionPolicy } from './repo/retention.js';
+export type { CalendarSpan, RetentionDecision, RetentionItem, RetentionPolicy } from './repo/retention.js';
 export { forget } from './repo/forget.js';
 export type { ForgetOptions, ForgetResult } from './repo/forget.js';
 export { prune } from './repo/prune.js';

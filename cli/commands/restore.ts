@@ -7,9 +7,9 @@ import { restore } from '../../lib/index.js';
 import { handler, type Context } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatBytes } from '../parse-size.js';
-import { reportItemError, seconds, shortId, StatusReporter, withRepo, withRepoOptions, type RepoOptions } from '../repo-context.js';
+import { latestFilter, reportItemError, seconds, shortId, StatusReporter, withLatestFilterOptions, withRepo, withRepoOptions, type LatestFilterOptions, type RepoOptions } from '../repo-context.js';
 
-interface RestoreCliOptions extends RepoOptions {
+interface RestoreCliOptions extends RepoOptions, LatestFilterOptions {
   target: string;
   include: string[];
   verify?: boolean;
@@ -20,7 +20,7 @@ interface RestoreCliOptions extends RepoOptions {
 async function run(ctx: Context, spec: string, o: RestoreCliOptions): Promise<number> {
   const status = new StatusReporter(ctx, 'restore');
   const result = await withRepo(o, 'shared', 'restore', async (repo) => {
-    const id = await repo.resolveBackup(spec);
+    const id = await repo.resolveBackup(spec, latestFilter(o));
     try {
       return await restore(repo, id, {
         target: o.target,
@@ -58,11 +58,13 @@ async function run(ctx: Context, spec: string, o: RestoreCliOptions): Promise<nu
 }
 
 export function registerRestore(program: Command): void {
-  withRepoOptions(
-    program
-      .command('restore')
-      .description('restore a backup into a directory (never writing outside it)')
-      .argument('<backup>', 'backup id, unique id prefix, or "latest"'),
+  withLatestFilterOptions(
+    withRepoOptions(
+      program
+        .command('restore')
+        .description('restore a backup into a directory (never writing outside it)')
+        .argument('<backup>', 'backup id, unique id prefix, or "latest"'),
+    ),
   )
     .requiredOption('-t, --target <dir>', 'directory to restore into (created if missing)')
     .option('--include <path>', 'restore only this path of the backup and what is below it (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])

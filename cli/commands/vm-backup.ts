@@ -13,7 +13,7 @@ import { handler, type Context } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { addHookOptions, describeOutcome, hookLogger, hookSpecFrom, type HookCliOptions } from '../hook-options.js';
 import { formatBytes } from '../parse-size.js';
-import { reportItemError, seconds, shortId, StatusReporter, withRepo, withRepoOptions, type RepoOptions } from '../repo-context.js';
+import { latestFilter, reportItemError, seconds, shortId, StatusReporter, withLatestFilterOptions, withRepo, withRepoOptions, type LatestFilterOptions, type RepoOptions } from '../repo-context.js';
 import { withTerminationSignals } from '../signals.js';
 
 interface VmBackupCliOptions extends RepoOptions, HookCliOptions {
@@ -25,7 +25,8 @@ interface VmBackupCliOptions extends RepoOptions, HookCliOptions {
   acceptProblems?: boolean;
 }
 
-interface VmRestoreCliOptions extends RepoOptions {
+interface VmRestoreCliOptions extends RepoOptions, LatestFilterOptions {
+  vm?: string;
   target: string;
   disk: string[];
   file: string[];
@@ -104,7 +105,8 @@ async function runBackup(ctx: Context, dir: string, o: VmBackupCliOptions): Prom
 async function runRestore(ctx: Context, spec: string, o: VmRestoreCliOptions): Promise<number> {
   const status = new StatusReporter(ctx, 'vm restore');
   const r = await withRepo(o, 'shared', 'vm restore', async (repo) => {
-    const id = await repo.resolveBackup(spec);
+    // `latest` is the newest VM backup (of the VM named by --vm), never a backup of plain files.
+    const id = await repo.resolveBackup(spec, { ...latestFilter(o), vm: o.vm ?? true });
     try {
       return await restoreVm(repo, id, {
         target: o.target,
@@ -168,12 +170,15 @@ export function registerVmBackup(vm: Command): void {
     )
     .action(handler((ctx, dir: string, o: VmBackupCliOptions) => runBackup(ctx, dir, o)));
 
-  withRepoOptions(
-    vm
-      .command('restore')
-      .description('restore a VM backup into a directory: the whole VM, some disks, or single files')
-      .argument('<backup>', 'backup id, unique id prefix, or "latest"'),
+  withLatestFilterOptions(
+    withRepoOptions(
+      vm
+        .command('restore')
+        .description('restore a VM backup into a directory: the whole VM, some disks, or single files')
+        .argument('<backup>', 'backup id, unique id prefix, or "latest"'),
+    ),
   )
+    .option('--vm <name>', 'with "latest": the newest backup of the VM of this name (its displayName)')
     .requiredOption('-t, --target <dir>', 'directory to restore into (created if missing; it becomes the VM directory)')
     .option('--disk <name>', 'restore only this disk: device node (scsi0:0) or file name (repeatable)', repeatable, [] as string[])
     .option('--file <name>', 'restore only this file of the VM directory (repeatable)', repeatable, [] as string[])

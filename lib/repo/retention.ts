@@ -6,9 +6,10 @@
  * newest; `keepDaily` n keeps, for each of the n most recent days that have backups,
  * the newest backup of that day (`keepHourly` by hour, `keepWeekly` by ISO week,
  * `keepMonthly` by month, `keepYearly` by year); `keepWithin` keeps every backup
- * taken within that many milliseconds before the newest one (restic's
- * `--keep-within`: measured from the newest backup, not from now, so a source that
- * stopped being backed up keeps its last ones);
+ * taken within a span before the newest one (restic's `--keep-within 1y2m3d4h`, in
+ * calendar years, months and days and then hours, or milliseconds; measured from the
+ * newest backup, not from now, so a source that stopped being backed up keeps its
+ * last ones);
  * `keepTags` keeps every backup carrying one of the tags; `keepQuiesced` n keeps the
  * n newest quiesced VM backups (so a run of crash-consistent ones never pushes the
  * last application-consistent points out). A backup is kept if any rule
@@ -23,11 +24,19 @@ export interface RetentionPolicy {
   readonly keepWeekly?: number | undefined;
   readonly keepMonthly?: number | undefined;
   readonly keepYearly?: number | undefined;
-  /** Keep every backup taken at most this many milliseconds before the newest. */
-  readonly keepWithin?: number | undefined;
+  /** Keep every backup taken at most this long (milliseconds, or a calendar span) before the newest. */
+  readonly keepWithin?: number | CalendarSpan | undefined;
   readonly keepTags?: readonly string[] | undefined;
   /** Keep the n newest quiesced backups (VM backups whose freeze hooks all succeeded). */
   readonly keepQuiesced?: number | undefined;
+}
+
+/** A span back in the calendar: years, months and days as the calendar counts them, then hours. */
+export interface CalendarSpan {
+  readonly years?: number;
+  readonly months?: number;
+  readonly days?: number;
+  readonly hours?: number;
 }
 
 export interface RetentionItem {
@@ -80,10 +89,25 @@ export function hasPolicy(p: RetentionPolicy): boolean {
   return COUNTS.some((k) => (p[k] ?? 0) > 0) || (p.keepTags ?? []).length > 0 || p.keepWithin !== undefined;
 }
 
-/** `keepWithin` in a reason: whole days where it is some, else hours. */
-function formatWithin(ms: number): string {
-  const h = Math.round(ms / 3_600_000);
-  return h % 24 === 0 ? `${h / 24}d` : `${h}h`;
+const SPAN_UNITS = [['years', 'y'], ['months', 'm'], ['days', 'd'], ['hours', 'h']] as const;
+
+/** `keepWithin` as restic writes it (`1y2m3d4h`); milliseconds as whole days or hours. */
+export function formatWithin(w: number | CalendarSpan): string {
+  if (typeof w === 'number') {
+    const h = Math.round(w / 3_600_000);
+    return h % 24 === 0 ? `${h / 24}d` : `${h}h`;
+  }
+  const text = SPAN_UNITS.map(([k, u]) => (w[k] ?? 0) > 0 ? `${w[k]}${u}` : '').join('');
+  return text === '' ? '0h' : text;
+}
+
+/** The earliest time `keepWithin` keeps, counted back from `newest`. */
+function cutoffOf(newest: number, w: number | CalendarSpan, utc: boolean): number {
+  if (typeof w === 'number') return newest - w;
+  const t = new Date(newest);
+  if (utc) t.setUTCFullYear(t.getUTCFullYear() - (w.years ?? 0), t.getUTCMonth() - (w.months ?? 0), t.getUTCDate() - (w.days ?? 0));
+  else t.setFullYear(t.getFullYear() - (w.years ?? 0), t.getMonth() - (w.months ?? 0), t.getDate() - (w.days ?? 0));
+  return t.getTime() - (w.hours ?? 0) * 3_600_000;
 }
 
 export function applyRetention(items: readonly RetentionItem[], policy: RetentionPolicy, utc = false): RetentionDecision {
@@ -92,7 +116,10 @@ export function applyRetention(items: readonly RetentionItem[], policy: Retentio
     if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new DeltaDiskError('INVALID_ARGUMENT', `${k} must be a whole number ≥ 0`);
   }
   const within = policy.keepWithin;
-  if (within !== undefined && (!Number.isSafeInteger(within) || within < 0)) throw new DeltaDiskError('INVALID_ARGUMENT', 'keepWithin must be a whole number of milliseconds ≥ 0');
+  const whole = (v: unknown): boolean => v === undefined || (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= 1e6);
+  if (within !== undefined && (typeof within === 'number' ? !(Number.isSafeInteger(within) && within >= 0) : !SPAN_UNITS.every(([k]) => whole(within[k])))) {
+    throw new DeltaDiskError('INVALID_ARGUMENT', 'keepWithin must be whole milliseconds ≥ 0, or whole years, months, days and hours ≥ 0');
+  }
   if (!hasPolicy(policy)) throw new DeltaDiskError('INVALID_ARGUMENT', 'no keep rule given: nothing would be kept; give at least one --keep-… option');
   const sorted = [...items]
     .map((i, order) => ({ ...i, ms: Date.parse(i.time), order }))
@@ -105,7 +132,8 @@ export function applyRetention(items: readonly RetentionItem[], policy: Retentio
     .forEach((i) => reasons.get(i.id)!.push('quiesced'));
   if (within !== undefined) {
     const newest = sorted.reduce((m, i) => (Number.isNaN(i.ms) ? m : Math.max(m, i.ms)), -Infinity);
-    for (const i of sorted) if (newest - i.ms <= within) reasons.get(i.id)!.push(`within ${formatWithin(within)}`);
+    const cutoff = Number.isFinite(newest) ? cutoffOf(newest, within, utc) : Infinity;
+    for (const i of sorted) if (i.ms >= cutoff) reasons.get(i.id)!.push(`within ${formatWithin(within)}`);
   }
   const rules: [CalendarRule, number][] = [
     ['hourly', policy.keepHourly ?? 0],

@@ -23,7 +23,8 @@ function reference(items: readonly RetentionItem[], p: RetentionPolicy): Set<str
     monthly: (t: Date) => t.toISOString().slice(0, 7),
   };
   const newest = Math.max(...items.map((i) => Date.parse(i.time)));
-  if (p.keepWithin !== undefined) for (const i of items) if (newest - Date.parse(i.time) <= p.keepWithin) keep.add(i.id);
+  const within = p.keepWithin;
+  if (typeof within === 'number') for (const i of items) if (newest - Date.parse(i.time) <= within) keep.add(i.id);
   for (const [rule, n] of [['hourly', p.keepHourly], ['daily', p.keepDaily], ['weekly', p.keepWeekly], ['monthly', p.keepMonthly], ['yearly', p.keepYearly]] as const) {
     const seen: string[] = [];
     for (const i of sorted) {
@@ -129,7 +130,19 @@ describe('retention policy', () => {
     expect(within.keep).toEqual(['newest', 'same-hour', 'hour-before', 'week-before'].map((id) => ({ id, reasons: ['within 7d'] })));
     expect(within.remove).toEqual(['just-older', 'last-year', 'two-years']);
     expect(() => applyRetention(list, { keepWithin: -1 }, true)).toThrow(/keepWithin/);
+    expect(() => applyRetention(list, { keepWithin: { days: 1.5 } }, true)).toThrow(/keepWithin/);
     expect(() => applyRetention(list, { keepYearly: 1.5 }, true)).toThrow(/keepYearly/);
+  });
+
+  it('counts a calendar span back from the newest backup as restic does (1y2m3d4h)', () => {
+    const at = (iso: string): RetentionItem => ({ id: iso, time: iso, tags: [] });
+    const list = ['2021-03-31T12:00:00Z', '2021-03-02T12:00:00Z', '2021-03-02T11:59:59Z', '2020-03-02T11:00:00Z'].map(at);
+    // One month before March 31st is "February 31st", which the calendar (and Go's AddDate) makes March 3rd (2021).
+    expect(applyRetention(list, { keepWithin: { months: 1 } }, true).keep.map((k) => k.id)).toEqual(['2021-03-31T12:00:00Z']);
+    expect(applyRetention(list, { keepWithin: { days: 29 } }, true).keep.map((k) => k.id)).toEqual(['2021-03-31T12:00:00Z', '2021-03-02T12:00:00Z']);
+    const d = applyRetention(list, { keepWithin: { years: 1, months: 0, days: 29, hours: 1 } }, true);
+    expect(d.keep.map((k) => k.id)).toEqual(['2021-03-31T12:00:00Z', '2021-03-02T12:00:00Z', '2021-03-02T11:59:59Z', '2020-03-02T11:00:00Z']);
+    expect(d.keep[0]!.reasons).toEqual(['within 1y29d1h']);
   });
 
   it('refuses an empty policy', () => {
