@@ -21,6 +21,7 @@ import { registerRepo } from './commands/repo.js';
 import { registerRestore } from './commands/restore.js';
 import { registerServe } from './commands/serve.js';
 import { registerSnapshot } from './commands/snapshot.js';
+import { registerLs } from './commands/ls.js';
 import { registerSnapshots } from './commands/snapshots.js';
 import { registerStats } from './commands/stats.js';
 import { registerUnlock } from './commands/unlock.js';
@@ -72,6 +73,7 @@ export function buildProgram(): Command {
   registerRepo(program);
   registerBackup(program);
   registerSnapshots(program);
+  registerLs(program);
   registerRestore(program);
   registerForget(program);
   registerPrune(program);

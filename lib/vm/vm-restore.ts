@@ -48,7 +48,7 @@ export async function restoreVm(repo: Repository, backupId: string, options: VmR
   }
   const names = new Set(manifest.entries.map((e) => e.path));
   for (const want of options.files ?? []) {
-    if (!names.has(want)) throw new DeltaDiskError('NOT_FOUND', `the backup has no file ${JSON.stringify(want)} (see \`deltadisk vm restore --list\`)`);
+    if (!names.has(want)) throw new DeltaDiskError('NOT_FOUND', `the backup has no file ${JSON.stringify(want)} (\`deltadisk ls ${backupId.slice(0, 8)}\` lists them)`);
     include.push(want);
   }
   const selected = include.length > 0 ? [...new Set(include)] : null;

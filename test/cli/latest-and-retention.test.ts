@@ -3,7 +3,8 @@
  * retention rules `forget` takes besides the counts it always had: `restore latest`
  * takes restic's --host/--path/--tag, `vm restore latest` names the newest VM backup
  * (of the VM --vm names), never a later backup of plain files; `forget` takes
- * --keep-hourly, --keep-yearly and --keep-within (restic's 1y2m3d4h spans).
+ * --keep-hourly, --keep-yearly and --keep-within (restic's 1y2m3d4h spans); and
+ * `ls`, which names what a backup holds for restoring a part of it.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -88,5 +89,36 @@ describe('forget rules', () => {
       expect(r.code, bad).toBe(2);
       expect(r.stderr).toContain('not a span');
     }
+  });
+});
+
+describe('ls', () => {
+  it('lists what a backup holds, long, as JSON lines, and under given paths', async () => {
+    const root = path.join(t.dir, 'ls');
+    const repo = path.join(root, 'repo');
+    const src = path.join(root, 'src');
+    fs.mkdirSync(path.join(src, 'sub'), { recursive: true });
+    fs.writeFileSync(path.join(src, 'sub', 'f'), 'hello');
+    fs.chmodSync(path.join(src, 'sub', 'f'), 0o640);
+    fs.symlinkSync('sub/f', path.join(src, 'link'));
+    await ok(['create', path.join(src, 'disk.chain'), '--size', '1M']);
+    await ok(['snapshot', 'create', path.join(src, 'disk.chain'), 'before']);
+    await ok(['repo', 'init', repo]);
+    await ok(['backup', src, '--repo', repo, '--chain-snapshots', 'all']);
+
+    expect((await ok(['ls', 'latest', '--repo', repo])).stdout.split('\n').filter(Boolean)).toEqual(['src/', 'src/disk.chain', 'src/link', 'src/sub/', 'src/sub/f']);
+    const long = (await ok(['ls', 'latest', '--repo', repo, '-l'])).stdout;
+    expect(long).toMatch(/^-rw-r----- +5 B \d{4}-\d\d-\d\d \d\d:\d\d:\d\d {2}src\/sub\/f$/m);
+    expect(long).toMatch(/^lrwxrwxrwx .* src\/link -> sub\/f$/m);
+    expect(long).toMatch(/^D.* 1 MiB .* src\/disk\.chain {2}\(disk; snapshots: before\)$/m);
+    const json = jsonLines((await ok(['--json', 'ls', 'latest', '--repo', repo, 'src/sub/'])).stdout);
+    expect(json.map((l) => [l.path, l.type, l.size])).toEqual([
+      ['src/sub', 'dir', undefined],
+      ['src/sub/f', 'file', 5],
+    ]);
+    expect(json[1]!.mode).toBe(0o640);
+    const missing = await runCli(['ls', 'latest', '--repo', repo, 'src/nope']);
+    expect(missing.code).toBe(10);
+    expect(missing.stderr).toContain('its top level: src');
   });
 });
