@@ -15,7 +15,7 @@
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { isDeltaDiskError } from '../errors.js';
-import { decodeDescriptor, encodeDescriptor, type Descriptor } from '../format/descriptor.js';
+import type { Descriptor } from '../format/descriptor.js';
 import { MAX_RECORD_PAYLOAD } from '../format/limits.js';
 import { RecordKind } from '../format/record.js';
 import { TEMP_INFIX, atomicReplace, createDurable } from '../io/atomic-replace.js';
@@ -25,7 +25,7 @@ import { resolveReference } from '../io/path-guard.js';
 import { readInto } from '../io/positional.js';
 import { openRawBase, zeroBase, type BaseImage } from './base-image.js';
 import { ChainView } from './chain-view.js';
-import { DiskPaths, readDescriptor, readOpState } from './descriptor-file.js';
+import { DiskPaths, encodeReadable, readDescriptor, readOpState } from './descriptor-file.js';
 import { LayerFile } from './layer-file.js';
 import { layersWithPendingParent } from './merge.js';
 import { rebuildDescriptor } from './rebuild-descriptor.js';
@@ -304,8 +304,7 @@ async function repair(
   const descriptorBroken = found.findings.some((f) => f.kind === 'descriptor');
   if (descriptorBroken) {
     const { descriptor, notes } = await rebuildDescriptor(fs, paths);
-    const bytes = encodeDescriptor(descriptor);
-    decodeDescriptor(bytes.toString('utf8'), paths.descriptor); // the rebuilt tree must validate
+    const bytes = encodeReadable(descriptor, paths.descriptor); // the rebuilt tree must validate
     const exists = await fs.lstat(paths.descriptor).then(() => true, () => false);
     if (exists) {
       const aside = `${paths.descriptor}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;

@@ -15,6 +15,8 @@ import type { FileSystem } from '../io/file-system.js';
 import { readUpTo } from '../io/positional.js';
 
 export const DESCRIPTOR_SUFFIX = '.chain';
+/** The highest delta file number: twelve digits. */
+const MAX_LAYER_NUMBER = 10 ** 12 - 1;
 
 /** Names derived from a descriptor path `dir/<stem>.chain`. */
 export class DiskPaths {
@@ -33,8 +35,16 @@ export class DiskPaths {
     return `${this.descriptor}.op`;
   }
 
-  /** File name of delta number `n`: `<stem>-000042.delta`. */
+  /**
+   * File name of delta number `n`: `<stem>-000042.delta`. Numbers stop at 12 digits
+   * (what `layerNumber` recognises, and the descriptor's `nextLayer` bound): a file
+   * beyond would be one no sweep or rebuild could ever find again.
+   * @throws CHAIN_CORRUPT past that (reachable only from a crafted `nextLayer`)
+   */
   layerFile(n: number): string {
+    if (!Number.isSafeInteger(n) || n < 1 || n > MAX_LAYER_NUMBER) {
+      throw new DeltaDiskError('CHAIN_CORRUPT', `${this.descriptor}: delta number ${n} is past the last one (${MAX_LAYER_NUMBER})`, { path: this.descriptor });
+    }
     return `${this.stem}-${String(n).padStart(6, '0')}.delta`;
   }
 
@@ -79,13 +89,35 @@ export async function readDescriptor(fs: FileSystem, p: string): Promise<Descrip
   return decodeDescriptor(text, p);
 }
 
-export async function replaceDescriptor(fs: FileSystem, p: string, d: Descriptor): Promise<void> {
-  await atomicReplace(fs, p, encodeDescriptor(d));
+/**
+ * The bytes of `d`, only if they read back as `d`: a descriptor over the size limit
+ * (thousands of long snapshot descriptions) or with a counter carried past its
+ * bound (a generation of 2^53 - 1 in a crafted file) is refused here, before
+ * anything is written, instead of leaving a disk no open accepts.
+ * @throws LIMIT_EXCEEDED, CHAIN_CORRUPT
+ */
+export function encodeReadable(d: Descriptor, p: string): Buffer {
+  const bytes = encodeDescriptor(d);
+  if (bytes.length > MAX_DESCRIPTOR_BYTES) {
+    throw new DeltaDiskError('LIMIT_EXCEEDED', `the descriptor would be ${bytes.length} bytes, at most ${MAX_DESCRIPTOR_BYTES} allowed (fewer or shorter snapshot descriptions)`, { path: p });
+  }
+  try {
+    decodeDescriptor(bytes.toString('utf8'), p);
+  } catch (err) {
+    const e = err instanceof DeltaDiskError ? err : new DeltaDiskError('CHAIN_CORRUPT', String(err), { path: p });
+    throw new DeltaDiskError(e.code, `refusing to write a descriptor that would not read back: ${e.message}`, { path: p, cause: e });
+  }
+  return bytes;
 }
 
-/** @throws ALREADY_EXISTS */
+/** @throws LIMIT_EXCEEDED, CHAIN_CORRUPT (see encodeReadable): nothing was written */
+export async function replaceDescriptor(fs: FileSystem, p: string, d: Descriptor): Promise<void> {
+  await atomicReplace(fs, p, encodeReadable(d, p));
+}
+
+/** @throws ALREADY_EXISTS, LIMIT_EXCEEDED, CHAIN_CORRUPT */
 export async function createDescriptor(fs: FileSystem, p: string, d: Descriptor): Promise<void> {
-  await createDurable(fs, p, encodeDescriptor(d));
+  await createDurable(fs, p, encodeReadable(d, p));
 }
 
 export async function readOpState(fs: FileSystem, p: string): Promise<OpState | undefined> {

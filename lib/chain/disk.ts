@@ -41,7 +41,7 @@ import { acquireWriterLock, type WriterLock } from '../io/writer-lock.js';
 import { openRawBase, zeroBase, type BaseImage } from './base-image.js';
 import { BlockTable } from './block-table.js';
 import { ChainView } from './chain-view.js';
-import { createDescriptor, DiskPaths, readDescriptor, readOpState, replaceDescriptor } from './descriptor-file.js';
+import { createDescriptor, DiskPaths, encodeReadable, readDescriptor, readOpState, replaceDescriptor } from './descriptor-file.js';
 import { DiskReader, type Extent } from './disk-reader.js';
 import { LayerFile } from './layer-file.js';
 import { LayerSet } from './layer-set.js';
@@ -65,7 +65,7 @@ import type {
 } from './disk-types.js';
 import { SNAPSHOT_ID } from './disk-types.js';
 import { describeDisk } from './disk-info.js';
-import { removeInterruptedCreate, removeLeftoverFiles } from './leftover-files.js';
+import { readHeaders, removeInterruptedCreate, removeLeftoverFiles } from './leftover-files.js';
 import { Tree } from './tree.js';
 import { planBatch, type PendingWrite, type WritePlan } from './write-plan.js';
 import { WriteQueue } from './write-queue.js';
@@ -521,6 +521,21 @@ export class Disk {
     if (this.#view.depth >= MAX_DEPTH) throw new DeltaDiskError('LIMIT_EXCEEDED', `the chain is ${MAX_DEPTH} layers deep; consolidate first`);
     const active = this.#view.top!;
     const snap: SnapshotEntry = { id: identity.id ?? randomUUID(), name, description, created: identity.created ?? new Date().toISOString(), layer: active.id };
+    // 0. The descriptor this commits must be one an open accepts (8 MiB at most, its
+    // counters in bounds): refused before anything changes, not after the seal.
+    // The new layer's id and time are stand-ins of the same length.
+    const standIn = randomUUID();
+    encodeReadable(
+      {
+        ...d,
+        generation: d.generation + 1,
+        nextLayer: d.nextLayer + 1,
+        active: standIn,
+        layers: [...d.layers, { id: standIn, file: this.#paths.layerFile(d.nextLayer), parent: active.id, created: new Date().toISOString() }],
+        snapshots: [...d.snapshots, snap],
+      },
+      this.#paths.descriptor,
+    );
     // 1. The active layer's data durable and indexed, its header sealed with the tag.
     await active.sync();
     await active.seal({ id: snap.id, name, created: snap.created });
@@ -870,9 +885,18 @@ export class Disk {
     if (old !== undefined) void releaseLayers(old.layers);
   }
 
+  /**
+   * Forgets layer `id` and unlinks its file, after a commit that dropped it. Only a
+   * file whose header says it is that layer of this disk is unlinked: a dropped
+   * leaf is never opened, and a descriptor (damaged, or edited) may name any file
+   * of the directory for it; the descriptor itself, a base image or another disk's
+   * delta is not ours to delete. Such a file is left where it is.
+   */
   async #removeLayerFile(id: string, file: string): Promise<void> {
     await this.#layers.forget(id);
     const p = path.join(this.#paths.dir, file);
+    const found = await readHeaders(this.#fs, p);
+    if (found === undefined || found.headers.length === 0 || found.headers.some((h) => h.diskId !== this.#d.diskId || h.layerId !== id)) return;
     try {
       await this.#fs.unlink(p);
     } catch (err) {

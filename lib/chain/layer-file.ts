@@ -500,6 +500,11 @@ export class LayerFile {
       if (hb === undefined) break;
       const rh = decodeRecordHeader(hb, 0, this.#tag);
       if (rh === undefined || rh.seq !== seq || !this.#validShape(rh)) break;
+      // The writer indexes before the unindexed rows would outgrow one map segment
+      // (`append`), so a tail listing more was not written by it: a crafted ZERO
+      // record of 2^32 - 1 blocks would otherwise cost billions of rows.
+      const rows = rh.kind === RecordKind.MAPSEG || rh.kind === RecordKind.PAD ? 0 : rh.count;
+      if (this.records.count - this.#indexedRows + rows > MAX_SEGMENT_ENTRIES) break;
       const payload = await bytesAt(pos + RECORD_HEADER_SIZE, rh.payloadLength);
       if (payload === undefined) break;
       const dataAt = pos + RECORD_HEADER_SIZE;

@@ -38,6 +38,9 @@ export async function removeLeftoverFiles(fs: FileSystem, paths: DiskPaths, d: D
     }
     const n = paths.layerNumber(name);
     if (n === undefined || known.has(name)) continue;
+    // Only regular files are ours to judge: opening a FIFO would block for ever, a
+    // symlink leads elsewhere, and neither is anything we created.
+    if ((await fs.lstat(p).catch(() => undefined))?.isFile !== true) continue;
     const owner = await headerDiskId(fs, p);
     if (owner === d.diskId || (owner === undefined && n >= d.nextLayer)) {
       await fs.unlink(p).catch(() => undefined);
@@ -118,10 +121,13 @@ function isTempFile(paths: DiskPaths, name: string): boolean {
 
 /**
  * The intact header slots of a delta, and whether a slot is well-formed but not
- * understood (another version, impossible content); undefined when it cannot be read.
+ * understood (another version, impossible content); undefined when it cannot be read
+ * or is not a regular file.
  */
-async function readHeaders(fs: FileSystem, file: string): Promise<{ headers: DeltaHeader[]; foreign: boolean } | undefined> {
+export async function readHeaders(fs: FileSystem, file: string): Promise<{ headers: DeltaHeader[]; foreign: boolean } | undefined> {
   try {
+    // Never opened unless a regular file (not followed, not a FIFO, whose open blocks).
+    if (!(await fs.lstat(file)).isFile) return undefined;
     const h = await fs.open(file, 'read');
     try {
       const bytes = await readUpTo(h, 0, 2 * HEADER_SLOT_SIZE);

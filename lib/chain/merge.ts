@@ -27,6 +27,7 @@ import type { ChainContext } from './chain-context.js';
 import { ChainView, layerHasRefs } from './chain-view.js';
 import { removeOpState, writeOpState } from './descriptor-file.js';
 import { MAX_APPEND_ROWS, type LayerFile, type Run } from './layer-file.js';
+import { readHeaders } from './leftover-files.js';
 import { readRows } from './read-rows.js';
 import type { LayerSet } from './layer-set.js';
 import { Tree } from './tree.js';
@@ -173,16 +174,33 @@ export async function runMerge(ctx: MergeContext, initial: MergeState): Promise<
       throw err;
     }
     await ctx.commitDescriptor(switched(d, state));
-  } else if (!state.survivors.every((s) => tree.has(s.id))) {
-    mismatch('the surviving layers are not in the descriptor');
+  } else {
+    // After the switch the record alone says which file goes: it must be one the
+    // descriptor no longer names, and the survivors the layers and files the
+    // descriptor has. A record saying otherwise (damaged, or crafted) would have us
+    // delete a live layer.
+    if (!state.survivors.every((s) => tree.has(s.id) && tree.layer(s.id).file === s.file)) {
+      mismatch('the surviving layers are not in the descriptor');
+    }
+    if (d.layers.some((l) => l.file === state.removed.file)) mismatch(`${state.removed.file} is still a layer of the disk`);
+  }
+  // Only the removed layer's own file is unlinked: one whose header names another
+  // layer or disk means the record does not match the files. One that is gone, or
+  // not a regular file with an intact header (the descriptor, say), is left alone:
+  // the leftover sweep and `check` deal with what is ours for certain.
+  const removedPath = path.join(ctx.paths.dir, state.removed.file);
+  const found = await readHeaders(ctx.fs, removedPath);
+  if (found !== undefined && found.headers.some((h) => h.diskId !== d.diskId || h.layerId !== state.removed.id)) {
+    mismatch(`${state.removed.file} holds another layer than the one removed`);
   }
   await fixHeaders(ctx, state);
   await ctx.layers.forget(state.removed.id);
-  const removedPath = path.join(ctx.paths.dir, state.removed.file);
-  try {
-    await ctx.fs.unlink(removedPath);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, removedPath, 'removing merged layer failed');
+  if (found !== undefined && found.headers.length > 0) {
+    try {
+      await ctx.fs.unlink(removedPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, removedPath, 'removing merged layer failed');
+    }
   }
   await removeOpState(ctx.fs, ctx.paths.opState);
   ctx.layers.clearWaivers();

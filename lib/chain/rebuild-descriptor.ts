@@ -27,6 +27,9 @@ export interface RebuildResult {
 
 async function readHeader(fs: FileSystem, p: string): Promise<DeltaHeader | undefined> {
   try {
+    // Only a regular file is read: a symlink may lead out of the directory, and
+    // opening a FIFO blocks until someone writes to it.
+    if (!(await fs.lstat(p)).isFile) return undefined;
     const h = await fs.open(p, 'read');
     try {
       const bytes = await readUpTo(h, 0, 2 * HEADER_SLOT_SIZE);
@@ -61,7 +64,7 @@ export async function rebuildDescriptor(fs: FileSystem, paths: DiskPaths): Promi
     const n = paths.layerNumber(name);
     if (n === undefined) continue;
     const h = await readHeader(fs, path.join(paths.dir, name));
-    if (h === undefined) notes.push(`${name}: no intact header, left out`);
+    if (h === undefined) notes.push(`${name}: not a regular file with an intact header, left out`);
     else found.push({ file: name, n, h });
   }
   if (found.length === 0) {

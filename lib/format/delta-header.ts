@@ -77,6 +77,12 @@ function str(v: unknown, max: number): v is string {
   return typeof v === 'string' && v.length <= max;
 }
 
+/**
+ * Encodes a header slot. A header that would not decode again (a generation or log
+ * position carried past 2^53 - 1 from a crafted file, say) is refused with
+ * CHAIN_CORRUPT before any byte is written: written, it would make the layer
+ * unreadable, where refusing leaves the file as it was.
+ */
 export function encodeDeltaHeader(h: DeltaHeader): Buffer {
   const payload = encode({
     diskId: h.diskId,
@@ -96,6 +102,12 @@ export function encodeDeltaHeader(h: DeltaHeader): Buffer {
   });
   if (payload.length > MAX_HEADER_PAYLOAD) {
     throw new DeltaDiskError('LIMIT_EXCEEDED', `delta header needs ${payload.length} bytes, at most ${MAX_HEADER_PAYLOAD} fit`);
+  }
+  try {
+    validateHeader(h);
+  } catch (err) {
+    const why = err instanceof DeltaDiskError ? err.message : String(err);
+    throw new DeltaDiskError('CHAIN_CORRUPT', `refusing to write a delta header that would not read back: ${why}`);
   }
   const slot = Buffer.alloc(HEADER_SLOT_SIZE);
   DELTA_MAGIC.copy(slot, 0);
