@@ -1,11 +1,9 @@
 /**
  * Keeping a disk small and shallow: consolidate, compact, dedup, convert.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { DeltaDiskError, isDeltaDiskError, type ConsolidateResult } from '../../lib/index.js';
-import { DiskPaths } from '../../lib/chain/descriptor-file.js';
+import { DeltaDiskError, type ConsolidateResult } from '../../lib/index.js';
 import { flatten } from '../../lib/chain/flatten.js';
 import { assertNoOutput, assertNotOwnFile, handler, withDisk } from '../context.js';
 import { formatBytes, parseCount, parseFraction, parseSize } from '../parse-size.js';
@@ -25,28 +23,6 @@ function describeConsolidation(r: ConsolidateResult, line: (s: string) => void, 
   }
   line(`depth ${r.depthBefore} → ${r.depthAfter}`);
   if (r.blocked) line(`cannot meet the depth cap: ${r.blocked}`);
-}
-
-/** The files of a disk at `descriptor` that exist now (descriptor, lock, operation record, deltas). */
-function chainFilesAt(descriptor: string): Set<string> {
-  const p = new DiskPaths(descriptor);
-  const names = new Set<string>();
-  let entries: string[] = [];
-  try {
-    entries = fs.readdirSync(p.dir);
-  } catch {
-    // No directory: nothing exists (the create will say so).
-  }
-  for (const name of entries) {
-    const full = path.join(p.dir, name);
-    if (full === p.descriptor || full === `${p.descriptor}.lock` || full === p.opState || p.layerNumber(name) !== undefined) names.add(full);
-  }
-  return names;
-}
-
-/** Removes the files of the disk at `descriptor` that were not there `before` (a convert that failed). */
-function removeNewChainFiles(descriptor: string, before: ReadonlySet<string>): void {
-  for (const f of chainFilesAt(descriptor)) if (!before.has(f)) fs.rmSync(f, { force: true });
 }
 
 export function registerMaintain(program: Command): void {
@@ -117,9 +93,8 @@ export function registerMaintain(program: Command): void {
           if (format === 'raw' && o.force !== true) assertNoOutput(o.output);
           const reader = o.snapshot === undefined ? x.currentReader() : await x.openSnapshot(o.snapshot);
           const progress = startProgress(ctx.out, 'convert', reader.virtualSize);
-          const before = format === 'chain' ? chainFilesAt(o.output) : undefined;
           try {
-            // A signal stops the copy between two chunks (a raw image's temporary file is removed by flatten).
+            // A signal stops the copy between two chunks; flatten then removes what it made.
             await withInterruption(ctx.out, (checkpoint) =>
               flatten(reader, o.output, {
                 format,
@@ -131,10 +106,6 @@ export function registerMaintain(program: Command): void {
                 },
               }),
             );
-          } catch (err) {
-            // A new disk left half-copied would read as a whole, clean disk: remove what this run created.
-            if (before !== undefined && !isDeltaDiskError(err, 'ALREADY_EXISTS') && !isDeltaDiskError(err, 'LOCKED')) removeNewChainFiles(o.output, before);
-            throw err;
           } finally {
             progress.stop();
             await reader.close();

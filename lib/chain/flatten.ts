@@ -1,11 +1,16 @@
 /**
  * A standalone copy of one point in time of a disk: a new single-layer disk with no
  * base, or a raw image. Nothing of the source is shared, so the copy survives the
- * source's deletion. Blocks that read as zeros are not stored.
+ * source's deletion. Blocks that read as zeros are not stored. A copy that fails (or
+ * is interrupted through `onProgress`) leaves nothing: a raw image's temporary file
+ * is removed, and so is a new disk, which would otherwise read as a whole, clean
+ * disk holding part of the source.
  */
+import path from 'node:path';
 import { DeltaDiskError } from '../errors.js';
 import type { FileSystem } from '../io/file-system.js';
 import { nodeFileSystem } from '../io/node-file-system.js';
+import { readDescriptor } from './descriptor-file.js';
 import { Disk } from './disk.js';
 import type { DiskReader } from './disk-reader.js';
 import { EXPORT_CHUNK, exportRawFile, rawChunks } from './export-raw.js';
@@ -49,7 +54,19 @@ export async function flatten(source: DiskReader, target: string, options: Flatt
     await disk.flush();
   } catch (err) {
     await disk.close().catch(() => undefined);
+    await removeDisk(fs, target).catch(() => undefined);
     throw err;
   }
   await disk.close();
+}
+
+/**
+ * Removes the disk `flatten` created at `descriptor`: the descriptor first, so that a
+ * crash midway leaves deltas without one, which the next create there removes.
+ */
+async function removeDisk(fs: FileSystem, descriptor: string): Promise<void> {
+  const d = await readDescriptor(fs, descriptor);
+  await fs.unlink(descriptor);
+  for (const l of d.layers) await fs.unlink(path.join(path.dirname(descriptor), l.file)).catch(() => undefined);
+  await fs.syncDir(path.dirname(descriptor)).catch(() => undefined);
 }

@@ -1,13 +1,15 @@
 /**
  * exportRawFile: the image reads exactly as the disk, to the last byte of a size
  * that is not a multiple of the block size or of a page; zeros become holes; a
- * large image bypasses the page cache, and an export that fails leaves nothing.
+ * large image bypasses the page cache, and an export that fails leaves nothing; nor
+ * does a flatten into a new disk that fails.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { exportRawFile } from '../../lib/chain/export-raw.js';
+import { flatten } from '../../lib/chain/flatten.js';
 import { Disk } from '../../lib/index.js';
 import { nodeFileSystem } from '../../lib/io/node-file-system.js';
 import { DirectProbeFS } from '../helpers/direct-fs.js';
@@ -62,5 +64,31 @@ describe('exportRawFile', () => {
   it('writes the same image through the page cache where direct writes are refused', async () => {
     const { probe } = await exportThrough(new DirectProbeFS(nodeFileSystem, 1));
     expect(probe.plainBytes).toBeGreaterThan(0);
+  });
+});
+
+describe('flatten', () => {
+  it('a copy into a new disk that fails midway leaves no disk behind, and one that finishes reads as the source', async () => {
+    const { disk, expected } = await makeDisk();
+    const before = fs.readdirSync(dir).sort();
+    let seen = 0;
+    const failing = flatten(disk.currentReader(), path.join(dir, 'copy.chain'), {
+      format: 'chain',
+      onProgress: (n) => {
+        seen += n;
+        if (seen > 8 * MiB) throw new Error('interrupted');
+      },
+    });
+    await expect(failing).rejects.toThrow('interrupted');
+    expect(fs.readdirSync(dir).sort()).toEqual(before);
+
+    await flatten(disk.currentReader(), path.join(dir, 'copy.chain'), { format: 'chain' });
+    await disk.close();
+    const copy = await Disk.open(path.join(dir, 'copy.chain'), { readOnly: true });
+    try {
+      expect(Buffer.from(await copy.read(0, SIZE)).equals(expected)).toBe(true);
+    } finally {
+      await copy.close();
+    }
   });
 });
