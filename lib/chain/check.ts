@@ -303,8 +303,23 @@ async function repair(
   const repaired: CheckFinding[] = [];
   const descriptorBroken = found.findings.some((f) => f.kind === 'descriptor');
   if (descriptorBroken) {
-    const { descriptor, notes } = await rebuildDescriptor(fs, paths);
+    const { descriptor, notes, newLayer } = await rebuildDescriptor(fs, paths);
     const bytes = encodeReadable(descriptor, paths.descriptor); // the rebuilt tree must validate
+    if (newLayer !== undefined) {
+      // Its file before the descriptor naming it (a crash between leaves an unsealed
+      // leaf, which the next rebuild takes as the active layer).
+      const h = newLayer.header;
+      const layer = await LayerFile.create(fs, paths.dir, newLayer.entry.file, {
+        diskId: descriptor.diskId,
+        layerId: newLayer.entry.id,
+        parentId: newLayer.entry.parent,
+        parentFile: newLayer.parentFile,
+        base: h.base,
+        blockSize: h.blockSize,
+        virtualSize: h.virtualSize,
+      });
+      await layer.release();
+    }
     const exists = await fs.lstat(paths.descriptor).then(() => true, () => false);
     if (exists) {
       const aside = `${paths.descriptor}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;

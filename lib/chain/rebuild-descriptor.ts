@@ -8,8 +8,12 @@
  * (CHAIN_CORRUPT) rather than guesses when the headers do not form one tree. Where
  * a choice remains it takes the safe one and says so: of two files claiming one
  * layer (an interrupted compaction), the older, complete one; of several unsealed
- * leaves (an interrupted revert), the newest as the active layer.
+ * leaves (an interrupted revert), the newest as the active layer. With no unsealed
+ * leaf (the active delta was lost with the descriptor) a new, empty active layer
+ * goes on the newest leaf, which stays sealed with its snapshot: a committed
+ * snapshot never becomes writable (the caller creates the file, `newLayer`).
  */
+import { randomUUID } from 'node:crypto';
 import { DeltaDiskError } from '../errors.js';
 import { decodeDeltaHeader, type DeltaHeader } from '../format/delta-header.js';
 import type { Descriptor, LayerEntry, SnapshotEntry } from '../format/descriptor.js';
@@ -21,6 +25,8 @@ import path from 'node:path';
 
 export interface RebuildResult {
   readonly descriptor: Descriptor;
+  /** An empty active layer the descriptor names, whose file the caller must create first. */
+  readonly newLayer?: { readonly entry: LayerEntry; readonly parentFile: string; readonly header: DeltaHeader } | undefined;
   /** Choices made and files left out, for the report. */
   readonly notes: readonly string[];
 }
@@ -102,19 +108,24 @@ export async function rebuildDescriptor(fs: FileSystem, paths: DiskPaths): Promi
   const hasChildren = new Set(layers.map((l) => l.parent).filter((p): p is string => p !== null));
   const unsealedLeaves = [...byLayer.values()].filter((f) => !f.h.sealed && !hasChildren.has(f.h.layerId));
   let active: string;
+  let newLayer: RebuildResult['newLayer'];
+  const nextLayer = mine[mine.length - 1]!.n + 1;
   if (unsealedLeaves.length === 0) {
-    // Every leaf is sealed: the newest leaf becomes writable again.
+    // Every leaf is sealed: a new active layer on the newest one.
     const leaves = [...byLayer.values()].filter((f) => !hasChildren.has(f.h.layerId)).sort((a, b) => b.n - a.n);
     if (leaves.length === 0) throw new DeltaDiskError('CHAIN_CORRUPT', 'the deltas form a cycle; not rebuilding');
-    active = leaves[0]!.h.layerId;
-    notes.push(`no unsealed leaf: ${leaves[0]!.file} becomes the active layer`);
+    const leaf = leaves[0]!;
+    const entry: LayerEntry = { id: randomUUID(), file: paths.layerFile(nextLayer), parent: leaf.h.layerId, created: new Date().toISOString() };
+    newLayer = { entry, parentFile: leaf.file, header: leaf.h };
+    active = entry.id;
+    notes.push(`no unsealed leaf (the active delta is lost): a new, empty active layer ${entry.file} on ${leaf.file}`);
   } else {
     unsealedLeaves.sort((a, b) => b.n - a.n);
     active = unsealedLeaves[0]!.h.layerId;
     for (const extra of unsealedLeaves.slice(1)) notes.push(`${extra.file}: another unsealed leaf (interrupted revert?), left out`);
   }
   const dropped = new Set(unsealedLeaves.slice(1).map((f) => f.h.layerId));
-  const kept = layers.filter((l) => !dropped.has(l.id));
+  const kept = [...layers.filter((l) => !dropped.has(l.id)), ...(newLayer === undefined ? [] : [newLayer.entry])];
   const snapshots: SnapshotEntry[] = [];
   const snapshotNames = new Set<string>();
   for (const f of byLayer.values()) {
@@ -134,10 +145,10 @@ export async function rebuildDescriptor(fs: FileSystem, paths: DiskPaths): Promi
     blockSize: first.blockSize,
     dedup: true,
     base: first.base,
-    nextLayer: mine[mine.length - 1]!.n + 1,
+    nextLayer: nextLayer + (newLayer === undefined ? 0 : 1),
     active,
     layers: kept,
     snapshots,
   };
-  return { descriptor, notes };
+  return { descriptor, notes, newLayer };
 }

@@ -272,3 +272,30 @@ describe('state records of unfinished operations', () => {
     await refused('UNSUPPORTED_VERSION');
   });
 });
+
+describe('a descriptor rebuilt after the active delta was lost too', () => {
+  it('keeps the newest snapshot read-only and its name, and gives the disk a new, empty active layer', async () => {
+    // Lost: the descriptor and the active delta (000003). Every leaf left is sealed.
+    fs.rmSync(file);
+    fs.rmSync(delta(3));
+    const report = await Disk.check(file, { repair: true });
+    expect(report.repaired.map((f) => f.message).join('\n')).toMatch(/a new, empty active layer disk-000003\.delta on disk-000002\.delta/);
+    const d = await Disk.open(file);
+    try {
+      expect(d.snapshots().map((s) => s.name)).toEqual(['a', 'b']);
+      // The disk reads as snapshot b; writing changes the disk, never b.
+      const b = Buffer.concat([pattern(BS, 1), pattern(BS, 2)]);
+      expect(Buffer.from(await d.read(0, 2 * BS)).equals(b)).toBe(true);
+      await d.write(BS, pattern(BS, 9));
+      const snap = await d.openSnapshot('b');
+      try {
+        expect(Buffer.from(await snap.read(0, 2 * BS)).equals(b)).toBe(true);
+      } finally {
+        await snap.close();
+      }
+    } finally {
+      await d.close();
+    }
+    expect((await Disk.check(file)).result).toBe('clean');
+  });
+});
