@@ -71,6 +71,13 @@ export interface StorageBackend {
    * with NOT_FOUND.
    */
   listNames(kind: RepoFileKind): Promise<string[]>;
+  /**
+   * Names of `kind` held by something other than a regular file (a symbolic link, a
+   * directory): never written by a repository, so damage. `list` and `listNames`
+   * leave them out, so without this a manifest replaced by a link would be a backup
+   * that check never mentions and prune treats as gone, deleting its data.
+   */
+  listIrregular(kind: RepoFileKind): Promise<string[]>;
   /** Leftover temporary files, as `<kind>/<name>` strings for `removeTemp`. */
   listTemps(): Promise<string[]>;
   removeTemp(name: string): Promise<void>;

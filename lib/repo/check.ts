@@ -4,7 +4,8 @@
  * Structure: every index file decodes; every pack an index lists exists with the
  * size it says and a header (trailer) that hashes to its name; every backup decodes
  * and every chunk it names (and every chunk list) is in the index, in a pack that is
- * there. With `readData`, every blob of every pack (or of the packs in subset n/t,
+ * there; a manifest, index file, pack or plan held by a link or a directory is
+ * damage (listings leave such names out, so it is looked for). With `readData`, every blob of every pack (or of the packs in subset n/t,
  * chosen by pack name, so t runs cover the repository) is read, decompressed and
  * hashed. Problems are errors (data a backup needs is missing or damaged, or the
  * index lies) or leaks (unreferenced packs or chunks, leftover temporary files:
@@ -23,9 +24,9 @@ import { decodePackTail, decodePackTrailer, packNameOf, PACK_TRAILER_SIZE } from
 import { HASH_SIZE, ZERO_HASH } from '../format/repo-limits.js';
 import { encodeDamageRecord } from '../format/damage-record.js';
 import { encodeVerifyRecord } from '../format/verify-record.js';
-import { readLeased, type LeasedBytes } from './backend.js';
+import { readLeased, type LeasedBytes, type RepoFileKind } from './backend.js';
 import type { ChunkIndex } from './chunk-index.js';
-import { contentPages } from './content-list.js';
+import { listPage, listPageKey } from './content-list.js';
 import type { Repository } from './repository.js';
 
 export type ProblemKind =
@@ -40,6 +41,14 @@ export type ProblemKind =
   | 'unindexed-pack'
   | 'unused-data'
   | 'temp-file';
+
+/** Kinds of file whose names check looks for held by links or directories, and how each is reported. */
+const IRREGULAR: readonly (readonly [RepoFileKind, ProblemKind, string])[] = [
+  ['snapshot', 'damaged-manifest', 'backup'],
+  ['index', 'damaged-index', 'index file'],
+  ['pack', 'damaged-pack', 'pack'],
+  ['plan', 'damaged-plan', 'prune plan'],
+];
 
 const LEAKS: ReadonlySet<ProblemKind> = new Set(['unindexed-pack', 'unused-data', 'temp-file']);
 
@@ -106,6 +115,14 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
     }
   }
   stats.backups = manifests.length;
+  // A name of the repository held by a link or a directory was never written by
+  // one: listings leave it out, so it is reported here, or a manifest replaced so
+  // would be a backup that vanished without a word (and its data a mere leak).
+  for (const [kind, problem, what] of IRREGULAR) {
+    for (const name of await repo.backend.listIrregular(kind)) {
+      report(problem, `${what} ${name} is not a regular file`, kind === 'snapshot' ? { backup: name } : kind === 'pack' ? { pack: name } : {});
+    }
+  }
   stats.indexFiles = (await repo.backend.list('index')).length;
   const index = await repo.loadIndex({ onDamaged: (name, err) => report('damaged-index', `index file ${name} is damaged: ${err.message}`), ignoreDamagedPlan: true });
   stats.chunks = index.entryCount;
@@ -163,9 +180,27 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   const failedBackups: string[] = [];
   const passed: string[] = [];
   const missingNeeded = new Map<string, Set<string>>(); // pack → backups needing it
+  const healthy = (id: number): boolean => !unusable.has(index.packOf(id)) && !badEntries.has(id);
+  // For each hash stored somewhere unhealthy, a healthy copy (an entry id) if there
+  // is one: found in one pass over the index, the first time it is asked for. A
+  // scan per chunk (ChunkIndex.entriesWithHash) made a lost pack directory cost
+  // ~3 ms per reference to its chunks in an index of a million entries: hours.
+  let healthyCopies: Map<string, number> | undefined;
+  const healthyCopyOf = (h: Buffer): number | undefined => {
+    if (healthyCopies === undefined) {
+      const wanted = new Set<string>();
+      for (let id = 0; id < index.entryCount; id++) if (!healthy(id)) wanted.add(index.hashOf(id).toString('hex'));
+      healthyCopies = new Map();
+      for (let id = 0; id < index.entryCount; id++) {
+        if (!healthy(id)) continue;
+        const key = index.hashOf(id).toString('hex');
+        if (wanted.has(key) && !healthyCopies.has(key)) healthyCopies.set(key, id);
+      }
+    }
+    return healthyCopies.get(h.toString('hex'));
+  };
   for (const m of manifests) {
     const problems: string[] = [];
-    const healthy = (id: number): boolean => !unusable.has(index.packOf(id)) && !badEntries.has(id);
     const need = (h: Buffer, what: string): boolean => {
       const id = index.find(h);
       if (id < 0) {
@@ -175,7 +210,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
       used[id] = 1;
       if (healthy(id)) return true;
       // A good copy elsewhere (a later backup stored the chunk again) serves as well.
-      const alt = index.entriesWithHash(h).find((e) => e !== id && healthy(e));
+      const alt = healthyCopyOf(h);
       if (alt !== undefined) {
         used[alt] = 1;
         return true;
@@ -186,26 +221,34 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
       if (gone) missingNeeded.set(pack, (missingNeeded.get(pack) ?? new Set()).add(m.id));
       return false;
     };
+    const checkPage = (page: Buffer, c: Content, what: string): void => {
+      for (let at = 0; at < page.length; at += HASH_SIZE) {
+        const h = page.subarray(at, at + HASH_SIZE);
+        if (h.equals(ZERO_HASH)) {
+          if (c.chunkSize === 0) problems.push(`${what}: names the zero chunk in variable-size content`);
+          continue;
+        }
+        need(h, what);
+      }
+    };
     const checkContent = async (c: Content, what: string): Promise<void> => {
       for (const l of c.lists ?? []) if (!need(l, what)) return;
-      const key = (c.lists ?? []).map((l) => l.toString('hex')).join('');
-      if (key !== '' && checkedLists.has(key)) return;
-      const before = problems.length;
-      try {
-        for await (const page of contentPages(repo, index, c)) {
-          for (let at = 0; at < page.length; at += HASH_SIZE) {
-            const h = page.subarray(at, at + HASH_SIZE);
-            if (h.equals(ZERO_HASH)) {
-              if (c.chunkSize === 0) problems.push(`${what}: names the zero chunk in variable-size content`);
-              continue;
-            }
-            need(h, what);
-          }
+      if (c.hashes !== undefined) return checkPage(c.hashes, c, what);
+      // A list page found whole (every chunk there) is not read again, by this
+      // backup or another: one list blob may be named many times. One with a
+      // problem is, so every backup naming it is found damaged.
+      for (let i = 0; i < (c.lists ?? []).length; i++) {
+        const key = listPageKey(c, i);
+        if (checkedLists.has(key)) continue;
+        const before = problems.length;
+        try {
+          checkPage(await listPage(repo, index, c, i), c, what);
+        } catch (err) {
+          if (!isDeltaDiskError(err)) throw err;
+          problems.push(`${what}: ${err.message}`);
+          return;
         }
-        if (key !== '' && problems.length === before) checkedLists.add(key);
-      } catch (err) {
-        if (!isDeltaDiskError(err)) throw err;
-        problems.push(`${what}: ${err.message}`);
+        if (problems.length === before) checkedLists.add(key);
       }
     };
     for (const e of m.entries) {

@@ -90,15 +90,55 @@ export async function* contentPages(repo: Repository, index: ChunkIndex, c: Cont
     return;
   }
   const lists = c.lists ?? [];
-  for (let i = 0; i < lists.length; i++) {
-    const id = index.find(lists[i]!);
-    if (id < 0) throw new DeltaDiskError('REPO_CORRUPT', `chunk list ${lists[i]!.toString('hex').slice(0, 16)}… is missing from the repository`);
-    if (index.kindOf(id) !== BlobKind.LIST) throw new DeltaDiskError('REPO_CORRUPT', `blob ${lists[i]!.toString('hex').slice(0, 16)}… is not a chunk list`);
-    const page = await repo.readBlob(index, id);
-    const expected = i < lists.length - 1 ? LIST_BLOB_HASHES : c.count - (lists.length - 1) * LIST_BLOB_HASHES;
-    if (page.length !== expected * HASH_SIZE) {
-      throw new DeltaDiskError('REPO_CORRUPT', `chunk list ${i} holds ${page.length / HASH_SIZE} hashes, expected ${expected}`);
-    }
+  for (let i = 0; i < lists.length; i++) yield await listPage(repo, index, c, i);
+}
+
+/**
+ * The key under which list blob `i` of `c` is the same page wherever it is named:
+ * its hash and the number of hashes it must hold there.
+ */
+export function listPageKey(c: Content, i: number): string {
+  return `${c.lists![i]!.toString('hex')}:${expectedHashes(c, i)}`;
+}
+
+function expectedHashes(c: Content, i: number): number {
+  const lists = c.lists ?? [];
+  return i < lists.length - 1 ? LIST_BLOB_HASHES : c.count - (lists.length - 1) * LIST_BLOB_HASHES;
+}
+
+/**
+ * List blob `i` of `c`, read and checked (kind, hash, length).
+ * @throws REPO_CORRUPT when it is missing or does not fit the content.
+ */
+export async function listPage(repo: Repository, index: ChunkIndex, c: Content, i: number): Promise<Buffer> {
+  const hash = c.lists![i]!;
+  const id = index.find(hash);
+  if (id < 0) throw new DeltaDiskError('REPO_CORRUPT', `chunk list ${hash.toString('hex').slice(0, 16)}… is missing from the repository`);
+  if (index.kindOf(id) !== BlobKind.LIST) throw new DeltaDiskError('REPO_CORRUPT', `blob ${hash.toString('hex').slice(0, 16)}… is not a chunk list`);
+  const page = await repo.readBlob(index, id);
+  const expected = expectedHashes(c, i);
+  if (page.length !== expected * HASH_SIZE) {
+    throw new DeltaDiskError('REPO_CORRUPT', `chunk list ${i} holds ${page.length / HASH_SIZE} hashes, expected ${expected}`);
+  }
+  return page;
+}
+
+/**
+ * The pages of `content` not in `seen` (which then holds them): for readers that
+ * only collect hashes, so that a list blob named many times, by one content or by
+ * many, is read once. (A manifest of a few megabytes may name one list blob 2^18
+ * times: read each time, that is 128 GiB.)
+ */
+export async function* unseenPages(repo: Repository, index: ChunkIndex, c: Content, seen: Set<string>): AsyncGenerator<Buffer> {
+  if (c.hashes !== undefined) {
+    if (c.hashes.length > 0) yield c.hashes;
+    return;
+  }
+  for (let i = 0; i < (c.lists ?? []).length; i++) {
+    const key = listPageKey(c, i);
+    if (seen.has(key)) continue;
+    const page = await listPage(repo, index, c, i);
+    seen.add(key);
     yield page;
   }
 }
@@ -129,16 +169,13 @@ export async function forEachReferencedBlob(repo: Repository, index: ChunkIndex,
   const seen = new Set<string>();
   for (const m of manifests) {
     for (const { content, what } of manifestContents(m)) {
-      const key = (content.lists ?? []).map((l) => l.toString('hex')).join('');
-      if (key !== '' && seen.has(key)) continue;
       for (const l of content.lists ?? []) fn(l, what);
-      for await (const page of contentPages(repo, index, content)) {
+      for await (const page of unseenPages(repo, index, content, seen)) {
         for (let at = 0; at < page.length; at += HASH_SIZE) {
           const h = page.subarray(at, at + HASH_SIZE);
           if (!h.equals(ZERO_HASH)) fn(h, what);
         }
       }
-      if (key !== '') seen.add(key);
     }
   }
 }

@@ -9,7 +9,7 @@
 import type { ChunkIndex } from './chunk-index.js';
 import type { Content, Entry } from '../format/manifest.js';
 import { HASH_SIZE, ZERO_HASH } from '../format/repo-limits.js';
-import { contentPages } from './content-list.js';
+import { unseenPages } from './content-list.js';
 import type { Repository } from './repository.js';
 
 export type DiffChange = '+' | '-' | 'M' | 'T' | 'U';
@@ -41,7 +41,8 @@ function sameContent(x: Content, y: Content): boolean {
 
 async function chunkSizes(repo: Repository, index: ChunkIndex, c: Content): Promise<Map<string, number>> {
   const out = new Map<string, number>();
-  for await (const page of contentPages(repo, index, c)) {
+  // Pages seen already add nothing to the map: each list blob is read once.
+  for await (const page of unseenPages(repo, index, c, new Set())) {
     for (let at = 0; at < page.length; at += HASH_SIZE) {
       const h = page.subarray(at, at + HASH_SIZE);
       if (h.equals(ZERO_HASH)) continue;

@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
 import { TEMP_INFIX, tempNameFor } from '../io/atomic-replace.js';
-import type { FileHandle, FileSystem } from '../io/file-system.js';
+import type { FileHandle, FileStat, FileSystem } from '../io/file-system.js';
 import { alignDown, alignUp, isDirectAligned, isDirectTransfer } from '../io/aligned-buffer.js';
 import { alignedPool } from '../io/buffer-pool.js';
 import { readExactly, readUpTo } from '../io/positional.js';
@@ -147,13 +147,24 @@ export class LocalBackend implements StorageBackend {
   }
 
   async list(kind: RepoFileKind): Promise<StoredFile[]> {
+    const out: StoredFile[] = [];
+    for (const { name, st } of await this.#statListed(kind)) if (st.isFile) out.push({ name, size: st.size });
+    return out;
+  }
+
+  async listIrregular(kind: RepoFileKind): Promise<string[]> {
+    return (await this.#statListed(kind)).filter((f) => !f.st.isFile).map((f) => f.name);
+  }
+
+  /** The valid names of `kind` with what lstat says of each (sorted by name; those gone meanwhile left out). */
+  async #statListed(kind: RepoFileKind): Promise<{ name: string; st: FileStat }[]> {
     const files = await this.#listed(kind);
     const stats = await settleLimited(files, STAT_CONCURRENCY, (f) => this.#fs.lstat(path.join(f.dir, f.name)));
-    const out: StoredFile[] = [];
+    const out: { name: string; st: FileStat }[] = [];
     stats.forEach((st, i) => {
       const { dir, name } = files[i]!;
       if (st.status === 'fulfilled') {
-        if (st.value.isFile) out.push({ name, size: st.value.size });
+        out.push({ name, st: st.value });
       } else if (!isErrno(st.reason, 'ENOENT')) {
         throw fromSystemError(st.reason, path.join(dir, name), 'listing repository failed');
       }

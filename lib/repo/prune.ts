@@ -9,6 +9,10 @@
  * backups) and leftover temporary files are condemned too. The plan is written
  * durably (`plans/prune`); from then on no backup reuses a chunk that lives only in
  * a condemned pack (repository.ts flags them), it stores the chunk again instead.
+ * A used blob that fails verification while being repacked keeps its pack, and
+ * every other pack holding a copy of it (the copy a check will point readers to).
+ * Prune deletes nothing while a manifest cannot be read, a chunk is missing, or a
+ * manifest, index file or pack is held by a link or a directory.
  *
  * Finish: wait until every lock present once the plan was durable is gone (those
  * holders may have loaded the index before the plan existed; later ones read it),
@@ -67,6 +71,13 @@ function isDamage(err: unknown): boolean {
 }
 
 async function loadManifests(repo: Repository): Promise<Manifest[]> {
+  // A manifest, index file or pack held by a link or a directory is damage no
+  // listing shows: a backup whose manifest is a link would look gone, and its data
+  // unused.
+  for (const kind of ['snapshot', 'index', 'pack'] as const) {
+    const odd = await repo.backend.listIrregular(kind);
+    if (odd.length > 0) throw new DeltaDiskError('REPO_CORRUPT', `${kind} ${odd[0]} is not a regular file; prune deletes nothing until \`deltadisk check\` is clean`);
+  }
   const out: Manifest[] = [];
   for (const id of await repo.backupIds()) {
     try {
@@ -140,6 +151,8 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
   const sizes = await listPacks();
   const used = await markUsed(repo, index, manifests);
   const condemned: string[] = [];
+  // Used blobs found damaged while repacking, by pack: their other copies are spared below.
+  const damagedBlobs: { pack: number; id: number }[] = [];
   const writer = new PackWriter(repo.backend, index, { packSize: repo.config.packSize, dryRun });
   try {
     await repack();
@@ -184,6 +197,7 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
           // Damaged (a blob that does not decode) or cut short: the same for prune.
           if (!isDeltaDiskError(err, 'REPO_CORRUPT') && !isDeltaDiskError(err, 'TRUNCATED')) throw err;
           options.onNote?.(`not repacking pack ${name}: ${err.message}`);
+          damagedBlobs.push({ pack: p, id });
           damaged = true;
         }
       }
@@ -197,6 +211,19 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
     }
   }
   for (const name of sizes.keys()) if (index.packId(name) === undefined) condemned.push(name);
+  // A used blob that failed verification may have another copy, in a pack no reader
+  // prefers (so unused, and condemned above): that copy is what a check will point
+  // readers to, and deleting it would turn damage that heals into loss. Every pack
+  // holding one is spared.
+  for (const { pack, id } of damagedBlobs) {
+    for (const e of index.entriesWithHash(index.hashOf(id))) {
+      const other = index.packName(index.packOf(e));
+      const at = condemned.indexOf(other);
+      if (index.packOf(e) === pack || at < 0) continue;
+      condemned.splice(at, 1);
+      options.onNote?.(`keeping pack ${other}: it holds another copy of a damaged blob`);
+    }
+  }
   const temps = await repo.backend.listTemps();
   if (condemned.length === 0 && temps.length === 0) {
     if (damagedPlan && !dryRun) await repo.backend.remove('plan', 'prune');
