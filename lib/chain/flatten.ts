@@ -61,12 +61,14 @@ export async function flatten(source: DiskReader, target: string, options: Flatt
 }
 
 /**
- * Removes the disk `flatten` created at `descriptor`: the descriptor first, so that a
- * crash midway leaves deltas without one, which the next create there removes.
+ * Removes the disk `flatten` created at `descriptor`: its deltas first, so that a
+ * crash midway leaves a descriptor naming a missing delta, which no open accepts;
+ * never a partial copy that opens (or that a repair would rebuild) as a whole disk.
  */
 async function removeDisk(fs: FileSystem, descriptor: string): Promise<void> {
   const d = await readDescriptor(fs, descriptor);
-  await fs.unlink(descriptor);
   for (const l of d.layers) await fs.unlink(path.join(path.dirname(descriptor), l.file)).catch(() => undefined);
+  await fs.syncDir(path.dirname(descriptor)).catch(() => undefined);
+  await fs.unlink(descriptor);
   await fs.syncDir(path.dirname(descriptor)).catch(() => undefined);
 }

@@ -66,9 +66,11 @@ export async function rebuildDescriptor(fs: FileSystem, paths: DiskPaths): Promi
   const notes: string[] = [];
   const names = await fs.readdir(paths.dir);
   const found: { file: string; n: number; h: DeltaHeader }[] = [];
+  let highest = 0;
   for (const name of names) {
     const n = paths.layerNumber(name);
     if (n === undefined) continue;
+    highest = Math.max(highest, n);
     const h = await readHeader(fs, path.join(paths.dir, name));
     if (h === undefined) notes.push(`${name}: not a regular file with an intact header, left out`);
     else found.push({ file: name, n, h });
@@ -109,12 +111,16 @@ export async function rebuildDescriptor(fs: FileSystem, paths: DiskPaths): Promi
   const unsealedLeaves = [...byLayer.values()].filter((f) => !f.h.sealed && !hasChildren.has(f.h.layerId));
   let active: string;
   let newLayer: RebuildResult['newLayer'];
-  const nextLayer = mine[mine.length - 1]!.n + 1;
+  let nextLayer = mine[mine.length - 1]!.n + 1;
   if (unsealedLeaves.length === 0) {
     // Every leaf is sealed: a new active layer on the newest one.
     const leaves = [...byLayer.values()].filter((f) => !hasChildren.has(f.h.layerId)).sort((a, b) => b.n - a.n);
     if (leaves.length === 0) throw new DeltaDiskError('CHAIN_CORRUPT', 'the deltas form a cycle; not rebuilding');
     const leaf = leaves[0]!;
+    // Numbered past every file named like a delta, not only the intact ones: a file
+    // whose creation was cut (this very repair interrupted, say) holds the next
+    // number, and creating over it would fail every repair after.
+    nextLayer = Math.max(nextLayer, highest + 1);
     const entry: LayerEntry = { id: randomUUID(), file: paths.layerFile(nextLayer), parent: leaf.h.layerId, created: new Date().toISOString() };
     newLayer = { entry, parentFile: leaf.file, header: leaf.h };
     active = entry.id;

@@ -185,14 +185,16 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
       if ((total - inUse) / total < threshold) continue;
       // Repack: copy the used blobs (verified first) into new packs. A pack with a
       // damaged or truncated blob still in use stays as it is: check reports it.
+      // Every used blob is verified even after one failed: each damaged one's other
+      // copies are spared below, not only the first one's.
       const blobs: { id: number; stored: Buffer }[] = [];
       let damaged = false;
-      for (let id = first; id < first + count && !damaged; id++) {
+      for (let id = first; id < first + count; id++) {
         if (used[id] !== 1 || copied.has(index.hashOf(id).toString('hex'))) continue;
         try {
           const stored = await repo.backend.readRange('pack', name, index.offsetOf(id), index.storedLengthOf(id));
           await repo.decodeBlob(index, id, stored);
-          blobs.push({ id, stored });
+          if (!damaged) blobs.push({ id, stored });
         } catch (err) {
           // Damaged (a blob that does not decode) or cut short: the same for prune.
           if (!isDeltaDiskError(err, 'REPO_CORRUPT') && !isDeltaDiskError(err, 'TRUNCATED')) throw err;

@@ -43,7 +43,7 @@ export interface TargetContext {
    * there (listed once, before any of this restore's own temporary files exist).
    */
   readonly leftovers: Map<string, Promise<readonly string[]>>;
-  /** Every path the restore publishes (never taken for a leftover). */
+  /** Every path of the backup, restored this time or not (never taken for a leftover). */
   readonly planned: ReadonlySet<string>;
   onBytes(n: number): void;
 }
@@ -70,7 +70,7 @@ export async function publish(t: TargetContext, tmp: string, final: string): Pro
 /**
  * Removes what an interrupted restore left of `final`: symbolic links, and regular
  * files still owner-only (as `restoreFile` creates them), named as `tempNameFor(final)`
- * names them and not themselves restored by this restore. Never a directory, never
+ * names them and not themselves files of the backup. Never a directory, never
  * through a link (a name is unlinked, not followed).
  */
 export async function removeLeftovers(t: TargetContext, final: string): Promise<void> {

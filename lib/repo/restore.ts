@@ -164,7 +164,9 @@ export async function restore(repo: Repository, id: string, options: RestoreOpti
     overwrite: options.overwrite === true,
     touched: new Set<string>(),
     leftovers: new Map(),
-    planned: new Set(entries.map((e) => path.join(root, ...pathParts(outputPath(e, options.flatten === true))))),
+    // Every path of the backup, not only those selected: a file of the backup that an
+    // earlier restore wrote is never taken for a leftover by one restoring less.
+    planned: new Set(manifest.entries.map((e) => path.join(root, ...outputPath(e, options.flatten === true).split('/')))),
     onBytes(n) {
       done += n;
       const now = performance.now();

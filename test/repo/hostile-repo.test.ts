@@ -117,6 +117,58 @@ describe('prune finding a damaged chunk while repacking', () => {
   });
 });
 
+describe('prune finding two damaged chunks in one pack while repacking', () => {
+  it('keeps the other copies of both, each in a pack of its own', async () => {
+    const x = randomData(10_000);
+    const z = randomData(10_000);
+    writeTree(src(), { x, z, y: randomData(10_000) });
+    const first = await withRepo(repoDir, 'shared', (repo) => backup(repo, [src()]));
+    fs.unlinkSync(path.join(src(), 'y'));
+    const kept = await withRepo(repoDir, 'shared', (repo) => backup(repo, [src()]));
+    const tree = snapshotTree(src());
+    const [withXYZ] = packFiles();
+    // A second copy of x in one pack, of z in another.
+    const copies: string[] = [];
+    const crafted: string[] = [];
+    for (const data of [x, z]) {
+      const before = packFiles();
+      const { content, blob } = contentOf(data);
+      const entries: Entry[] = [{ type: 'file', path: 'c', mode: 0o644, mtimeMs: 0, size: data.length, content }];
+      crafted.push(await withRepo(repoDir, 'shared', (repo) => craftBackup(repo, entries, [blob])));
+      copies.push(packFiles().find((p) => !before.includes(p))!);
+    }
+    // One index file listing the pack of x, y and z first: its copies are preferred.
+    const indexDir = path.join(repoDir, 'index');
+    const packs = fs.readdirSync(indexDir).flatMap((n) => decodeIndexFile(fs.readFileSync(path.join(indexDir, n)), n));
+    packs.sort((a, b) => (a.name === path.basename(withXYZ!) ? -1 : b.name === path.basename(withXYZ!) ? 1 : 0));
+    for (const n of fs.readdirSync(indexDir)) fs.unlinkSync(path.join(indexDir, n));
+    const bytes = encodeIndexFile(packs);
+    fs.writeFileSync(path.join(indexDir, indexNameOf(bytes)), bytes);
+    fs.unlinkSync(path.join(repoDir, 'snapshots', first.id));
+    for (const id of crafted) fs.unlinkSync(path.join(repoDir, 'snapshots', id));
+    // Both preferred copies go bad.
+    const offsets = await withRepo(repoDir, 'shared', async (repo) => {
+      const index = await repo.loadIndex();
+      return [x, z].map((data) => {
+        const id = index.find(contentOf(data).blob.hash);
+        expect(index.packName(index.packOf(id))).toBe(path.basename(withXYZ!));
+        return index.offsetOf(id);
+      });
+    });
+    const fd = fs.openSync(withXYZ!, 'r+');
+    for (const at of offsets) fs.writeSync(fd, Buffer.from([0xff, 0x00, 0xff]), 0, 3, at + 100);
+    fs.closeSync(fd);
+
+    await withRepo(repoDir, 'maintenance', (repo) => prune(repo));
+    for (const c of copies) expect(fs.existsSync(c), c).toBe(true);
+    const r = await withRepo(repoDir, 'shared', (repo) => checkRepository(repo, { readData: true }));
+    expect(r.failedBackups).toEqual([]);
+    const out = path.join(dir, 'out');
+    await withRepo(repoDir, 'shared', (repo) => restore(repo, kept.id, { target: out, verify: true }));
+    expect(snapshotTree(path.join(out, 'src'))).toEqual(tree);
+  });
+});
+
 describe('a list blob named many times', () => {
   it('is read once by check, prune, stats and diff', async () => {
     // A manifest of a few kilobytes naming one list blob 64 times (2^18 times fits

@@ -100,4 +100,20 @@ describe('leftovers of an interrupted restore', () => {
     expect(tree['link']).toBe('link:b.txt');
     expect(fs.readFileSync(path.join(out, 'a.txt'), 'utf8')).toBe('A');
   });
+
+  it('a restore of some paths leaves alone a file of the backup an earlier restore wrote', async () => {
+    const own = `a.txt.tmp-${'c'.repeat(12)}`;
+    writeTree(src, { 'a.txt': 'A', [own]: 'a file of the backup' });
+    fs.chmodSync(path.join(src, own), 0o600);
+    await Repository.init(repo);
+    const id = await withRepo(repo, 'shared', async (r) => (await backup(r, [src])).id);
+    await withRepo(repo, 'shared', (r) => restore(r, id, { target }));
+    const out = path.join(target, path.basename(src));
+    expect(fs.statSync(path.join(out, own)).mode & 0o777).toBe(0o600);
+
+    await withRepo(repo, 'shared', (r) => restore(r, id, { target, overwrite: true, include: [`${path.basename(src)}/a.txt`] }));
+
+    expect(fs.readFileSync(path.join(out, own), 'utf8')).toBe('a file of the backup');
+    expect(fs.readFileSync(path.join(out, 'a.txt'), 'utf8')).toBe('A');
+  });
 });
