@@ -240,7 +240,7 @@ export class BackupSession {
 
   /** For each chain disk, the backups holding it that no check marked failed, latest first. */
   async #chainCandidates(): Promise<Map<string, string[]>> {
-    const failed = new Set(await this.repo.backend.listNames('verify'));
+    const failed = new Set(await this.repo.markedNames('verify'));
     // The latest manifest read for each disk is kept: it is most likely the base.
     const kept = new Map<string, Manifest>();
     const keep = (m: Manifest): void => {

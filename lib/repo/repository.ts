@@ -303,7 +303,7 @@ export class Repository {
    * `onDamaged` (and skipped) when given; otherwise listing fails.
    */
   async listBackups(onDamaged?: (id: string, err: DeltaDiskError) => void): Promise<BackupInfo[]> {
-    const failed = new Set(await this.backend.listNames('verify'));
+    const failed = new Set(await this.markedNames('verify'));
     const out: BackupInfo[] = [];
     for (const id of await this.backupIds()) {
       let m: Manifest;
@@ -358,10 +358,20 @@ export class Repository {
     }
   }
 
+  /**
+   * The backups (`verify`) or packs (`damage`) a record marks: its mere presence is
+   * the mark, so a name held by a link or a directory (which no repository writes,
+   * and `listNames` leaves out) marks too. Never trusted less for being odd.
+   */
+  async markedNames(kind: 'verify' | 'damage'): Promise<string[]> {
+    const [files, odd] = await Promise.all([this.backend.listNames(kind), this.backend.listIrregular(kind)]);
+    return odd.length === 0 ? files : [...files, ...odd];
+  }
+
   async verifyRecords(): Promise<Map<string, VerifyRecord>> {
     this.assertOpen();
     const out = new Map<string, VerifyRecord>();
-    for (const name of await this.backend.listNames('verify')) {
+    for (const name of await this.markedNames('verify')) {
       try {
         const r = decodeVerifyRecord(await this.backend.read('verify', name, MAX_VERIFY_BYTES), path.join(this.location, 'verify', name));
         if (r.backup === name) out.set(name, r);
@@ -396,7 +406,7 @@ export class Repository {
       throw err;
     });
     const condemned = new Set(plan?.condemned ?? []);
-    const bad = new Set(await this.backend.listNames('damage'));
+    const bad = new Set(await this.markedNames('damage'));
     // Only a load that may use the cache is keyed and remembered for it.
     const cache = options.useCache === true ? this.#cache : undefined;
     const avoid = cache === undefined ? undefined : avoidDigest(condemned, bad);

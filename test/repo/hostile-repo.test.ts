@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { backup, checkRepository, diffBackups, prune, Repository, repositoryStats, restore, type Entry } from '../../lib/index.js';
+import { backup, checkRepository, diffBackups, Disk, prune, Repository, repositoryStats, restore, type Entry } from '../../lib/index.js';
 import type { Content } from '../../lib/format/manifest.js';
 import { BlobKind } from '../../lib/format/pack-header.js';
 import { LIST_BLOB_HASHES } from '../../lib/format/repo-limits.js';
@@ -236,5 +236,33 @@ describe('check of a repository that lost a pack', () => {
     } finally {
       scans.mockRestore();
     }
+  });
+});
+
+describe('a verification or damage record that is not a regular file', () => {
+  it('still marks: the backup stays failed and is never a base, the pack stays damaged', async () => {
+    const disk = path.join(src(), 'disk.chain');
+    fs.mkdirSync(src(), { recursive: true });
+    const d = await Disk.create(disk, { size: 4 << 20, blockSize: 64 * 1024 });
+    await d.write(0, randomData(1 << 20));
+    await d.close();
+    const first = await withRepo(repoDir, 'shared', (repo) => backup(repo, [src()]));
+    // A check marked the first backup failed; the record became a directory (or a
+    // link) by whatever damaged the repository. Its name alone still says "failed".
+    fs.mkdirSync(path.join(repoDir, 'verify', first.id), { recursive: true });
+    const listed = await withRepo(repoDir, false, (repo) => repo.listBackups());
+    expect(listed.find((b) => b.id === first.id)!.failed).toBe(true);
+    expect((await withRepo(repoDir, false, (repo) => repo.verifyRecords())).has(first.id)).toBe(true);
+
+    const again = await Disk.open(disk);
+    await again.write(0, randomData(64 * 1024));
+    await again.close();
+    const second = await withRepo(repoDir, 'shared', (repo) => backup(repo, [src()]));
+    const chain = second.manifest.entries.find((e) => e.type === 'chain')!;
+    expect(chain.type === 'chain' && chain.chain.base).toBe(null);
+
+    const pack = path.basename(packFiles()[0]!);
+    fs.symlinkSync('/dev/null', path.join(repoDir, 'damaged', pack));
+    expect(await withRepo(repoDir, false, (repo) => repo.markedNames('damage'))).toContain(pack);
   });
 });
