@@ -88,6 +88,7 @@ export type { VmConsistency, VmDiskRecord, VmHookRecord, VmRecord } from './form
 // Backup repository (lib/repo)
 export { Repository } from './repo/repository.js';
 export { defaultCacheDir } from './io/cache-dir.js';
+export { matchesFilter } from './repo/repository.js';
 export type { BackupFilter, BackupInfo, InitRepositoryOptions, OpenRepositoryOptions } from './repo/repository.js';
 export { backup, isImageName } from './repo/backup.js';
 export type { BackupOptions, BackupProgress, BackupResult, BackupSummary, BackupWarning } from './repo/backup.js';

@@ -2,6 +2,7 @@
  * `deltadisk snapshots --repo <repo>`: list the backups in a repository.
  */
 import type { Command } from 'commander';
+import { matchesFilter } from '../../lib/index.js';
 import { handler } from '../context.js';
 import { formatBytes } from '../parse-size.js';
 import { shortId, withRepo, withRepoOptions, type RepoOptions } from '../repo-context.js';
@@ -12,9 +13,8 @@ export function registerSnapshots(program: Command): void {
     .option('--host <name>', 'only backups of this host')
     .action(
       handler(async (ctx, o: RepoOptions & { tag: string[]; host?: string }) => {
-        const list = (await withRepo(o, false, 'snapshots', (repo) => repo.listBackups())).filter(
-          (b) => o.tag.every((t) => b.tags.includes(t)) && (o.host === undefined || b.host === o.host),
-        );
+        const filter = { host: o.host, tags: o.tag };
+        const list = (await withRepo(o, false, 'snapshots', (repo) => repo.listBackups())).filter((b) => matchesFilter(b, filter));
         ctx.out.result(list.map((b) => ({ id: b.id, short_id: shortId(b.id), time: b.time, end: b.end, host: b.host, user: b.user, tags: b.tags, paths: b.paths, failed: b.failed, summary: b.summary, vm: b.vm })));
         if (list.length === 0) {
           ctx.out.line('no backups');

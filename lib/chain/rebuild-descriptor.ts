@@ -15,12 +15,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DeltaDiskError } from '../errors.js';
-import { decodeDeltaHeader, type DeltaHeader } from '../format/delta-header.js';
+import type { DeltaHeader } from '../format/delta-header.js';
 import type { Descriptor, LayerEntry, SnapshotEntry } from '../format/descriptor.js';
-import { HEADER_SLOT_SIZE } from '../format/limits.js';
 import type { FileSystem } from '../io/file-system.js';
-import { readUpTo } from '../io/positional.js';
 import type { DiskPaths } from './descriptor-file.js';
+import { readHeaders } from './leftover-files.js';
 import path from 'node:path';
 
 export interface RebuildResult {
@@ -31,34 +30,10 @@ export interface RebuildResult {
   readonly notes: readonly string[];
 }
 
+/** The newer of a delta's intact header slots (readHeaders: regular files only, never followed). */
 async function readHeader(fs: FileSystem, p: string): Promise<DeltaHeader | undefined> {
-  try {
-    // Only a regular file is read: a symlink may lead out of the directory, and
-    // opening a FIFO blocks until someone writes to it.
-    if (!(await fs.lstat(p)).isFile) return undefined;
-    const h = await fs.open(p, 'read');
-    try {
-      const bytes = await readUpTo(h, 0, 2 * HEADER_SLOT_SIZE);
-      let a: DeltaHeader | undefined;
-      let b: DeltaHeader | undefined;
-      try {
-        a = decodeDeltaHeader(bytes.subarray(0, HEADER_SLOT_SIZE), p);
-      } catch {
-        a = undefined;
-      }
-      try {
-        b = bytes.length >= 2 * HEADER_SLOT_SIZE ? decodeDeltaHeader(bytes.subarray(HEADER_SLOT_SIZE), p) : undefined;
-      } catch {
-        b = undefined;
-      }
-      if (a && b) return b.generation > a.generation ? b : a;
-      return a ?? b;
-    } finally {
-      await h.close();
-    }
-  } catch {
-    return undefined;
-  }
+  const found = await readHeaders(fs, p);
+  return found?.headers.reduce<DeltaHeader | undefined>((best, h) => (best === undefined || h.generation > best.generation ? h : best), undefined);
 }
 
 /** @throws NOT_FOUND when there is no delta to rebuild from, CHAIN_CORRUPT when they do not form a tree. */

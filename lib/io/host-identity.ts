@@ -41,6 +41,16 @@ export const MACHINE_ID = (() => {
   return 'unknown';
 })();
 
+/** Whether process `pid` exists on this host (EPERM: it does, under another user). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export interface RecordedHost {
   readonly host: string;
   readonly bootId: string;

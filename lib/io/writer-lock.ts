@@ -30,7 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DeltaDiskError, fromSystemError } from '../errors.js';
 import { atomicReplace } from './atomic-replace.js';
-import { BOOT_ID, MACHINE_ID, NETNS, rebootedSince } from './host-identity.js';
+import { BOOT_ID, MACHINE_ID, NETNS, pidAlive, rebootedSince } from './host-identity.js';
 import { nodeFileSystem } from './node-file-system.js';
 
 export interface LockHolder {
@@ -114,15 +114,6 @@ export function readLockFile(lockPath: string): LockHolder | 'garbage' | undefin
 
 function describe(h: LockHolder): string {
   return `pid ${h.pid} on ${h.host} (${h.purpose}, since ${h.started})`;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

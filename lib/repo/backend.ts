@@ -68,9 +68,10 @@ export interface StorageBackend {
    * directory records its entries' types, no file is looked at, so it costs one
    * directory read however many files there are (a backup lists every manifest and
    * index file). A file removed since may still be named; reading it then fails
-   * with NOT_FOUND.
+   * with NOT_FOUND. With `anyType`, names held by anything (a link, a directory)
+   * too, still from one directory read: for records whose presence is the mark.
    */
-  listNames(kind: RepoFileKind): Promise<string[]>;
+  listNames(kind: RepoFileKind, options?: { readonly anyType?: boolean }): Promise<string[]>;
   /**
    * Names of `kind` held by something other than a regular file (a symbolic link, a
    * directory): never written by a repository, so damage. `list` and `listNames`

@@ -11,7 +11,7 @@
  * machine) the answer is 'unknown' and the caller falls back to the lock's age.
  */
 import net from 'node:net';
-import { BOOT_ID, HOST, NETNS, rebootedSince } from '../io/host-identity.js';
+import { BOOT_ID, HOST, NETNS, pidAlive, rebootedSince } from '../io/host-identity.js';
 
 export { BOOT_ID, HOST, MACHINE_ID, NETNS } from '../io/host-identity.js';
 const ABSTRACT = process.platform === 'linux';
@@ -39,15 +39,6 @@ export function holdLiveness(token: string): Promise<net.Server | undefined> {
 
 export function releaseLiveness(server: net.Server | undefined): Promise<void> {
   return new Promise((resolve) => (server === undefined ? resolve() : server.close(() => resolve())));
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export interface HolderIdentity {

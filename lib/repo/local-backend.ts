@@ -172,11 +172,12 @@ export class LocalBackend implements StorageBackend {
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  async listNames(kind: RepoFileKind): Promise<string[]> {
-    // Regular files only, as `list`: from the directory's own entry types where the
-    // file system gives them, else by a stat of each.
-    if (this.#fs.readdirFiles === undefined) return (await this.list(kind)).map((f) => f.name);
-    return (await this.#listed(kind, true)).map((f) => f.name).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  async listNames(kind: RepoFileKind, options: { readonly anyType?: boolean } = {}): Promise<string[]> {
+    // Regular files only, as `list` (unless `anyType`): from the directory's own entry
+    // types where the file system gives them, else by a stat of each.
+    const anyType = options.anyType === true;
+    if (!anyType && this.#fs.readdirFiles === undefined) return (await this.list(kind)).map((f) => f.name);
+    return (await this.#listed(kind, !anyType)).map((f) => f.name).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
 
   /**

@@ -363,9 +363,8 @@ export class Repository {
    * the mark, so a name held by a link or a directory (which no repository writes,
    * and `listNames` leaves out) marks too. Never trusted less for being odd.
    */
-  async markedNames(kind: 'verify' | 'damage'): Promise<string[]> {
-    const [files, odd] = await Promise.all([this.backend.listNames(kind), this.backend.listIrregular(kind)]);
-    return odd.length === 0 ? files : [...files, ...odd];
+  markedNames(kind: 'verify' | 'damage'): Promise<string[]> {
+    return this.backend.listNames(kind, { anyType: true });
   }
 
   async verifyRecords(): Promise<Map<string, VerifyRecord>> {
