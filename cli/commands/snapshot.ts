@@ -18,7 +18,7 @@ function printTree(lines: (s: string) => void, list: readonly SnapshotInfo[]): v
   for (const s of list) children.set(s.parent, [...(children.get(s.parent) ?? []), s]);
   const walk = (parent: string | null, indent: string): void => {
     for (const s of children.get(parent) ?? []) {
-      lines(`${indent}${s.current ? '* ' : '  '}${s.name}  ${s.created}${s.description ? `  ${s.description}` : ''}`);
+      lines(`${indent}${s.current ? '* ' : '  '}${s.name}  ${s.created}${s.bookmark ? '  (bookmark)' : ''}${s.description ? `  ${s.description}` : ''}`);
       walk(s.id, `${indent}    `);
     }
   };

@@ -101,6 +101,14 @@ export class BlockTable {
     }
   }
 
+  /** A copy, a page at a time. */
+  clone(): BlockTable {
+    const out = new BlockTable();
+    for (const [index, page] of this.#pages) out.#pages.set(index, { tags: page.tags.slice(), nums: page.nums.slice(), count: page.count });
+    out.#size = this.#size;
+    return out;
+  }
+
   /**
    * Sets every block present in `src` to (`tag`, its number in `src`), a page at a
    * time (a full page of `src` is two array copies): how a view takes in a layer of

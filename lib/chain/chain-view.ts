@@ -58,6 +58,8 @@ export type BlockSource =
 export interface ViewOptions {
   /** Keep a hash index of every stored block (needed to write with dedup). */
   readonly indexHashes: boolean;
+  /** Take only the first `topRows` rows of the top layer (a bookmark's point in time). */
+  readonly topRows?: number;
 }
 
 export class ChainView {
@@ -110,12 +112,22 @@ export class ChainView {
    */
   static build(base: BaseImage, layers: readonly LayerFile[], virtualSize: number, blockSize: number, options: ViewOptions): ChainView {
     const view = new ChainView(base, [], virtualSize, blockSize, options.indexHashes);
-    for (const layer of layers) view.pushLayer(layer);
+    layers.forEach((layer, i) => {
+      if (i === layers.length - 1 && options.topRows !== undefined) {
+        const at = layer.mapAt(options.topRows);
+        view.pushLayer(layer, at.map, at.dataBlocks);
+      } else {
+        view.pushLayer(layer);
+      }
+    });
     return view;
   }
 
-  /** Adds a layer on top and merges its blocks in. */
-  pushLayer(layer: LayerFile): void {
+  /**
+   * Adds a layer on top and merges its blocks in: those of `map` (the layer's own by
+   * default; a bookmark's view passes the map of its rows, with its count of DATA blocks).
+   */
+  pushLayer(layer: LayerFile, map = layer.map, dataBlocks = layer.dataBlocks): void {
     this.layers.push(layer);
     const slot = this.layers.length;
     const table = layer.records;
@@ -127,11 +139,11 @@ export class ChainView {
     else if (layerHasRefs(layer)) index = this.#index = this.#buildIndex();
     // A layer of data alone (the common case: no zero markers, no references) is
     // taken in page by page.
-    if (layer.dataBlocks === layer.map.size) {
-      this.merged.overlay(layer.map, slot);
+    if (dataBlocks === map.size) {
+      this.merged.overlay(map, slot);
       return;
     }
-    layer.map.forEach((block, kind, row) => {
+    map.forEach((block, kind, row) => {
       if (kind === RecordKind.DATA) {
         this.merged.set(block, slot, row);
       } else if (kind === RecordKind.ZERO) {

@@ -38,6 +38,7 @@ export type FindingKind =
   | 'base'
   | 'layer'
   | 'reference'
+  | 'bookmark'
   | 'checksum'
   | 'torn-tail'
   | 'stale-header'
@@ -208,6 +209,19 @@ async function analyse(fs: FileSystem, paths: DiskPaths, options: CheckOptions):
       } catch (err) {
         if (!isDeltaDiskError(err)) throw err;
         add({ kind: 'reference', severity: 'corrupt', message: err.message, path: err.path, layer: err.layer, block: err.block });
+      }
+    }
+
+    // Every bookmark names rows its layer holds, and its view resolves.
+    for (const b of d.snapshots) {
+      if (b.rows === undefined) continue;
+      const chain = tree.path(b.layer).map((l) => layers.get(l.id));
+      if (chain.some((l) => l === undefined)) continue; // already reported
+      try {
+        ChainView.build(base, chain as LayerFile[], d.virtualSize, d.blockSize, { indexHashes: false, topRows: b.rows });
+      } catch (err) {
+        if (!isDeltaDiskError(err)) throw err;
+        add({ kind: 'bookmark', severity: 'corrupt', message: `bookmark ${JSON.stringify(b.name)}: ${err.message}`, path: err.path, layer: b.layer });
       }
     }
 

@@ -10,13 +10,14 @@
  * on the next writable open); after it, an old file no descriptor names (removed
  * likewise). So no state record is needed, and the disk reads the same throughout.
  *
- * What must survive: every block's current record, and every content hash that a
- * reference in this layer or a descendant resolves into this layer (kept as data,
- * or as a BLOB record when no block of the layer maps to it any more).
+ * What must survive: every block's current record, every record a bookmark on the
+ * layer reads (its row count is rewritten with the switch), and every content hash
+ * that a reference in this layer or a descendant resolves into this layer (kept as
+ * data, or as a BLOB record when no block of the layer maps to it any more).
  */
 import { MAX_RECORD_PAYLOAD } from '../format/limits.js';
 import { RecordKind } from '../format/record.js';
-import { fromSystemError } from '../errors.js';
+import { DeltaDiskError, fromSystemError } from '../errors.js';
 import path from 'node:path';
 import { ChainView } from './chain-view.js';
 import { LayerFile, MAX_APPEND_ROWS, sha256, type Run } from './layer-file.js';
@@ -149,9 +150,11 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
       return hit !== undefined && hit.slot < slot;
     };
 
-    const blocks = old.map.blocks();
     // Two batches at a time: their spans (gaps included) and the blocks references resolve to.
     const pool = new BufferPool(6 * BATCH_BYTES);
+    // The rows of each pass: the blocks and the map they are looked up in (set per pass, below).
+    let blocks: number[] = [];
+    let map = old.map;
 
     /** The batch from `blocks[first]`: which blocks need their data read, and how. */
     const plan = (first: number): Batch => {
@@ -162,8 +165,8 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
       let end = first;
       for (; end < blocks.length && end - first < MAX_APPEND_ROWS; end++) {
         const block = blocks[end]!;
-        const kind = old.map.tag(block);
-        const row = old.map.num(block);
+        const kind = map.tag(block);
+        const row = map.num(block);
         const known = kind === RecordKind.REF && old.records.hasHash(row) ? old.records.hash(row) : undefined;
         // A ZERO block, or a reference resolving below this layer, is kept without its data.
         const needed = !(kind === RecordKind.ZERO || (known !== undefined && below(known)));
@@ -172,6 +175,19 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
         refOf.push(needed && kind !== RecordKind.DATA ? refs.push(block) - 1 : -1);
       }
       return { first, end, rowOf, refOf, rows, refs };
+    };
+
+    /**
+     * A reference's content. The view reads blocks as they are now; a bookmark's pass
+     * needs them as they were, so its references are read by their hash.
+     */
+    const readRef = async (block: number, out: Buffer): Promise<void> => {
+      if (map === old.map) return view.readBlock(block, out);
+      const hit = view.hashes!.find(old.records.hash(map.num(block)));
+      if (hit === undefined) {
+        throw new DeltaDiskError('CHAIN_CORRUPT', `${old.path}: block ${block} refers to content stored nowhere in its chain`, { path: old.path, block, layer: id });
+      }
+      (await view.layers[hit.slot - 1]!.readRow(hit.row)).copy(out);
     };
 
     /**
@@ -187,7 +203,7 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
       try {
         const reading = readRows(old, batch.rows, bs, { pool });
         reading.catch(() => undefined); // awaited below, after the references' reads
-        const refsRead = await Promise.allSettled(batch.refs.map((block, k) => view.readBlock(block, refData[k]!)));
+        const refsRead = await Promise.allSettled(batch.refs.map((block, k) => readRef(block, refData[k]!)));
         const own = await reading;
         for (const r of refsRead) {
           if (r.status === 'rejected') {
@@ -212,8 +228,8 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
     const write = async (batch: Batch, got: BatchData): Promise<void> => {
       for (let i = 0; i < batch.end - batch.first; i++) {
         const block = blocks[batch.first + i]!;
-        const kind = old.map.tag(block);
-        const row = old.map.num(block);
+        const kind = map.tag(block);
+        const row = map.num(block);
         if (kind === RecordKind.ZERO) {
           await push({ kind: RecordKind.ZERO, block, count: 1 }, 1);
           continue;
@@ -256,22 +272,45 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
     // order as one at a time would be. Read block by block, appended through the page
     // cache from staging made afresh each time, compacting a 1 GiB layer a backup's
     // anchors had scattered took 5-7 s, inside the backup whose merge set it off.
-    let batch: Batch | undefined = blocks.length > 0 ? plan(0) : undefined;
-    let reading = batch === undefined ? undefined : read(batch);
-    while (batch !== undefined) {
-      const got = await reading!;
-      const next = batch.end < blocks.length ? plan(batch.end) : undefined;
-      reading = next === undefined ? undefined : read(next);
-      try {
-        await write(batch, got);
-      } catch (err) {
-        await reading?.then((r) => r.release(), () => undefined);
-        throw err;
-      } finally {
-        got.release();
+    const copyPass = async (): Promise<void> => {
+      let batch: Batch | undefined = blocks.length > 0 ? plan(0) : undefined;
+      let reading = batch === undefined ? undefined : read(batch);
+      while (batch !== undefined) {
+        const got = await reading!;
+        const next = batch.end < blocks.length ? plan(batch.end) : undefined;
+        reading = next === undefined ? undefined : read(next);
+        try {
+          await write(batch, got);
+        } catch (err) {
+          await reading?.then((r) => r.release(), () => undefined);
+          throw err;
+        } finally {
+          got.release();
+        }
+        batch = next;
       }
-      batch = next;
+    };
+    // Bookmarks on the layer name prefixes of its rows: each keeps the rows live at
+    // its point in time. One pass per bookmark, oldest first, copies the blocks
+    // written since the previous bookmark as they were at this one; a last pass copies
+    // those written since the newest bookmark as they are now. So the rows live at a
+    // bookmark are exactly those before the count of rows the new file had after its
+    // pass, which becomes the bookmark's row count.
+    const marks = [...new Set(tree.bookmarksOn(id).map((b) => b.rows!))].sort((a, b) => a - b);
+    // A bookmark past the layer's rows is damage: refused (mapAt throws), never copied as if current.
+    if (marks.length > 0) old.mapAt(marks[marks.length - 1]!);
+    if (marks[marks.length - 1] === old.records.count) marks.pop();
+    const rowsAfter = new Map<number, number>();
+    let from = 0;
+    for (const at of [...marks, old.records.count]) {
+      map = at === old.records.count ? old.map : old.mapAt(at).map;
+      blocks = map.blocks();
+      if (from > 0) blocks = blocks.filter((b) => map.num(b) >= from);
+      await copyPass();
+      rowsAfter.set(at, next.records.count);
+      from = at;
     }
+    const translated = (rows: number): number => rowsAfter.get(rows) ?? next.records.count;
 
     // Content that references (here or further up) need from this layer.
     const referrers = [entry, ...tree.descendants(id)];
@@ -309,6 +348,7 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
       generation: d.generation + 1,
       nextLayer: d.nextLayer + 1,
       layers: d.layers.map((l) => (l.id === id ? { ...l, file } : l)),
+      snapshots: d.snapshots.map((x) => (x.layer === id && x.rows !== undefined ? { ...x, rows: translated(x.rows) } : x)),
     });
     committed = true;
     await ctx.layers.forget(id);

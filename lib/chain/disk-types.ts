@@ -65,6 +65,8 @@ export interface SnapshotInfo {
   /** True for the snapshot the current state was last taken from or reverted to. */
   readonly current: boolean;
   readonly layer: string;
+  /** A bookmark (Disk.bookmark): readable, not revertible to; never a parent of others. */
+  readonly bookmark: boolean;
 }
 
 /** What `Disk.outline` reads: the descriptor and the snapshot list, no layer opened. */

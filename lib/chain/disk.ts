@@ -21,7 +21,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { DeltaDiskError, fromSystemError, isDeltaDiskError } from '../errors.js';
 import type { Descriptor, SnapshotEntry } from '../format/descriptor.js';
-import { isValidSnapshotName } from '../format/descriptor.js';
+import { isBookmark, isValidSnapshotName } from '../format/descriptor.js';
 import {
   DEFAULT_BLOCK_SIZE,
   LOG_START,
@@ -491,6 +491,23 @@ export class Disk {
    * @throws SNAPSHOT_EXISTS, INVALID_ARGUMENT, LIMIT_EXCEEDED, READ_ONLY, …
    */
   async snapshot(name: string, description = '', identity: SnapshotIdentity = {}): Promise<SnapshotInfo> {
+    return this.#takePoint(name, description, identity, false);
+  }
+
+  /**
+   * Takes a bookmark of the current state: a point in time that reads, exports,
+   * backs up and compares (`changedBlocks`) like a snapshot, but seals nothing. It
+   * names how many rows the active layer holds, so taking or deleting one is a
+   * single descriptor replacement, and deleting it merges nothing. It cannot be
+   * reverted to, and a merge that moves its layer's rows drops it (an incremental
+   * backup anchored on it then reads the disk whole, deduplicated).
+   * @throws SNAPSHOT_EXISTS, INVALID_ARGUMENT, LIMIT_EXCEEDED, READ_ONLY, …
+   */
+  async bookmark(name: string, description = '', identity: SnapshotIdentity = {}): Promise<SnapshotInfo> {
+    return this.#takePoint(name, description, identity, true);
+  }
+
+  async #takePoint(name: string, description: string, identity: SnapshotIdentity, bookmark: boolean): Promise<SnapshotInfo> {
     this.#assertWritable();
     if (!isValidSnapshotName(name)) invalid(`snapshot name ${JSON.stringify(name)} must be 1 to 255 printable characters`);
     if (typeof description !== 'string' || description.length > MAX_DESCRIPTION_LENGTH) {
@@ -508,7 +525,8 @@ export class Disk {
         if (identity.id !== undefined && this.#d.snapshots.some((x) => x.id === identity.id)) {
           throw new DeltaDiskError('SNAPSHOT_EXISTS', `a snapshot with id ${identity.id} exists already`);
         }
-        await this.#snapshot(name, description, identity);
+        if (bookmark) await this.#bookmark(name, description, identity);
+        else await this.#snapshot(name, description, identity);
         return this.snapshots().find((s) => s.name === name)!;
       }),
     );
@@ -553,6 +571,26 @@ export class Disk {
     this.#view.pushLayer(next.retain());
   }
 
+  async #bookmark(name: string, description: string, identity: SnapshotIdentity): Promise<void> {
+    const d = this.#d;
+    if (d.snapshots.length >= MAX_SNAPSHOTS) throw new DeltaDiskError('LIMIT_EXCEEDED', `a disk holds at most ${MAX_SNAPSHOTS} snapshots`);
+    const active = this.#view.top!;
+    // The rows it names must be durable before a descriptor names them. They keep
+    // their numbers: a reopen finds the same records in the same order.
+    await active.sync();
+    const mark: SnapshotEntry = {
+      id: identity.id ?? randomUUID(),
+      name,
+      description,
+      created: identity.created ?? new Date().toISOString(),
+      layer: active.id,
+      rows: active.records.count,
+    };
+    const next = { ...d, generation: d.generation + 1, snapshots: [...d.snapshots, mark] };
+    encodeReadable(next, this.#paths.descriptor);
+    await this.#commit(next);
+  }
+
   async #createLayer(parentId: string): Promise<LayerFile> {
     const d = this.#d;
     const file = this.#paths.layerFile(d.nextLayer);
@@ -582,6 +620,7 @@ export class Disk {
     await this.#exclusive(() =>
       this.#guard(async () => {
         const target = this.#findSnapshot(name);
+        if (isBookmark(target)) invalid(`${JSON.stringify(name)} is a bookmark: it can be read, exported or backed up, not reverted to`);
         if (options.keepCurrentAs !== undefined) {
           if (this.#tree.snapshotNamed(options.keepCurrentAs) !== undefined) {
             throw new DeltaDiskError('SNAPSHOT_EXISTS', `a snapshot named ${JSON.stringify(options.keepCurrentAs)} exists already`);
@@ -603,6 +642,8 @@ export class Disk {
       nextLayer: d.nextLayer + 1,
       active: next.id,
       layers: [...d.layers.filter((l) => l.id !== old.id), { id: next.id, file: next.file, parent: target.layer, created: next.header.created }],
+      // Bookmarks of the discarded state go with it.
+      snapshots: d.snapshots.filter((x) => x.layer !== old.id),
     });
     await this.#removeLayerFile(old.id, old.file);
     this.#rebuildView(await this.#pathLayers(next.id));
@@ -623,12 +664,14 @@ export class Disk {
         await this.#commit({ ...d, generation: d.generation + 1, snapshots: d.snapshots.filter((s) => s.id !== snap.id) });
         const merged = await this.#consolidate(undefined, 1);
         // A layer that lost its snapshot but stays (shared by branches) drops the tag too.
-        if (this.#tree.has(snap.layer)) await reconcileHeader(this.#layers, this.#d, snap.layer);
+        if (!isBookmark(snap) && this.#tree.has(snap.layer)) await reconcileHeader(this.#layers, this.#d, snap.layer);
         // A merge that copied into a layer left the blocks it replaced there: a backup
         // deletes its older anchor after every backup, each time copying what changed
         // into the large layer below, which would otherwise grow by that much forever.
+        // Likewise a bookmark held the blocks overwritten since in its layer: with
+        // bookmarks for anchors, the active layer takes every overwrite.
         let compacted = false;
-        for (const id of new Set(merged.merges.flatMap((m) => m.survivors))) {
+        for (const id of new Set([...merged.merges.flatMap((m) => m.survivors), ...(isBookmark(snap) ? [snap.layer] : [])])) {
           if (this.#tree.has(id) && mostlyGarbage(await this.#layers.get(this.#d, id))) compacted = (await this.#compact(id)) || compacted;
         }
         if (compacted) this.#rebuildView(await this.#pathLayers(this.#d.active));
@@ -732,7 +775,7 @@ export class Disk {
     this.#assertOpen();
     const snap = this.#findSnapshot(name);
     const layers = await this.#pathLayers(snap.layer);
-    const view = ChainView.build(this.#base, layers, this.virtualSize, this.blockSize, { indexHashes: false });
+    const view = ChainView.build(this.#base, layers, this.virtualSize, this.blockSize, { indexHashes: false, ...(snap.rows === undefined ? {} : { topRows: snap.rows }) });
     for (const l of layers) l.retain();
     this.#base.retain();
     return new DiskReader(view, snap.name, this.#verifyReads, async () => {
@@ -766,16 +809,27 @@ export class Disk {
    */
   async changedBlocks(from: string, to?: string): Promise<number[]> {
     this.#assertOpen();
-    const a = this.#findSnapshot(from).layer;
-    const b = to === undefined ? this.#d.active : this.#findSnapshot(to).layer;
-    const pa = this.#tree.path(a).map((l) => l.id);
-    const pb = this.#tree.path(b).map((l) => l.id);
-    let common = 0;
-    while (common < pa.length && common < pb.length && pa[common] === pb[common]) common++;
-    const ids = [...pa.slice(common), ...pb.slice(common)];
+    const a = this.#findSnapshot(from);
+    const b = to === undefined ? undefined : this.#findSnapshot(to);
+    // Each point in time sees a prefix of the rows of every layer on its path: all
+    // of them, or a bookmark's count on its own layer. A block may differ only if
+    // one side sees a row of it that the other does not.
+    const seen = (layer: string, rows: number | undefined): Map<string, number> =>
+      new Map(this.#tree.path(layer).map((l) => [l.id, l.id === layer && rows !== undefined ? rows : Infinity]));
+    const sa = seen(a.layer, a.rows);
+    const sb = b === undefined ? seen(this.#d.active, undefined) : seen(b.layer, b.rows);
+    const ids = [...new Set([...sa.keys(), ...sb.keys()])].filter((id) => sa.get(id) !== sb.get(id));
     const layers = await this.#layers.getAll(this.#d, ids);
     const changed = new BlockTable();
-    for (const layer of layers) layer.map.forEach((block) => changed.set(block, 1, 0));
+    for (const layer of layers) {
+      const x = sa.get(layer.id) ?? 0;
+      const y = sb.get(layer.id) ?? 0;
+      const count = layer.records.count;
+      for (const r of [x, y]) if (r !== Infinity && r > count) layer.mapAt(r); // throws CHAIN_CORRUPT
+      const end = Math.min(Math.max(x, y), count);
+      const t = layer.records;
+      for (let r = Math.min(x, y); r < end; r++) if (t.kind(r) !== RecordKind.BLOB) changed.set(t.block(r), 1, 0);
+    }
     return changed.blocks();
   }
 
@@ -947,6 +1001,7 @@ function snapshotList(d: Descriptor, tree: Tree): SnapshotInfo[] {
       parent: tree.nearestSnapshot(s.layer, false)?.id ?? null,
       current: current?.id === s.id,
       layer: s.layer,
+      bookmark: isBookmark(s),
     }))
     .sort((a, b) => (a.created < b.created ? -1 : a.created > b.created ? 1 : 0));
 }

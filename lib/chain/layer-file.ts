@@ -793,6 +793,37 @@ export class LayerFile {
     await this.updateHeader({ sealed: true, snapshot });
   }
 
+  /**
+   * The block map as it was when the layer held its first `rows` rows (a bookmark's
+   * view of it), and how many of its blocks map DATA rows. Rows keep their numbers
+   * for the life of the file, so the map is rebuilt from the rows alone.
+   * @throws CHAIN_CORRUPT when the layer holds fewer rows
+   */
+  mapAt(rows: number): { map: BlockTable; dataBlocks: number } {
+    if (!Number.isSafeInteger(rows) || rows < 0 || rows > this.records.count) {
+      this.#corrupt(`a bookmark names ${rows} rows, but the layer holds ${this.records.count}`);
+    }
+    if (rows === this.records.count) return { map: this.map, dataBlocks: this.#dataBlocks };
+    // The map as it is now, with each block written since put back to its newest
+    // row before: for a bookmark of a backup, a few rows after many.
+    const t = this.records;
+    const pending = new Set<number>();
+    for (let r = rows; r < t.count; r++) if (t.kind(r) !== RecordKind.BLOB) pending.add(t.block(r));
+    const map = this.map.clone();
+    let dataBlocks = this.#dataBlocks;
+    for (const b of pending) {
+      if (map.tag(b) === RecordKind.DATA) dataBlocks--;
+      map.delete(b);
+    }
+    for (let r = rows - 1; r >= 0 && pending.size > 0; r--) {
+      const kind = t.kind(r);
+      if (kind === RecordKind.BLOB || !pending.delete(t.block(r))) continue;
+      map.set(t.block(r), kind, r);
+      if (kind === RecordKind.DATA) dataBlocks++;
+    }
+    return { map, dataBlocks };
+  }
+
   // ---------------------------------------------------------------- reading
 
   /** Reads the data of DATA/BLOB row `row` (a whole block), verified. */

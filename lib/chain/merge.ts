@@ -19,7 +19,7 @@
  * deduplicated blocks elsewhere still refer to is carried over as BLOB records.
  */
 import { DeltaDiskError, fromSystemError, isDeltaDiskError } from '../errors.js';
-import type { Descriptor, LayerEntry } from '../format/descriptor.js';
+import { isBookmark, type Descriptor, type LayerEntry } from '../format/descriptor.js';
 import { MAX_RECORD_PAYLOAD } from '../format/limits.js';
 import type { MergeState } from '../format/op-state.js';
 import { RecordKind } from '../format/record.js';
@@ -213,14 +213,23 @@ export async function runMerge(ctx: MergeContext, initial: MergeState): Promise<
   };
 }
 
-/** The descriptor after the switch: the removed layer gone, the survivor in its place. */
+/**
+ * The descriptor after the switch: the removed layer gone, the survivor in its place.
+ * Bookmarks whose rows the merge moves are dropped with it (a bookmark is a prefix of
+ * one layer's rows, which a merge does not keep in order): those on the removed
+ * layer, and on a stream's survivors, whose new rows the parent's blocks now are.
+ * Until the switch they read as before, so a crash midway loses none of them.
+ */
 function switched(d: Descriptor, s: MergeState): Descriptor {
   const removed = d.layers.find((l) => l.id === s.removed.id)!;
+  const moved = new Set([removed.id, ...(s.direction === 'stream' ? s.survivors.map((v) => v.id) : [])]);
+  const snapshots = d.snapshots.filter((snap) => !(isBookmark(snap) && moved.has(snap.layer)));
   if (s.direction === 'stream') {
     return {
       ...d,
       generation: d.generation + 1,
       layers: d.layers.filter((l) => l.id !== removed.id).map((l) => (l.parent === removed.id ? { ...l, parent: removed.parent } : l)),
+      snapshots,
     };
   }
   const survivor = s.survivors[0]!.id;
@@ -229,7 +238,7 @@ function switched(d: Descriptor, s: MergeState): Descriptor {
     generation: d.generation + 1,
     active: d.active === removed.id ? survivor : d.active,
     layers: d.layers.filter((l) => l.id !== removed.id).map((l) => (l.parent === removed.id ? { ...l, parent: survivor } : l)),
-    snapshots: d.snapshots.map((snap) => (snap.layer === removed.id ? { ...snap, layer: survivor } : snap)),
+    snapshots: snapshots.map((snap) => (snap.layer === removed.id ? { ...snap, layer: survivor } : snap)),
   };
 }
 

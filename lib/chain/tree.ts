@@ -6,14 +6,21 @@
  * kept only while it has two or more children (it is shared by branches). A layer
  * with no snapshot and exactly one child is *mergeable*; one with no snapshot and
  * no child (other than the active layer) is *droppable*.
+ *
+ * Bookmarks (snapshots that name a prefix of a layer's rows) are not "the snapshot
+ * on" a layer: any number may sit on one, the active layer included. A layer
+ * carrying one is never dropped and never merged away by streaming (its rows would
+ * leave it); a merge that would move a bookmarked layer's rows drops its bookmarks
+ * first (consolidate.ts).
  */
-import type { Descriptor, LayerEntry, SnapshotEntry } from '../format/descriptor.js';
+import { isBookmark, type Descriptor, type LayerEntry, type SnapshotEntry } from '../format/descriptor.js';
 
 export class Tree {
   readonly d: Descriptor;
   readonly #byId = new Map<string, LayerEntry>();
   readonly #children = new Map<string, LayerEntry[]>();
   readonly #snapshotOf = new Map<string, SnapshotEntry>();
+  readonly #bookmarksOf = new Map<string, SnapshotEntry[]>();
 
   constructor(d: Descriptor) {
     this.d = d;
@@ -22,7 +29,11 @@ export class Tree {
       this.#children.set(l.id, []);
     }
     for (const l of d.layers) if (l.parent !== null) this.#children.get(l.parent)!.push(l);
-    for (const s of d.snapshots) this.#snapshotOf.set(s.layer, s);
+    for (const s of d.snapshots) {
+      if (!isBookmark(s)) this.#snapshotOf.set(s.layer, s);
+      else if (this.#bookmarksOf.has(s.layer)) this.#bookmarksOf.get(s.layer)!.push(s);
+      else this.#bookmarksOf.set(s.layer, [s]);
+    }
   }
 
   layer(id: string): LayerEntry {
@@ -41,6 +52,11 @@ export class Tree {
 
   snapshotOn(layerId: string): SnapshotEntry | undefined {
     return this.#snapshotOf.get(layerId);
+  }
+
+  /** The bookmarks on layer `layerId`, in descriptor order. */
+  bookmarksOn(layerId: string): readonly SnapshotEntry[] {
+    return this.#bookmarksOf.get(layerId) ?? [];
   }
 
   snapshotNamed(name: string): SnapshotEntry | undefined {
@@ -75,9 +91,9 @@ export class Tree {
       .sort((a, b) => this.path(a.id).length - this.path(b.id).length);
   }
 
-  /** Sealed leaves with no snapshot: nothing reads them. */
+  /** Sealed leaves with no snapshot and no bookmark: nothing reads them. */
   droppable(): LayerEntry[] {
-    return this.d.layers.filter((l) => l.id !== this.d.active && !this.#snapshotOf.has(l.id) && this.children(l.id).length === 0);
+    return this.d.layers.filter((l) => l.id !== this.d.active && !this.#snapshotOf.has(l.id) && !this.#bookmarksOf.has(l.id) && this.children(l.id).length === 0);
   }
 
   /** Length of the longest base-to-leaf path. */

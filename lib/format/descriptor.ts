@@ -1,5 +1,7 @@
 /**
- * Encode, decode and validate the chain descriptor (`<name>.chain`, format version 1).
+ * Encode, decode and validate the chain descriptor (`<name>.chain`, format versions 1
+ * and 2: version 2 is version 1 plus bookmarks, and is written only while the disk
+ * holds a bookmark, so a disk without one stays readable by builds that know only 1).
  *
  * The descriptor is the commit point of every change to a disk's shape: a snapshot,
  * revert, delete or merge is durable exactly when the new descriptor has replaced
@@ -24,7 +26,8 @@ import {
 } from './limits.js';
 
 export const DESCRIPTOR_FORMAT = 'deltadisk-chain';
-export const DESCRIPTOR_VERSION = 1;
+/** The newest descriptor version this build reads and writes. */
+export const DESCRIPTOR_VERSION = 2;
 
 export interface BaseRef {
   /** Path of the raw base image, relative to the descriptor's directory (or absolute). */
@@ -47,8 +50,19 @@ export interface SnapshotEntry {
   readonly name: string;
   readonly description: string;
   readonly created: string;
-  /** The sealed layer holding this point in time. */
+  /** The sealed layer holding this point in time; for a bookmark, the layer holding its rows. */
   readonly layer: string;
+  /**
+   * Present for a bookmark only: the point in time is the layer's first `rows` rows
+   * (its records in log order) over its ancestors. A bookmark costs one descriptor
+   * replacement to take or delete, seals nothing and may sit on the active layer;
+   * it can be read, compared and deleted, not reverted to.
+   */
+  readonly rows?: number;
+}
+
+export function isBookmark(s: SnapshotEntry): boolean {
+  return s.rows !== undefined;
 }
 
 export interface Descriptor {
@@ -70,7 +84,7 @@ export interface Descriptor {
 function canonical(d: Descriptor): string {
   return JSON.stringify({
     format: DESCRIPTOR_FORMAT,
-    version: DESCRIPTOR_VERSION,
+    version: d.snapshots.some(isBookmark) ? 2 : 1,
     diskId: d.diskId,
     generation: d.generation,
     virtualSize: d.virtualSize,
@@ -86,6 +100,7 @@ function canonical(d: Descriptor): string {
       description: s.description,
       created: s.created,
       layer: s.layer,
+      ...(s.rows === undefined ? {} : { rows: s.rows }),
     })),
   });
 }
@@ -156,8 +171,8 @@ export function decodeDescriptor(text: string, path?: string): Descriptor {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) corrupt('not a JSON object', path);
   const o = raw as Record<string, unknown>;
   if (o.format !== DESCRIPTOR_FORMAT) corrupt(`format is ${JSON.stringify(o.format)}, expected "${DESCRIPTOR_FORMAT}"`, path);
-  if (o.version !== DESCRIPTOR_VERSION) {
-    throw new DeltaDiskError('UNSUPPORTED_VERSION', `descriptor version ${String(o.version)} is not supported (this build reads version ${DESCRIPTOR_VERSION})`, { path });
+  if (o.version !== 1 && o.version !== DESCRIPTOR_VERSION) {
+    throw new DeltaDiskError('UNSUPPORTED_VERSION', `descriptor version ${String(o.version)} is not supported (this build reads versions 1 to ${DESCRIPTOR_VERSION})`, { path });
   }
   if (!isId(o.diskId)) corrupt('diskId is invalid', path);
   if (!isSafe(o.generation, 1, Number.MAX_SAFE_INTEGER)) corrupt('generation is invalid', path);
@@ -248,15 +263,20 @@ export function decodeDescriptor(text: string, path?: string): Descriptor {
     if (!isText(s.description, MAX_DESCRIPTION_LENGTH)) corrupt(`snapshot ${s.name} has an invalid description`, path);
     if (!isText(s.created, 64)) corrupt(`snapshot ${s.name} has an invalid creation time`, path);
     if (!isId(s.layer) || !byId.has(s.layer)) corrupt(`snapshot ${s.name} names a layer that is not listed`, path);
-    if (s.layer === o.active) corrupt(`snapshot ${s.name} names the active layer`, path);
+    if (s.rows !== undefined && (o.version === 1 || !isSafe(s.rows, 0, Number.MAX_SAFE_INTEGER))) corrupt(`snapshot ${s.name} has an invalid bookmark`, path);
+    const bookmark = s.rows !== undefined;
+    if (!bookmark && s.layer === o.active) corrupt(`snapshot ${s.name} names the active layer`, path);
     if (names.has(s.name)) corrupt(`snapshot name ${s.name} is used twice`, path);
     if (snapIds.has(s.id)) corrupt(`snapshot id ${s.id} is used twice`, path);
-    if (snapLayers.has(s.layer)) corrupt(`two snapshots name layer ${s.layer}`, path);
+    if (!bookmark && snapLayers.has(s.layer)) corrupt(`two snapshots name layer ${s.layer}`, path);
     names.add(s.name);
     snapIds.add(s.id);
-    snapLayers.add(s.layer);
-    snapshots.push({ id: s.id, name: s.name, description: s.description, created: s.created, layer: s.layer });
+    if (!bookmark) snapLayers.add(s.layer);
+    snapshots.push({ id: s.id, name: s.name, description: s.description, created: s.created, layer: s.layer, ...(bookmark ? { rows: s.rows as number } : {}) });
   }
+
+  // Version 2 is written exactly when a bookmark is listed (canonical form).
+  if (o.version !== (snapshots.some(isBookmark) ? 2 : 1)) corrupt(`version ${String(o.version)} does not match its snapshots (bookmarks need version 2, and only they)`, path);
 
   const d: Descriptor = {
     diskId: o.diskId,

@@ -1,8 +1,9 @@
 /**
  * Backing up a disk that is one of our chains.
  *
- * The capture point is a snapshot, `deltadisk-backup-<backup id>`, taken the moment
- * the disk is reached (milliseconds) and read at leisure. When the latest good backup
+ * The capture point is a bookmark (Disk.bookmark), `deltadisk-backup-<backup id>`,
+ * taken the moment the disk is reached (one descriptor replacement) and read at
+ * leisure. Anchors taken as snapshots by earlier versions serve the same way. When the latest good backup
  * of the same disk (same disk id) came from an anchor snapshot that still exists,
  * only the chunks holding blocks changed since (`Disk.changedBlocks`, from the layers
  * themselves, so the change map survives restarts) are read; the rest reuse that
@@ -138,7 +139,8 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
   } else if (s.dryRun) {
     capture = disk.currentReader();
   } else {
-    anchor = await disk.snapshot(anchorName, anchorDescription(repoId));
+    // A bookmark: one descriptor replacement, and deleting it later merges nothing.
+    anchor = await disk.bookmark(anchorName, anchorDescription(repoId));
     s.onAbort.push(() => disk.deleteSnapshot(anchorName));
     capture = await disk.openSnapshot(anchorName);
     readers.push(capture);

@@ -82,12 +82,29 @@ export class SnapshotCommand implements DiskCommand {
   toString = (): string => `snapshot(${this.name})`;
 }
 
+export class BookmarkCommand implements DiskCommand {
+  constructor(readonly name: string) {}
+  check = (m: Readonly<DiskModel>): boolean => !m.hasSnapshot(this.name);
+  async run(m: DiskModel, r: RealDisk): Promise<void> {
+    await r.disk.bookmark(this.name);
+    m.bookmark(this.name);
+  }
+  toString = (): string => `bookmark(${this.name})`;
+}
+
+/** After an operation that may drop bookmarks (a merge moving their rows, a revert discarding them). */
+function forgetLost(m: DiskModel, r: RealDisk): void {
+  m.forgetLostBookmarks(new Set(r.disk.snapshots().filter((s) => s.bookmark).map((s) => s.name)));
+}
+
 export class RevertCommand implements DiskCommand {
   constructor(readonly name: string, readonly keepCurrentAs?: string) {}
-  check = (m: Readonly<DiskModel>): boolean => m.hasSnapshot(this.name) && (this.keepCurrentAs === undefined || !m.hasSnapshot(this.keepCurrentAs));
+  check = (m: Readonly<DiskModel>): boolean =>
+    m.hasSnapshot(this.name) && !m.isBookmark(this.name) && (this.keepCurrentAs === undefined || !m.hasSnapshot(this.keepCurrentAs));
   async run(m: DiskModel, r: RealDisk): Promise<void> {
     await r.disk.revert(this.name, this.keepCurrentAs === undefined ? {} : { keepCurrentAs: this.keepCurrentAs });
     m.revert(this.name, this.keepCurrentAs);
+    forgetLost(m, r);
   }
   toString = (): string => `revert(${this.name}${this.keepCurrentAs === undefined ? '' : `, keep as ${this.keepCurrentAs}`})`;
 }
@@ -98,14 +115,16 @@ export class DeleteSnapshotCommand implements DiskCommand {
   async run(m: DiskModel, r: RealDisk): Promise<void> {
     await r.disk.deleteSnapshot(this.name);
     m.deleteSnapshot(this.name);
+    forgetLost(m, r);
   }
   toString = (): string => `deleteSnapshot(${this.name})`;
 }
 
 export class ConsolidateCommand implements DiskCommand {
   check = (): boolean => true;
-  async run(_m: DiskModel, r: RealDisk): Promise<void> {
+  async run(m: DiskModel, r: RealDisk): Promise<void> {
     await r.disk.consolidate();
+    forgetLost(m, r);
   }
   toString = (): string => 'consolidate';
 }
@@ -147,8 +166,9 @@ export class DedupCommand implements DiskCommand {
 export class ConsolidateDepthCommand implements DiskCommand {
   constructor(readonly maxDepth: number) {}
   check = (): boolean => true;
-  async run(_m: DiskModel, r: RealDisk): Promise<void> {
+  async run(m: DiskModel, r: RealDisk): Promise<void> {
     await r.disk.consolidate({ maxDepth: this.maxDepth });
+    forgetLost(m, r);
   }
   toString = (): string => `consolidate(maxDepth ${this.maxDepth})`;
 }
@@ -166,6 +186,26 @@ export class ReadSnapshotCommand implements DiskCommand {
     }
   }
   toString = (): string => `readSnapshot(${this.name})`;
+}
+
+/**
+ * The change map between two points in time (a snapshot or bookmark, or the current
+ * state) lists every block whose content differs between them (a superset is allowed).
+ */
+export class ChangedBlocksCommand implements DiskCommand {
+  constructor(readonly from: string, readonly to: string | undefined) {}
+  check = (m: Readonly<DiskModel>): boolean => m.hasSnapshot(this.from) && (this.to === undefined || m.hasSnapshot(this.to));
+  async run(m: DiskModel, r: RealDisk): Promise<void> {
+    const listed = new Set(await r.disk.changedBlocks(this.from, this.to));
+    const bs = m.blockSize;
+    for (let b = 0; b * bs < m.virtualSize; b++) {
+      const n = Math.min(bs, m.virtualSize - b * bs);
+      const x = m.read(b * bs, n, this.from);
+      const y = m.read(b * bs, n, this.to);
+      if (!listed.has(b) && Buffer.compare(x, y) !== 0) throw new Error(`changedBlocks(${this.from}, ${this.to ?? 'current'}) misses block ${b}`);
+    }
+  }
+  toString = (): string => `changedBlocks(${this.from}, ${this.to ?? 'current'})`;
 }
 
 /** Closes the disk and opens it again from the files, then compares everything. */
@@ -230,6 +270,8 @@ export function diskCommands(o: DiskCommandOptions): fc.Arbitrary<DiskCommand>[]
     range.map(([off, len]) => new ReadCommand(off, len)),
     fc.constant(new FlushCommand()),
     name.map((n) => new SnapshotCommand(n)),
+    name.map((n) => new BookmarkCommand(n)),
+    fc.tuple(name, fc.option(name, { nil: undefined })).map(([a, b]) => new ChangedBlocksCommand(a, b)),
     name.map((n) => new RevertCommand(n)),
     fc.tuple(name, name).map(([n, k]) => new RevertCommand(n, k)),
     name.map((n) => new DeleteSnapshotCommand(n)),

@@ -11,6 +11,8 @@ export class DiskModel {
   readonly blockSize: number;
   #current = new Map<number, Uint8Array>();
   readonly #snapshots = new Map<string, Map<number, Uint8Array>>();
+  /** Snapshots taken as bookmarks (Disk.bookmark): readable like the others, never reverted to. */
+  readonly #bookmarks = new Set<string>();
   /** The model of the last flushed state (what must survive a crash). */
   #durable = new Map<number, Uint8Array>();
 
@@ -72,6 +74,30 @@ export class DiskModel {
     this.#durable = new Map(this.#current);
   }
 
+  /** A bookmark: the model's point in time is the same as a snapshot's. */
+  bookmark(name: string): void {
+    this.snapshot(name);
+    this.#bookmarks.add(name);
+  }
+
+  isBookmark(name: string): boolean {
+    return this.#bookmarks.has(name);
+  }
+
+  /**
+   * Forgets the bookmarks not in `present`: a merge that moves a bookmarked layer's
+   * rows drops its bookmarks (Disk.bookmark), which the model cannot foresee; what
+   * it checks is that a bookmark still listed reads exactly its point in time.
+   */
+  forgetLostBookmarks(present: ReadonlySet<string>): void {
+    for (const name of this.#bookmarks) {
+      if (!present.has(name)) {
+        this.#bookmarks.delete(name);
+        this.#snapshots.delete(name);
+      }
+    }
+  }
+
   revert(name: string, keepCurrentAs?: string): void {
     const snap = this.#snapshots.get(name);
     if (snap === undefined) throw new Error(`model: no snapshot ${name}`);
@@ -82,6 +108,7 @@ export class DiskModel {
 
   deleteSnapshot(name: string): void {
     this.#snapshots.delete(name);
+    this.#bookmarks.delete(name);
   }
 
   /** The state a crash may fall back to for unflushed blocks. */

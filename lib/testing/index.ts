@@ -8,6 +8,8 @@
 export { DiskModel } from './disk-model.js';
 export {
   assertSameBytes,
+  BookmarkCommand,
+  ChangedBlocksCommand,
   CheckCommand,
   CompactCommand,
   ConsolidateCommand,

@@ -42,7 +42,9 @@ function localTarget(path: string, disk: Disk, via: 'open' | 'given'): CaptureTa
     blockSize: disk.blockSize,
     snapshots: () => Promise.resolve(disk.snapshots()),
     flush: () => disk.flush(),
-    snapshot: (name, description) => disk.snapshot(name, description),
+    // A bookmark: one descriptor replacement inside the freeze, and no merge when the
+    // next backup deletes it (a serving process takes a snapshot: its channel has no bookmark).
+    snapshot: (name, description) => disk.bookmark(name, description),
     deleteSnapshot: (name) => disk.deleteSnapshot(name),
     close: () => (via === 'open' ? disk.close() : Promise.resolve()),
   };

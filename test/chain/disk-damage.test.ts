@@ -154,9 +154,9 @@ describe('deltas that do not belong where the descriptor puts them', () => {
 });
 
 describe('versions this build does not know', () => {
-  it('a descriptor of version 2 is UNSUPPORTED_VERSION', async () => {
+  it('a descriptor of version 3 is UNSUPPORTED_VERSION', async () => {
     const o = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-    fs.writeFileSync(file, JSON.stringify({ ...o, version: 2 }));
+    fs.writeFileSync(file, JSON.stringify({ ...o, version: 3 }));
     await refused('UNSUPPORTED_VERSION');
   });
 

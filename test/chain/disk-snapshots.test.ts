@@ -3,12 +3,16 @@
  * keeping the current state), delete on leaf, linear and shared layers (with the
  * layer files that must go or stay), readers that outlive a deleted snapshot, the
  * change map between points in time, and extents. Every state is compared with
- * the bytes it must hold, also after reopening.
+ * the bytes it must hold, also after reopening. Bookmarks (points in time naming a
+ * prefix of a layer's rows) last: after the operations that rewrite or move rows
+ * (compaction, dedup, merges, revert, reopen), and taking or deleting one touches no
+ * delta file.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Disk, type DiskReader } from '../../lib/index.js';
+import { withChecksum } from '../helpers/canonical-json.js';
 import { codeOf, deltaFiles, dirState, pattern } from '../helpers/disk.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -468,5 +472,146 @@ describe('snapshot identity (a restore recreating snapshots)', () => {
     await disk.close();
     const again = await track(Disk.open(file, { readOnly: true }));
     expect(again.snapshots().map((x) => [x.id, x.created])).toEqual([[id, '2025-01-02T03:04:05.678Z']]);
+  });
+});
+
+async function readPoint(disk: Disk, name: string): Promise<Buffer> {
+  const r = await disk.openSnapshot(name);
+  try {
+    return await r.read(0, SIZE);
+  } finally {
+    await r.close();
+  }
+}
+
+/** Writes block `b` with a pattern of `seed`. */
+const put = (disk: Disk, b: number, seed: number) => disk.write(b * BS, pattern(BS, seed));
+
+describe('bookmarks', () => {
+  it('read their point in time after later writes and a reopen; taking and deleting one writes no delta file', async () => {
+    let disk = await track(Disk.create(file, { size: SIZE, blockSize: BS }));
+    for (let b = 0; b < BLOCKS; b++) await put(disk, b, b);
+    const files = deltaFiles(dir);
+    const mark = await disk.bookmark('m1', 'first');
+    expect(mark).toMatchObject({ name: 'm1', description: 'first', bookmark: true, parent: null, current: false });
+    const at1 = await disk.read(0, SIZE);
+    expect(JSON.parse(fs.readFileSync(file, 'utf8')).version).toBe(2);
+    for (const b of [3, 17, 17, 30]) await put(disk, b, 1000 + b);
+    expect(await readPoint(disk, 'm1')).toEqual(at1);
+    expect(await disk.changedBlocks('m1')).toEqual([3, 17, 30]);
+    await disk.close();
+    disk = await track(Disk.open(file));
+    expect(await readPoint(disk, 'm1')).toEqual(at1);
+    expect(await disk.changedBlocks('m1')).toEqual([3, 17, 30]);
+    expect(deltaFiles(dir)).toEqual(files);
+    await disk.deleteSnapshot('m1');
+    expect(deltaFiles(dir)).toEqual(files);
+    expect(JSON.parse(fs.readFileSync(file, 'utf8')).version).toBe(1);
+    expect(disk.snapshots()).toEqual([]);
+  });
+
+  it('compare with each other and with snapshots on either side of them', async () => {
+    const disk = await track(Disk.create(file, { size: SIZE, blockSize: BS }));
+    await put(disk, 1, 1);
+    await disk.bookmark('a');
+    await put(disk, 2, 2);
+    await disk.snapshot('s');
+    await put(disk, 5, 5);
+    await disk.bookmark('b');
+    await put(disk, 1, 11);
+    await disk.bookmark('c');
+    expect(await disk.changedBlocks('a', 's')).toEqual([2]);
+    expect(await disk.changedBlocks('a', 'b')).toEqual([2, 5]);
+    expect(await disk.changedBlocks('b', 'c')).toEqual([1]);
+    expect(await disk.changedBlocks('c', 'a')).toEqual([1, 2, 5]);
+    expect(await disk.changedBlocks('c')).toEqual([]);
+    const list = disk.snapshots();
+    const s = list.find((x) => x.name === 's')!;
+    expect(list.find((x) => x.name === 'b')!.parent).toBe(s.id);
+    expect(list.find((x) => x.name === 'a')!.parent).toBeNull();
+    // The current state still descends from the snapshot, not from a bookmark.
+    expect(s.current).toBe(true);
+  });
+
+  it('cannot be reverted to; a revert drops those of the discarded state and keeps the others', async () => {
+    const disk = await track(Disk.create(file, { size: SIZE, blockSize: BS }));
+    await put(disk, 0, 1);
+    await disk.bookmark('kept');
+    const kept = await disk.read(0, SIZE);
+    await disk.snapshot('s');
+    await put(disk, 0, 2);
+    await disk.bookmark('discarded');
+    expect(await codeOf(disk.revert('discarded'))).toBe('INVALID_ARGUMENT');
+    await disk.revert('s');
+    expect(disk.snapshots().map((x) => x.name).sort()).toEqual(['kept', 's']);
+    expect(await readPoint(disk, 'kept')).toEqual(kept);
+  });
+
+  it('survive compaction and dedup, which keep the rows they read and reclaim the rest', async () => {
+    const disk = await track(Disk.create(file, { size: SIZE, blockSize: BS, dedup: true }));
+    for (let b = 0; b < BLOCKS; b++) await put(disk, b, b % 8);
+    await disk.bookmark('m1');
+    const at1 = await disk.read(0, SIZE);
+    for (let round = 0; round < 4; round++) for (let b = 0; b < BLOCKS; b += 2) await put(disk, b, 100 + round * 1000 + b);
+    await disk.bookmark('m2');
+    const at2 = await disk.read(0, SIZE);
+    for (let b = 1; b < BLOCKS; b += 4) await put(disk, b, 7);
+    await disk.write(9 * BS, Buffer.alloc(BS));
+    const now = await disk.read(0, SIZE);
+    const before = fs.statSync(path.join(dir, deltaFiles(dir)[0]!)).size;
+    const compacted = await disk.compact(0.0001);
+    expect(compacted).toHaveLength(1);
+    expect(compacted[0]!.bytesAfter).toBeLessThan(before);
+    for (const reopen of [false, true]) {
+      if (reopen) await disk.close();
+      const d = reopen ? await track(Disk.open(file)) : disk;
+      expect(await readPoint(d, 'm1')).toEqual(at1);
+      expect(await readPoint(d, 'm2')).toEqual(at2);
+      expect(await d.read(0, SIZE)).toEqual(now);
+      expect((await d.changedBlocks('m1', 'm2')).length).toBe(BLOCKS / 2);
+      await d.dedupAll();
+      expect(await readPoint(d, 'm1')).toEqual(at1);
+      expect(await readPoint(d, 'm2')).toEqual(at2);
+      expect(await d.read(0, SIZE)).toEqual(now);
+      expect((await Disk.check(file, { readData: true })).result).toBe('clean');
+    }
+  });
+
+  it('a merge that moves a bookmarked layer\'s rows drops its bookmarks, and keeps those on the layer it copies into', async () => {
+    const disk = await track(Disk.create(file, { size: SIZE, blockSize: BS }));
+    for (let b = 0; b < BLOCKS; b++) await put(disk, b, b);
+    await disk.bookmark('below');
+    const below = await disk.read(0, SIZE);
+    await disk.snapshot('s');
+    await put(disk, 4, 44);
+    await disk.bookmark('above');
+    // Deleting s merges its layer with the active one: a commit of the small active
+    // layer into the large one, whose rows the bookmark above named.
+    await disk.deleteSnapshot('s');
+    expect(disk.snapshots().map((x) => x.name)).toEqual(['below']);
+    expect(await readPoint(disk, 'below')).toEqual(below);
+    expect((await Disk.check(file)).result).toBe('clean');
+  });
+
+  it('a bookmark naming more rows than its layer holds is corrupt: refused on read, reported by check', async () => {
+    const disk = await track(Disk.create(file, { size: SIZE, blockSize: BS }));
+    await put(disk, 0, 1);
+    await disk.bookmark('m');
+    await disk.close();
+    const o = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    const snaps = o.snapshots as Record<string, unknown>[];
+    snaps[0]!.rows = 99;
+    const fields = ['format', 'version', 'diskId', 'generation', 'virtualSize', 'blockSize', 'dedup', 'base', 'nextLayer', 'active', 'layers', 'snapshots'];
+    fs.writeFileSync(file, withChecksum(fields, o));
+    const again = await track(Disk.open(file));
+    expect(await codeOf(again.openSnapshot('m'))).toBe('CHAIN_CORRUPT');
+    expect(await codeOf(again.changedBlocks('m'))).toBe('CHAIN_CORRUPT');
+    const report = await Disk.check(file);
+    expect(report.result).toBe('corrupt');
+    expect(report.findings.map((f) => f.kind)).toContain('bookmark');
+    // In a version-1 descriptor, rows are not a field at all.
+    await again.close();
+    fs.writeFileSync(file, withChecksum(fields, { ...o, version: 1 }));
+    expect(await codeOf(Disk.open(file))).toBe('CHAIN_CORRUPT');
   });
 });

@@ -154,7 +154,9 @@ describe('descriptor validation: one rule each', () => {
   });
 
   it('another version', () => {
-    expect(withPatch({ version: 2 })).toBe('UNSUPPORTED_VERSION');
+    expect(withPatch({ version: 3 })).toBe('UNSUPPORTED_VERSION');
+    // Version 2 is the one with bookmarks: claimed without any, it does not match.
+    expect(withPatch({ version: 2 })).toBe('CHAIN_CORRUPT');
     expect(withPatch({ version: '1' })).toBe('UNSUPPORTED_VERSION');
   });
 

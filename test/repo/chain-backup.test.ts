@@ -227,8 +227,8 @@ describe('chain backup', () => {
       last = await withRepo(repoDir, 'shared', (repo) => backup(repo, [diskPath]));
     }
     const manifests = fs.readdirSync(path.join(repoDir, 'snapshots')).sort();
-    // Taking the anchor creates the new active layer's file: that fails.
-    const failing = new FaultFS(nodeFileSystem).fail({ op: 'create', path: (p) => p.endsWith('.delta') });
+    // Taking the anchor (a bookmark) replaces the descriptor through a temporary file: that fails.
+    const failing = new FaultFS(nodeFileSystem).fail({ op: 'create', path: (p) => path.basename(p).startsWith('disk.chain.tmp-') });
     const late: string[] = [];
     let ended = false;
     const repo = await Repository.open(repoDir, { lock: 'shared' });

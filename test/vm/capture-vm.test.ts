@@ -124,9 +124,9 @@ describe('captureVm', () => {
     const ac = new AbortController();
     const system = await Disk.open(path.join(dir, 'system.chain'));
     const data = await Disk.open(path.join(dir, 'data1.chain'));
-    // SIGINT arrives right after the first disk's snapshot, inside the window.
-    const snapshot = system.snapshot.bind(system);
-    system.snapshot = async (name: string, description?: string) => {
+    // SIGINT arrives right after the first disk's capture point (a bookmark), inside the window.
+    const snapshot = system.bookmark.bind(system);
+    system.bookmark = async (name: string, description?: string) => {
       const info = await snapshot(name, description);
       ac.abort();
       return info;
