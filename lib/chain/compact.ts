@@ -297,8 +297,8 @@ export async function compactLayer(ctx: ChainContext, id: string, options: Compa
     // bookmark are exactly those before the count of rows the new file had after its
     // pass, which becomes the bookmark's row count.
     const marks = [...new Set(tree.bookmarksOn(id).map((b) => b.rows!))].sort((a, b) => a - b);
-    // A bookmark past the layer's rows is damage: refused (mapAt throws), never copied as if current.
-    if (marks.length > 0) old.mapAt(marks[marks.length - 1]!);
+    // A bookmark past the layer's rows is damage: refused, never copied as if current.
+    for (const r of marks) old.assertRows(r);
     if (marks[marks.length - 1] === old.records.count) marks.pop();
     const rowsAfter = new Map<number, number>();
     let from = 0;

@@ -586,9 +586,7 @@ export class Disk {
       layer: active.id,
       rows: active.records.count,
     };
-    const next = { ...d, generation: d.generation + 1, snapshots: [...d.snapshots, mark] };
-    encodeReadable(next, this.#paths.descriptor);
-    await this.#commit(next);
+    await this.#commit({ ...d, generation: d.generation + 1, snapshots: [...d.snapshots, mark] });
   }
 
   async #createLayer(parentId: string): Promise<LayerFile> {
@@ -825,7 +823,7 @@ export class Disk {
       const x = sa.get(layer.id) ?? 0;
       const y = sb.get(layer.id) ?? 0;
       const count = layer.records.count;
-      for (const r of [x, y]) if (r !== Infinity && r > count) layer.mapAt(r); // throws CHAIN_CORRUPT
+      for (const r of [x, y]) if (r !== Infinity) layer.assertRows(r);
       const end = Math.min(Math.max(x, y), count);
       const t = layer.records;
       for (let r = Math.min(x, y); r < end; r++) if (t.kind(r) !== RecordKind.BLOB) changed.set(t.block(r), 1, 0);

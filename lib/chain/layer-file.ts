@@ -793,6 +793,13 @@ export class LayerFile {
     await this.updateHeader({ sealed: true, snapshot });
   }
 
+  /** @throws CHAIN_CORRUPT unless the layer holds at least `rows` rows (a bookmark's count). */
+  assertRows(rows: number): void {
+    if (!Number.isSafeInteger(rows) || rows < 0 || rows > this.records.count) {
+      this.#corrupt(`a bookmark names ${rows} rows, but the layer holds ${this.records.count}`);
+    }
+  }
+
   /**
    * The block map as it was when the layer held its first `rows` rows (a bookmark's
    * view of it), and how many of its blocks map DATA rows. Rows keep their numbers
@@ -800,9 +807,7 @@ export class LayerFile {
    * @throws CHAIN_CORRUPT when the layer holds fewer rows
    */
   mapAt(rows: number): { map: BlockTable; dataBlocks: number } {
-    if (!Number.isSafeInteger(rows) || rows < 0 || rows > this.records.count) {
-      this.#corrupt(`a bookmark names ${rows} rows, but the layer holds ${this.records.count}`);
-    }
+    this.assertRows(rows);
     if (rows === this.records.count) return { map: this.map, dataBlocks: this.#dataBlocks };
     // The map as it is now, with each block written since put back to its newest
     // row before: for a bookmark of a backup, a few rows after many.

@@ -8,10 +8,10 @@
  * no child (other than the active layer) is *droppable*.
  *
  * Bookmarks (snapshots that name a prefix of a layer's rows) are not "the snapshot
- * on" a layer: any number may sit on one, the active layer included. A layer
- * carrying one is never dropped and never merged away by streaming (its rows would
- * leave it); a merge that would move a bookmarked layer's rows drops its bookmarks
- * first (consolidate.ts).
+ * on" a layer: any number may sit on one, the active layer included, and they do not
+ * keep a layer from being merged. A sealed leaf carrying one is not droppable (it is
+ * read); a merge that moves a bookmarked layer's rows drops those bookmarks in its
+ * switch (merge.ts).
  */
 import { isBookmark, type Descriptor, type LayerEntry, type SnapshotEntry } from '../format/descriptor.js';
 

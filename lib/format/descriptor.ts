@@ -263,7 +263,7 @@ export function decodeDescriptor(text: string, path?: string): Descriptor {
     if (!isText(s.description, MAX_DESCRIPTION_LENGTH)) corrupt(`snapshot ${s.name} has an invalid description`, path);
     if (!isText(s.created, 64)) corrupt(`snapshot ${s.name} has an invalid creation time`, path);
     if (!isId(s.layer) || !byId.has(s.layer)) corrupt(`snapshot ${s.name} names a layer that is not listed`, path);
-    if (s.rows !== undefined && (o.version === 1 || !isSafe(s.rows, 0, Number.MAX_SAFE_INTEGER))) corrupt(`snapshot ${s.name} has an invalid bookmark`, path);
+    if (s.rows !== undefined && !isSafe(s.rows, 0, Number.MAX_SAFE_INTEGER)) corrupt(`snapshot ${s.name} has an invalid bookmark`, path);
     const bookmark = s.rows !== undefined;
     if (!bookmark && s.layer === o.active) corrupt(`snapshot ${s.name} names the active layer`, path);
     if (names.has(s.name)) corrupt(`snapshot name ${s.name} is used twice`, path);

@@ -3,11 +3,11 @@
  *
  * The capture point is a bookmark (Disk.bookmark), `deltadisk-backup-<backup id>`,
  * taken the moment the disk is reached (one descriptor replacement) and read at
- * leisure. Anchors taken as snapshots by earlier versions serve the same way. When the latest good backup
- * of the same disk (same disk id) came from an anchor snapshot that still exists,
- * only the chunks holding blocks changed since (`Disk.changedBlocks`, from the layers
- * themselves, so the change map survives restarts) are read; the rest reuse that
- * backup's chunk list. Otherwise, or when a reused chunk is no longer usable, the disk
+ * leisure; anchors taken as snapshots by earlier versions serve the same way. When
+ * the latest good backup of the same disk (same disk id) came from an anchor that
+ * still exists, only the chunks holding blocks changed since (`Disk.changedBlocks`,
+ * from the layers themselves, so the change map survives restarts) are read; the
+ * rest reuse that backup's chunk list. Otherwise, or when a reused chunk is no longer usable, the disk
  * is read (deduplicated). Once the new backup is published, this repository's older
  * anchors are deleted, so a disk carries one anchor per repository between backups;
  * if the backup fails, its own anchor is deleted instead.
