@@ -236,6 +236,13 @@ export interface DiskCommandOptions {
   readonly consolidate?: boolean;
   /** Include reopen commands (default true). */
   readonly reopen?: boolean;
+  /**
+   * Include bookmark commands (default false). A revert or a merge may drop a
+   * bookmark, which the built-in commands reconcile with the model after them; a
+   * command of your own that reverts or deletes snapshots would have to do the same
+   * (`DiskModel.forgetLostBookmarks`), so bookmarks are asked for explicitly.
+   */
+  readonly bookmarks?: boolean;
 }
 
 /**
@@ -270,13 +277,13 @@ export function diskCommands(o: DiskCommandOptions): fc.Arbitrary<DiskCommand>[]
     range.map(([off, len]) => new ReadCommand(off, len)),
     fc.constant(new FlushCommand()),
     name.map((n) => new SnapshotCommand(n)),
-    name.map((n) => new BookmarkCommand(n)),
     fc.tuple(name, fc.option(name, { nil: undefined })).map(([a, b]) => new ChangedBlocksCommand(a, b)),
     name.map((n) => new RevertCommand(n)),
     fc.tuple(name, name).map(([n, k]) => new RevertCommand(n, k)),
     name.map((n) => new DeleteSnapshotCommand(n)),
     name.map((n) => new ReadSnapshotCommand(n)),
   ];
+  if (o.bookmarks ?? false) cmds.push(name.map((n) => new BookmarkCommand(n)));
   if (o.consolidate ?? true) {
     cmds.push(fc.constant(new ConsolidateCommand()));
     cmds.push(fc.integer({ min: 1, max: 4 }).map((n) => new ConsolidateDepthCommand(n)));

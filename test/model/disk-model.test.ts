@@ -37,7 +37,7 @@ describe('disk against the model', () => {
       let n = 0;
       try {
         await fc.assert(
-          fc.asyncProperty(fc.commands(diskCommands({ virtualSize: SIZE, blockSize: BS }), { size: '+1', maxCommands: 50 }), async (cmds) => {
+          fc.asyncProperty(fc.commands(diskCommands({ virtualSize: SIZE, blockSize: BS, bookmarks: true }), { size: '+1', maxCommands: 50 }), async (cmds) => {
             const runDir = path.join(dir, `run${n++}`);
             let fsys: FileSystem | undefined;
             if (c.memory) {
