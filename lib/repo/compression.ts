@@ -54,12 +54,22 @@ export function looksCompressible(data: Uint8Array): boolean {
   return data.length >= 64 && sampleEntropy(data) < ENTROPY_THRESHOLD;
 }
 
+/**
+ * How a blob is searched for repeats: `'any'` (deflate's default, for data), or
+ * `'runs'` (Z_RLE: runs of one byte only) for a page of chunk hashes, which holds
+ * nothing else worth finding (SHA-256 output does not repeat; a sparse region's
+ * zero hashes do). On a page half of zero hashes, run-only deflate takes 1.9 ms
+ * against 7.7 ms and comes out no larger.
+ */
+export type RepeatSearch = 'any' | 'runs';
+
 /** The stored form of a chunk: deflated when that saves at least 1/16, else the raw bytes. */
-export async function compressChunk(data: Buffer): Promise<{ stored: Buffer; compression: Compression }> {
+export async function compressChunk(data: Buffer, search: RepeatSearch = 'any'): Promise<{ stored: Buffer; compression: Compression }> {
   if (looksCompressible(data)) {
     // One output buffer the size of the input: zlib's default 16 KiB pieces cost a
     // thread-pool round trip each.
-    const packed = await deflateRaw(data, { level: 1, chunkSize: Math.max(MIN_CHUNK, data.length) });
+    const strategy = search === 'runs' ? zlib.constants.Z_RLE : zlib.constants.Z_DEFAULT_STRATEGY;
+    const packed = await deflateRaw(data, { level: 1, strategy, chunkSize: Math.max(MIN_CHUNK, data.length) });
     if (packed.length <= data.length - Math.max(16, data.length >> 4)) return { stored: packed, compression: Compression.DEFLATE };
   }
   return { stored: data, compression: Compression.NONE };

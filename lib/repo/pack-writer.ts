@@ -130,7 +130,7 @@ export class PackWriter {
     if (this.#index.findUsable(hash) >= 0) return false;
     if (data.length === 0 || data.length > MAX_BLOB_SIZE) throw new DeltaDiskError('INVALID_ARGUMENT', `a blob is 1 to ${MAX_BLOB_SIZE} bytes, not ${data.length}`);
     return this.#adding(async () => {
-      const { stored, compression } = this.#options.compress === false ? { stored: data, compression: Compression.NONE } : await compressChunk(data);
+      const { stored, compression } = this.#options.compress === false ? { stored: data, compression: Compression.NONE } : await compressChunk(data, kind === BlobKind.LIST ? 'runs' : 'any');
       // Another add of the same hash may have completed while compressing.
       if (this.#index.findUsable(hash) >= 0) return false;
       await this.#append(hash, stored, data.length, kind, compression);
