@@ -95,3 +95,32 @@ export async function withChainDisk<T>(path: string, o: { readonly allowPaths: r
     await t.close().catch(() => undefined);
   }
 }
+
+/**
+ * Deletes the snapshots of the chain disk at `path` that `pick` chooses from its
+ * list, and returns their names. Bookmarks of a disk nobody holds go with one
+ * descriptor replacement (Disk.deleteBookmarks: no layer opened); anything else
+ * (snapshots, a disk held by this process or served) through the disk as
+ * reachChainDisk reaches it.
+ */
+export async function deleteSnapshotsOf(
+  path: string,
+  pick: (list: readonly { readonly name: string; readonly description: string }[]) => string[],
+  o: { readonly allowPaths: readonly string[]; readonly given?: Disk | undefined },
+): Promise<string[]> {
+  if (o.given === undefined) {
+    const names = pick((await Disk.outline(path)).snapshots);
+    if (names.length === 0) return [];
+    try {
+      const deleted = await Disk.deleteBookmarks(path, names);
+      if (deleted !== undefined) return deleted;
+    } catch (err) {
+      if (!isDeltaDiskError(err, 'LOCKED')) throw err; // held by a server: through its channel
+    }
+  }
+  return withChainDisk(path, o, async (t) => {
+    const names = pick(await t.snapshots());
+    for (const name of names) await t.deleteSnapshot(name);
+    return names;
+  });
+}

@@ -36,10 +36,11 @@ import type { BackupSession, BackupWarning } from '../repo/backup-session.js';
 import { backupChain } from '../repo/chain-backup.js';
 import type { Repository } from '../repo/repository.js';
 import type { Capture, CaptureOptions, CapturedChainDisk, CapturedFile, CapturedItem, ReleaseReport } from './capture-types.js';
-import { DISKS_AT_ONCE, reachChainDisk, type CaptureTarget } from './capture-target.js';
+import { DISKS_AT_ONCE, deleteSnapshotsOf } from './capture-target.js';
 import { captureVm } from './capture-vm.js';
 import { CAPTURE_SNAPSHOT_PREFIX } from './chain-disk-probe.js';
 import type { VmDisk } from './vm-inventory-types.js';
+import type { Disk } from '../chain/disk.js';
 
 export interface VmBackupOptions
   extends Pick<BackupOptions, 'tags' | 'host' | 'user' | 'dryRun' | 'compress' | 'onProgress' | 'onWarning' | 'chainSnapshots'>,
@@ -212,10 +213,6 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
     chainSnapshots: options.chainSnapshots ?? 'all',
   };
   let result: BackupResult;
-  // The chain disks, opened again for deleting the older capture snapshots while the
-  // manifest is being published (a lock file and the chain read while the device
-  // syncs the manifest), used once it is durable.
-  let reached: Promise<PromiseSettledResult<CaptureTarget>[]> | undefined;
   // The work after the commit (releasing the capture, deleting the older capture
   // snapshots) runs as the session's after-commit work, beside storing the index
   // cache; what it reports is read once the backup returns.
@@ -244,24 +241,21 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
       }
       vm = vmRecord(c, names, c.warnings);
       if (!s.dryRun) {
-        const opening = settleLimited(chainDisks(c), DISKS_AT_ONCE, (item) => reachChainDisk(item.source, diskOptions(c, item)));
-        reached = opening;
         s.afterCommit.push(async () => {
-          after = afterCommit(c, opening, description);
+          after = afterCommit(c, description, (item) => diskOptions(c, item));
           await after;
         });
       }
       return { vm };
     });
   } catch (err) {
-    await closeReached(reached);
     if (capture !== undefined) await capture.release({ deleteSnapshots: true }).catch(() => undefined);
     throw err;
   }
   const c = capture!;
   // A dry run keeps nothing; a real one keeps its capture snapshots and drops the
   // older ones (done already, unless the after-commit work could not run at all).
-  const done = await (after ?? (result.dryRun ? Promise.resolve(undefined) : afterCommit(c, reached!, description)));
+  const done = await (after ?? (result.dryRun ? Promise.resolve(undefined) : afterCommit(c, description, (item) => diskOptions(c, item))));
   const release = done?.release ?? (await c.release({ deleteSnapshots: true }));
   const warnings = [...result.warnings];
   for (const f of release.failures) warnings.push({ path: f.disk, message: `capture snapshot ${f.snapshot} could not be deleted: ${f.error}`, code: undefined });
@@ -279,28 +273,17 @@ interface AfterCommit {
 /**
  * After the manifest is durable: releases the capture (keeping its snapshots, the
  * next backup's base) while the older capture snapshots of this repository are
- * deleted, a few disks at a time (each merge waits mostly on its own file's I/O);
- * results in the disks' order. Never throws: what fails is a warning.
+ * deleted, a few disks at a time (capture-target's deleteSnapshotsOf: a bookmark of
+ * a disk nobody holds is one descriptor replacement); results in the disks' order.
+ * Never throws: what fails is a warning.
  */
-async function afterCommit(c: Capture, reached: Promise<PromiseSettledResult<CaptureTarget>[]>, description: string): Promise<AfterCommit> {
+async function afterCommit(c: Capture, description: string, options: (item: CapturedChainDisk) => { allowPaths: string[]; given: Disk | undefined }): Promise<AfterCommit> {
   const releasing = c.release({ deleteSnapshots: false });
   const chainItems = chainDisks(c);
-  const opened = await reached;
-  const outcomes = await settleLimited(chainItems, DISKS_AT_ONCE, async (item, k) => {
-    const r = opened[k]!;
-    if (r.status === 'rejected') throw r.reason;
-    const t = r.value;
-    try {
-      const names: string[] = [];
-      for (const x of await t.snapshots()) {
-        if (x.name === item.snapshot.name || !x.name.startsWith(CAPTURE_SNAPSHOT_PREFIX) || x.description !== description) continue;
-        await t.deleteSnapshot(x.name);
-        names.push(`${item.name}:${x.name}`);
-      }
-      return names;
-    } finally {
-      await t.close().catch(() => undefined);
-    }
+  const outcomes = await settleLimited(chainItems, DISKS_AT_ONCE, async (item) => {
+    const older = (list: readonly { readonly name: string; readonly description: string }[]): string[] =>
+      list.filter((x) => x.name !== item.snapshot.name && x.name.startsWith(CAPTURE_SNAPSHOT_PREFIX) && x.description === description).map((x) => x.name);
+    return (await deleteSnapshotsOf(item.source, older, options(item))).map((name) => `${item.name}:${name}`);
   });
   const deleted: string[] = [];
   const warnings: BackupWarning[] = [];
@@ -321,10 +304,6 @@ async function afterCommit(c: Capture, reached: Promise<PromiseSettledResult<Cap
 
 function chainDisks(c: Capture): CapturedChainDisk[] {
   return c.items.filter((i): i is CapturedChainDisk => i.type === 'chain-disk');
-}
-
-async function closeReached(reached: Promise<PromiseSettledResult<CaptureTarget>[]> | undefined): Promise<void> {
-  for (const r of (await reached) ?? []) if (r.status === 'fulfilled') await r.value.close().catch(() => undefined);
 }
 
 function pickCapture(o: VmBackupOptions): CaptureOptions {

@@ -614,4 +614,49 @@ describe('bookmarks', () => {
     fs.writeFileSync(file, withChecksum(fields, { ...o, version: 1 }));
     expect(await codeOf(Disk.open(file))).toBe('CHAIN_CORRUPT');
   });
+  describe('deleted without an open (Disk.deleteBookmarks)', () => {
+    it('go in one descriptor replacement; every other point reads as before, and the disk opens and checks clean', async () => {
+      let disk = await track(Disk.create(file, { size: SIZE, blockSize: BS }));
+      await put(disk, 1, 1);
+      await disk.bookmark('a');
+      await put(disk, 2, 2);
+      await disk.snapshot('s');
+      await put(disk, 1, 3);
+      await disk.bookmark('b');
+      await put(disk, 5, 5);
+      const s = await readPoint(disk, 's');
+      const b = await readPoint(disk, 'b');
+      const now = await disk.read(0, SIZE);
+      await disk.close();
+      const files = deltaFiles(dir);
+      const generation = (JSON.parse(fs.readFileSync(file, 'utf8')) as { generation: number }).generation;
+      expect(await Disk.deleteBookmarks(file, ['a', 'gone'])).toEqual(['a']);
+      expect(deltaFiles(dir)).toEqual(files);
+      expect((JSON.parse(fs.readFileSync(file, 'utf8')) as { generation: number }).generation).toBe(generation + 1);
+      disk = await track(Disk.open(file));
+      expect(disk.snapshots().map((x) => x.name)).toEqual(['s', 'b']);
+      expect(await readPoint(disk, 's')).toEqual(s);
+      expect(await readPoint(disk, 'b')).toEqual(b);
+      expect(await disk.read(0, SIZE)).toEqual(now);
+      await disk.close();
+      expect(await Disk.deleteBookmarks(file, ['b'])).toEqual(['b']);
+      // The last bookmark gone, the descriptor is version 1 again.
+      expect((JSON.parse(fs.readFileSync(file, 'utf8')) as { version: number }).version).toBe(1);
+      expect((await Disk.check(file)).result).toBe('clean');
+    });
+
+    it('leave everything as it was when a name is a snapshot, or the disk is open for writing', async () => {
+      const disk = await track(Disk.create(file, { size: SIZE, blockSize: BS }));
+      await put(disk, 1, 1);
+      await disk.bookmark('a');
+      await disk.snapshot('s');
+      const before = fs.readFileSync(file, 'utf8');
+      expect(await codeOf(Disk.deleteBookmarks(file, ['a']))).toBe('LOCKED');
+      await disk.close();
+      expect(await Disk.deleteBookmarks(file, ['a', 's'])).toBeUndefined();
+      expect(fs.readFileSync(file, 'utf8')).toBe(before);
+      expect(await Disk.deleteBookmarks(file, [])).toEqual([]);
+      expect(fs.readFileSync(file, 'utf8')).toBe(before);
+    });
+  });
 });

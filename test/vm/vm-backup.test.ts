@@ -275,6 +275,11 @@ describe('backupVm and restoreVm', () => {
       await withRepo(repoDir, false, (repo) => restoreVm(repo, b.id, { target }));
       expect((await diskBytes(path.join(target, 'system.chain'))).equals(expected)).toBe(true);
       expect(disk.snapshots().map((s) => s.name)).toEqual([`deltadisk-capture-${b.id}`]);
+      // The next backup deletes the older capture through the channel too.
+      const next = await withRepo(repoDir, 'shared', (repo) => backupVm(repo, dir));
+      expect(next.deletedSnapshots).toEqual([`system.chain:deltadisk-capture-${b.id}`]);
+      expect(next.warnings).toEqual([]);
+      expect(disk.snapshots().map((s) => s.name)).toEqual([`deltadisk-capture-${next.id}`]);
     } finally {
       await served.close();
       await disk.close();
