@@ -81,6 +81,16 @@ function mostlyGarbage(layer: LayerFile): boolean {
   return layer.garbageBytes >= AUTO_COMPACT_BYTES && layer.garbageBytes >= 0.5 * (layer.logEnd - LOG_START);
 }
 
+/** A missing disk is NOT_FOUND for every opener, not LOCKED for all but one. */
+async function assertDiskExists(fs: FileSystem, paths: DiskPaths): Promise<void> {
+  await fs.lstat(paths.descriptor).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new DeltaDiskError('NOT_FOUND', `no disk at ${paths.descriptor}`, { path: paths.descriptor, cause: err });
+    }
+    throw fromSystemError(err, paths.descriptor, 'opening disk failed');
+  });
+}
+
 export type {
   ConsolidateOptions,
   ConsolidateResult,
@@ -260,12 +270,7 @@ export class Disk {
     if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) invalid('names is a list of snapshot names');
     const fs = options.fs ?? nodeFileSystem;
     const paths = new DiskPaths(descriptorPath);
-    await fs.lstat(paths.descriptor).catch((err: unknown) => {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new DeltaDiskError('NOT_FOUND', `no disk at ${paths.descriptor}`, { path: paths.descriptor, cause: err });
-      }
-      throw fromSystemError(err, paths.descriptor, 'opening disk failed');
-    });
+    await assertDiskExists(fs, paths);
     const lock = (options.lock ?? fs === nodeFileSystem) ? await acquireWriterLock(paths.descriptor, 'delete bookmarks') : undefined;
     try {
       const d = await readDescriptor(fs, paths.descriptor);
@@ -293,13 +298,7 @@ export class Disk {
     const fs = options.fs ?? nodeFileSystem;
     const readOnly = options.readOnly ?? false;
     const paths = new DiskPaths(descriptorPath);
-    // A missing disk is NOT_FOUND for every opener, not LOCKED for all but one.
-    await fs.lstat(paths.descriptor).catch((err: unknown) => {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new DeltaDiskError('NOT_FOUND', `no disk at ${paths.descriptor}`, { path: paths.descriptor, cause: err });
-      }
-      throw fromSystemError(err, paths.descriptor, 'opening disk failed');
-    });
+    await assertDiskExists(fs, paths);
     const lock = !readOnly && (options.lock ?? fs === nodeFileSystem) ? await acquireWriterLock(paths.descriptor, 'open') : undefined;
     let base: BaseImage = zeroBase;
     let layers: LayerSet | undefined;
