@@ -656,7 +656,9 @@ describe('bookmarks', () => {
       expect(await Disk.deleteBookmarks(file, ['a', 's'])).toBeUndefined();
       expect(fs.readFileSync(file, 'utf8')).toBe(before);
       expect(await Disk.deleteBookmarks(file, [])).toEqual([]);
+      expect(await codeOf(Disk.deleteBookmarks(file, 'a' as unknown as string[]))).toBe('INVALID_ARGUMENT');
       expect(fs.readFileSync(file, 'utf8')).toBe(before);
+      expect(await codeOf(Disk.deleteBookmarks(path.join(dir, 'none.chain'), ['a']))).toBe('NOT_FOUND');
     });
   });
 });
