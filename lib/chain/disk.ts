@@ -116,12 +116,12 @@ function assertSize(n: unknown, what: string): asserts n is number {
 
 export class Disk {
   readonly path: string;
-  readonly readOnly: boolean;
+  #readOnly: boolean;
   readonly #fs: FileSystem;
   readonly #paths: DiskPaths;
   readonly #base: BaseImage;
   readonly #layers: LayerSet;
-  readonly #lock: WriterLock | undefined;
+  #lock: WriterLock | undefined;
   readonly #mutex = new Mutex();
   readonly #writes = new WriteQueue(this.#mutex, (batch) => this.#guard(() => this.#applyBatch(batch)));
   #d: Descriptor;
@@ -140,7 +140,7 @@ export class Disk {
     this.#tree = new Tree(d);
     this.#base = base;
     this.#layers = layers;
-    this.readOnly = readOnly;
+    this.#readOnly = readOnly;
     this.#lock = lock;
   }
 
@@ -807,17 +807,19 @@ export class Disk {
 
   /**
    * Opens snapshot `name` for reading, without reverting. The reader stays valid
-   * until closed, even if the snapshot is deleted meanwhile.
+   * until closed, even if the snapshot is deleted meanwhile. It checks block CRCs
+   * as the disk does (OpenDiskOptions.verifyReads) unless `options` says otherwise.
    * @throws SNAPSHOT_NOT_FOUND
    */
-  async openSnapshot(name: string): Promise<DiskReader> {
+  async openSnapshot(name: string, options: { readonly verifyReads?: boolean } = {}): Promise<DiskReader> {
     this.#assertOpen();
+    const verify = options.verifyReads ?? this.#verifyReads;
     const snap = this.#findSnapshot(name);
     const layers = await this.#pathLayers(snap.layer);
     const view = ChainView.build(this.#base, layers, this.virtualSize, this.blockSize, { indexHashes: false, ...(snap.rows === undefined ? {} : { topRows: snap.rows }) });
     for (const l of layers) l.retain();
     this.#base.retain();
-    return new DiskReader(view, snap.name, this.#verifyReads, async () => {
+    return new DiskReader(view, snap.name, verify, async () => {
       for (const l of layers) await l.release();
       await this.#base.release();
     });
@@ -914,6 +916,38 @@ export class Disk {
     });
   }
 
+  /**
+   * Gives up writing and keeps reading: makes every write so far durable, indexes
+   * the active layer's tail, releases the writer lock, and leaves the disk open
+   * read-only. Its snapshots and bookmarks read as before whoever writes the disk
+   * next (records are only appended, and a layer another writer rewrites or removes
+   * stays readable through the file this disk holds open); its current state reads
+   * as it was at this call. A VM capture takes its bookmarks under the lock and then
+   * reads them through the same disk, without opening it a second time. Nothing
+   * happens on a disk open read-only already.
+   * @throws NOT_OPEN, HANDLE_BROKEN, and the errors of `flush` (the disk then stays
+   *   open for writing, or broken)
+   */
+  async downgrade(): Promise<void> {
+    this.#assertOpen();
+    if (this.#readOnly) return;
+    await this.flush();
+    await this.#exclusive(() =>
+      this.#guard(async () => {
+        await this.#layers.stopWriting();
+        this.#readOnly = true;
+        const lock = this.#lock;
+        this.#lock = undefined;
+        await lock?.release();
+      }),
+    );
+  }
+
+  /** Whether the disk takes no writes: opened read-only, or downgraded. */
+  get readOnly(): boolean {
+    return this.#readOnly;
+  }
+
   // ================================================================ internals
 
   #assertOpen(): void {
@@ -922,7 +956,7 @@ export class Disk {
 
   #assertWritable(): void {
     this.#assertOpen();
-    if (this.readOnly) throw new DeltaDiskError('READ_ONLY', `${this.path} is open read-only`, { path: this.path });
+    if (this.#readOnly) throw new DeltaDiskError('READ_ONLY', `${this.path} is open read-only`, { path: this.path });
     if (this.#broken !== undefined) {
       throw new DeltaDiskError('HANDLE_BROKEN', `${this.path}: an earlier change failed (${this.#broken.message}); reopen the disk`, {
         path: this.path,
@@ -973,7 +1007,7 @@ export class Disk {
    */
   #rebuildView(layers: LayerFile[]): void {
     const old = this.#view as ChainView | undefined;
-    this.#view = ChainView.build(this.#base, layers, this.virtualSize, this.blockSize, { indexHashes: this.#d.dedup && !this.readOnly });
+    this.#view = ChainView.build(this.#base, layers, this.virtualSize, this.blockSize, { indexHashes: this.#d.dedup && !this.#readOnly });
     for (const l of layers) l.retain();
     if (old !== undefined) void releaseLayers(old.layers);
   }

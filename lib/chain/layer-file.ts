@@ -123,7 +123,7 @@ export class LayerFile {
   #direct: FileHandle | null | undefined;
   readonly #tag: number;
   readonly #maxBlocks: number;
-  readonly #writable: boolean;
+  #writable: boolean;
   #header: DeltaHeader;
   #slot: 0 | 1;
   #logEnd: number;
@@ -342,11 +342,27 @@ export class LayerFile {
    * A broken layer is closed without writing anything.
    */
   async close(): Promise<void> {
+    await this.#indexTail();
+    await this.release();
+  }
+
+  /**
+   * Indexes the tail, as `close` does, and takes no more appends: the disk gave up
+   * its writer lock and keeps the layer open for reading (Disk.downgrade).
+   */
+  async stopWriting(): Promise<void> {
+    try {
+      await this.#indexTail();
+    } finally {
+      this.#writable = false;
+    }
+  }
+
+  async #indexTail(): Promise<void> {
     if (this.#writable && !this.#closed && !this.#handle.broken && this.#indexedRows < this.records.count) {
       await this.#handle.datasync();
       await this.#writeSegments();
     }
-    await this.release();
   }
 
   // ---------------------------------------------------------------- loading

@@ -17,7 +17,7 @@ import { LayerFile } from './layer-file.js';
 export class LayerSet {
   readonly #fs: FileSystem;
   readonly #paths: DiskPaths;
-  readonly #writable: boolean;
+  #writable: boolean;
   readonly #open = new Map<string, LayerFile>();
   readonly #pending = new Map<string, Promise<LayerFile>>();
   readonly #parentWaived = new Set<string>();
@@ -87,17 +87,35 @@ export class LayerSet {
     return [...this.#open.values()];
   }
 
+  /**
+   * Opens layers read-only from now on, and makes the open ones take no more
+   * appends (each indexes its tail first). The first error wins; a layer that
+   * failed still takes no appends.
+   */
+  async stopWriting(): Promise<void> {
+    this.#writable = false;
+    await this.#eachOpen((layer) => layer.stopWriting());
+  }
+
   /** Closes every layer: writable ones index their tails first. The first error wins. */
   async closeAll(): Promise<void> {
+    try {
+      await this.#eachOpen((layer) => layer.close());
+    } finally {
+      this.#open.clear();
+    }
+  }
+
+  /** Runs `fn` on every open layer, each in turn whatever the others did; then throws the first error. */
+  async #eachOpen(fn: (layer: LayerFile) => Promise<void>): Promise<void> {
     let first: unknown;
     for (const layer of this.#open.values()) {
       try {
-        await layer.close();
+        await fn(layer);
       } catch (err) {
         first ??= err;
       }
     }
-    this.#open.clear();
     if (first !== undefined) throw first;
   }
 }

@@ -104,6 +104,8 @@ async function allUsable(s: BackupSession, c: Content): Promise<boolean> {
  */
 export interface ChainCapturePoint {
   readonly snapshot: string;
+  /** The disk, open already (the capture's, read-only): read through it, and not closed here. */
+  readonly disk?: Disk | undefined;
 }
 
 /** Backs up the chain disk at `abs` and returns its entry (the caller adds it: disks read together are added in order). */
@@ -115,8 +117,11 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
     ...(s.options.allowPaths === undefined ? {} : { allowPaths: s.options.allowPaths }),
     ...(s.options.sourceFs === undefined ? {} : { fs: s.options.sourceFs }),
   };
-  const disk = await Disk.open(abs, openOptions);
-  s.cleanup.push(() => disk.close());
+  const held = given?.disk;
+  const disk = held ?? (await Disk.open(abs, openOptions));
+  if (held === undefined) s.cleanup.push(() => disk.close());
+  // A backup keeps what it reads (on a disk opened here, verifyReads says so too).
+  const reading = { verifyReads: true };
   // The repository's side of finding the base, while the disk takes its anchor.
   s.prefetchPreviousChains();
   const readers: DiskReader[] = [];
@@ -134,7 +139,7 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
   if (given !== undefined) {
     anchor = disk.snapshots().find((x) => x.name === given.snapshot);
     if (anchor === undefined) throw new DeltaDiskError('SNAPSHOT_NOT_FOUND', `${abs} has no snapshot ${given.snapshot} to back up`, { path: abs });
-    capture = await disk.openSnapshot(given.snapshot);
+    capture = await disk.openSnapshot(given.snapshot, reading);
     readers.push(capture);
   } else if (s.dryRun) {
     capture = disk.currentReader();
@@ -142,7 +147,7 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
     // A bookmark: one descriptor replacement, and deleting it later merges nothing.
     anchor = await disk.bookmark(anchorName, anchorDescription(repoId));
     s.onAbort.push(() => disk.deleteSnapshot(anchorName));
-    capture = await disk.openSnapshot(anchorName);
+    capture = await disk.openSnapshot(anchorName, reading);
     readers.push(capture);
   }
   const all = disk.snapshots();
@@ -177,7 +182,7 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
       content = old.content;
       s.progress(label, disk.virtualSize, 0);
     } else {
-      const reader = await disk.openSnapshot(snap.name);
+      const reader = await disk.openSnapshot(snap.name, reading);
       readers.push(reader);
       let relative: { content: Content; changed: Uint8Array } | undefined;
       if (!s.dryRun) {

@@ -8,8 +8,10 @@
  *    the disk's control channel, between two NBD requests, atomically with respect
  *    to writes in flight (the running export carries on in its new active layer).
  *
- * Reading a capture snapshot afterwards needs none of this: snapshot layers are
- * sealed, so a read-only open reads them whoever writes the disk.
+ * Reading a capture point afterwards needs none of this: records are only appended
+ * (and snapshot layers sealed), so a read-only open reads them whoever writes the
+ * disk, and so does the capture's own open once downgraded to read-only after the
+ * window (`keepReading`).
  */
 import { Disk } from '../chain/disk.js';
 import { DeltaDiskError, isDeltaDiskError } from '../errors.js';
@@ -30,6 +32,12 @@ export interface CaptureTarget {
   flush(): Promise<void>;
   snapshot(name: string, description: string): Promise<{ id: string; name: string; created: string }>;
   deleteSnapshot(name: string): Promise<void>;
+  /**
+   * Ends the hold after the window: a disk the target opened gives up its writer
+   * lock and stays open read-only (Disk.downgrade), and is returned for reading the
+   * capture; anything else is let go as by `close` (undefined).
+   */
+  keepReading(): Promise<Disk | undefined>;
   /** Closes what the target opened (never a given disk). Idempotent. */
   close(): Promise<void>;
 }
@@ -46,6 +54,11 @@ function localTarget(path: string, disk: Disk, via: 'open' | 'given'): CaptureTa
     // next backup deletes it (a serving process takes a snapshot: its channel has no bookmark).
     snapshot: (name, description) => disk.bookmark(name, description),
     deleteSnapshot: (name) => disk.deleteSnapshot(name),
+    keepReading: async () => {
+      if (via !== 'open') return undefined;
+      await disk.downgrade();
+      return disk;
+    },
     close: () => (via === 'open' ? disk.close() : Promise.resolve()),
   };
 }
@@ -61,6 +74,10 @@ function servedTarget(path: string, control: ControlClient): CaptureTarget {
     flush: () => Promise.resolve(),
     snapshot: async (name, description) => (await control.snapshot(name, description)).snapshot,
     deleteSnapshot: (name) => control.deleteSnapshot(name),
+    keepReading: async () => {
+      await control.close();
+      return undefined;
+    },
     close: () => control.close(),
   };
 }

@@ -20,7 +20,7 @@
  *       await capture.release({ deleteSnapshots: true });           // or keep the last one for incrementals
  *     }
  *
- * Everything in a Capture is plain data except the three methods, so the data part
+ * Everything in a Capture is plain data except its methods, so the data part
  * can be written into a manifest as it is (JSON-safe).
  */
 import type { Disk } from '../chain/disk.js';
@@ -114,6 +114,13 @@ export interface Capture {
 
   /** Opens a captured chain disk read-only (take the snapshot with `openSnapshot(item.snapshot.name)`). */
   openChainDisk(item: CapturedChainDisk): Promise<Disk>;
+  /**
+   * The capture's own handle on a chain disk it opened (not one given in `disks`,
+   * nor a served one): read-only since the window closed (Disk.downgrade), and
+   * closed by `release`, so do not close it. Reading through it saves opening the
+   * disk again; undefined where there is none, or after `release`.
+   */
+  heldDisk(item: CapturedChainDisk): Disk | undefined;
   /** The in-place items whose size, mtime or inode changed since the capture (should be none). */
   checkUnchanged(): Promise<CapturedFile[]>;
   /** Deletes the clones and, when asked, the capture snapshots. Idempotent. */

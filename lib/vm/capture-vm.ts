@@ -11,10 +11,12 @@
  * producing a mixed one. Thaw runs in a `finally`; after a failure everything taken
  * is undone (snapshots deleted after the thaw, never inside the window).
  *
- * Chain disks opened here are closed right after the window, so the writer lock is
- * held only for milliseconds; reading a capture snapshot later needs no lock. A
- * disk served by `deltadisk serve` is snapshotted through its control channel
- * (capture-target.ts), between two NBD requests.
+ * Chain disks opened here give up their writer locks right after the window (the
+ * lock is held for milliseconds) and stay open read-only until `release`: the copy
+ * reads the capture points through them (`heldDisk`) rather than opening each disk
+ * again, and reading needs no lock. A disk served by `deltadisk serve` is
+ * snapshotted through its control channel (capture-target.ts), between two NBD
+ * requests.
  */
 import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
@@ -80,6 +82,8 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
   const captureDir = path.resolve(options.captureDir ?? path.join(inventory.dir, `${CAPTURE_DIR_PREFIX}${id}`));
   const inPlace = options.inPlace ?? true;
   const opened: OpenedDisk[] = [];
+  /** Disks opened here, read-only after the window, by descriptor path. */
+  const held = new Map<string, Disk>();
   const taken: { d: OpenedDisk; name: string }[] = [];
   let madeDir = false;
   let claim: CaptureClaim | undefined;
@@ -161,7 +165,13 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
     } finally {
       await session.thaw();
     }
-    await settleLimited(opened, DISKS_AT_ONCE, (d) => d.disk.close()).then(throwFirstFailure);
+    // The writer locks go now; the disks the capture opened stay open read-only, for
+    // the copy to read the capture points through (closed by release).
+    const kept = await settleLimited(opened, DISKS_AT_ONCE, (d) => d.disk.keepReading());
+    kept.forEach((k, i) => {
+      if (k.status === 'fulfilled' && k.value !== undefined) held.set(opened[i]!.file.path, k.value);
+    });
+    throwFirstFailure(kept);
     items.push(...inPlaceItems);
     const warnings: string[] = [];
     if (hasHooks(options.hooks ?? {}) && !session.quiesced) warnings.push(`not quiesced: ${session.failure ?? 'unknown'}; the capture is crash-consistent`);
@@ -171,7 +181,7 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
     if (inventory.looksRunning && !session.quiesced && items.some((i) => i.type === 'file' && i.kind.startsWith('disk'))) {
       warnings.push('the VM looks running and was not quiesced: its VMDK files were captured one after another, not at one instant');
     }
-    return makeCapture({ id, inventory, captureDir, capturedAt, windowMs, items, warnings, session, allowPaths, disks: options.disks, claim: claim! });
+    return makeCapture({ id, inventory, captureDir, capturedAt, windowMs, items, warnings, session, allowPaths, disks: options.disks, held, claim: claim! });
   } catch (err) {
     for (const d of opened) await d.disk.close().catch(() => undefined);
     await undoSnapshots(taken, allowPaths, inventory.dir, options.disks);
@@ -238,6 +248,7 @@ interface MakeArgs {
   session: QuiesceSession;
   allowPaths: readonly string[];
   disks: ReadonlyMap<string, Disk> | undefined;
+  held: Map<string, Disk>;
   claim: CaptureClaim;
 }
 
@@ -269,6 +280,7 @@ function makeCapture(a: MakeArgs): Capture {
     warnings: a.warnings,
     log: a.session.log,
     openChainDisk: (item) => Disk.open(item.source, { ...opts, readOnly: true }),
+    heldDisk: (item) => a.held.get(item.source),
     async checkUnchanged() {
       const changed: CapturedFile[] = [];
       for (const i of a.items) {
@@ -285,6 +297,10 @@ function makeCapture(a: MakeArgs): Capture {
         failures: [],
       };
       if (!released) {
+        // Readers the copy opened on these disks keep their layers open until they close.
+        const disks = [...a.held.values()];
+        a.held.clear();
+        for (const d of disks) await d.close().catch(() => undefined);
         await fsp.rm(a.captureDir, { recursive: true, force: true });
         await a.claim.release();
         report.removedCaptureDir = true;

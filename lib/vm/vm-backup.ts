@@ -143,7 +143,7 @@ async function addItems(s: BackupSession, c: Capture, names: Map<CapturedItem, s
     const st = await nodeFileSystem.stat(item.source).catch((err: unknown) => {
       throw fromSystemError(err, item.source, `cannot back up ${item.name} of the VM`);
     });
-    return backupChain(s, item.source, names.get(item)!, st, { snapshot: item.snapshot.name });
+    return backupChain(s, item.source, names.get(item)!, st, { snapshot: item.snapshot.name, disk: c.heldDisk(item) });
   });
   for (const e of entries) e.catch(() => undefined); // awaited below, or settled before a failure is thrown
   const reading = new Map<CapturedItem, Promise<Entry>>(disks.map((d, k) => [d, entries[k]!]));

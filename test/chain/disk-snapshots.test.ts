@@ -6,7 +6,8 @@
  * the bytes it must hold, also after reopening. Bookmarks (points in time naming a
  * prefix of a layer's rows) last: after the operations that rewrite or move rows
  * (compaction, dedup, merges, revert, reopen), and taking or deleting one touches no
- * delta file.
+ * delta file. Then Disk.downgrade: a writer gives up its lock and keeps reading its
+ * points and current state as they were, whatever the next writer does.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -660,5 +661,78 @@ describe('bookmarks', () => {
       expect(fs.readFileSync(file, 'utf8')).toBe(before);
       expect(await codeOf(Disk.deleteBookmarks(path.join(dir, 'none.chain'), ['a']))).toBe('NOT_FOUND');
     });
+  });
+});
+
+describe('downgrade: the writer lock given up, the disk kept open read-only', () => {
+  it('makes what was written durable and indexed, releases the lock, and then writes nothing', async () => {
+    const disk = await track(Disk.create(file, { size: SIZE, blockSize: BS }));
+    for (let b = 0; b < 6; b++) await disk.write(b * BS, pattern(BS, b));
+    const written = await disk.read(0, SIZE);
+    expect(disk.readOnly).toBe(false);
+    await disk.downgrade();
+    expect(disk.readOnly).toBe(true);
+    expect(fs.existsSync(`${file}.lock`)).toBe(false);
+    // Another process's view: a read-only open reads it all, without scanning a tail.
+    const other = await track(Disk.open(file, { readOnly: true }));
+    expect((await other.read(0, SIZE)).equals(written)).toBe(true);
+    const after = dirState(dir);
+    expect(await codeOf(disk.write(0, pattern(BS, 9)))).toBe('READ_ONLY');
+    expect(await codeOf(disk.flush())).toBe('READ_ONLY');
+    expect(await codeOf(disk.bookmark('x'))).toBe('READ_ONLY');
+    await disk.downgrade(); // nothing to do twice
+    expect((await disk.read(0, SIZE)).equals(written)).toBe(true);
+    await disk.close();
+    expect(dirState(dir)).toEqual(after);
+    expect(await codeOf(disk.downgrade())).toBe('NOT_OPEN');
+    expect((await Disk.check(file)).result).toBe('clean');
+  });
+
+  it('keeps reading its points and current state while another writer rewrites, compacts and reverts the disk', async () => {
+    const disk = await track(Disk.create(file, { size: SIZE, blockSize: BS }));
+    for (let b = 0; b < 8; b++) await disk.write(b * BS, pattern(BS, b));
+    await disk.snapshot('s');
+    for (let b = 0; b < 4; b++) await disk.write(b * BS, pattern(BS, 100 + b));
+    await disk.bookmark('capture');
+    await disk.write(5 * BS, pattern(BS, 200));
+    const s = await readPoint(disk, 's');
+    const capture = await readPoint(disk, 'capture');
+    const current = await disk.read(0, SIZE);
+    const reader = await track(disk.openSnapshot('capture'));
+    await disk.downgrade();
+
+    // The next writer: the lock is free at once.
+    const writer = await track(Disk.open(file));
+    for (let round = 0; round < 4; round++) {
+      for (let b = 0; b < BLOCKS; b++) await writer.write(b * BS, pattern(BS, 1000 + round * BLOCKS + b));
+    }
+    await writer.deleteSnapshot('capture');
+    // The active layer, mostly overwritten, is rewritten into a new file and the old one unlinked.
+    expect((await writer.compact(0.01)).length).toBeGreaterThan(0);
+    await writer.revert('s');
+    await writer.write(0, pattern(BS, 5000));
+    await writer.snapshot('later');
+    await writer.close();
+
+    expect((await disk.read(0, SIZE)).equals(current)).toBe(true);
+    expect((await readPoint(disk, 'capture')).equals(capture)).toBe(true);
+    expect((await readPoint(disk, 's')).equals(s)).toBe(true);
+    expect((await reader.read(0, SIZE)).equals(capture)).toBe(true);
+    expect(disk.snapshots().map((x) => x.name)).toEqual(['s', 'capture']);
+    const files = dirState(dir);
+    await disk.close();
+    expect(dirState(dir)).toEqual(files);
+    expect((await Disk.check(file)).result).toBe('clean');
+  });
+
+  it('does nothing on a disk opened read-only', async () => {
+    const disk = await track(Disk.create(file, { size: SIZE, blockSize: BS }));
+    await disk.write(0, pattern(BS, 1));
+    await disk.close();
+    const ro = await track(Disk.open(file, { readOnly: true }));
+    const before = dirState(dir);
+    await ro.downgrade();
+    expect(ro.readOnly).toBe(true);
+    expect(dirState(dir)).toEqual(before);
   });
 });

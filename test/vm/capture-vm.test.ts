@@ -49,7 +49,16 @@ describe('captureVm', () => {
     expect((await reader.read(0, 4 * 2 ** 20)).equals(expected)).toBe(true);
     await reader.close();
     await disk.close();
+    // The capture's own handle reads the instant too: read-only since the window,
+    // its writer lock let go (the VM's write above opened the disk), closed by release.
+    const held = cap.heldDisk(disks[0]!)!;
+    expect(held.readOnly).toBe(true);
+    const through = await held.openSnapshot(disks[0]!.snapshot.name);
+    expect((await through.read(0, 4 * 2 ** 20)).equals(expected)).toBe(true);
+    await through.close();
     const rel = await cap.release({ deleteSnapshots: true });
+    expect(held.closed).toBe(true);
+    expect(cap.heldDisk(disks[0]!)).toBeUndefined();
     expect(rel.failures).toEqual([]);
     expect(rel.deletedSnapshots).toHaveLength(2);
     expect(fs.existsSync(cap.captureDir)).toBe(false);
@@ -152,6 +161,13 @@ describe('captureVm', () => {
     await expect(captureVm(dir, { id: 'l1' })).rejects.toThrow(expect.objectContaining({ code: 'LOCKED', message: expect.stringMatching(/disks` option/) }));
     const cap = await captureVm(dir, { id: 'l2', disks: new Map([[fs.realpathSync(path.join(dir, 'data1.chain')), held]]) });
     expect(held.snapshots().map((s) => s.name)).toEqual(['deltadisk-capture-l2']);
+    // A given disk stays its holder's: the capture keeps a handle only on what it opened.
+    const items = cap.items.filter((i): i is CapturedChainDisk => i.type === 'chain-disk');
+    expect(items.map((i) => [path.basename(i.source), cap.heldDisk(i)?.readOnly])).toEqual([
+      ['system.chain', true],
+      ['data1.chain', undefined],
+    ]);
+    expect(held.readOnly).toBe(false);
     const rel = await cap.release({ deleteSnapshots: true });
     expect(rel.failures).toEqual([]);
     expect(held.snapshots()).toEqual([]);
