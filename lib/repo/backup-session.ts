@@ -217,11 +217,15 @@ export class BackupSession {
 
   /**
    * Starts the scan `previousChain` looks in, unless it has started: a caller with
-   * other work to wait on (taking a disk's anchor snapshot) overlaps the two. A
-   * failure is reported by `previousChain`.
+   * other work to wait on (taking a disk's anchor snapshot) overlaps the two. The
+   * promise resolves when the scan has ended, however; a failure is reported by
+   * `previousChain`.
    */
-  prefetchPreviousChains(): void {
-    this.#scanPreviousChains().catch(() => undefined);
+  prefetchPreviousChains(): Promise<void> {
+    return this.#scanPreviousChains().then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   /**

@@ -123,7 +123,7 @@ export async function backupChain(s: BackupSession, abs: string, entryPath: stri
   // A backup keeps what it reads (on a disk opened here, verifyReads says so too).
   const reading = { verifyReads: true };
   // The repository's side of finding the base, while the disk takes its anchor.
-  s.prefetchPreviousChains();
+  void s.prefetchPreviousChains();
   const readers: DiskReader[] = [];
   s.cleanup.unshift(async () => {
     for (const r of readers) await r.close().catch(() => undefined);

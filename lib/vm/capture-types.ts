@@ -164,6 +164,14 @@ export interface CaptureOptions {
    * caller pauses its own writes to them for the capture (its freeze).
    */
   readonly disks?: ReadonlyMap<string, Disk>;
+  /**
+   * Called once the VM is inventoried; the capture goes on preparing (reaching and
+   * flushing the disks, making the capture directory) and waits for the promise it
+   * returns, however it settles, before the freeze. For the caller's own
+   * preparation (a backup finding each disk's previous backup), which then overlaps
+   * the capture's and never runs inside the window.
+   */
+  readonly prepare?: (inventory: VmInventory) => Promise<unknown>;
   /** Aborting (SIGINT, SIGTERM) stops the capture; thaw hooks still run. */
   readonly signal?: AbortSignal;
   readonly onLog?: (entry: HookLogEntry) => void;

@@ -77,6 +77,10 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
   if (errors.length > 0 && options.acceptProblems !== true) {
     throw new DeltaDiskError('VM_INVALID', `the VM has problems a capture would carry over (accept them explicitly to go on):\n${errors.map((p) => `  ${p.code}: ${p.message}`).join('\n')}`, { path: inventory.dir });
   }
+  // Settled (never rejected) before the freeze; started now, it overlaps what follows.
+  const prepared = Promise.resolve()
+    .then(() => options.prepare?.(inventory))
+    .catch(() => undefined);
   const plan = await planHooks(options.hooks ?? {});
   const snapshotName = `${CAPTURE_SNAPSHOT_PREFIX}${id}`;
   const captureDir = path.resolve(options.captureDir ?? path.join(inventory.dir, `${CAPTURE_DIR_PREFIX}${id}`));
@@ -138,6 +142,7 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
     const items: CapturedItem[] = [];
     let windowMs = 0;
     let capturedAt = '';
+    await prepared;
     try {
       await session.freeze();
       const t0 = performance.now();

@@ -227,12 +227,12 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
         id: s.id,
         operation: 'backup',
         snapshotDescription: description,
+        // The repository's side of finding each chain disk's base, while the capture
+        // reaches and flushes the disks (finished before the freeze: never inside the
+        // window). A VM without chain disks has no base to find.
+        prepare: (inventory) => (inventory.disks.some((d) => d.format === 'chain' && d.included) ? s.prefetchPreviousChains() : Promise.resolve()),
       });
       capture = c;
-      // The repository's side of finding each chain disk's base, while the disks'
-      // capture snapshots are opened for reading (not before: never inside the
-      // freeze window). A VM without chain disks has no base to find.
-      if (chainDisks(c).length > 0) s.prefetchPreviousChains();
       const names = entryNames(c.items);
       await addItems(s, c, names);
       const changed = await c.checkUnchanged();

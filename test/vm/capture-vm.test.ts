@@ -69,6 +69,30 @@ describe('captureVm', () => {
     await again.close();
   });
 
+  it("runs the caller's preparation beside its own and waits for it, however it ends, before the freeze", async () => {
+    const root = fresh();
+    const dir = await makeChainVm(root);
+    const h = hooks(root);
+    const marker = path.join(root, 'marker');
+    const seen: string[] = [];
+    const cap = await captureVm(dir, {
+      hooks: { hooksDir: h.dir },
+      id: 'p1',
+      prepare: async (inventory) => {
+        seen.push(...inventory.disks.map((d) => d.fileName));
+        await new Promise((r) => setTimeout(r, 50));
+        fs.appendFileSync(marker, 'prepared\n');
+      },
+    });
+    expect(seen).toEqual(['system.chain', 'data1.chain']);
+    expect(h.events()).toEqual(['prepared', 'app freeze', 'app thaw']);
+    await cap.release({ deleteSnapshots: true });
+    // A preparation that fails is the caller's to report: the capture goes on.
+    const failing = await captureVm(dir, { id: 'p2', prepare: () => Promise.reject(new Error('no')) });
+    expect(failing.items.filter((i) => i.type === 'chain-disk')).toHaveLength(2);
+    await failing.release({ deleteSnapshots: true });
+  });
+
   it('VMDK files: running leaves copied while frozen (no reflink on this file system), read-only parents read in place', async () => {
     const root = fresh();
     const dir = makeTwoDiskChainVm(root);
