@@ -17,7 +17,7 @@ import type { Content } from '../format/manifest.js';
 import { HASH_SIZE, LIST_BLOB_HASHES } from '../format/repo-limits.js';
 import { BufferPool } from '../io/buffer-pool.js';
 import type { BackupSession } from './backup-session.js';
-import { ContentBuilder, contentPages } from './content-list.js';
+import { ContentBuilder, listPage, listPageHashes } from './content-list.js';
 import { runsOf } from './read-ahead.js';
 
 const MAX_READ = 8 * 1024 * 1024;
@@ -95,7 +95,7 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
   const size = reader.virtualSize;
   const n = Math.ceil(size / cs);
   const builder = new ContentBuilder(s.writer, cs);
-  const basePages = plan.base === undefined ? undefined : contentPages(s.repo, s.index, plan.base.content);
+  const base = plan.base;
   const lengthOf = (i: number): number => Math.min(cs, size - i * cs);
   // Read buffers, reused run after run: fresh memory for every read cost page faults
   // and garbage collections worth a tenth of a first backup's time.
@@ -106,14 +106,26 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
   const shortBuffers = new BufferPool(READ_AHEAD_BYTES);
   // Whether each hash of a base page may be reused (ChunkIndex.usableInPage).
   const usable = new Uint8Array(LIST_BLOB_HASHES);
-  for (let first = 0; first < n; first += LIST_BLOB_HASHES) {
+  for (let first = 0, p = 0; first < n; first += LIST_BLOB_HASHES, p++) {
     const count = Math.min(LIST_BLOB_HASHES, n - first);
+    let bytes = 0;
+    for (let k = 0; k < count; k++) bytes += lengthOf(first + k);
+    // A page of chunks none of which changed, of a base whose chunks the index
+    // vouches for, is the base's page: its list blob is named again, unread and
+    // unhashed. An incremental backup then costs what changed, not the disk's size
+    // (each page is 512 KiB of hashes read, checked and hashed again, per GiB).
+    const reused = base?.usable === true ? samePage(s, base.content, p, first, count, base.changed) : undefined;
+    if (reused !== undefined) {
+      builder.pushPage(reused, count, bytes);
+      s.progress(label, bytes, 0);
+      continue;
+    }
     // The page starts as the base's page (one copy, not one per chunk: an
     // incremental backup of a large disk is mostly this loop); every entry not
     // reused is then the zero hash, or the hash of the chunk as read.
     const page = Buffer.alloc(count * HASH_SIZE); // its own memory: aligned for the word views below
-    const basePage = basePages === undefined ? undefined : (await basePages.next()).value;
-    const changed = basePage instanceof Buffer && basePage.length === page.length ? plan.base!.changed : undefined;
+    const basePage = base === undefined ? undefined : await basePageAt(s, base.content, p);
+    const changed = basePage !== undefined && basePage.length === page.length ? base!.changed : undefined;
     let words: Int32Array | undefined;
     if (changed !== undefined) {
       page.set(basePage as Buffer);
@@ -218,11 +230,26 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
       // After a failure, no read is left running into buffers nobody waits for.
       await Promise.allSettled(pending);
     }
-    let bytes = 0;
-    for (let k = 0; k < count; k++) bytes += lengthOf(first + k);
     await builder.pushMany(page, bytes);
     s.progress(label, bytes, read);
   }
-  if (basePages !== undefined) await basePages.return(undefined);
   return builder.finish();
+}
+
+/**
+ * The hash of list page `p` of `content` when the page about to be built, chunks
+ * [first, first + count), is certain to equal it: it is a whole list blob of the
+ * same size, no chunk of it changed, and the blob is in the index, usable.
+ */
+function samePage(s: BackupSession, content: Content, p: number, first: number, count: number, changed: Uint8Array): Buffer | undefined {
+  const lists = content.lists;
+  if (lists === undefined || p >= lists.length || listPageHashes(content, p) !== count) return undefined;
+  if (changed.subarray(first, first + count).includes(1)) return undefined;
+  return s.index.findUsable(lists[p]!) >= 0 ? lists[p] : undefined;
+}
+
+/** Page `p` of `content` (read and checked), or undefined past its end. */
+async function basePageAt(s: BackupSession, content: Content, p: number): Promise<Buffer | undefined> {
+  if (content.hashes !== undefined) return p === 0 && content.hashes.length > 0 ? content.hashes : undefined;
+  return p < (content.lists ?? []).length ? listPage(s.repo, s.index, content, p) : undefined;
 }

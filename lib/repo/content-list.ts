@@ -21,6 +21,8 @@ export class ContentBuilder {
   readonly #lists: Buffer[] = [];
   readonly #page = Buffer.allocUnsafe(LIST_BLOB_HASHES * HASH_SIZE);
   #inPage = 0;
+  /** A short stored page was pushed: it must stay the last. */
+  #partial = false;
   #count = 0;
   #size = 0;
 
@@ -35,6 +37,7 @@ export class ContentBuilder {
   }
 
   async push(hash: Uint8Array, length: number): Promise<void> {
+    this.#assertOpenPage();
     this.#page.set(hash, this.#inPage * HASH_SIZE);
     this.#inPage++;
     this.#count++;
@@ -44,6 +47,7 @@ export class ContentBuilder {
 
   /** Appends a page of hashes (n × 32 bytes) whose chunks total `length` bytes. */
   async pushMany(hashes: Uint8Array, length: number): Promise<void> {
+    this.#assertOpenPage();
     const n = hashes.length / HASH_SIZE;
     let i = 0;
     while (i < n) {
@@ -57,12 +61,31 @@ export class ContentBuilder {
     this.#size += length;
   }
 
+  /**
+   * Appends a whole page stored already (list blob `hash`, holding `count` hashes
+   * whose chunks total `length` bytes): the list names the blob again. Only where a
+   * page starts, and a page of fewer than LIST_BLOB_HASHES hashes only last.
+   */
+  pushPage(hash: Buffer, count: number, length: number): void {
+    if (this.#inPage !== 0 || this.#partial || count <= 0 || count > LIST_BLOB_HASHES) {
+      throw new DeltaDiskError('INVALID_ARGUMENT', 'a stored list page goes where a page starts, and a short one only last');
+    }
+    this.#lists.push(hash);
+    this.#count += count;
+    this.#size += length;
+    this.#partial = count < LIST_BLOB_HASHES;
+  }
+
   async finish(): Promise<Content> {
     if (this.#lists.length === 0 && this.#count <= INLINE_HASHES) {
       return { count: this.#count, size: this.#size, chunkSize: this.#chunkSize, hashes: Buffer.from(this.#page.subarray(0, this.#inPage * HASH_SIZE)) };
     }
     if (this.#inPage > 0) await this.#storePage();
     return { count: this.#count, size: this.#size, chunkSize: this.#chunkSize, lists: this.#lists };
+  }
+
+  #assertOpenPage(): void {
+    if (this.#partial) throw new DeltaDiskError('INVALID_ARGUMENT', 'nothing follows a short stored list page');
   }
 
   async #storePage(): Promise<void> {
@@ -98,10 +121,11 @@ export async function* contentPages(repo: Repository, index: ChunkIndex, c: Cont
  * its hash and the number of hashes it must hold there.
  */
 export function listPageKey(c: Content, i: number): string {
-  return `${c.lists![i]!.toString('hex')}:${expectedHashes(c, i)}`;
+  return `${c.lists![i]!.toString('hex')}:${listPageHashes(c, i)}`;
 }
 
-function expectedHashes(c: Content, i: number): number {
+/** The hashes list blob `i` of `c` holds: a full page, or the rest of the count on the last. */
+export function listPageHashes(c: Content, i: number): number {
   const lists = c.lists ?? [];
   return i < lists.length - 1 ? LIST_BLOB_HASHES : c.count - (lists.length - 1) * LIST_BLOB_HASHES;
 }
@@ -116,7 +140,7 @@ export async function listPage(repo: Repository, index: ChunkIndex, c: Content, 
   if (id < 0) throw new DeltaDiskError('REPO_CORRUPT', `chunk list ${hash.toString('hex').slice(0, 16)}… is missing from the repository`);
   if (index.kindOf(id) !== BlobKind.LIST) throw new DeltaDiskError('REPO_CORRUPT', `blob ${hash.toString('hex').slice(0, 16)}… is not a chunk list`);
   const page = await repo.readBlob(index, id);
-  const expected = expectedHashes(c, i);
+  const expected = listPageHashes(c, i);
   if (page.length !== expected * HASH_SIZE) {
     throw new DeltaDiskError('REPO_CORRUPT', `chunk list ${i} holds ${page.length / HASH_SIZE} hashes, expected ${expected}`);
   }

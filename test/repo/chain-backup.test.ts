@@ -72,6 +72,57 @@ describe('chain backup', () => {
     }, true);
   });
 
+  it('names an unchanged list page of the previous backup again, without reading or hashing it', async () => {
+    // Two list pages: chunks 0-16383 (the first GiB) and 16384-32767 (the second).
+    const d = await Disk.create(diskPath, { size: 2 * 1024 * MiB, blockSize: BS });
+    await d.write(0, randomBytes(MiB));
+    await d.write(1536 * MiB, randomBytes(MiB));
+    await d.close();
+    // The index cache vouches for the backups that stored it (without one, every
+    // page of the base is read: whether its chunks are usable is looked up).
+    const cached = async <T>(fn: (repo: Repository) => Promise<T>): Promise<T> => {
+      const repo = await Repository.open(repoDir, { lock: 'shared', purpose: 'test', cacheDir: path.join(dir, 'cache') });
+      try {
+        return await fn(repo);
+      } finally {
+        await repo.close();
+      }
+    };
+    const first = await cached((repo) => backup(repo, [diskPath]));
+    const before = chainOf(first).chain.capture.content.lists!;
+    expect(before).toHaveLength(2);
+    await withDisk(async (x) => {
+      await x.write(3 * BS, randomBytes(BS));
+      await x.flush();
+    });
+    let pagesRead = 0;
+    const second = await cached((repo) => {
+      const readBlob = repo.readBlob.bind(repo);
+      repo.readBlob = (index, id) => {
+        pagesRead++;
+        return readBlob(index, id);
+      };
+      return backup(repo, [diskPath]);
+    });
+    expect(chainOf(second).chain.base).toBe(first.id);
+    expect(second.summary.bytesRead).toBe(BS);
+    const after = chainOf(second).chain.capture.content.lists!;
+    expect(after[0]!.equals(before[0]!)).toBe(false);
+    expect(after[1]!.equals(before[1]!)).toBe(true);
+    expect(pagesRead).toBe(1); // the changed page's base, not the other
+    const out = path.join(dir, 'out');
+    await withRepo(repoDir, 'shared', (repo) => restore(repo, second.id, { target: out, verify: true }));
+    const restored = await Disk.open(path.join(out, 'disk.chain'), { readOnly: true });
+    try {
+      await withDisk(async (x) => {
+        for (const at of [0, 1024 * MiB, 1536 * MiB]) expect((await restored.read(at, MiB)).equals(await x.read(at, MiB)), `at ${at}`).toBe(true);
+      }, true);
+    } finally {
+      await restored.close();
+    }
+    expect((await withRepo(repoDir, 'shared', (repo) => checkRepository(repo, { readData: true }))).errors).toEqual([]);
+  });
+
   it('reads scattered changed blocks with a few reads of the layer holding them', async () => {
     const blocks = 512;
     const d = await Disk.create(diskPath, { size: blocks * BS, blockSize: BS });
