@@ -116,7 +116,7 @@ export class ChunkIndex {
     index.#meta.set(c.meta);
     index.#preferred.set(c.preferred);
     index.#n = n;
-    index.#table = Int32Array.from(c.table);
+    index.#table = c.table.slice();
     index.#used = used;
     return index;
   }
