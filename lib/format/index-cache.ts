@@ -89,7 +89,7 @@ const ENTRY_BYTES = HASH_SIZE + 4 * 4 + 2;
 export function encodeIndexCache(c: IndexCacheContent): Buffer {
   const k = c.columns;
   const n = k.pack.length;
-  const header = encode({
+  const fields = {
     repo: c.repo,
     avoid: c.avoid,
     files: c.files.map((f) => [Buffer.from(f.name, 'hex'), f.size]),
@@ -100,7 +100,11 @@ export function encodeIndexCache(c: IndexCacheContent): Buffer {
     packFlags: bytesOf(k.packFlags),
     entries: n,
     slots: k.table.length,
-  });
+  };
+  // Padded so that the columns start on a 4-byte boundary: a reader then takes the
+  // word columns in place (decodeIndexCache) instead of copying them.
+  let header = encode(fields);
+  for (let pad = 0; (HEAD + header.length) % 4 !== 0 && pad < 4; pad++) header = encode({ ...fields, pad: new Uint8Array(pad) });
   const columns = [k.hash, k.pack, k.offset, k.stored, k.raw, k.meta, k.preferred, k.table].map(bytesOf);
   const out = Buffer.allocUnsafe(HEAD + header.length + n * ENTRY_BYTES + k.table.length * 4 + TRAILER);
   INDEX_CACHE_MAGIC.copy(out, 0);

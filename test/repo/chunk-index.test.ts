@@ -172,6 +172,8 @@ describe('ChunkIndex', () => {
             const files = [{ name: randomBytes(32).toString('hex'), size: 1234 }];
             const vouched = Array.from({ length: packs.length % 4 }, () => randomBytes(16).toString('hex'));
             const bytes = encodeIndexCache({ repo: 'r'.repeat(32), avoid, files, vouched, columns: index.columns() });
+            // The header is padded so that the columns start 4-aligned (read in place).
+            expect((16 + bytes.readUInt32LE(12)) % 4).toBe(0);
             const c = decodeIndexCache(bytes, bytes.length);
             expect(c.repo).toBe('r'.repeat(32));
             expect(c.avoid.equals(avoid)).toBe(true);
