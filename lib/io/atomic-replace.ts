@@ -27,7 +27,7 @@ export function isTempNameOf(name: string, base: string): boolean {
   return name.length === base.length + TEMP_INFIX.length + 12 && name.startsWith(`${base}${TEMP_INFIX}`) && /^[0-9a-f]{12}$/.test(name.slice(-12));
 }
 
-export async function atomicReplace(fs: FileSystem, target: string, data: Uint8Array, options: { readonly durable?: boolean } = {}): Promise<void> {
+export async function atomicReplace(fs: FileSystem, target: string, data: Uint8Array | readonly Uint8Array[], options: { readonly durable?: boolean } = {}): Promise<void> {
   const durable = options.durable ?? true;
   const tmp = tempNameFor(target);
   let created = false;
@@ -35,7 +35,7 @@ export async function atomicReplace(fs: FileSystem, target: string, data: Uint8A
     const handle = await fs.open(tmp, 'createExclusive');
     created = true;
     try {
-      await handle.write([data], 0);
+      await handle.write(data instanceof Uint8Array ? [data] : data, 0);
       if (durable) await handle.datasync();
     } finally {
       await handle.close();

@@ -44,7 +44,7 @@ export class CacheFile {
   }
 
   /** Replaces the file with `bytes` (the directory made if needed, private); false when that failed. */
-  async write(bytes: Uint8Array): Promise<boolean> {
+  async write(bytes: Uint8Array | readonly Uint8Array[]): Promise<boolean> {
     try {
       await makeDirs(this.#fs, this.dir, 0o700);
       await atomicReplace(this.#fs, this.path, bytes, { durable: false });

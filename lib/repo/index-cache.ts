@@ -37,7 +37,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { CacheFile } from '../io/cache-file.js';
 import type { FileSystem } from '../io/file-system.js';
-import { CACHE_USABLE, decodeIndexCache, encodeIndexCache, type CachedIndexFile } from '../format/index-cache.js';
+import { CACHE_USABLE, decodeIndexCache, indexCacheParts, type CachedIndexFile } from '../format/index-cache.js';
 import { PACK_ENTRY_SIZE } from '../format/pack-header.js';
 import { MAX_INDEX_FILE } from '../format/repo-limits.js';
 import { catalogName } from './backup-catalog.js';
@@ -111,9 +111,9 @@ export class IndexCache {
    */
   async save(index: ChunkIndex, files: readonly CachedIndexFile[], avoid: Buffer, vouched: readonly string[] = []): Promise<boolean> {
     if (!CACHE_USABLE) return false;
-    let bytes: Buffer;
+    let bytes: Uint8Array[];
     try {
-      bytes = encodeIndexCache({ repo: this.#repoId, avoid, files, vouched, columns: index.columns() });
+      bytes = indexCacheParts({ repo: this.#repoId, avoid, files, vouched, columns: index.columns() });
     } catch {
       return false;
     }

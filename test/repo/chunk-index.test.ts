@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BlobKind, Compression, encodePackTail, packNameOf } from '../../lib/format/pack-header.js';
-import { decodeIndexCache, encodeIndexCache } from '../../lib/format/index-cache.js';
+import { decodeIndexCache, encodeIndexCache, indexCacheParts } from '../../lib/format/index-cache.js';
 import { ChunkIndex, PackFlag, type ChunkIndexColumns } from '../../lib/repo/chunk-index.js';
 import { propertyRuns } from '../helpers/temp-dir.js';
 
@@ -197,6 +197,15 @@ describe('ChunkIndex', () => {
         ),
         { numRuns: propertyRuns(30) },
       );
+    });
+
+    it('are written from views of the index: a column changed before the write leaves a file that fails its checksum', () => {
+      const { index } = randomIndex([{ n: 30, reuse: 5, flags: 0 }]);
+      const content = { repo: 'x', avoid: Buffer.alloc(32), files: [], vouched: [], columns: index.columns() };
+      const parts = indexCacheParts(content);
+      expect(Buffer.concat(parts).equals(encodeIndexCache(content))).toBe(true);
+      content.columns.offset[0]! ^= 1; // the index's own memory
+      expect(() => decodeIndexCache(Buffer.concat(parts), 1 << 20)).toThrow(/checksum mismatch/);
     });
 
     it('keep where each pack\'s entries start (counterexample: one pack of one entry, then a second pack)', () => {
