@@ -1,20 +1,25 @@
 /**
- * SIGINT and SIGTERM during an operation that froze something: the first signal
- * aborts the operation (through an AbortSignal), and every later one is answered
- * with a note and otherwise ignored, because thaw hooks must run to completion
- * (each bounded by its own timeout). Only SIGKILL ends deltadisk before that.
+ * SIGINT and SIGTERM during an operation that stops through an AbortSignal (a VM
+ * backup, whose thaw hooks must run to completion, each bounded by its own
+ * timeout; a backup, which stops at its next chunk and publishes nothing): the
+ * first signal aborts it, and every later one is answered with a note (`notes`)
+ * and otherwise ignored. Only SIGKILL ends deltadisk before that.
  * The handlers exist only while `fn` runs; outside it the default behaviour holds.
  */
 import { DeltaDiskError } from '../lib/index.js';
 import type { Output } from './output.js';
 
-export async function withTerminationSignals<T>(out: Output, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function withTerminationSignals<T>(
+  out: Output,
+  fn: (signal: AbortSignal) => Promise<T>,
+  notes: { readonly first: string; readonly again: string } = { first: 'stopping; thaw hooks still run', again: 'waiting for the thaw hooks to finish (each within its timeout)' },
+): Promise<T> {
   const ac = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => {
     if (!ac.signal.aborted) {
-      out.warn(`${sig} received: stopping; thaw hooks still run`);
+      out.warn(`${sig} received: ${notes.first}`);
       ac.abort(new Error(sig));
-    } else out.warn(`${sig} received again: waiting for the thaw hooks to finish (each within its timeout)`);
+    } else out.warn(`${sig} received again: ${notes.again}`);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

@@ -8,6 +8,7 @@ import { handler, type Context } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatBytes } from '../parse-size.js';
 import { reportItemError, seconds, shortId, StatusReporter, withRepo, withRepoOptions, type RepoOptions } from '../repo-context.js';
+import { withTerminationSignals } from '../signals.js';
 
 interface BackupCliOptions extends RepoOptions {
   tag: string[];
@@ -26,22 +27,29 @@ function chainSnapshots(v: string): 'none' | 'all' | string[] {
 
 async function run(ctx: Context, paths: string[], o: BackupCliOptions): Promise<number> {
   const status = new StatusReporter(ctx, o.dryRun ? 'backup (dry run)' : 'backup');
-  const result = await withRepo(o, 'shared', 'backup', async (repo) => {
-    try {
-      return await backup(repo, paths, {
-        tags: o.tag,
-        dryRun: o.dryRun === true,
-        chainSnapshots: chainSnapshots(o.chainSnapshots),
-        compress: o.compression,
-        allowPaths: ctx.allowPaths,
-        ...(o.host === undefined ? {} : { host: o.host }),
-        onProgress: (p) => status.update(p.bytesDone, p.bytesTotal, { bytes_read: p.bytesRead, bytes_new: p.bytesNew, current_file: p.path }),
-        onWarning: (w) => reportItemError(ctx, 'backup', w.path, w.message, w.code),
-      });
-    } finally {
-      status.stop();
-    }
-  });
+  const result = await withRepo(o, 'shared', 'backup', (repo) =>
+    withTerminationSignals(
+      ctx.out,
+      async (signal) => {
+        try {
+          return await backup(repo, paths, {
+            signal,
+            tags: o.tag,
+            dryRun: o.dryRun === true,
+            chainSnapshots: chainSnapshots(o.chainSnapshots),
+            compress: o.compression,
+            allowPaths: ctx.allowPaths,
+            ...(o.host === undefined ? {} : { host: o.host }),
+            onProgress: (p) => status.update(p.bytesDone, p.bytesTotal, { bytes_read: p.bytesRead, bytes_new: p.bytesNew, current_file: p.path }),
+            onWarning: (w) => reportItemError(ctx, 'backup', w.path, w.message, w.code),
+          });
+        } finally {
+          status.stop();
+        }
+      },
+      { first: 'stopping at the next chunk; nothing is published', again: 'still stopping' },
+    ),
+  );
   const s = result.summary;
   ctx.out.jsonLine({
     message_type: 'summary',

@@ -47,6 +47,13 @@ export interface BackupOptions {
   readonly allowPaths?: readonly string[];
   readonly onProgress?: (p: BackupProgress) => void;
   readonly onWarning?: (w: BackupWarning) => void;
+  /**
+   * Aborting stops the backup at its next chunk, file or read (INTERRUPTED): nothing
+   * is published, what it had written is abandoned as after any failure (prune
+   * reclaims it), and a chain disk's own anchor is deleted. Once the manifest is
+   * durable the backup completes.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface BackupSummary {
@@ -115,7 +122,16 @@ export class BackupSession {
     return this.options.dryRun === true;
   }
 
+  /**
+   * Throws INTERRUPTED once the backup's signal is aborted: called between chunks,
+   * files and reads, so an abort ends the backup within one of them.
+   */
+  checkpoint(): void {
+    if (this.options.signal?.aborted === true) throw new DeltaDiskError('INTERRUPTED', 'the backup was interrupted; nothing was published');
+  }
+
   addEntry(e: Entry): void {
+    this.checkpoint();
     if (this.entries.length >= MAX_ENTRIES) {
       throw new DeltaDiskError('LIMIT_EXCEEDED', `a backup holds at most ${MAX_ENTRIES} entries; back up fewer paths at a time`);
     }
@@ -177,6 +193,7 @@ export class BackupSession {
 
   /** Counts progress: `done` logical bytes dealt with, `read` of them actually read. */
   progress(path: string, done: number, read: number): void {
+    this.checkpoint();
     this.#bytesDone += done;
     this.summary.bytesRead += read;
     const now = performance.now();

@@ -113,6 +113,7 @@ export async function runBackup(
   let manifest: Manifest;
   try {
     const extra = await fill(session);
+    session.checkpoint();
     manifest = await publish(session, paths, tags, t0, extra);
     committed = true;
     // The next backup starts from the index as it is now (best effort; stored while

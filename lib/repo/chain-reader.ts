@@ -205,6 +205,7 @@ export async function readChainPoint(s: BackupSession, reader: DiskReader, plan:
     readAhead();
     try {
       for (let g = 0; g < groupCount; g++) {
+        s.checkpoint();
         const { buffer, data } = await pending.shift()!;
         ahead -= holds(data.length);
         readAhead();

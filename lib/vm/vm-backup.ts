@@ -209,6 +209,8 @@ export async function backupVm(repo: Repository, vmDir: string, options: VmBacku
     ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
     ...(options.onWarning === undefined ? {} : { onWarning: options.onWarning }),
     ...(options.allowPaths === undefined ? {} : { allowPaths: options.allowPaths }),
+    // The copy stops on it too, not only the capture.
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
     // The disks' own snapshots go too: the VM's snapshot tree (.vmsd) names them.
     chainSnapshots: options.chainSnapshots ?? 'all',
   };

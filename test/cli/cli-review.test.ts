@@ -175,6 +175,32 @@ describe('SIGINT during export and convert', () => {
   }
 });
 
+describe('SIGINT during a backup', () => {
+  it('exit 130 at the next chunk: nothing published, no anchor left on the disk, the repository lock released', async () => {
+    const big = path.join(dir, 'big.chain');
+    const d = await Disk.create(big, { size: 512 * 2 ** 20 });
+    const chunk = Buffer.concat(Array.from({ length: 64 }, () => pattern(65536, 7)));
+    for (let at = 0; at < d.virtualSize; at += chunk.length) await d.write(at, chunk);
+    await d.close();
+    const repo = path.join(dir, 'repo');
+    await ok(['repo', 'init', repo]);
+    const locks = path.join(repo, 'locks');
+    const { child, done } = startCli(['backup', big, '--repo', repo]);
+    // The anchor is taken once the repository is locked and the disk opened.
+    await waitFor(() => fs.readFileSync(big, 'utf8').includes('deltadisk-backup-') || child.exitCode !== null);
+    child.kill('SIGINT');
+    const r = await done;
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toMatch(/SIGINT received: stopping at the next chunk; nothing is published/);
+    expect(r.stderr).toMatch(/\[INTERRUPTED\]/);
+    expect(fs.readdirSync(locks)).toEqual([]);
+    expect(JSON.parse((await ok(['snapshots', '--repo', repo, '--json'])).stdout)).toEqual([]);
+    const after = await Disk.open(big, { readOnly: true });
+    expect(after.snapshots()).toEqual([]);
+    await after.close();
+  });
+});
+
 describe('the confirmation question on a terminal', () => {
   // A terminal needs a pty: util-linux `script` gives one where it exists.
   const hasScript = process.platform === 'linux' && spawnSync('script', ['--version']).status === 0;

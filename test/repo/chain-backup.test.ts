@@ -296,6 +296,33 @@ describe('chain backup', () => {
     expect((await withRepo(repoDir, 'shared', (r) => checkRepository(r))).errors).toEqual([]);
   });
 
+  it('stops at the next read when aborted: INTERRUPTED, nothing published, its own anchor deleted and the previous one kept', async () => {
+    const d = await Disk.create(diskPath, { size: 32 * MiB, blockSize: BS });
+    await d.write(0, randomBytes(16 * MiB));
+    await d.close();
+    const first = await withRepo(repoDir, 'shared', (repo) => backup(repo, [diskPath]));
+    await withDisk(async (x) => {
+      await x.write(0, randomBytes(8 * MiB));
+      await x.flush();
+    });
+    const ac = new AbortController();
+    let reads = 0;
+    const err = await withRepo(repoDir, 'shared', (repo) =>
+      backup(repo, [diskPath], {
+        signal: ac.signal,
+        onProgress: (p) => {
+          if (p.bytesRead > 0 && reads++ === 0) ac.abort();
+        },
+      }),
+    ).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'INTERRUPTED' });
+    await withDisk(async (x) => expect(anchors(x)).toEqual([`deltadisk-backup-${first.id}`]), true);
+    await withRepo(repoDir, 'shared', async (repo) => {
+      expect((await repo.listBackups()).map((b) => b.id)).toEqual([first.id]);
+      expect((await checkRepository(repo)).errors).toEqual([]);
+    });
+  });
+
   it('takes no anchor in a dry run', async () => {
     const d = await Disk.create(diskPath, { size: 4 * MiB, blockSize: BS });
     await d.write(0, randomBytes(MiB));

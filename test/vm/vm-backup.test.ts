@@ -236,6 +236,18 @@ describe('backupVm and restoreVm', () => {
     expect(await withRepo(repoDir, false, (repo) => repo.backupIds())).toEqual([first.id]);
   });
 
+  it('an abort during the copy stops it (INTERRUPTED): no backup, its own capture dropped, the previous one kept', async () => {
+    const root = fresh();
+    const dir = await makeChainVm(root, { sizes: [4 * MiB] });
+    const repoDir = await newRepo(root);
+    const first = await withRepo(repoDir, 'shared', (repo) => backupVm(repo, dir));
+    const ac = new AbortController();
+    expect(await codeOf(withRepo(repoDir, 'shared', (repo) => backupVm(repo, dir, { signal: ac.signal, onProgress: () => ac.abort() })))).toBe('INTERRUPTED');
+    expect(await captureNames(path.join(dir, 'system.chain'))).toEqual([`deltadisk-capture-${first.id}`]);
+    expect(fs.readdirSync(dir).filter((n) => n.startsWith('.deltadisk-capture-'))).toEqual([]);
+    expect(await withRepo(repoDir, false, (repo) => repo.backupIds())).toEqual([first.id]);
+  });
+
   it('a backup whose manifest cannot be written (the disks already reached for the cleanup) drops its own capture, leaves the previous one and no lock', async () => {
     const root = fresh();
     const dir = await makeChainVm(root, { sizes: [4 * MiB, 4 * MiB] });
