@@ -8,6 +8,7 @@ import { handler, type Context } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatBytes } from '../parse-size.js';
 import { latestFilter, reportItemError, seconds, shortId, StatusReporter, withLatestFilterOptions, withRepo, withRepoOptions, type LatestFilterOptions, type RepoOptions } from '../repo-context.js';
+import { withTerminationSignals } from '../signals.js';
 
 interface RestoreCliOptions extends RepoOptions, LatestFilterOptions {
   target: string;
@@ -21,19 +22,26 @@ async function run(ctx: Context, spec: string, o: RestoreCliOptions): Promise<nu
   const status = new StatusReporter(ctx, 'restore');
   const result = await withRepo(o, 'shared', 'restore', async (repo) => {
     const id = await repo.resolveBackup(spec, latestFilter(o));
-    try {
-      return await restore(repo, id, {
-        target: o.target,
-        include: o.include,
-        verify: o.verify === true,
-        overwrite: o.overwrite === true,
-        flatten: o.flatten === true,
-        onProgress: (p) => status.update(p.bytesDone, p.bytesTotal, { current_file: p.path }),
-        onWarning: (w) => reportItemError(ctx, 'restore', w.path, w.message, w.code),
-      });
-    } finally {
-      status.stop();
-    }
+    return withTerminationSignals(
+      ctx.out,
+      async (signal) => {
+        try {
+          return await restore(repo, id, {
+            signal,
+            target: o.target,
+            include: o.include,
+            verify: o.verify === true,
+            overwrite: o.overwrite === true,
+            flatten: o.flatten === true,
+            onProgress: (p) => status.update(p.bytesDone, p.bytesTotal, { current_file: p.path }),
+            onWarning: (w) => reportItemError(ctx, 'restore', w.path, w.message, w.code),
+          });
+        } finally {
+          status.stop();
+        }
+      },
+      { first: 'stopping; the file being written is removed', again: 'still stopping' },
+    );
   });
   const s = result.summary;
   ctx.out.jsonLine({

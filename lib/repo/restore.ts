@@ -52,6 +52,11 @@ export interface RestoreOptions {
   readonly caseInsensitive?: boolean;
   readonly onProgress?: (p: RestoreProgress) => void;
   readonly onWarning?: (w: RestoreWarning) => void;
+  /**
+   * Aborting stops the restore at its next chunk or entry (INTERRUPTED): the file or
+   * disk being written is removed, as after any failure; those finished before stay.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface RestoreSummary {
@@ -156,6 +161,9 @@ export async function restore(repo: Repository, id: string, options: RestoreOpti
   let done = 0;
   let current = '';
   let last = 0;
+  const checkpoint = (): void => {
+    if (options.signal?.aborted === true) throw new DeltaDiskError('INTERRUPTED', 'the restore was interrupted; what it had not finished was removed');
+  };
   const t: TargetContext = {
     fs,
     ops: treeOpsOf(fs),
@@ -168,6 +176,7 @@ export async function restore(repo: Repository, id: string, options: RestoreOpti
     // earlier restore wrote is never taken for a leftover by one restoring less.
     planned: new Set(manifest.entries.map((e) => path.join(root, ...outputPath(e, options.flatten === true).split('/')))),
     onBytes(n) {
+      checkpoint();
       done += n;
       const now = performance.now();
       if (options.onProgress !== undefined && (now - last >= 100 || done >= total)) {
@@ -179,6 +188,7 @@ export async function restore(repo: Repository, id: string, options: RestoreOpti
   const dirs: { p: string; e: Entry }[] = [];
   const links: { p: string; target: string; mtimeMs: number }[] = [];
   for (const e of entries) {
+    checkpoint();
     const p = path.join(root, ...pathParts(outputPath(e, options.flatten === true)));
     current = p;
     switch (e.type) {
@@ -226,6 +236,7 @@ export async function restore(repo: Repository, id: string, options: RestoreOpti
 
   if (options.verify) {
     for (const e of entries) {
+      checkpoint();
       const p = path.join(root, ...outputPath(e, options.flatten === true).split('/'));
       if (e.type === 'file' || (e.type === 'chain' && options.flatten)) {
         await verifyFile(fs, repo, t, e.type === 'file' ? e.content : (e as ChainEntry).chain.capture.content, p);

@@ -146,17 +146,17 @@ describe('a closed stdout', () => {
   });
 });
 
-describe('SIGINT during export and convert', () => {
-  /** A disk of 512 MiB of data (deduplicated, so quick to make and small on disk): long enough to interrupt. */
-  async function bigDisk(): Promise<string> {
-    const big = path.join(dir, 'big.chain');
-    const d = await Disk.create(big, { size: 512 * 2 ** 20 });
-    const chunk = Buffer.concat(Array.from({ length: 64 }, () => pattern(65536, 7)));
-    for (let at = 0; at < d.virtualSize; at += chunk.length) await d.write(at, chunk);
-    await d.close();
-    return big;
-  }
+/** A disk of 512 MiB of one repeated block (deduplicated, so quick to make and small in a repository): long enough to interrupt reading or writing it whole. */
+async function bigDisk(): Promise<string> {
+  const big = path.join(dir, 'big.chain');
+  const d = await Disk.create(big, { size: 512 * 2 ** 20 });
+  const chunk = Buffer.concat(Array.from({ length: 64 }, () => pattern(65536, 7)));
+  for (let at = 0; at < d.virtualSize; at += chunk.length) await d.write(at, chunk);
+  await d.close();
+  return big;
+}
 
+describe('SIGINT during export and convert', () => {
   for (const [what, output, appeared] of [
     ['export to a raw image', 'out.raw', (names: string[]) => names.some((n) => n.startsWith('out.raw.tmp-'))],
     ['convert to a chain', 'out.chain', (names: string[]) => names.includes('out.chain')],
@@ -175,13 +175,26 @@ describe('SIGINT during export and convert', () => {
   }
 });
 
-describe('SIGINT during a backup', () => {
-  it('exit 130 at the next chunk: nothing published, no anchor left on the disk, the repository lock released', async () => {
-    const big = path.join(dir, 'big.chain');
-    const d = await Disk.create(big, { size: 512 * 2 ** 20 });
-    const chunk = Buffer.concat(Array.from({ length: 64 }, () => pattern(65536, 7)));
-    for (let at = 0; at < d.virtualSize; at += chunk.length) await d.write(at, chunk);
-    await d.close();
+describe('SIGINT during a backup or a restore', () => {
+  it('restore: exit 130, the file being written removed, nothing else left in the target', async () => {
+    const big = await bigDisk();
+    const repo = path.join(dir, 'repo');
+    await ok(['repo', 'init', repo]);
+    await ok(['backup', big, '--repo', repo]);
+    const target = path.join(dir, 'target');
+    const { child, done } = startCli(['restore', 'latest', '--repo', repo, '--target', target, '--flatten']);
+    await waitFor(() => (fs.existsSync(target) && fs.readdirSync(target).some((n) => n.startsWith('big.raw.tmp-'))) || child.exitCode !== null);
+    child.kill('SIGINT');
+    const r = await done;
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toMatch(/SIGINT received: stopping; the file being written is removed/);
+    expect(r.stderr).toMatch(/\[INTERRUPTED\]/);
+    expect(fs.readdirSync(target)).toEqual([]);
+    expect(fs.readdirSync(path.join(repo, 'locks'))).toEqual([]);
+  });
+
+  it('backup: exit 130 at the next chunk, nothing published, no anchor left on the disk, the repository lock released', async () => {
+    const big = await bigDisk();
     const repo = path.join(dir, 'repo');
     await ok(['repo', 'init', repo]);
     const locks = path.join(repo, 'locks');
