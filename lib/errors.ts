@@ -97,6 +97,14 @@ export class DeltaDiskError extends Error {
   }
 }
 
+/**
+ * Throws INTERRUPTED (`message`) once `signal` is aborted: long operations call it
+ * between their steps, so an abort (SIGINT in the CLI) ends them at the next one.
+ */
+export function throwIfAborted(signal: AbortSignal | undefined, message: string, details: ErrorDetails = {}): void {
+  if (signal?.aborted === true) throw new DeltaDiskError('INTERRUPTED', message, details);
+}
+
 export function isDeltaDiskError(err: unknown, code?: ErrorCode): err is DeltaDiskError {
   return err instanceof DeltaDiskError && (code === undefined || err.code === code);
 }

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { checksumBlocks } from '../chain/block-checksums.js';
 import type { ErrorCode } from '../errors.js';
-import { DeltaDiskError, isDeltaDiskError } from '../errors.js';
+import { DeltaDiskError, isDeltaDiskError, throwIfAborted } from '../errors.js';
 import type { ChainEntry, Entry, Manifest } from '../format/manifest.js';
 import { MAX_ENTRIES, ZERO_HASH } from '../format/repo-limits.js';
 import type { FileSystem } from '../io/file-system.js';
@@ -127,7 +127,7 @@ export class BackupSession {
    * files and reads, so an abort ends the backup within one of them.
    */
   checkpoint(): void {
-    if (this.options.signal?.aborted === true) throw new DeltaDiskError('INTERRUPTED', 'the backup was interrupted; nothing was published');
+    throwIfAborted(this.options.signal, 'the backup was interrupted; nothing was published');
   }
 
   addEntry(e: Entry): void {

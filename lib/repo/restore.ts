@@ -13,7 +13,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { DeltaDiskError, fromSystemError } from '../errors.js';
+import { DeltaDiskError, fromSystemError, throwIfAborted } from '../errors.js';
 import type { ChainEntry, Entry } from '../format/manifest.js';
 import type { FileSystem } from '../io/file-system.js';
 import { makeDirs } from '../io/make-dirs.js';
@@ -161,9 +161,7 @@ export async function restore(repo: Repository, id: string, options: RestoreOpti
   let done = 0;
   let current = '';
   let last = 0;
-  const checkpoint = (): void => {
-    if (options.signal?.aborted === true) throw new DeltaDiskError('INTERRUPTED', 'the restore was interrupted; what it had not finished was removed');
-  };
+  const checkpoint = (): void => throwIfAborted(options.signal, 'the restore was interrupted; what it had not finished was removed');
   const t: TargetContext = {
     fs,
     ops: treeOpsOf(fs),

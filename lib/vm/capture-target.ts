@@ -74,10 +74,7 @@ function servedTarget(path: string, control: ControlClient): CaptureTarget {
     flush: () => Promise.resolve(),
     snapshot: async (name, description) => (await control.snapshot(name, description)).snapshot,
     deleteSnapshot: (name) => control.deleteSnapshot(name),
-    keepReading: async () => {
-      await control.close();
-      return undefined;
-    },
+    keepReading: () => control.close().then(() => undefined),
     close: () => control.close(),
   };
 }

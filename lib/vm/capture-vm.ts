@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Disk } from '../chain/disk.js';
-import { DeltaDiskError, fromSystemError, isDeltaDiskError } from '../errors.js';
+import { DeltaDiskError, fromSystemError, isDeltaDiskError, throwIfAborted } from '../errors.js';
 import { settleLimited } from '../io/settle-limited.js';
 import { CAPTURE_SNAPSHOT_PREFIX } from './chain-disk-probe.js';
 import { DISKS_AT_ONCE, reachChainDisk, withChainDisk, type CaptureTarget } from './capture-target.js';
@@ -47,10 +47,6 @@ interface OpenedDisk {
   readonly node: string;
   readonly file: VmFile;
   readonly disk: CaptureTarget;
-}
-
-function checkAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted === true) throw new DeltaDiskError('INTERRUPTED', 'the capture was interrupted');
 }
 
 /**
@@ -147,7 +143,7 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
       await session.freeze();
       const t0 = performance.now();
       capturedAt = new Date().toISOString();
-      checkAborted(options.signal);
+      throwIfAborted(options.signal, 'the capture was interrupted');
       // All disks at once: nothing else writes them (we hold their locks, or the
       // caller paused its writes), so overlapping their fsyncs only shortens the window.
       const description = options.snapshotDescription ?? `capture ${id} of ${inventory.vmx}`;
@@ -160,7 +156,7 @@ export async function captureVm(vmDir: string, options: CaptureOptions = {}): Pr
       });
       throwFirstFailure(results);
       for (const [i, f] of toClone.entries()) {
-        checkAborted(options.signal);
+        throwIfAborted(options.signal, 'the capture was interrupted');
         const dst = destinations[i]!;
         const r = await cloner.clone(f.path, dst, options.signal);
         items.push(fileItem(f, dst, r.method, r.size, (await fsp.stat(f.path)).mtimeMs));

@@ -10,7 +10,7 @@
  * The target must not exist (it is created exclusively, never through a symlink).
  */
 import fs from 'node:fs';
-import { DeltaDiskError, fromSystemError } from '../errors.js';
+import { DeltaDiskError, fromSystemError, throwIfAborted } from '../errors.js';
 
 export type CloneMethod = 'reflink' | 'copy';
 /** `auto`: reflink when possible, else copy. */
@@ -63,7 +63,7 @@ export async function sparseCopy(src: string, dst: string, signal?: AbortSignal)
     const buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(size, 1)));
     let pos = 0;
     while (pos < size) {
-      if (signal?.aborted === true) throw new DeltaDiskError('INTERRUPTED', `copying ${src} was interrupted`, { path: src });
+      throwIfAborted(signal, `copying ${src} was interrupted`, { path: src });
       const want = Math.min(buf.length, size - pos);
       const { bytesRead } = await input.read(buf, 0, want, pos);
       if (bytesRead === 0) break; // the file shrank under us: the copy ends where it does

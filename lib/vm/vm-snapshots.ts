@@ -20,7 +20,7 @@
  */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { DeltaDiskError } from '../errors.js';
+import { DeltaDiskError, throwIfAborted } from '../errors.js';
 import { encodeVmsn, type VmsnDisk } from '../format/vmsn.js';
 import { atomicReplace, createDurable, tempNameFor } from '../io/atomic-replace.js';
 import { vmSnapshotDiskName } from './chain-disk-probe.js';
@@ -58,11 +58,6 @@ export interface VmSnapshotResult {
 }
 
 const MAX_NAME = 255;
-
-/** A function, not a property test, so the check can be repeated after awaits. */
-function aborted(signal: AbortSignal | undefined): boolean {
-  return signal?.aborted === true;
-}
 
 function checkName(name: string): void {
   // eslint-disable-next-line no-control-regex
@@ -124,7 +119,7 @@ export async function createVmSnapshot(target: string, name: string, o: CreateVm
       try {
         await session.freeze();
         const t0 = performance.now();
-        if (aborted(o.signal)) throw new DeltaDiskError('INTERRUPTED', 'the snapshot was interrupted');
+        throwIfAborted(o.signal, 'the snapshot was interrupted');
         // Every disk is locked by us, so none changes: taking the snapshots together is one instant, sooner.
         const results = await Promise.allSettled(ctx.disks.map((d) => d.disk.snapshot(vmSnapshotDiskName(uid), `VM snapshot ${uid}: ${name}`.slice(0, 4096))));
         results.forEach((r, i) => {
@@ -137,7 +132,7 @@ export async function createVmSnapshot(target: string, name: string, o: CreateVm
         await session.thaw();
       }
       // Interrupted while thawing: the thaw finished; now honour the interruption before anything is committed.
-      if (aborted(o.signal)) throw new DeltaDiskError('INTERRUPTED', 'the snapshot was interrupted; nothing was recorded');
+      throwIfAborted(o.signal, 'the snapshot was interrupted; nothing was recorded');
       created = new Date().toISOString();
       disks = taken.map((x) => ({ node: x.d.node, fileName: x.d.fileName, snapshotId: x.id, snapshotName: x.name }));
       const consistency = session.quiesced ? 'quiesced' : 'crash-consistent';

@@ -615,6 +615,7 @@ describe('bookmarks', () => {
     fs.writeFileSync(file, withChecksum(fields, { ...o, version: 1 }));
     expect(await codeOf(Disk.open(file))).toBe('CHAIN_CORRUPT');
   });
+
   describe('deleted without an open (Disk.deleteBookmarks)', () => {
     it('go in one descriptor replacement; every other point reads as before, and the disk opens and checks clean', async () => {
       let disk = await track(Disk.create(file, { size: SIZE, blockSize: BS }));
