@@ -21,6 +21,13 @@
  * Holes of a page or more stay holes. Where O_DIRECT is refused, at the open or at
  * a write (EINVAL), the writer carries on through an ordinary handle, and a small
  * file is never staged at all: only speed depends on direct I/O.
+ *
+ * Through the page cache, the writer starts an fdatasync every SYNC_BEHIND bytes
+ * without waiting for it, so the device writes back while the caller goes on instead
+ * of all at once in `finish`. Direct writes are not synced behind: their data is
+ * already on its way to the device, and each sync only adds a cache flush the writes
+ * queue behind (a 1 GiB restore here took 3.8-5.1 s with them, 2.8-5.0 s without,
+ * 5 of 6 interleaved pairs faster).
  */
 import { alignDown, alignUp } from './aligned-buffer.js';
 import { alignedPool } from './buffer-pool.js';
@@ -32,6 +39,8 @@ const STAGE_BYTES = 4 * 1024 * 1024;
 const WRITES_IN_FLIGHT = 4;
 /** Files smaller than this are written through the page cache. */
 export const MIN_DIRECT_FILE_BYTES = 1024 * 1024;
+/** Written through the page cache, a datasync is started after this many bytes. */
+const SYNC_BEHIND = 64 * 1024 * 1024;
 
 const takeStage = (): Buffer => alignedPool.acquire(STAGE_BYTES);
 const giveStage = (b: Buffer): void => alignedPool.release(b);
@@ -51,6 +60,10 @@ export class SequentialWriter {
   /** The end of the last data written (offsets only grow). */
   #end = 0;
   readonly #writes: Promise<void>[] = [];
+  /** Bytes written through the page cache since the last sync-behind started, and that sync. */
+  #unsynced = 0;
+  #syncing: Promise<void> | undefined;
+  #syncError: { err: unknown } | undefined;
 
   private constructor(fs: FileSystem, path: string, handle: FileHandle) {
     this.#fs = fs;
@@ -113,27 +126,21 @@ export class SequentialWriter {
     }
   }
 
-  /**
-   * Starts making what is written so far durable, without waiting for writes still
-   * in flight (a restore's sync-behind: the device writes back while it goes on).
-   */
-  datasync(): Promise<void> {
-    return this.#handle.datasync();
-  }
-
   /** Writes what is staged, sets the file's size to `size` and makes it durable. */
   async finish(size: number): Promise<void> {
     if (this.#stage !== undefined) await this.#flushStage(true);
     // Every write has ended before this goes on (or throws), so none outlives close().
     const failed = (await Promise.allSettled(this.#writes.splice(0))).find((r) => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
+    await this.#syncing;
+    if (this.#syncError !== undefined) throw this.#syncError.err;
     await this.#handle.truncate(size);
     await this.#handle.datasync();
   }
 
   /** Closes the file (after `finish`, or to give up). */
   async close(): Promise<void> {
-    await Promise.allSettled(this.#writes.splice(0));
+    await Promise.allSettled([...this.#writes.splice(0), this.#syncing]);
     const plain = await this.#plain?.catch(() => undefined);
     if (plain !== undefined && plain !== this.#handle) await plain.close();
     await this.#handle.close();
@@ -147,6 +154,24 @@ export class SequentialWriter {
   async #plainWrite(data: Uint8Array, offset: number): Promise<void> {
     if (data.length === 0) return;
     await (await this.#plainHandle()).write([data], offset);
+    this.#syncBehind(data.length);
+  }
+
+  /** Counts `n` bytes written through the page cache; starts a datasync when enough are. */
+  #syncBehind(n: number): void {
+    this.#unsynced += n;
+    if (this.#unsynced < SYNC_BEHIND || this.#syncing !== undefined) return;
+    this.#unsynced = 0;
+    // A failure is kept for finish to throw: a sync that failed may have dropped the
+    // dirty pages it could not write, and a later sync would then succeed.
+    this.#syncing = this.#plainHandle()
+      .then((h) => h.datasync())
+      .catch((err: unknown) => {
+        this.#syncError ??= { err };
+      })
+      .finally(() => {
+        this.#syncing = undefined;
+      });
   }
 
   /**
@@ -161,6 +186,7 @@ export class SequentialWriter {
     this.#stage = undefined;
     if (!this.#direct) {
       const plain = await this.#plainHandle();
+      this.#syncBehind(fill);
       return this.#queue(plain.write([stage.subarray(0, fill)], base).then(() => giveStage(stage)));
     }
     const length = pad ? alignUp(fill) : fill;
@@ -173,6 +199,7 @@ export class SequentialWriter {
         // go through the page cache.
         this.#direct = false;
         await (await this.#plainHandle()).write([stage.subarray(0, fill)], base);
+        this.#syncBehind(fill);
         giveStage(stage);
       },
     );

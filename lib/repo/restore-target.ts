@@ -24,12 +24,6 @@ import type { ChunkIndex } from './chunk-index.js';
 import type { Repository } from './repository.js';
 import { noTreeOps, type TreeOps } from './tree-ops.js';
 
-/**
- * Start an fdatasync after this many bytes written (without waiting for it): the
- * device writes back while we go on, instead of all at once in the final fsync.
- */
-const SYNC_BEHIND = 64 * 1024 * 1024;
-
 export interface TargetContext {
   readonly fs: FileSystem;
   readonly ops: TreeOps;
@@ -107,22 +101,11 @@ export async function restoreFile(t: TargetContext, c: Content, final: string, m
     throw fromSystemError(err, final, 'creating a restored file failed');
   });
   try {
-    let unsynced = 0;
-    let syncing: Promise<void> | undefined;
     // Each piece is copied or written before the next is asked for (SequentialWriter).
     for await (const piece of readContent(t.repo, t.index, c, final, { transient: true })) {
-      if (piece.data !== null) {
-        await file.write(piece.data, piece.offset);
-        unsynced += piece.length;
-        if (unsynced >= SYNC_BEHIND && syncing === undefined) {
-          unsynced = 0;
-          syncing = file.datasync().finally(() => (syncing = undefined));
-          syncing.catch(() => undefined);
-        }
-      }
+      if (piece.data !== null) await file.write(piece.data, piece.offset);
       t.onBytes(piece.length);
     }
-    await syncing;
     await file.finish(c.size);
     await file.close();
     await t.ops.chmod(tmp, mode & 0o777);

@@ -14,6 +14,8 @@ export class DirectProbeFS implements FileSystem {
   directReadBytes = 0;
   /** Opens of existing files for writing (a writer's second, ordinary handle). */
   readWriteOpens = 0;
+  /** datasync calls, on any handle. */
+  datasyncs = 0;
   /** Direct writes allowed before every further one fails with EINVAL (Infinity: never). */
   directWritesAllowed: number;
   /** Whether direct opens are passed on (else every handle is ordinary). */
@@ -55,7 +57,10 @@ export class DirectProbeFS implements FileSystem {
         }
         return h.write(buffers, position);
       },
-      datasync: () => h.datasync(),
+      datasync: () => {
+        probe.datasyncs++;
+        return h.datasync();
+      },
       truncate: (n) => h.truncate(n),
       stat: () => h.stat(),
       close: () => h.close(),

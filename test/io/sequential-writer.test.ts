@@ -1,7 +1,7 @@
 /**
  * SequentialWriter against a model: random runs of data with gaps (within a page,
- * of whole pages, none), pieces crossing its 4 MiB staging buffers, sync-behind
- * calls and a final size past the data; the file must read exactly as the model,
+ * of whole pages, none), pieces crossing its 4 MiB staging buffers and a final size
+ * past the data; the file must read exactly as the model,
  * zeros in the gaps. Run on the real file system and on the in-memory one (which
  * refuses misaligned direct transfers with EINVAL, as Linux does), with direct
  * writes granted, refused from the start, or refused after a few.
@@ -28,12 +28,11 @@ const MiB = 1024 * 1024;
 interface Piece {
   readonly gap: number;
   readonly length: number;
-  readonly sync: boolean;
 }
 
 const gap = fc.oneof(fc.constant(0), fc.integer({ min: 1, max: DIRECT_ALIGN - 1 }), fc.integer({ min: 1, max: 3 }).map((n) => n * DIRECT_ALIGN), fc.integer({ min: DIRECT_ALIGN, max: 200_000 }));
 const length = fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 1, max: 70_000 }) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 5 * MiB }) });
-const piece: fc.Arbitrary<Piece> = fc.record({ gap, length, sync: fc.boolean() });
+const piece: fc.Arbitrary<Piece> = fc.record({ gap, length });
 interface Plan {
   readonly pieces: readonly Piece[];
   /** Bytes of hole after the last piece. */
@@ -78,12 +77,7 @@ async function runPlan(f: FileSystem, p: string, { pieces, tail, big }: Plan): P
   const model = Buffer.alloc(size);
   for (const { offset, data } of placed) data.copy(model, offset);
   const w = await SequentialWriter.create(f, p, size);
-  const syncs: Promise<void>[] = [];
-  for (const [i, { offset, data }] of placed.entries()) {
-    await w.write(data, offset);
-    if (pieces[i]!.sync) syncs.push(w.datasync());
-  }
-  await Promise.all(syncs);
+  for (const { offset, data } of placed) await w.write(data, offset);
   await w.finish(size);
   const direct = w.direct;
   await w.close();
@@ -151,6 +145,49 @@ describe('SequentialWriter', () => {
     const st = fs.statSync(p);
     expect(st.size).toBe(64 * MiB);
     expect(st.blocks * 512).toBeLessThan(8 * MiB);
+  });
+
+  it('syncs behind itself through the page cache, and only there', async () => {
+    const size = 200 * MiB;
+    const piece = Buffer.alloc(4 * MiB, 3);
+    const syncsFor = async (grantDirect: boolean): Promise<{ syncs: number; direct: boolean }> => {
+      const mem = new MemoryFileSystem();
+      const probe = new DirectProbeFS(mem, Infinity, grantDirect);
+      const w = await SequentialWriter.create(probe, '/f', size);
+      for (let off = 0; off < size; off += piece.length) await w.write(piece, off);
+      await w.finish(size);
+      await w.close();
+      expect((await mem.stat('/f')).size).toBe(size);
+      return { syncs: probe.datasyncs, direct: w.direct };
+    };
+    // Through the page cache: a sync started every 64 MiB (none waited for, so one
+    // may still be running when the next is due), then finish's own.
+    const plain = await syncsFor(false);
+    expect(plain.direct).toBe(false);
+    expect(plain.syncs).toBeGreaterThanOrEqual(2);
+    expect(plain.syncs).toBeLessThanOrEqual(1 + Math.floor(size / (64 * MiB)));
+    // Directly: finish's sync only.
+    const direct = await syncsFor(true);
+    expect(direct.direct).toBe(true);
+    expect(direct.syncs).toBe(1);
+  });
+
+  it('reports a failed sync-behind from finish', async () => {
+    const mem = new MemoryFileSystem();
+    const probe = new DirectProbeFS(mem, Infinity, false);
+    const inner = probe.open.bind(probe);
+    // The first sync (the one behind) fails, later ones (finish's) succeed.
+    let syncs = 0;
+    probe.open = async (p, mode, options) => {
+      const h = await inner(p, mode, options);
+      return { ...h, datasync: () => (syncs++ === 0 ? Promise.reject(Object.assign(new Error('EIO: sync failed'), { code: 'EIO' })) : h.datasync()) };
+    };
+    const w = await SequentialWriter.create(probe, '/f', 80 * MiB);
+    const piece = Buffer.alloc(4 * MiB, 5);
+    for (let off = 0; off < 80 * MiB; off += piece.length) await w.write(piece, off);
+    await expect(w.finish(80 * MiB)).rejects.toThrow(/EIO/);
+    expect(syncs).toBe(1);
+    await w.close();
   });
 
   it('refuses a write before the end of the last one', async () => {
