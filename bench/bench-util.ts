@@ -69,6 +69,22 @@ export function quiet(): void {
   spawnSync('sleep', [String(Number(process.env.DELTADISK_BENCH_QUIET_SECONDS ?? 4))]);
 }
 
+/**
+ * Drops the kernel's clean page cache where this process may (root, on Linux), so a
+ * timed read starts from the device: restic writes its packs through the page cache
+ * and would otherwise restore from memory what deltadisk (writing packs past it)
+ * reads from the device. Returns whether the cache was dropped.
+ */
+export function dropCaches(): boolean {
+  spawnSync('sync');
+  try {
+    fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export async function time<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
   const t0 = process.hrtime.bigint();
   const value = await fn();
