@@ -107,6 +107,50 @@ describe('PackWriter writing a pack ahead while it fills', () => {
   });
 });
 
+describe('PackWriter committing packs', () => {
+  const MiB = 1024 * 1024;
+  /** Every file under the repository's packs directory (temporary ones too). */
+  const packFiles = (at: string): string[] => fs.readdirSync(path.join(at, 'packs'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name);
+
+  it('commits no pack before the flush, every pack at it; an abort leaves none', async () => {
+    for (const flush of [true, false]) {
+      const at = path.join(dir, `commit-${flush}`);
+      await Repository.init(at, { packSize: MiB });
+      const repo = await Repository.open(at, { lock: 'shared', purpose: 'test' });
+      const commits: number[] = [];
+      const backend = new Proxy(repo.backend, {
+        get(target, prop, receiver) {
+          if (prop === 'commit') return (files: readonly unknown[]) => (commits.push(files.length), target.commit(files as Parameters<StorageBackend['commit']>[0]));
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      try {
+        const writer = new PackWriter(backend, new ChunkIndex(), { packSize: MiB, compress: false });
+        // 40 blobs of 300 KiB: ten packs sealed, staged, none committed.
+        for (let i = 0; i < 40; i++) {
+          const b = randomBytes(300 * 1024);
+          await writer.add(sha(b), b);
+        }
+        expect(commits).toEqual([]);
+        expect(await repo.backend.list('pack')).toEqual([]);
+        if (flush) {
+          await writer.flush();
+          expect(commits).toEqual([writer.stats.packs]);
+          expect((await repo.backend.list('pack')).length).toBe(writer.stats.packs);
+          expect(packFiles(at)).toHaveLength(writer.stats.packs);
+        } else {
+          await writer.abort();
+          expect(commits).toEqual([]);
+          expect(packFiles(at)).toEqual([]);
+        }
+      } finally {
+        await repo.close();
+      }
+    }
+  });
+});
+
 describe('PackWriter', () => {
   it('adds from several producers at once, with flushes among them, never index a pack before it is committed', async () => {
     let run = 0;
