@@ -6,6 +6,7 @@
  * looser one after it, which narrows the size distribution; the first `min` bytes of
  * a chunk are skipped without hashing, and a chunk never exceeds `max`. The gear
  * table derives from the repository's seed, so cut points differ per repository.
+ * The hash rolls in gear-roll.ts (WebAssembly where available).
  *
  * Guarantees (tested): chunks concatenate to the input; every chunk but the last is
  * `min` … `max` bytes; the cut points do not depend on how the input is split into
@@ -14,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import { DeltaDiskError } from '../errors.js';
 import type { ChunkerParams } from '../format/repo-config.js';
+import { gearRoll, rolledHash } from './gear-roll.js';
 
 /** The last table made, by seed: a backup chunks many files with its repository's one seed. */
 let lastGear: { seed: string; table: Uint32Array } | undefined;
@@ -28,23 +30,6 @@ export function gearTable(seed: string): Uint32Array {
   }
   lastGear = { seed, table: g };
   return g;
-}
-
-/** Rolling state shared with {@link roll}: the gear hash after the last byte rolled. */
-let rolled = 0;
-
-/**
- * Rolls the gear hash over buf[from … end) starting from `fp`; returns the index
- * just past the first position where `fp & mask` is zero, or -1 (then `rolled` holds
- * the hash). A plain function over plain locals: this is the hot loop.
- */
-function roll(buf: Uint8Array, from: number, end: number, fp: number, g: Int32Array, mask: number): number {
-  for (let i = from; i < end; i++) {
-    fp = ((fp << 1) + g[buf[i]!]!) | 0;
-    if ((fp & mask) === 0) return i + 1;
-  }
-  rolled = fp;
-  return -1;
 }
 
 function topBits(n: number): number {
@@ -126,16 +111,16 @@ export class FastCdc {
     const avgEnd = Math.min(n, this.#avg - base);
     let fp = this.#fp;
     if (i < avgEnd) {
-      const cut = roll(buf, i, avgEnd, fp, this.#gear, this.#maskS);
+      const cut = gearRoll(buf, i, avgEnd, fp, this.#gear, this.#maskS);
       if (cut >= 0) return this.#cut(cut);
-      fp = rolled;
+      fp = rolledHash();
       i = avgEnd;
     }
     const maxEnd = Math.min(n, this.#max - base);
     if (i < maxEnd) {
-      const cut = roll(buf, i, maxEnd, fp, this.#gear, this.#maskL);
+      const cut = gearRoll(buf, i, maxEnd, fp, this.#gear, this.#maskL);
       if (cut >= 0) return this.#cut(cut);
-      fp = rolled;
+      fp = rolledHash();
       i = maxEnd;
     }
     if (base + i >= this.#max) return this.#cut(i);
