@@ -143,6 +143,19 @@ export class BackupSession {
     return this.#store(data, sha256(data));
   }
 
+  /**
+   * Stores each of a batch of chunks (unless the repository has it), zeros too, and
+   * returns their hashes in order: content-defined chunks, whose lists never name the
+   * zero hash. Hashed on two threads, as `chunkHashes`; the chunks may be reused once
+   * this resolves.
+   */
+  async storeChunks(chunks: readonly Buffer[]): Promise<Buffer[]> {
+    const { hashes } = await checksumBlocks(chunks, { crc32: false, sha256: true });
+    const out: Buffer[] = [];
+    for (let i = 0; i < chunks.length; i++) out.push(await this.#store(chunks[i]!, hashes[i]!));
+    return out;
+  }
+
   /** Stores `data` under `hash`, its SHA-256 (computed by the caller). */
   async #store(data: Buffer, hash: Buffer): Promise<Buffer> {
     if (await this.writer.add(hash, data)) {

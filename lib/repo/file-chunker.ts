@@ -52,7 +52,9 @@ export async function chunkFile(s: BackupSession, handle: FileHandle, abs: strin
   const cdc = new FastCdc(s.repo.config.chunker);
   const reader = readAhead(handle, { pieceSize: 4 * MiB, depth: 3, expectedSize });
   for await (const buf of guarded(reader)) {
-    for (const chunk of cdc.push(buf)) await builder.push(await s.storeChunk(chunk), chunk.length);
+    const chunks = cdc.push(buf);
+    const hashes = await s.storeChunks(chunks);
+    for (let k = 0; k < chunks.length; k++) await builder.push(hashes[k]!, chunks[k]!.length);
     s.progress(abs, buf.length, buf.length);
     reader.recycle(buf);
   }
