@@ -332,6 +332,21 @@ async function main(): Promise<void> {
   report('firstBackup', line, vals);
   report('restore', restoreLine, restoreVals);
 
+  // 1b. The same bytes as a file that is not a disk image: content-defined chunks
+  // (FastCDC), as restic cuts every file, so restic's first backup above is its peer.
+  const asFile = path.join(ROOT, 'random.bin');
+  fs.linkSync(rnd, asFile);
+  const repoCdc = path.join(ROOT, 'repo-cdc');
+  await deltadisk('repo', 'init', repoCdc);
+  quiet();
+  const bc = await deltadisk('backup', asFile, '--repo', repoCdc, '--json');
+  await verifyRestore(repoCdc, summaryOf(bc).backup_id as string, 'random.bin', rndSha);
+  let cdcLine = `first backup, incompressible, as a file (content-defined chunks): ${bc.seconds.toFixed(2)} s (${rate(SIZE, bc.seconds)}), stored ${gib(duBytes(path.join(repoCdc, 'packs')))}`;
+  if (vals.resticSeconds !== undefined) cdcLine += ` | deltadisk ${(vals.resticSeconds / bc.seconds).toFixed(2)}x restic's speed`;
+  report('cdcBackup', cdcLine, { seconds: bc.seconds, MiBs: SIZE / MiB / bc.seconds });
+  fs.rmSync(repoCdc, { recursive: true, force: true });
+  fs.rmSync(asFile);
+
   // 2. First backup of a half-zero image: zeros cost nothing to store.
   const repo2 = path.join(ROOT, 'repo-half');
   await deltadisk('repo', 'init', repo2);
