@@ -1,12 +1,15 @@
 /**
  * `deltadisk prune --repo <repo>`: delete data no backup references. Safe while
  * backups run (it waits for those that started earlier). Exit 3 when deletion had to
- * be deferred (run it again later). Asks for confirmation.
+ * be deferred (run it again later). Asks for confirmation. SIGINT or SIGTERM stops it
+ * at its next step (exit 130): before its plan with nothing deleted, after it with
+ * the plan left for the next prune to finish.
  */
 import type { Command } from 'commander';
 import { prune } from '../../lib/index.js';
 import { confirm } from '../confirm.js';
 import { handler, type Context } from '../context.js';
+import { withTerminationSignals } from '../signals.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatBytes, parseCount, parseFraction } from '../parse-size.js';
 import { seconds, withRepo, withRepoOptions, type RepoOptions } from '../repo-context.js';
@@ -26,7 +29,12 @@ export async function runPrune(ctx: Context, o: PruneCliOptions): Promise<number
     onNote: (m: string) => ctx.out.info(m),
   };
   if (!o.dryRun && !o.confirmed) await confirm(`Delete unreferenced data from ${o.repo}?`, ctx.globals.yes);
-  const r = await withRepo(o, o.dryRun ? false : 'maintenance', 'prune', (repo) => prune(repo, { ...options, dryRun: o.dryRun === true }));
+  const r = await withRepo(o, o.dryRun ? false : 'maintenance', 'prune', (repo) =>
+    withTerminationSignals(ctx.out, (signal) => prune(repo, { ...options, dryRun: o.dryRun === true, signal }), {
+      first: 'stopping at the next step',
+      again: 'still stopping',
+    }),
+  );
   const ms = Math.round(performance.now() - t0);
   ctx.out.jsonLine({
     message_type: 'summary',

@@ -21,9 +21,14 @@
  * consolidated set of index files without the condemned packs, delete the old index
  * files, delete the condemned packs and temporaries, and remove the plan. Every step
  * can be repeated: a crash leaves the plan, and the next prune finishes it first.
+ *
+ * Aborting (`signal`) stops prune at its next step, pack or poll (INTERRUPTED): before
+ * the plan is written nothing is deleted (packs repacked but not yet flushed are
+ * discarded); after, the plan stays, as after a crash, and the next prune finishes it.
  */
 import { randomBytes } from 'node:crypto';
-import { DeltaDiskError, isDeltaDiskError } from '../errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DeltaDiskError, isDeltaDiskError, throwIfAborted } from '../errors.js';
 import { decodeIndexFile, encodeIndexFile, indexNameOf, type IndexedPack } from '../format/index-file.js';
 import type { Manifest } from '../format/manifest.js';
 import { encodePrunePlan, type PrunePlan } from '../format/prune-plan.js';
@@ -44,6 +49,8 @@ export interface PruneOptions {
   readonly onNote?: (message: string) => void;
   /** Called before each step (tests use it to stop at a chosen point). */
   readonly onStep?: (step: string) => Promise<void> | void;
+  /** Aborting stops prune at its next step, pack or poll (see the file comment). */
+  readonly signal?: AbortSignal;
 }
 
 export interface PruneResult {
@@ -121,8 +128,13 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
   const result = emptyResult(dryRun);
   const listPacks = async (): Promise<Map<string, number>> => new Map((await repo.backend.list('pack')).map((f) => [f.name, f.size]));
   result.bytesBefore = [...(await listPacks()).values()].reduce((a, b) => a + b, 0);
+  let planned = false;
+  const checkpoint = (): void =>
+    throwIfAborted(options.signal, planned ? 'the prune was interrupted; its plan stays, and the next prune finishes it' : 'the prune was interrupted before it deleted anything');
   const step = async (s: string): Promise<void> => {
+    checkpoint();
     await options.onStep?.(s);
+    checkpoint();
   };
 
   // A plan that cannot be read is dropped: the plan made below is worked out from
@@ -139,8 +151,10 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
   }
   if (pending !== undefined && !dryRun) {
     options.onNote?.(`finishing the prune planned ${pending.created}`);
-    await finish(repo, pending, options, result, step);
+    planned = true;
+    await finish(repo, pending, options, result, step, checkpoint);
     if (!result.completed) return result;
+    planned = false;
   }
 
   // Plan. Readers go the other way from writers: backups, then the index, then the
@@ -161,10 +175,12 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
     await writer.abort();
     throw err;
   }
+  let flushed = false;
   async function repack(): Promise<void> {
     const copied = new Set<string>();
     const existing = index.packCount; // the repacked packs are added after these
     for (let p = 0; p < existing; p++) {
+      checkpoint();
       const name = index.packName(p);
       const { first, count } = index.packEntries(p);
       let total = 0;
@@ -232,8 +248,14 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
     result.bytesAfter = result.bytesBefore;
     return result;
   }
-  await step('repack');
-  await writer.flush();
+  try {
+    await step('repack');
+    await writer.flush();
+    flushed = true;
+  } finally {
+    // Stopped before the repacked packs were flushed: they are dropped, not left as temporaries.
+    if (!flushed) await writer.abort();
+  }
   result.bytesRepacked = writer.stats.packBytes;
   result.indexFilesWritten += writer.stats.indexFiles;
   const plan: PrunePlan = { id: randomBytes(16).toString('hex'), created: new Date().toISOString(), condemned, temps };
@@ -251,7 +273,8 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
   await step('write-plan');
   await repo.lock!.assertValid();
   await repo.backend.write('plan', 'prune', [encodePrunePlan(plan)], 'replace');
-  await finish(repo, plan, options, result, step);
+  planned = true;
+  await finish(repo, plan, options, result, step, checkpoint);
   return result;
 }
 
@@ -261,6 +284,7 @@ async function finish(
   options: PruneOptions,
   result: PruneResult,
   step: (s: string) => Promise<void>,
+  checkpoint: () => void,
 ): Promise<void> {
   // 1. Wait for every operation that may have loaded the index before the plan existed.
   await step('wait');
@@ -279,7 +303,9 @@ async function finish(
     }
     if (!noted) options.onNote?.(`waiting for ${still.length} operation(s) that started before this prune`);
     noted = true;
-    await new Promise((r) => setTimeout(r, options.pollMs ?? 1000));
+    // An abort ends the pause at once; the next step's checkpoint reports it.
+    await sleep(options.pollMs ?? 1000, undefined, options.signal === undefined ? {} : { signal: options.signal }).catch(() => undefined);
+    checkpoint();
   }
 
   // 2. Spare what a backup finished meanwhile needs.

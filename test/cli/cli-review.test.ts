@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Disk } from '../../lib/index.js';
+import { Disk, Repository } from '../../lib/index.js';
 import { CLI, lines, ok, runCli } from '../helpers/cli.js';
 import { dirState, pattern } from '../helpers/disk.js';
 import { startCli } from '../helpers/repo-cli.js';
@@ -211,6 +211,40 @@ describe('SIGINT during a backup or a restore', () => {
     const after = await Disk.open(big, { readOnly: true });
     expect(after.snapshots()).toEqual([]);
     await after.close();
+  });
+});
+
+describe('SIGINT during a prune', () => {
+  it('waiting for an earlier operation: exit 130 at once, the plan left for the next prune, its lock released', async () => {
+    const repo = path.join(dir, 'repo');
+    const src = path.join(dir, 'src');
+    fs.mkdirSync(src);
+    await ok(['repo', 'init', repo]);
+    for (let i = 0; i < 2; i++) {
+      fs.writeFileSync(path.join(src, 'f'), pattern(100_000, i));
+      await ok(['backup', src, '--repo', repo]);
+    }
+    await ok(['forget', '--repo', repo, '--keep-last', '1', '--yes']);
+    // An operation that started earlier (this process's lock): prune plans, then waits for it.
+    const holder = await Repository.open(repo, { lock: 'shared', purpose: 'a restore that started earlier' });
+    try {
+      const { child, done } = startCli(['prune', '--repo', repo, '--yes']);
+      await waitFor(() => fs.existsSync(path.join(repo, 'plans', 'prune')) || child.exitCode !== null);
+      const t0 = Date.now();
+      child.kill('SIGINT');
+      const r = await done;
+      expect(r.code, r.stderr).toBe(130);
+      expect(Date.now() - t0).toBeLessThan(10_000); // not the hour it would wait
+      expect(r.stderr).toMatch(/SIGINT received: stopping at the next step/);
+      expect(r.stderr).toMatch(/plan stays.*\[INTERRUPTED\]/);
+      expect(fs.readdirSync(path.join(repo, 'plans'))).toEqual(['prune']);
+      expect(fs.readdirSync(path.join(repo, 'locks'))).toHaveLength(1); // the holder's only
+    } finally {
+      await holder.close();
+    }
+    const r = await ok(['prune', '--repo', repo, '--yes', '--json']);
+    expect(JSON.parse(lines(r.stdout).at(-1)!)).toMatchObject({ message_type: 'summary', completed: true });
+    expect(fs.readdirSync(path.join(repo, 'plans'))).toEqual([]);
   });
 });
 

@@ -191,6 +191,82 @@ describe('prune', () => {
     await restoresAs(b.id, snapshotTree(src()));
   });
 
+  /** Two backups, the first forgotten: a prune has packs to repack and to delete. */
+  async function forgottenOne(): Promise<{ kept: string; tree: Record<string, string> }> {
+    writeTree(src(), { a: randomData(400_000), b: randomData(400_000) });
+    await run('shared', (repo) => backup(repo, [src()]));
+    fs.unlinkSync(path.join(src(), 'a'));
+    const kept = await run('shared', (repo) => backup(repo, [src()]));
+    await run('maintenance', (repo) => forget(repo, { keepLast: 1 }));
+    return { kept: kept.id, tree: snapshotTree(src()) };
+  }
+  const repoFiles = (): string[] => fs.readdirSync(repoDir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && !e.parentPath.includes('locks')).map((e) => path.join(e.parentPath, e.name)).sort();
+
+  it('stops when aborted before its plan, having changed nothing and left no temporary file', async () => {
+    const { kept, tree } = await forgottenOne();
+    const before = repoFiles();
+    const ac = new AbortController();
+    await expect(
+      run('maintenance', (repo) =>
+        prune(repo, {
+          repackThreshold: 1e-9,
+          signal: ac.signal,
+          onStep: (s) => {
+            if (s === 'repack') ac.abort(); // the used blobs are copied into new packs by now, not yet flushed
+          },
+        }),
+      ),
+    ).rejects.toMatchObject({ code: 'INTERRUPTED', message: expect.stringMatching(/before it deleted anything/) });
+    expect(repoFiles()).toEqual(before);
+    await restoresAs(kept, tree);
+  });
+
+  it('stops when aborted after its plan, and the next prune finishes it', async () => {
+    const { kept, tree } = await forgottenOne();
+    const ac = new AbortController();
+    let deleted = 0;
+    await expect(
+      run('maintenance', (repo) =>
+        prune(repo, {
+          repackThreshold: 1e-9,
+          signal: ac.signal,
+          onStep: (s) => {
+            if (s === 'delete-pack' && ++deleted === 1) ac.abort(); // stops before the second pack
+          },
+        }),
+      ),
+    ).rejects.toMatchObject({ code: 'INTERRUPTED', message: expect.stringMatching(/plan stays/) });
+    expect(fs.readdirSync(path.join(repoDir, 'plans'))).toEqual(['prune']);
+    const mid = await run('shared', (repo) => checkRepository(repo, { readData: true }));
+    expect(mid.errors).toEqual([]);
+    const r = await run('maintenance', (repo) => prune(repo, { repackThreshold: 1e-9 }));
+    expect(r.completed).toBe(true);
+    expect(fs.readdirSync(path.join(repoDir, 'plans'))).toEqual([]);
+    await cleanCheck();
+    await restoresAs(kept, tree);
+  });
+
+  it('stops waiting for earlier operations as soon as it is aborted', async () => {
+    await forgottenOne();
+    const holder = await Repository.open(repoDir, { lock: 'shared', purpose: 'a restore that started earlier' });
+    try {
+      const ac = new AbortController();
+      const notes: string[] = [];
+      const t0 = Date.now();
+      const pruning = run('maintenance', (repo) => prune(repo, { maxWaitMs: 60_000, pollMs: 30_000, signal: ac.signal, onNote: (n) => notes.push(n) }));
+      await expect.poll(() => notes.some((n) => n.startsWith('waiting for')), { timeout: 10_000 }).toBe(true);
+      ac.abort();
+      await expect(pruning).rejects.toMatchObject({ code: 'INTERRUPTED' });
+      expect(Date.now() - t0).toBeLessThan(20_000); // not the 30 s poll
+      expect(fs.readdirSync(path.join(repoDir, 'plans'))).toEqual(['prune']);
+    } finally {
+      await holder.close();
+    }
+    const r = await run('maintenance', (repo) => prune(repo, { pollMs: 50 }));
+    expect(r.completed).toBe(true);
+    await cleanCheck();
+  });
+
   for (const step of ['repack', 'write-plan', 'wait', 'recheck', 'write-index', 'delete', 'delete-pack', 'remove-plan']) {
     it(`finishes on the next run after stopping at ${step}`, async () => {
       writeTree(src(), { a: randomData(400_000), b: randomData(400_000) });
