@@ -115,16 +115,22 @@ describe('unlock <disk>', () => {
   });
 });
 
+/** A repository (returned) with two backups of a directory whose one file changed between them. */
+async function twoBackups(): Promise<string> {
+  const repo = path.join(dir, 'repo');
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src);
+  await ok(['repo', 'init', repo]);
+  for (let i = 0; i < 2; i++) {
+    fs.writeFileSync(path.join(src, 'f'), pattern(100_000, i));
+    await ok(['backup', src, '--repo', repo]);
+  }
+  return repo;
+}
+
 describe('forget --prune --json', () => {
   it('stdout is JSON lines: the forget line, then the prune summary', async () => {
-    const repo = path.join(dir, 'repo');
-    const src = path.join(dir, 'src');
-    fs.mkdirSync(src);
-    await ok(['repo', 'init', repo]);
-    for (let i = 0; i < 2; i++) {
-      fs.writeFileSync(path.join(src, 'f'), pattern(100_000, i));
-      await ok(['backup', src, '--repo', repo]);
-    }
+    const repo = await twoBackups();
     const r = await ok(['forget', '--repo', repo, '--keep-last', '1', '--prune', '--yes', '--json']);
     const out = lines(r.stdout).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(out).toHaveLength(2);
@@ -216,14 +222,7 @@ describe('SIGINT during a backup or a restore', () => {
 
 describe('SIGINT during a prune', () => {
   it('waiting for an earlier operation: exit 130 at once, the plan left for the next prune, its lock released', async () => {
-    const repo = path.join(dir, 'repo');
-    const src = path.join(dir, 'src');
-    fs.mkdirSync(src);
-    await ok(['repo', 'init', repo]);
-    for (let i = 0; i < 2; i++) {
-      fs.writeFileSync(path.join(src, 'f'), pattern(100_000, i));
-      await ok(['backup', src, '--repo', repo]);
-    }
+    const repo = await twoBackups();
     await ok(['forget', '--repo', repo, '--keep-last', '1', '--yes']);
     // An operation that started earlier (this process's lock): prune plans, then waits for it.
     const holder = await Repository.open(repo, { lock: 'shared', purpose: 'a restore that started earlier' });

@@ -200,42 +200,26 @@ describe('prune', () => {
     await run('maintenance', (repo) => forget(repo, { keepLast: 1 }));
     return { kept: kept.id, tree: snapshotTree(src()) };
   }
+  /** A prune whose signal is aborted at its first step named `at`. */
+  const pruneAbortedAt = (at: string): Promise<unknown> => {
+    const ac = new AbortController();
+    return run('maintenance', (repo) => prune(repo, { repackThreshold: 1e-9, signal: ac.signal, onStep: (s) => (s === at ? ac.abort() : undefined) }));
+  };
   const repoFiles = (): string[] => fs.readdirSync(repoDir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && !e.parentPath.includes('locks')).map((e) => path.join(e.parentPath, e.name)).sort();
 
   it('stops when aborted before its plan, having changed nothing and left no temporary file', async () => {
     const { kept, tree } = await forgottenOne();
     const before = repoFiles();
-    const ac = new AbortController();
-    await expect(
-      run('maintenance', (repo) =>
-        prune(repo, {
-          repackThreshold: 1e-9,
-          signal: ac.signal,
-          onStep: (s) => {
-            if (s === 'repack') ac.abort(); // the used blobs are copied into new packs by now, not yet flushed
-          },
-        }),
-      ),
-    ).rejects.toMatchObject({ code: 'INTERRUPTED', message: expect.stringMatching(/before it deleted anything/) });
+    // At 'repack' the used blobs are copied into new packs, not yet flushed.
+    await expect(pruneAbortedAt('repack')).rejects.toMatchObject({ code: 'INTERRUPTED', message: expect.stringMatching(/before it deleted anything/) });
     expect(repoFiles()).toEqual(before);
     await restoresAs(kept, tree);
   });
 
   it('stops when aborted after its plan, and the next prune finishes it', async () => {
     const { kept, tree } = await forgottenOne();
-    const ac = new AbortController();
-    let deleted = 0;
-    await expect(
-      run('maintenance', (repo) =>
-        prune(repo, {
-          repackThreshold: 1e-9,
-          signal: ac.signal,
-          onStep: (s) => {
-            if (s === 'delete-pack' && ++deleted === 1) ac.abort(); // stops before the second pack
-          },
-        }),
-      ),
-    ).rejects.toMatchObject({ code: 'INTERRUPTED', message: expect.stringMatching(/plan stays/) });
+    // The index is rewritten by then, the condemned pack not yet deleted.
+    await expect(pruneAbortedAt('delete-pack')).rejects.toMatchObject({ code: 'INTERRUPTED', message: expect.stringMatching(/plan stays/) });
     expect(fs.readdirSync(path.join(repoDir, 'plans'))).toEqual(['prune']);
     const mid = await run('shared', (repo) => checkRepository(repo, { readData: true }));
     expect(mid.errors).toEqual([]);
