@@ -101,7 +101,7 @@ export type { CalendarSpan, RetentionDecision, RetentionItem, RetentionPolicy } 
 export { forget } from './repo/forget.js';
 export type { ForgetOptions, ForgetResult } from './repo/forget.js';
 export { prune } from './repo/prune.js';
-export type { PruneOptions, PruneResult } from './repo/prune.js';
+export type { PruneOptions, PruneProgress, PruneResult } from './repo/prune.js';
 export { repositoryStats } from './repo/stats.js';
 export type { RepoStats } from './repo/stats.js';
 export { diffBackups } from './repo/diff.js';

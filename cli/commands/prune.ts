@@ -6,13 +6,13 @@
  * the plan left for the next prune to finish.
  */
 import type { Command } from 'commander';
-import { prune } from '../../lib/index.js';
+import { prune, type PruneProgress } from '../../lib/index.js';
 import { confirm } from '../confirm.js';
 import { handler, type Context } from '../context.js';
 import { withTerminationSignals } from '../signals.js';
 import { ExitCode } from '../exit-codes.js';
 import { formatBytes, parseCount, parseFraction } from '../parse-size.js';
-import { seconds, withRepo, withRepoOptions, type RepoOptions } from '../repo-context.js';
+import { seconds, StatusReporter, withRepo, withRepoOptions, type RepoOptions } from '../repo-context.js';
 
 export interface PruneCliOptions extends RepoOptions {
   dryRun?: boolean;
@@ -29,11 +29,25 @@ export async function runPrune(ctx: Context, o: PruneCliOptions): Promise<number
     onNote: (m: string) => ctx.out.info(m),
   };
   if (!o.dryRun && !o.confirmed) await confirm(`Delete unreferenced data from ${o.repo}?`, ctx.globals.yes);
+  // A bar (or --json status lines) per phase: packs looked at for repacking, then condemned packs deleted.
+  const status = { repack: new StatusReporter(ctx, 'repack'), delete: new StatusReporter(ctx, 'delete') };
+  const onProgress = (p: PruneProgress): void => {
+    if (p.phase === 'delete') status.repack.stop();
+    status[p.phase].update(p.done, p.total, { phase: p.phase });
+  };
   const r = await withRepo(o, o.dryRun ? false : 'maintenance', 'prune', (repo) =>
-    withTerminationSignals(ctx.out, (signal) => prune(repo, { ...options, dryRun: o.dryRun === true, signal }), {
-      first: 'stopping at the next step',
-      again: 'still stopping',
-    }),
+    withTerminationSignals(
+      ctx.out,
+      async (signal) => {
+        try {
+          return await prune(repo, { ...options, dryRun: o.dryRun === true, signal, onProgress });
+        } finally {
+          status.repack.stop();
+          status.delete.stop();
+        }
+      },
+      { first: 'stopping at the next step', again: 'still stopping' },
+    ),
   );
   const ms = Math.round(performance.now() - t0);
   ctx.out.jsonLine({

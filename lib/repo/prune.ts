@@ -51,6 +51,18 @@ export interface PruneOptions {
   readonly onStep?: (step: string) => Promise<void> | void;
   /** Aborting stops prune at its next step, pack or poll (see the file comment). */
   readonly signal?: AbortSignal;
+  /**
+   * Bytes of packs looked at for repacking (`repack`: every pack the index names,
+   * each done once it is copied or passed over), then of condemned packs deleted
+   * (`delete`).
+   */
+  readonly onProgress?: (p: PruneProgress) => void;
+}
+
+export interface PruneProgress {
+  readonly phase: 'repack' | 'delete';
+  readonly done: number;
+  readonly total: number;
 }
 
 export interface PruneResult {
@@ -179,8 +191,13 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
   async function repack(): Promise<void> {
     const copied = new Set<string>();
     const existing = index.packCount; // the repacked packs are added after these
+    let allBytes = 0;
+    for (let p = 0; p < existing; p++) allBytes += sizes.get(index.packName(p)) ?? 0;
+    let looked = 0;
     for (let p = 0; p < existing; p++) {
       checkpoint();
+      if (p > 0) looked += sizes.get(index.packName(p - 1)) ?? 0;
+      options.onProgress?.({ phase: 'repack', done: looked, total: allBytes });
       const name = index.packName(p);
       const { first, count } = index.packEntries(p);
       let total = 0;
@@ -227,6 +244,7 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
       condemned.push(name);
       result.packsRepacked++;
     }
+    if (existing > 0) options.onProgress?.({ phase: 'repack', done: allBytes, total: allBytes });
   }
   for (const name of sizes.keys()) if (index.packId(name) === undefined) condemned.push(name);
   // A used blob that failed verification may have another copy, in a pack no reader
@@ -351,14 +369,19 @@ async function finish(
   for (const name of oldFiles) {
     if (!written.has(name) && (await repo.backend.remove('index', name))) result.indexFilesDeleted++;
   }
+  const total = [...condemned].reduce((a, n) => a + (sizes.get(n) ?? 0), 0);
+  let done = 0;
   for (const name of condemned) {
+    options.onProgress?.({ phase: 'delete', done, total });
     await step('delete-pack');
     if (await repo.backend.remove('pack', name)) {
       result.packsDeleted++;
       result.bytesDeleted += sizes.get(name) ?? 0;
     }
+    done += sizes.get(name) ?? 0;
     await repo.backend.remove('damage', name);
   }
+  if (condemned.size > 0) options.onProgress?.({ phase: 'delete', done, total });
   for (const t of plan.temps) {
     await repo.backend.removeTemp(t).catch(() => undefined);
     result.tempsDeleted++;

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { backup, checkRepository, forget, NodeFileSystem, prune, Repository, repositoryStats, restore, type FileHandle, type OpenMode } from '../../lib/index.js';
+import { backup, checkRepository, forget, NodeFileSystem, prune, Repository, repositoryStats, restore, type FileHandle, type OpenMode, type PruneProgress } from '../../lib/index.js';
 import { randomData, snapshotTree, withRepo, writeTree } from '../helpers/repo.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -206,6 +206,23 @@ describe('prune', () => {
     return run('maintenance', (repo) => prune(repo, { repackThreshold: 1e-9, signal: ac.signal, onStep: (s) => (s === at ? ac.abort() : undefined) }));
   };
   const repoFiles = (): string[] => fs.readdirSync(repoDir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && !e.parentPath.includes('locks')).map((e) => path.join(e.parentPath, e.name)).sort();
+
+  it('reports its progress: the packs looked at for repacking, then the condemned packs deleted', async () => {
+    await forgottenOne();
+    const seen: PruneProgress[] = [];
+    const r = await run('maintenance', (repo) => prune(repo, { repackThreshold: 1e-9, onProgress: (p) => seen.push(p) }));
+    expect(r.packsDeleted).toBeGreaterThan(0);
+    const phases = [...new Set(seen.map((p) => p.phase))];
+    expect(phases).toEqual(['repack', 'delete']);
+    for (const phase of phases) {
+      const of = seen.filter((p) => p.phase === phase);
+      expect(new Set(of.map((p) => p.total)).size).toBe(1);
+      of.forEach((p, i) => expect(p.done).toBeGreaterThanOrEqual(i === 0 ? 0 : of[i - 1]!.done));
+      expect(of.at(-1)!.done).toBe(of[0]!.total);
+    }
+    expect(seen.find((p) => p.phase === 'repack')!.total).toBe(r.bytesBefore);
+    expect(seen.find((p) => p.phase === 'delete')!.total).toBe(r.bytesDeleted);
+  });
 
   it('stops when aborted before its plan, having changed nothing and left no temporary file', async () => {
     const { kept, tree } = await forgottenOne();
