@@ -26,7 +26,7 @@
  * without waiting for it, so the device writes back while the caller goes on instead
  * of all at once in `finish`. Direct writes are not synced behind: their data is
  * already on its way to the device, and each sync only adds a cache flush the writes
- * queue behind (a 1 GiB restore here took 3.8-5.1 s with them, 2.8-5.0 s without,
+ * queue behind (a 1 GiB restore here took 4.9-5.5 s with them, 4.2-5.2 s without,
  * 5 of 6 interleaved pairs faster).
  */
 import { alignDown, alignUp } from './aligned-buffer.js';

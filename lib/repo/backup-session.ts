@@ -11,7 +11,7 @@ import type { ChainEntry, Entry, Manifest } from '../format/manifest.js';
 import { MAX_ENTRIES, ZERO_HASH } from '../format/repo-limits.js';
 import type { FileSystem } from '../io/file-system.js';
 import type { ChunkIndex } from './chunk-index.js';
-import { PackWriter, sha256 } from './pack-writer.js';
+import { PackWriter } from './pack-writer.js';
 import type { Repository } from './repository.js';
 
 export interface BackupWarning {
@@ -136,11 +136,6 @@ export class BackupSession {
       throw new DeltaDiskError('LIMIT_EXCEEDED', `a backup holds at most ${MAX_ENTRIES} entries; back up fewer paths at a time`);
     }
     this.entries.push(e);
-  }
-
-  /** Stores a non-zero chunk (unless the repository has it) and returns its hash. */
-  storeChunk(data: Buffer): Promise<Buffer> {
-    return this.#store(data, sha256(data));
   }
 
   /**

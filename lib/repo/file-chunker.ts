@@ -50,15 +50,17 @@ export async function chunkFile(s: BackupSession, handle: FileHandle, abs: strin
     return builder.finish();
   }
   const cdc = new FastCdc(s.repo.config.chunker);
-  const reader = readAhead(handle, { pieceSize: 4 * MiB, depth: 3, expectedSize });
-  for await (const buf of guarded(reader)) {
-    const chunks = cdc.push(buf);
+  const store = async (chunks: readonly Buffer[]): Promise<void> => {
     const hashes = await s.storeChunks(chunks);
     for (let k = 0; k < chunks.length; k++) await builder.push(hashes[k]!, chunks[k]!.length);
+  };
+  const reader = readAhead(handle, { pieceSize: 4 * MiB, depth: 3, expectedSize });
+  for await (const buf of guarded(reader)) {
+    await store(cdc.push(buf));
     s.progress(abs, buf.length, buf.length);
     reader.recycle(buf);
   }
   const last = cdc.finish();
-  if (last !== undefined) await builder.push(await s.storeChunk(last), last.length);
+  if (last !== undefined) await store([last]);
   return builder.finish();
 }

@@ -196,9 +196,9 @@ export async function prune(repo: Repository, options: PruneOptions = {}): Promi
     let looked = 0;
     for (let p = 0; p < existing; p++) {
       checkpoint();
-      if (p > 0) looked += sizes.get(index.packName(p - 1)) ?? 0;
-      options.onProgress?.({ phase: 'repack', done: looked, total: allBytes });
       const name = index.packName(p);
+      options.onProgress?.({ phase: 'repack', done: looked, total: allBytes });
+      looked += sizes.get(name) ?? 0;
       const { first, count } = index.packEntries(p);
       let total = 0;
       let inUse = 0;
